@@ -1,1 +1,35 @@
-//! placeholder
+//! The HTTP API: one module per resource, JSON in and out, JWT authentication, one permission table
+//! (`bonsai_domain::permissions`), one error shape, OpenAPI generated from the handlers' own types.
+
+pub mod auth;
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+mod state;
+
+pub use auth::{RateLimitSettings, TokenSettings};
+pub use error::{ApiError, ErrorBody};
+pub use state::AppState;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API. Every request gets an `x-request-id` (kept if the client sent one), which is on
+/// every log line of the request and becomes the correlation id of the events it causes.
+pub fn router(state: AppState) -> Router {
+    routes::router()
+        .merge(openapi::router())
+        .fallback(routes::not_found)
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

@@ -1,1 +1,12 @@
-//! placeholder
+//! The write side: the CQRS framework over the PostgreSQL event store, command metadata, bounded
+//! retries of optimistic-concurrency conflicts, and the real implementations of the domain's services.
+
+mod bus;
+mod error;
+mod metadata;
+mod passwords;
+
+pub use bus::CommandBus;
+pub use error::CommandError;
+pub use metadata::CommandMetadata;
+pub use passwords::Argon2Passwords;

@@ -1,1 +1,19 @@
-//! placeholder
+//! The read side: the ordered event log (as the relay, projections and audit read it), the projection
+//! framework (idempotent apply with a checkpoint in the same transaction, rebuild by replay) and the
+//! view tables with their queries.
+
+mod checkpoint;
+mod error;
+pub mod log;
+mod projection;
+pub mod users;
+
+pub use checkpoint::Cursor;
+pub use error::ProjectionError;
+pub use log::StoredEvent;
+pub use projection::{apply_event, rebuild, Applied, Projection};
+
+/// Every projection of the platform, by name (for `bonsai replay` and the consumers).
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![std::sync::Arc::new(users::UsersProjection)]
+}

@@ -1,1 +1,92 @@
-fn main() {}
+//! `bonsai`: the platform in one binary.
+
+use anyhow::Context;
+use bonsai_server::{db, replay, telemetry, Application, Settings};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "bonsai", version, about = "Train, version and serve your own small language models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: API, relay, projections and workers.
+    Serve {
+        /// Listen address (overrides BONSAI_HTTP_ADDR).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Create the database if needed and apply migrations.
+    Migrate,
+    /// Rebuild read models from the event store.
+    Replay {
+        /// One projection, e.g. `users`.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        projection: Option<String>,
+        /// Every projection.
+        #[arg(long)]
+        all: bool,
+    },
+    #[command(flatten)]
+    Ml(bonsai_ml::cli::MlCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = Settings::load().context("loading settings")?;
+    telemetry::init(&settings.log_format);
+    let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
+    match cli.command {
+        Command::Serve { addr } => {
+            if let Some(addr) = addr {
+                settings.http_addr = addr;
+            }
+            runtime()?.block_on(serve(settings))
+        }
+        Command::Migrate => runtime()?.block_on(async {
+            db::connect_and_migrate(&settings.database_url, 2).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }),
+        Command::Replay { projection, all: _ } => runtime()?.block_on(async {
+            let pool = db::connect_and_migrate(&settings.database_url, 4).await?;
+            for (name, n) in replay::replay(&pool, projection.as_deref()).await? {
+                println!("rebuilt {name}: {n} events replayed");
+            }
+            Ok(())
+        }),
+        // CPU-bound ML commands run on the main thread, outside any async runtime.
+        Command::Ml(command) => bonsai_ml::cli::run(command),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(&settings).await?;
+    tracing::info!(addr = %app.local_addr(), "bonsai is listening");
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        signal.cancel();
+    });
+    app.run_until_stopped(shutdown).await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

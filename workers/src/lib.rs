@@ -1,1 +1,10 @@
-//! placeholder
+//! Everything that runs behind the bus: the relay (events table -> JetStream) and the durable
+//! consumers that feed the projections (and, as the platform grows, the training and serving workers).
+
+mod bus;
+mod consumer;
+mod relay;
+
+pub use bus::{stream_name, EventBus};
+pub use consumer::{ProjectionConsumer, Processed};
+pub use relay::{Relay, RelayError};

@@ -1,0 +1,62 @@
+use crate::{ApiError, AppState};
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts};
+use bonsai_domain::{Permission, Role};
+use bonsai_projections::users;
+use uuid::Uuid;
+
+/// An authenticated, active user. Its role comes from the users view, not the token, so a role
+/// change or a deactivation takes effect on the next request, not at token expiry.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub session_id: Uuid,
+}
+
+impl AuthUser {
+    /// 403 unless the user's role holds `permission` (the one table: `Role::can`).
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.role.can(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("the {} role may not do this", self.role)))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthenticated("missing_token", "an Authorization: Bearer token is required"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthenticated("invalid_token", "the Authorization header is not 'Bearer <token>'"))?;
+        let claims = state.tokens.verify_access(token.trim()).map_err(|e| {
+            let code = match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token_expired",
+                _ => "invalid_token",
+            };
+            ApiError::unauthenticated(code, format!("the access token is not valid: {e}"))
+        })?;
+        let row = users::find(&state.pool, claims.sub)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token's user does not exist"))?;
+        if !row.is_active {
+            return Err(ApiError::unauthenticated("account_disabled", "this account is deactivated"));
+        }
+        state
+            .limits
+            .request(row.id)
+            .map_err(|retry| ApiError::TooManyRequests { retry_after_secs: retry.as_secs().max(1) })?;
+        let role = row.role.parse().map_err(ApiError::Internal)?;
+        Ok(AuthUser { id: row.id, username: row.username, role, session_id: claims.sid })
+    }
+}

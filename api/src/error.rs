@@ -1,0 +1,169 @@
+//! One error type for the whole API, one JSON shape: `{"error": {"code", "message", "details"?}}`.
+//! 4xx bodies say what was wrong; 5xx bodies are opaque and the cause is logged.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bonsai_commands::CommandError;
+use bonsai_domain::user::UserError;
+use bonsai_domain::values::InvalidValue;
+use bonsai_projections::ProjectionError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{code}: {message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{code}: {message}")]
+    Unauthenticated { code: &'static str, message: String },
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{code}: {message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("{code}: {message}")]
+    Unprocessable { code: &'static str, message: String, details: Option<serde_json::Value> },
+    #[error("too many requests, retry in {retry_after_secs}s")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// The cause is logged, not returned: a 500 body must not leak internals.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The error body of every non-2xx response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_credentials`, `username_taken`, `validation_failed`, ...
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthenticated { code, message: message.into() }
+    }
+
+    pub fn invalid(value: InvalidValue) -> Self {
+        Self::Unprocessable {
+            code: "validation_failed",
+            message: value.to_string(),
+            details: Some(serde_json::json!({ "field": value.field, "reason": value.reason })),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details): (StatusCode, &str, String, _) = match &self {
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone(), None),
+            ApiError::Unauthenticated { code, message } => (StatusCode::UNAUTHORIZED, code, message.clone(), None),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), None),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
+            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone(), None),
+            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m.clone(), None),
+            ApiError::Unprocessable { code, message, details } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone(), details.clone())
+            }
+            ApiError::TooManyRequests { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {retry_after_secs} s"),
+                None,
+            ),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "service unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is unavailable".to_owned(), None)
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error".to_owned(), None)
+            }
+        };
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details } };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+        }
+        response
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::User(e) => e.into(),
+            CommandError::Conflict { .. } => ApiError::Conflict {
+                code: "concurrent_modification",
+                message: "the resource was modified concurrently; try again".into(),
+            },
+            CommandError::Store(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> Self {
+        let message = error.to_string();
+        match error {
+            UserError::AlreadyExists => ApiError::Conflict { code: "username_taken", message },
+            UserError::NotFound => ApiError::NotFound(message),
+            UserError::InvalidCredentials => ApiError::unauthenticated("invalid_credentials", message),
+            UserError::Inactive => ApiError::Forbidden(message),
+            UserError::WrongPassword => ApiError::Unprocessable { code: "wrong_password", message, details: None },
+            UserError::SessionInvalid => ApiError::unauthenticated("invalid_refresh_token", message),
+            UserError::RefreshTokenReused => ApiError::unauthenticated("refresh_token_reused", message),
+            UserError::SelfLockout => ApiError::Unprocessable { code: "self_lockout", message, details: None },
+            UserError::Hashing(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(error: ProjectionError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonDataError(_) => ApiError::Unprocessable { code: "invalid_body", message, details: None },
+            JsonRejection::JsonSyntaxError(_) => ApiError::BadRequest { code: "malformed_json", message },
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(message),
+            JsonRejection::BytesRejection(_) => ApiError::BadRequest { code: "unreadable_body", message },
+            _ => ApiError::BadRequest { code: "bad_request", message },
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest { code: "invalid_query", message: rejection.body_text() }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest { code: "invalid_path", message: rejection.body_text() }
+    }
+}

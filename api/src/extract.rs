@@ -1,0 +1,50 @@
+//! Extractors whose rejections speak the API's error shape instead of axum's plain text.
+
+use crate::ApiError;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use std::net::SocketAddr;
+
+/// JSON body; malformed JSON is 400, a body of the wrong shape (unknown or missing fields) 422.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+/// Query string; a bad one is 400 `invalid_query`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+/// Path parameters; a bad one is 400 `invalid_path`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+/// The peer address, for per-address login throttling ("unknown" when served without connect info).
+pub(crate) struct ClientIp(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
+        Ok(Self(ip))
+    }
+}
+
+/// The request id (set by the request-id layer), used as the correlation id of commands.
+pub(crate) struct Correlation(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Correlation {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        Ok(Self(id))
+    }
+}

@@ -1,0 +1,41 @@
+//! The OpenAPI document, generated from the handlers' own annotations and types, and Swagger UI.
+
+use crate::routes::*;
+use crate::AppState;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Bonsai", description = "Train, version and serve your own small language models."),
+    paths(
+        healthz, readyz, login, refresh, logout, get_profile, update_profile, change_password, list_users,
+        create_user, get_user, patch_user, events, history
+    ),
+    components(schemas(
+        crate::ErrorBody, crate::error::ErrorDetail, LoginRequest, RefreshRequest, LogoutRequest, TokenResponse,
+        UserDto, UserPage, UpdateProfileRequest, ChangePasswordRequest, CreateUserRequest, PatchUserRequest,
+        AuditEventDto, AuditPage
+    )),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "users"), (name = "audit"), (name = "health"))
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
+}

@@ -1,0 +1,271 @@
+use crate::auth::AuthUser;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Correlation};
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use bonsai_commands::CommandMetadata;
+use bonsai_domain::user::{user_id_for, UserCommand};
+use bonsai_domain::values::{DisplayName, Email, Password, Username};
+use bonsai_domain::{Permission, Role};
+use bonsai_projections::users::{self, UserRow};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// A user as the API shows it. There is no password hash here, nor anywhere else in the API.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserDto {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    #[schema(value_type = String, example = "trainer")]
+    pub role: Role,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for UserDto {
+    type Error = ApiError;
+    fn try_from(r: UserRow) -> Result<Self, ApiError> {
+        Ok(UserDto {
+            id: r.id,
+            username: r.username,
+            email: r.email,
+            display_name: r.display_name,
+            role: r.role.parse().map_err(ApiError::Internal)?,
+            is_active: r.is_active,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateProfileRequest {
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateUserRequest {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    #[schema(value_type = String, example = "user")]
+    pub role: Role,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchUserRequest {
+    #[schema(value_type = Option<String>, example = "trainer")]
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// 1-based page number (default 1).
+    pub page: Option<i64>,
+    /// 1 to 100 (default 20).
+    pub page_size: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserPage {
+    pub items: Vec<UserDto>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+fn parsed<T>(r: Result<T, bonsai_domain::values::InvalidValue>) -> Result<T, ApiError> {
+    r.map_err(ApiError::invalid)
+}
+
+async fn ensure_email_free(state: &AppState, email: &Email, except: Option<Uuid>) -> Result<(), ApiError> {
+    if users::email_taken(&state.pool, email.as_str(), except).await? {
+        return Err(ApiError::Conflict { code: "email_taken", message: "another user has this e-mail address".into() });
+    }
+    Ok(())
+}
+
+async fn view_of(state: &AppState, id: Uuid) -> Result<UserRow, ApiError> {
+    users::find(&state.pool, id).await?.ok_or_else(|| ApiError::NotFound("no such user".into()))
+}
+
+/// The signed-in user's profile.
+#[utoipa::path(get, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserDto), (status = 401, body = crate::ErrorBody)))]
+pub(crate) async fn get_profile(State(state): State<AppState>, user: AuthUser) -> Result<Json<UserDto>, ApiError> {
+    user.require(Permission::ReadOwnProfile)?;
+    Ok(Json(view_of(&state, user.id).await?.try_into()?))
+}
+
+/// Changes the signed-in user's e-mail and/or display name; answers the profile as changed.
+#[utoipa::path(put, path = "/api/users/profile", tag = "users", security(("bearer" = [])), request_body = UpdateProfileRequest,
+    responses((status = 200, body = UserDto), (status = 409, description = "email_taken", body = crate::ErrorBody),
+    (status = 422, description = "validation_failed", body = crate::ErrorBody)))]
+pub(crate) async fn update_profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiJson(body): ApiJson<UpdateProfileRequest>,
+) -> Result<Json<UserDto>, ApiError> {
+    user.require(Permission::UpdateOwnProfile)?;
+    let email = body.email.as_deref().map(Email::parse).transpose().map_err(ApiError::invalid)?;
+    let display_name = body.display_name.as_deref().map(DisplayName::parse).transpose().map_err(ApiError::invalid)?;
+    if let Some(email) = &email {
+        ensure_email_free(&state, email, Some(user.id)).await?;
+    }
+    let command = UserCommand::UpdateProfile { email: email.clone(), display_name: display_name.clone() };
+    state.commands.user(user.id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
+    // The view catches up within milliseconds; answer with the profile as it now is.
+    let mut dto: UserDto = view_of(&state, user.id).await?.try_into()?;
+    if let Some(email) = email {
+        dto.email = email.into();
+    }
+    if let Some(name) = display_name {
+        dto.display_name = name.into();
+    }
+    dto.updated_at = Utc::now();
+    Ok(Json(dto))
+}
+
+/// Changes the signed-in user's password; every session of the user ends.
+#[utoipa::path(put, path = "/api/users/profile/password", tag = "users", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 204, description = "changed"), (status = 422, description = "wrong_password or validation_failed", body = crate::ErrorBody)))]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    user.require(Permission::UpdateOwnProfile)?;
+    let new = parsed(Password::parse(&body.new_password))?;
+    let current = Password::parse(&body.current_password)
+        .map_err(|_| ApiError::from(bonsai_domain::user::UserError::WrongPassword))?;
+    let command = UserCommand::ChangePassword { current, new };
+    state.commands.user(user.id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// All users, a page at a time (admin).
+#[utoipa::path(get, path = "/api/users", tag = "users", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = UserPage), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<UserPage>, ApiError> {
+    user.require(Permission::ManageUsers)?;
+    let page = query.page.unwrap_or(1);
+    let page_size = query.page_size.unwrap_or(20);
+    if page < 1 || !(1..=100).contains(&page_size) {
+        return Err(ApiError::Unprocessable {
+            code: "validation_failed",
+            message: "page must be >= 1 and page_size between 1 and 100".into(),
+            details: None,
+        });
+    }
+    let (rows, total) = users::list(&state.pool, page, page_size).await?;
+    let items = rows.into_iter().map(UserDto::try_from).collect::<Result<_, _>>()?;
+    Ok(Json(UserPage { items, total, page, page_size }))
+}
+
+/// Creates a user (admin).
+#[utoipa::path(post, path = "/api/users", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
+    responses((status = 201, body = UserDto), (status = 403, body = crate::ErrorBody),
+    (status = 409, description = "username_taken or email_taken", body = crate::ErrorBody),
+    (status = 422, description = "validation_failed", body = crate::ErrorBody)))]
+pub(crate) async fn create_user(
+    State(state): State<AppState>,
+    admin: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiJson(body): ApiJson<CreateUserRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    admin.require(Permission::ManageUsers)?;
+    let username = parsed(Username::parse(&body.username))?;
+    let email = parsed(Email::parse(&body.email))?;
+    let password = parsed(Password::parse(&body.password))?;
+    let display_name = body.display_name.as_deref().map(DisplayName::parse).transpose().map_err(ApiError::invalid)?;
+    ensure_email_free(&state, &email, None).await?;
+    let id = user_id_for(&username);
+    let command = UserCommand::Register {
+        username: username.clone(),
+        email: email.clone(),
+        display_name: display_name.clone(),
+        password,
+        role: body.role,
+    };
+    state.commands.user(id, command, &CommandMetadata::new(Some(admin.id), correlation)).await?;
+    let now = Utc::now();
+    let dto = UserDto {
+        id,
+        username: username.into(),
+        email: email.into(),
+        display_name: display_name.map(String::from).unwrap_or_default(),
+        role: body.role,
+        is_active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/users/{id}"))], Json(dto)))
+}
+
+/// One user (admin).
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = UserDto), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get_user(
+    State(state): State<AppState>,
+    admin: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<UserDto>, ApiError> {
+    admin.require(Permission::ManageUsers)?;
+    Ok(Json(view_of(&state, id).await?.try_into()?))
+}
+
+/// Changes a user's role and/or activation (admin). A deactivated user cannot sign in and their
+/// tokens stop working at once.
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", security(("bearer" = [])), request_body = PatchUserRequest,
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = UserDto), (status = 404, body = crate::ErrorBody),
+    (status = 422, description = "self_lockout", body = crate::ErrorBody)))]
+pub(crate) async fn patch_user(
+    State(state): State<AppState>,
+    admin: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<PatchUserRequest>,
+) -> Result<Json<UserDto>, ApiError> {
+    admin.require(Permission::ManageUsers)?;
+    let mut dto: UserDto = view_of(&state, id).await?.try_into()?;
+    let meta = CommandMetadata::new(Some(admin.id), correlation);
+    if let Some(role) = body.role {
+        state.commands.user(id, UserCommand::ChangeRole { role, by: admin.id }, &meta).await?;
+        dto.role = role;
+    }
+    if let Some(active) = body.is_active {
+        state.commands.user(id, UserCommand::SetActive { active, by: admin.id }, &meta).await?;
+        dto.is_active = active;
+    }
+    dto.updated_at = Utc::now();
+    Ok(Json(dto))
+}

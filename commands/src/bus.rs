@@ -1,0 +1,65 @@
+use crate::{Argon2Passwords, CommandError, CommandMetadata};
+use bonsai_domain::user::{User, UserCommand};
+use cqrs_es::AggregateError;
+use postgres_es::{postgres_snapshot_cqrs, PostgresCqrs};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Events between snapshots of one aggregate: a user who logs in daily has a long history.
+const SNAPSHOT_EVERY: usize = 50;
+
+/// Executes commands against the event store. Cheap to clone.
+#[derive(Clone)]
+pub struct CommandBus {
+    users: Arc<PostgresCqrs<User>>,
+    pool: PgPool,
+    max_attempts: u32,
+}
+
+impl CommandBus {
+    pub fn new(pool: PgPool) -> Self {
+        // No cqrs-es queries are attached: read models are built from NATS by durable consumers
+        // (ARCHITECTURE.md), never in-process after commit.
+        let users = postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, Box::new(Argon2Passwords));
+        Self { users: Arc::new(users), pool, max_attempts: 8 }
+    }
+
+    /// Executes a user command, retrying optimistic-concurrency conflicts a bounded number of times
+    /// (each retry reloads the aggregate and decides again).
+    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err)]
+    pub async fn user(&self, user_id: Uuid, command: UserCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
+        let id = user_id.to_string();
+        for attempt in 1..=self.max_attempts {
+            match self.users.execute_with_metadata(&id, command.clone(), meta.to_map()).await {
+                Ok(()) => return Ok(()),
+                Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
+                    // Jittered back-off so that racing writers stop colliding in lock-step.
+                    let jitter = rand::random::<u64>() % (2 * u64::from(attempt) + 1);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(convert(e, attempt)),
+            }
+        }
+        Err(CommandError::Conflict { attempts: self.max_attempts })
+    }
+
+    /// Whether any user was ever registered (first-start bootstrap).
+    pub async fn any_user_exists(&self) -> Result<bool, CommandError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'User')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))
+    }
+}
+
+fn convert<E: std::error::Error + Into<CommandError>>(error: AggregateError<E>, attempts: u32) -> CommandError {
+    match error {
+        AggregateError::UserError(e) => e.into(),
+        AggregateError::AggregateConflict => CommandError::Conflict { attempts },
+        AggregateError::DatabaseConnectionError(e) => CommandError::Store(e.to_string()),
+        AggregateError::DeserializationError(e) => CommandError::Store(format!("deserialisation: {e}")),
+        AggregateError::UnexpectedError(e) => CommandError::Store(e.to_string()),
+    }
+}

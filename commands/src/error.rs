@@ -1,0 +1,15 @@
+use bonsai_domain::user::UserError;
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The aggregate refused the command (a business rule).
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// Other writers kept winning the race for this aggregate; the caller may try again.
+    #[error("the aggregate was changed concurrently {attempts} times in a row")]
+    Conflict { attempts: u32 },
+    /// The event store failed (connection, serialisation): not the caller's fault.
+    #[error("event store failure: {0}")]
+    Store(String),
+}

@@ -1,0 +1,83 @@
+//! Events of the User aggregate. Payloads are versioned (`event_version`); a change of shape bumps the
+//! version and adds an upcaster (see `commands::upcast`). The JSON of each is documented in
+//! docs/events.md for NATS integrators.
+
+use crate::values::{Email, Username};
+use crate::Role;
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserEvent {
+    UserRegistered {
+        user_id: Uuid,
+        username: Username,
+        email: Email,
+        display_name: String,
+        role: Role,
+        /// argon2id PHC string; redacted whenever a payload leaves the store.
+        password_hash: String,
+    },
+    /// Only the fields that changed are present.
+    ProfileUpdated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<Email>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
+    },
+    PasswordChanged {
+        password_hash: String,
+    },
+    RoleChanged {
+        role: Role,
+    },
+    UserDeactivated,
+    UserActivated,
+    SessionStarted {
+        session_id: Uuid,
+        expires_at: DateTime<Utc>,
+    },
+    SessionRefreshed {
+        session_id: Uuid,
+        generation: u32,
+        expires_at: DateTime<Utc>,
+    },
+    SessionEnded {
+        session_id: Uuid,
+        reason: SessionEndReason,
+    },
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    Logout,
+    /// An already rotated refresh token was presented: the whole family is revoked.
+    RefreshTokenReuse,
+    PasswordChanged,
+    Deactivated,
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> String {
+        match self {
+            UserEvent::UserRegistered { .. } => "UserRegistered",
+            UserEvent::ProfileUpdated { .. } => "ProfileUpdated",
+            UserEvent::PasswordChanged { .. } => "PasswordChanged",
+            UserEvent::RoleChanged { .. } => "RoleChanged",
+            UserEvent::UserDeactivated => "UserDeactivated",
+            UserEvent::UserActivated => "UserActivated",
+            UserEvent::SessionStarted { .. } => "SessionStarted",
+            UserEvent::SessionRefreshed { .. } => "SessionRefreshed",
+            UserEvent::SessionEnded { .. } => "SessionEnded",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

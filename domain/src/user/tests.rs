@@ -1,0 +1,249 @@
+//! Given/when/then tests of the User aggregate.
+
+use super::*;
+use crate::values::{DisplayName, Email, Password, Username};
+use chrono::{Duration, TimeZone};
+use cqrs_es::test::TestFramework;
+
+/// A transparent stand-in for argon2: the decisions, not the hash, are under test here.
+struct PlainHasher;
+
+#[async_trait::async_trait]
+impl UserServices for PlainHasher {
+    async fn hash_password(&self, password: &Password) -> Result<String, UserError> {
+        Ok(format!("hashed:{}", password.expose()))
+    }
+    async fn verify_password(&self, password: &Password, hash: &str) -> bool {
+        hash == format!("hashed:{}", password.expose())
+    }
+}
+
+fn framework() -> TestFramework<User> {
+    TestFramework::with(Box::new(PlainHasher))
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn ann() -> Username {
+    Username::parse("ann").unwrap()
+}
+
+fn registered() -> UserEvent {
+    UserEvent::UserRegistered {
+        user_id: user_id_for(&ann()),
+        username: ann(),
+        email: Email::parse("ann@example.com").unwrap(),
+        display_name: "Ann".into(),
+        role: Role::Trainer,
+        password_hash: "hashed:correct horse".into(),
+    }
+}
+
+fn pw(p: &str) -> Password {
+    Password::parse(p).unwrap()
+}
+
+fn session(id: u128) -> UserEvent {
+    UserEvent::SessionStarted { session_id: Uuid::from_u128(id), expires_at: t0() + Duration::days(1) }
+}
+
+#[tokio::test]
+async fn registering_a_new_user_records_the_hash_not_the_password() {
+    framework()
+        .given_no_previous_events()
+        .when_async(UserCommand::Register {
+            username: ann(),
+            email: Email::parse("ann@example.com").unwrap(),
+            display_name: Some(DisplayName::parse("Ann").unwrap()),
+            password: pw("correct horse"),
+            role: Role::Trainer,
+        })
+        .await
+        .then_expect_events(vec![registered()]);
+}
+
+#[tokio::test]
+async fn registering_an_existing_username_is_refused() {
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::Register {
+            username: ann(),
+            email: Email::parse("other@example.com").unwrap(),
+            display_name: None,
+            password: pw("whatever123"),
+            role: Role::User,
+        })
+        .await
+        .then_expect_error(UserError::AlreadyExists);
+}
+
+#[tokio::test]
+async fn a_profile_update_records_only_what_changed() {
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::UpdateProfile {
+            email: Some(Email::parse("ann@example.com").unwrap()),
+            display_name: Some(DisplayName::parse("Ann B.").unwrap()),
+        })
+        .await
+        .then_expect_events(vec![UserEvent::ProfileUpdated { email: None, display_name: Some("Ann B.".into()) }]);
+}
+
+#[tokio::test]
+async fn a_profile_update_of_an_unknown_user_is_not_found() {
+    framework()
+        .given_no_previous_events()
+        .when_async(UserCommand::UpdateProfile { email: None, display_name: None })
+        .await
+        .then_expect_error(UserError::NotFound);
+}
+
+#[tokio::test]
+async fn login_with_the_right_password_starts_a_session() {
+    let expires_at = t0() + Duration::days(1);
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::StartSession {
+            password: pw("correct horse"),
+            session_id: Uuid::from_u128(1),
+            now: t0(),
+            expires_at,
+        })
+        .await
+        .then_expect_events(vec![session(1)]);
+}
+
+#[tokio::test]
+async fn login_with_a_wrong_password_or_unknown_user_is_invalid_credentials() {
+    let login = || UserCommand::StartSession {
+        password: pw("wrong password"),
+        session_id: Uuid::from_u128(1),
+        now: t0(),
+        expires_at: t0(),
+    };
+    framework().given(vec![registered()]).when_async(login()).await.then_expect_error(UserError::InvalidCredentials);
+    framework().given_no_previous_events().when_async(login()).await.then_expect_error(UserError::InvalidCredentials);
+}
+
+#[tokio::test]
+async fn a_deactivated_user_cannot_log_in() {
+    framework()
+        .given(vec![registered(), UserEvent::UserDeactivated])
+        .when_async(UserCommand::StartSession {
+            password: pw("correct horse"),
+            session_id: Uuid::from_u128(1),
+            now: t0(),
+            expires_at: t0() + Duration::days(1),
+        })
+        .await
+        .then_expect_error(UserError::Inactive);
+}
+
+#[tokio::test]
+async fn refreshing_rotates_to_the_next_generation() {
+    let expires_at = t0() + Duration::days(2);
+    framework()
+        .given(vec![registered(), session(1)])
+        .when_async(UserCommand::RefreshSession { session_id: Uuid::from_u128(1), generation: 0, now: t0(), expires_at })
+        .await
+        .then_expect_events(vec![UserEvent::SessionRefreshed { session_id: Uuid::from_u128(1), generation: 1, expires_at }]);
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_detected_as_reuse() {
+    let refreshed = UserEvent::SessionRefreshed {
+        session_id: Uuid::from_u128(1),
+        generation: 1,
+        expires_at: t0() + Duration::days(1),
+    };
+    framework()
+        .given(vec![registered(), session(1), refreshed])
+        .when_async(UserCommand::RefreshSession {
+            session_id: Uuid::from_u128(1),
+            generation: 0,
+            now: t0(),
+            expires_at: t0() + Duration::days(1),
+        })
+        .await
+        .then_expect_error(UserError::RefreshTokenReused);
+}
+
+#[tokio::test]
+async fn an_expired_or_ended_session_cannot_be_refreshed() {
+    let refresh = |now| UserCommand::RefreshSession {
+        session_id: Uuid::from_u128(1),
+        generation: 0,
+        now,
+        expires_at: now + Duration::days(1),
+    };
+    framework()
+        .given(vec![registered(), session(1)])
+        .when_async(refresh(t0() + Duration::days(2)))
+        .await
+        .then_expect_error(UserError::SessionInvalid);
+    let ended = UserEvent::SessionEnded { session_id: Uuid::from_u128(1), reason: SessionEndReason::Logout };
+    framework()
+        .given(vec![registered(), session(1), ended])
+        .when_async(refresh(t0()))
+        .await
+        .then_expect_error(UserError::SessionInvalid);
+}
+
+#[tokio::test]
+async fn changing_the_password_needs_the_current_one_and_ends_every_session() {
+    framework()
+        .given(vec![registered(), session(2), session(1)])
+        .when_async(UserCommand::ChangePassword { current: pw("correct horse"), new: pw("battery staple") })
+        .await
+        .then_expect_events(vec![
+            UserEvent::PasswordChanged { password_hash: "hashed:battery staple".into() },
+            UserEvent::SessionEnded { session_id: Uuid::from_u128(1), reason: SessionEndReason::PasswordChanged },
+            UserEvent::SessionEnded { session_id: Uuid::from_u128(2), reason: SessionEndReason::PasswordChanged },
+        ]);
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::ChangePassword { current: pw("not my password"), new: pw("battery staple") })
+        .await
+        .then_expect_error(UserError::WrongPassword);
+}
+
+#[tokio::test]
+async fn deactivation_ends_sessions_and_an_admin_cannot_lock_themselves_out() {
+    let me = user_id_for(&ann());
+    let admin = Uuid::from_u128(99);
+    framework()
+        .given(vec![registered(), session(1)])
+        .when_async(UserCommand::SetActive { active: false, by: admin })
+        .await
+        .then_expect_events(vec![
+            UserEvent::UserDeactivated,
+            UserEvent::SessionEnded { session_id: Uuid::from_u128(1), reason: SessionEndReason::Deactivated },
+        ]);
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::SetActive { active: false, by: me })
+        .await
+        .then_expect_error(UserError::SelfLockout);
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::ChangeRole { role: Role::User, by: me })
+        .await
+        .then_expect_error(UserError::SelfLockout);
+}
+
+#[tokio::test]
+async fn role_changes_are_recorded_once() {
+    let admin = Uuid::from_u128(99);
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::ChangeRole { role: Role::Admin, by: admin })
+        .await
+        .then_expect_events(vec![UserEvent::RoleChanged { role: Role::Admin }]);
+    framework()
+        .given(vec![registered()])
+        .when_async(UserCommand::ChangeRole { role: Role::Trainer, by: admin })
+        .await
+        .then_expect_events(vec![]);
+}

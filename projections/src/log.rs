@@ -1,0 +1,122 @@
+//! The event log in commit order, as every reader outside the write side sees it.
+
+use crate::{Cursor, ProjectionError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgExecutor;
+
+/// One committed event with its position. This is also the JSON envelope published on NATS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub tx_id: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub fn cursor(&self) -> Cursor {
+        Cursor { tx_id: self.tx_id, position: self.position }
+    }
+
+    /// The payload with secrets replaced, for anything that leaves the store.
+    pub fn redacted(mut self) -> Self {
+        bonsai_domain::audit::redact(&mut self.payload);
+        self
+    }
+
+    /// The NATS subject of this event under `prefix`.
+    pub fn subject(&self, prefix: &str) -> String {
+        format!("{prefix}.events.{}.{}", self.aggregate_type, self.aggregate_id)
+    }
+
+    /// The de-duplication id: the same event always gets the same one.
+    pub fn message_id(&self) -> String {
+        format!("{}/{}/{}", self.aggregate_type, self.aggregate_id, self.sequence)
+    }
+}
+
+const COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload, metadata, recorded_at";
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    global_position: i64,
+    tx_id: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl From<Row> for StoredEvent {
+    fn from(r: Row) -> Self {
+        StoredEvent {
+            position: r.global_position,
+            tx_id: r.tx_id,
+            aggregate_type: r.aggregate_type,
+            aggregate_id: r.aggregate_id,
+            sequence: r.sequence,
+            event_type: r.event_type,
+            event_version: r.event_version,
+            payload: r.payload,
+            metadata: r.metadata,
+            recorded_at: r.recorded_at,
+        }
+    }
+}
+
+/// Up to `limit` events after `after` in commit order, only from transactions older than every one
+/// still running (`tx_id < xmin`): an event of a slow transaction is never skipped, it is waited for.
+pub async fn read_committed_after<'e>(
+    db: impl PgExecutor<'e>,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, ProjectionError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events \
+         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY tx_id, global_position LIMIT $3"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(StoredEvent::from).collect())
+}
+
+/// The cursor of the event at `position`, for "events after position N" pages.
+pub async fn cursor_of<'e>(db: impl PgExecutor<'e>, position: i64) -> Result<Option<Cursor>, ProjectionError> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT tx_id::text::bigint FROM events WHERE global_position = $1")
+        .bind(position)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|(tx_id,)| Cursor { tx_id, position }))
+}
+
+/// One aggregate's whole history, in sequence order.
+pub async fn aggregate_history<'e>(
+    db: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<StoredEvent>, ProjectionError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(db).await?;
+    Ok(rows.into_iter().map(StoredEvent::from).collect())
+}

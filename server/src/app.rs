@@ -1,0 +1,132 @@
+//! The application: everything `bonsai serve` runs in one process (API, relay, projection consumers),
+//! built from settings, bound before it runs (so tests can bind port 0 and read the port), and stopped
+//! by one shared shutdown token.
+
+use crate::db;
+use crate::settings::Settings;
+use anyhow::Context;
+use bonsai_api::{AppState, RateLimitSettings, TokenSettings};
+use bonsai_commands::{CommandBus, CommandMetadata};
+use bonsai_domain::user::{user_id_for, UserCommand, UserError};
+use bonsai_domain::values::{Email, Password, Username};
+use bonsai_domain::Role;
+use bonsai_workers::{EventBus, ProjectionConsumer, Relay};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    listener: TcpListener,
+    pub pool: PgPool,
+    pub bus: EventBus,
+    pub commands: CommandBus,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = db::connect_and_migrate(&settings.database_url, settings.database_max_connections).await?;
+        let nats = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(&settings.nats_url)
+            .await
+            .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
+        let bus = EventBus::new(nats.clone(), settings.nats_prefix.clone());
+        let commands = CommandBus::new(pool.clone());
+        bootstrap_admin(&commands, settings).await?;
+        let secret = if settings.jwt_secret.is_empty() {
+            tracing::warn!("BONSAI_JWT_SECRET is not set: using a random secret, tokens will not survive a restart");
+            format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
+        } else {
+            settings.jwt_secret.expose().to_owned()
+        };
+        let tokens = TokenSettings {
+            secret,
+            access_ttl: chrono::Duration::seconds(settings.access_token_ttl_secs),
+            refresh_ttl: chrono::Duration::seconds(settings.refresh_token_ttl_secs),
+        };
+        let r = &settings.rate_limit;
+        let limits = RateLimitSettings {
+            login_slowdown_after: r.login_slowdown_after,
+            login_lockout_after: r.login_lockout_after,
+            login_lockout_after_per_address: r.login_lockout_after_per_address,
+            login_lockout: Duration::from_secs(r.login_lockout_secs),
+            requests_per_second: r.requests_per_second,
+            burst: r.burst,
+            ..RateLimitSettings::default()
+        };
+        let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits);
+        let listener = TcpListener::bind(&settings.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        Ok(Self { listener, pool, bus, commands, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Runs every task until `shutdown` fires or one of them fails; then stops the rest at a safe
+    /// point and reports how each ended.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
+        let router = bonsai_api::router(self.state.clone());
+        let stop = shutdown.clone();
+        let listener = self.listener;
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .context("http server");
+            ("http".to_owned(), served)
+        });
+        let relay = Relay::new(self.pool.clone(), self.bus.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move { ("relay".to_owned(), relay.run(stop).await) });
+        for projection in bonsai_projections::all() {
+            let name = format!("projection:{}", projection.name());
+            let consumer = ProjectionConsumer::new(self.pool.clone(), self.bus.clone(), projection);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { (name, consumer.run(stop).await) });
+        }
+        let mut failed = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((name, Ok(()))) => tracing::info!(task = %name, "task stopped"),
+                Ok((name, Err(error))) => {
+                    tracing::error!(task = %name, error = format!("{error:#}"), "task failed; shutting down");
+                    failed.get_or_insert(error.context(name));
+                    shutdown.cancel();
+                }
+                Err(join_error) => {
+                    tracing::error!(%join_error, "task panicked; shutting down");
+                    failed.get_or_insert(anyhow::anyhow!("a task panicked: {join_error}"));
+                    shutdown.cancel();
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// First start: with `BONSAI_ADMIN_PASSWORD` set and no user ever registered, registers the admin
+/// through the normal command path.
+async fn bootstrap_admin(commands: &CommandBus, settings: &Settings) -> anyhow::Result<()> {
+    if settings.admin_password.is_empty() || commands.any_user_exists().await? {
+        return Ok(());
+    }
+    let username = Username::parse(&settings.admin_username).context("BONSAI_ADMIN_USERNAME")?;
+    let password = Password::parse(settings.admin_password.expose()).context("BONSAI_ADMIN_PASSWORD")?;
+    let email = Email::parse(&format!("{}@bonsai.local", username.as_str())).context("admin e-mail")?;
+    let id = user_id_for(&username);
+    let command = UserCommand::Register { username, email, display_name: None, password, role: Role::Admin };
+    match commands.user(id, command, &CommandMetadata::system("bootstrap")).await {
+        Ok(()) => tracing::info!(user = %settings.admin_username, "created the first admin"),
+        Err(bonsai_commands::CommandError::User(UserError::AlreadyExists)) => {}
+        Err(e) => return Err(e).context("creating the first admin"),
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The `bonsai` binary's library: settings, telemetry, database bootstrap, and the application that
+//! runs API, relay and projections together. `main.rs` only parses the command line.
+
+pub mod app;
+pub mod db;
+pub mod replay;
+pub mod settings;
+pub mod telemetry;
+
+pub use app::Application;
+pub use settings::Settings;

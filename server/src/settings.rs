@@ -1,0 +1,132 @@
+//! Configuration in layers: built-in defaults, then an optional TOML file (`BONSAI_CONFIG`, default
+//! `bonsai.toml` if present), then `BONSAI__SECTION__KEY` environment overrides, then the well-known
+//! variables (`DATABASE_URL`, `NATS_URL`, `BONSAI_HTTP_ADDR`, ...), then command-line flags.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// A secret: never printed, never logged.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "Secret(<unset>)" } else { "Secret([redacted])" })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub nats_url: String,
+    /// Subject prefix and stream name root: `<prefix>.events.<aggregate_type>.<id>`.
+    pub nats_prefix: String,
+    pub http_addr: String,
+    /// HS256 secret. Unset: a random one per process (tokens do not survive a restart) and a warning.
+    pub jwt_secret: Secret,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub data_dir: PathBuf,
+    pub admin_username: String,
+    pub admin_password: Secret,
+    /// `text` or `json`.
+    pub log_format: String,
+    pub rate_limit: RateLimit,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub login_slowdown_after: u32,
+    pub login_lockout_after: u32,
+    pub login_lockout_after_per_address: u32,
+    pub login_lockout_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/bonsai".into(),
+            database_max_connections: 20,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_prefix: "bonsai".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            jwt_secret: Secret::default(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            data_dir: PathBuf::from("data"),
+            admin_username: "admin".into(),
+            admin_password: Secret::default(),
+            log_format: "text".into(),
+            rate_limit: RateLimit {
+                requests_per_second: 50,
+                burst: 100,
+                login_slowdown_after: 3,
+                login_lockout_after: 8,
+                login_lockout_after_per_address: 30,
+                login_lockout_secs: 300,
+            },
+        }
+    }
+}
+
+/// Well-known variables and the setting each one sets.
+const WELL_KNOWN: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database_url"),
+    ("NATS_URL", "nats_url"),
+    ("BONSAI_NATS_PREFIX", "nats_prefix"),
+    ("BONSAI_HTTP_ADDR", "http_addr"),
+    ("BONSAI_JWT_SECRET", "jwt_secret"),
+    ("BONSAI_DATA_DIR", "data_dir"),
+    ("BONSAI_ADMIN_USERNAME", "admin_username"),
+    ("BONSAI_ADMIN_PASSWORD", "admin_password"),
+    ("BONSAI_LOG_FORMAT", "log_format"),
+];
+
+impl Settings {
+    pub fn load() -> Result<Self, figment::Error> {
+        let file = std::env::var("BONSAI_CONFIG").unwrap_or_else(|_| "bonsai.toml".into());
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("BONSAI__").split("__").lowercase(true));
+        for (var, key) in WELL_KNOWN {
+            if let Ok(value) = std::env::var(var) {
+                figment = figment.merge((*key, value));
+            }
+        }
+        figment.extract()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings { jwt_secret: Secret::new("hunter2"), ..Settings::default() };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("[redacted]"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Spawns the real application (HTTP on port 0, a fresh PostgreSQL database, a NATS subject prefix of
+//! its own) and drives it over HTTP.
+
+use bonsai_server::{Application, Settings};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::future::Future;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+pub const SECRET: &str = "test-secret-that-is-long-enough";
+
+pub fn base_url() -> String {
+    std::env::var("TEST_DATABASE_BASE").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub client: Client,
+    pub pool: PgPool,
+    pub settings: Settings,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn test_settings() -> Settings {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut s = Settings::default();
+    s.database_url = format!("{}/bonsai_test_{}", base_url(), &id[..16]);
+    s.database_max_connections = 10;
+    s.nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    s.nats_prefix = format!("test{}", &id[..12]);
+    s.http_addr = "127.0.0.1:0".into();
+    s.jwt_secret = bonsai_server::settings::Secret::new(SECRET);
+    s.admin_username = ADMIN.into();
+    s.admin_password = bonsai_server::settings::Secret::new(ADMIN_PASSWORD);
+    s.rate_limit.requests_per_second = 0;
+    s
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_settings()).await
+    }
+
+    pub async fn spawn_with(settings: Settings) -> Self {
+        bonsai_server::telemetry::init("text");
+        let app = Application::build(&settings).await.expect("application builds");
+        let addr = format!("http://{}", app.local_addr());
+        let pool = app.pool.clone();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        Self { addr, client, pool, settings, shutdown, handle: Some(handle) }
+    }
+
+    /// Stops every task and returns how the application ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.handle.take().unwrap().await.expect("the application task does not panic")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.addr, path)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        let mut req = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request is sent")
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client.put(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request is sent")
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client.patch(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request is sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request is sent")
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.post("/api/auth/login", None, json!({"username": username, "password": password})).await
+    }
+
+    /// Logs in and returns the token response, panicking on anything but 200.
+    pub async fn tokens(&self, username: &str, password: &str) -> Value {
+        let response = self.login(username, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {username}");
+        response.json().await.unwrap()
+    }
+
+    /// The bootstrap admin's access token, once the users view knows the admin.
+    pub async fn admin_token(&self) -> String {
+        let token = self.tokens(ADMIN, ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_owned();
+        eventually(|| async { self.get("/api/users/profile", Some(&token)).await.status() == StatusCode::OK }).await;
+        token
+    }
+
+    /// Creates a user through the API and waits until its profile is readable (the view caught up).
+    pub async fn create_user(&self, admin: &str, username: &str, role: &str) -> (String, String) {
+        let password = format!("{username}-password");
+        let response = self
+            .post(
+                "/api/users",
+                Some(admin),
+                json!({"username": username, "email": format!("{username}@example.com"), "password": password, "role": role}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        let token = self.tokens(username, &password).await["access_token"].as_str().unwrap().to_owned();
+        eventually(|| async { self.get("/api/users/profile", Some(&token)).await.status() == StatusCode::OK }).await;
+        (id, token)
+    }
+}
+
+/// Polls `check` until it is true, failing after 20 seconds.
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within 20 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub async fn error_code(response: Response) -> String {
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    body["error"]["code"].as_str().expect("error.code is present").to_owned()
+}

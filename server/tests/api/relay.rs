@@ -1,0 +1,146 @@
+use crate::helpers::*;
+use bonsai_workers::stream_name;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// A private NATS server, so that this test can take it down without touching anyone else's.
+struct PrivateNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut nats = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
+        nats.up();
+        nats
+    }
+
+    fn binary() -> String {
+        ["/usr/sbin/nats-server", "/usr/local/bin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nats-server")
+            .to_owned()
+    }
+
+    fn up(&mut self) {
+        let child = Command::new(Self::binary())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.dir.path())
+            .spawn()
+            .expect("nats-server is installed");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+async fn stream_messages(nats_url: &str, prefix: &str) -> u64 {
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(stream_name(prefix)).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+async fn event_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn events_committed_while_nats_is_down_arrive_once_it_returns() {
+    let mut nats = PrivateNats::start();
+    let mut settings = test_settings();
+    settings.nats_url = nats.url();
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    let (id, token) = app.create_user(&admin, "olga", "user").await;
+
+    nats.down();
+    for i in 0..5 {
+        let response = app.put("/api/users/profile", &token, json!({"display_name": format!("while down {i}")})).await;
+        assert_eq!(response.status(), StatusCode::OK, "commands do not need NATS");
+    }
+    nats.up();
+
+    eventually(|| async {
+        let u: Value = app.get(&format!("/api/users/{id}"), Some(&admin)).await.json().await.unwrap();
+        u["display_name"] == "while down 4"
+    })
+    .await;
+    // Every event is in the stream exactly once, however often the relay retried.
+    let expected = event_count(&app).await as u64;
+    eventually(|| async { stream_messages(&nats.url(), &app.settings.nats_prefix).await == expected }).await;
+    let version: i64 = sqlx::query_scalar("SELECT version FROM users_view WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let last: i64 = sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_id = $1")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(version, last);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_long_open_transaction_does_not_make_the_relay_skip_its_events() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+
+    // A slow writer takes a global position first and commits last.
+    let slow_id = uuid::Uuid::new_v4();
+    let mut slow = app.pool.begin().await.unwrap();
+    let payload = json!({"UserRegistered": {
+        "user_id": slow_id, "username": "slowpoke", "email": "slow@example.com", "display_name": "",
+        "role": "user", "password_hash": "x"}});
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('User', $1, 1, 'UserRegistered', '1', $2, '{}')",
+    )
+    .bind(slow_id.to_string())
+    .bind(&payload)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+
+    // A later command commits first.
+    let quick = app
+        .post("/api/users", Some(&admin), json!({"username": "quick", "email": "quick@example.com", "password": "quick-password", "role": "user"}))
+        .await;
+    assert_eq!(quick.status(), StatusCode::CREATED);
+    slow.commit().await.unwrap();
+
+    eventually(|| async {
+        let page: Value = app.get("/api/users?page_size=100", Some(&admin)).await.json().await.unwrap();
+        let names: Vec<&str> = page["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+        names.contains(&"slowpoke") && names.contains(&"quick")
+    })
+    .await;
+}

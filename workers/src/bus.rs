@@ -1,0 +1,38 @@
+use async_nats::jetstream::{self, stream};
+use std::time::Duration;
+
+/// The JetStream stream that carries the events of the instance whose subjects start with `prefix`.
+pub fn stream_name(prefix: &str) -> String {
+    let clean: String = prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    format!("{clean}_EVENTS")
+}
+
+/// The NATS side of the platform: a JetStream context and the configured subject prefix.
+#[derive(Clone)]
+pub struct EventBus {
+    pub js: jetstream::Context,
+    pub prefix: String,
+}
+
+impl EventBus {
+    pub fn new(client: async_nats::Client, prefix: impl Into<String>) -> Self {
+        Self { js: jetstream::new(client), prefix: prefix.into() }
+    }
+
+    pub fn stream_name(&self) -> String {
+        stream_name(&self.prefix)
+    }
+
+    /// Creates the events stream if it does not exist. Publishes are de-duplicated by message id
+    /// within the duplicate window, which covers a relay that crashed between publish and checkpoint.
+    pub async fn ensure_stream(&self) -> Result<stream::Stream, async_nats::Error> {
+        let config = stream::Config {
+            name: self.stream_name(),
+            subjects: vec![format!("{}.events.>", self.prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(300),
+            ..Default::default()
+        };
+        Ok(self.js.get_or_create_stream(config).await?)
+    }
+}

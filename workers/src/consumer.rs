@@ -1,0 +1,119 @@
+//! Durable JetStream pull consumers that feed projections: explicit ack after the view transaction
+//! commits, `nak` with delay on a transient failure, `term` for a message that can never be applied.
+
+use crate::EventBus;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{AckKind, Message};
+use bonsai_projections::{apply_event, Applied, Projection, ProjectionError, StoredEvent};
+use futures::StreamExt;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    Applied,
+    AlreadyApplied,
+    /// Will be redelivered.
+    Retried,
+    /// Poison: will not be redelivered.
+    Terminated,
+}
+
+pub struct ProjectionConsumer {
+    pool: PgPool,
+    bus: EventBus,
+    projection: Arc<dyn Projection>,
+}
+
+impl ProjectionConsumer {
+    pub fn new(pool: PgPool, bus: EventBus, projection: Arc<dyn Projection>) -> Self {
+        Self { pool, bus, projection }
+    }
+
+    fn durable_name(&self) -> String {
+        format!("{}_projection_{}", self.bus.stream_name().to_lowercase(), self.projection.name())
+    }
+
+    async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
+        let stream = self.bus.ensure_stream().await?;
+        let config = pull::Config {
+            durable_name: Some(self.durable_name()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 1024,
+            ..Default::default()
+        };
+        let consumer = stream.get_or_create_consumer(&self.durable_name(), config).await?;
+        Ok(consumer.messages().await?)
+    }
+
+    /// Runs until `shutdown`, reconnecting the message stream after errors.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        while !shutdown.is_cancelled() {
+            let mut messages = match self.consumer().await {
+                Ok(m) => m,
+                Err(error) => {
+                    tracing::warn!(%error, projection = self.projection.name(), "consumer unavailable, retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        self.process(&message).await;
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, projection = self.projection.name(), "message stream error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one message and acknowledges it accordingly. Exposed so tests can drive a consumer
+    /// message by message.
+    #[tracing::instrument(skip_all, fields(projection = self.projection.name()))]
+    pub async fn process(&self, message: &Message) -> Processed {
+        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+            Ok(event) => match apply_event(&self.pool, self.projection.as_ref(), &event).await {
+                Ok(Applied::Applied) => Processed::Applied,
+                Ok(Applied::AlreadyApplied) => Processed::AlreadyApplied,
+                Err(ProjectionError::Undecodable { event_type, version, reason }) => {
+                    tracing::error!(%event_type, %version, %reason, "poison event, terminating");
+                    Processed::Terminated
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "projection failed, will retry");
+                    Processed::Retried
+                }
+            },
+            Err(error) => {
+                tracing::error!(%error, "message is not an event envelope, terminating");
+                Processed::Terminated
+            }
+        };
+        let ack = match outcome {
+            Processed::Applied | Processed::AlreadyApplied => AckKind::Ack,
+            Processed::Retried => AckKind::Nak(Some(Duration::from_secs(1))),
+            Processed::Terminated => AckKind::Term,
+        };
+        if let Err(error) = message.ack_with(ack).await {
+            tracing::warn!(%error, "ack failed; the message will be redelivered and skipped");
+        }
+        outcome
+    }
+}

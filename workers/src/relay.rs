@@ -1,0 +1,135 @@
+//! The relay: publishes committed events to JetStream in commit order, exactly as ARCHITECTURE.md
+//! describes. One leader per database (advisory lock); cursor `(tx_id, global_position)` read below the
+//! snapshot's xmin; `Nats-Msg-Id = <type>/<id>/<sequence>`; every publish ack awaited before the
+//! checkpoint advances. After NATS or the relay itself was down, it simply continues from the checkpoint.
+
+use crate::EventBus;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::HeaderMap;
+use bonsai_projections::{log::read_committed_after, Cursor, ProjectionError};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The advisory-lock key of the relay leader ("bonsai relay").
+const LEADER_LOCK: i64 = 0x626f_6e73_6169_0001;
+const BATCH: i64 = 512;
+/// Polling is the safety net under NOTIFY.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event log: {0}")]
+    Log(#[from] ProjectionError),
+    #[error("publish to NATS: {0}")]
+    Publish(String),
+}
+
+pub struct Relay {
+    pool: PgPool,
+    bus: EventBus,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, bus: EventBus) -> Self {
+        Self { pool, bus }
+    }
+
+    fn checkpoint_name(&self) -> String {
+        self.bus.stream_name()
+    }
+
+    /// Runs until `shutdown`: waits for leadership, then publishes whatever commits. Errors (NATS or
+    /// the database down) are logged and retried with back-off; nothing is skipped.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut leader = self.pool.acquire().await?;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut *leader).await?;
+            if got {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        tracing::info!(stream = %self.bus.stream_name(), "relay is the leader");
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen("bonsai_events").await?;
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.publish_batch().await {
+                Ok(n) if n as i64 == BATCH => continue,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = listener.recv() => {}
+                        _ = tokio::time::sleep(POLL) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay batch failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Leadership ends with the connection; say so explicitly for a clean hand-over.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut *leader).await;
+        Ok(())
+    }
+
+    /// Publishes the next batch of committed events and advances the checkpoint once NATS acked them
+    /// all. Returns how many were published.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let name = self.checkpoint_name();
+        sqlx::query("INSERT INTO relay_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(&name)
+            .execute(&self.pool)
+            .await?;
+        let (tx_id, position): (i64, i64) =
+            sqlx::query_as("SELECT tx_id::text::bigint, position FROM relay_checkpoints WHERE name = $1")
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await?;
+        let events = read_committed_after(&self.pool, Cursor { tx_id, position }, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.cursor()) else {
+            return Ok(0);
+        };
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(events.len());
+        for event in &events {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.message_id().as_str());
+            headers.insert("Bonsai-Position", event.position.to_string().as_str());
+            headers.insert("Bonsai-Event-Type", event.event_type.as_str());
+            let subject = event.subject(&self.bus.prefix);
+            let body = serde_json::to_vec(&event.clone().redacted()).map_err(|e| RelayError::Publish(e.to_string()))?;
+            let ack = self
+                .bus
+                .js
+                .publish_with_headers(subject, headers, body.into())
+                .await
+                .map_err(|e| RelayError::Publish(e.to_string()))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
+        }
+        sqlx::query("UPDATE relay_checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() WHERE name = $1")
+            .bind(&name)
+            .bind(last.tx_id.to_string())
+            .bind(last.position)
+            .execute(&self.pool)
+            .await?;
+        tracing::debug!(published = events.len(), "relay batch");
+        Ok(events.len())
+    }
+}
