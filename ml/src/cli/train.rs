@@ -1,9 +1,153 @@
-//! `bonsai train` (being written).
+//! `bonsai train`: LoRA fine-tuning from the command line, with a progress bar.
+
+use crate::lora::{LoraConfig, Target};
+use crate::train::optim::AdamWConfig;
+use crate::train::{train, Device, Hyper, TrainConfig};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 /// Arguments of `bonsai train`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {}
+pub struct TrainArgs {
+    /// Base model folder (Hugging Face layout).
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Dataset file: question/answer, Alpaca or chat records as JSONL, JSON or CSV.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder (adapter/, checkpoint-<step>/, merged/).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// Comma list of target layers: q,k,v,o,gate,up,down (or q_proj, ...), or `all`.
+    #[arg(long, default_value = "q,v")]
+    pub targets: String,
+    /// Scale adapters by alpha / sqrt(rank) (rsLoRA).
+    #[arg(long)]
+    pub rslora: bool,
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (overrides --epochs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[arg(long, default_value_t = 512)]
+    pub max_seq_len: usize,
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this (0 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Fraction of the data held out for validation.
+    #[arg(long, default_value_t = 0.0)]
+    pub eval_split: f32,
+    /// Evaluate every N steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Early stopping: evaluations without improvement before stopping.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Write a checkpoint every N steps (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Continue from a checkpoint-<step> folder.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Also write the merged model to <out>/merged.
+    #[arg(long)]
+    pub merge: bool,
+    /// cpu or cuda (cuda needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
 
-pub(crate) fn run(_args: TrainArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`bonsai train` is not available in this build yet")
+pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let device = match args.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda,
+        other => anyhow::bail!("unknown device {other:?} (cpu or cuda)"),
+    };
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("configuring worker threads")?;
+    }
+    let targets = Target::parse_list(&args.targets).map_err(anyhow::Error::msg).context("--targets")?;
+    let cfg = TrainConfig {
+        base: args.base,
+        data: args.data,
+        out: args.out.clone(),
+        lora: LoraConfig { rank: args.rank, alpha: args.alpha, dropout: args.dropout, targets, use_rslora: args.rslora },
+        hyper: Hyper {
+            lr: args.lr,
+            epochs: args.epochs,
+            max_steps: args.max_steps,
+            batch_size: args.batch_size,
+            grad_accum: args.grad_accum,
+            warmup_steps: args.warmup_steps,
+            max_grad_norm: args.max_grad_norm,
+            seed: args.seed,
+            adamw: AdamWConfig { weight_decay: args.weight_decay, ..AdamWConfig::default() },
+            eval_every: args.eval_every,
+            patience: args.patience,
+            checkpoint_every: args.checkpoint_every,
+            pad_id: 0,
+        },
+        max_seq_len: args.max_seq_len,
+        eval_split: args.eval_split,
+        resume: args.resume,
+        merge: args.merge,
+        device,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}").context("progress bar template")?,
+    );
+    let mut last_eval = None;
+    let mut on_progress = |p: &crate::train::Progress| {
+        bar.set_length(p.total_steps as u64);
+        bar.set_position(p.step as u64);
+        if p.eval_loss.is_some() {
+            last_eval = p.eval_loss;
+        }
+        let eval = last_eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
+        bar.set_message(format!(
+            "epoch {:.2} loss {:.4}{eval} lr {:.2e} {:.0} tok/s ETA {:.0}s",
+            p.epoch, p.loss, p.lr, p.tokens_per_sec, p.eta_secs
+        ));
+    };
+    let outcome = train(cfg, &mut on_progress, &AtomicBool::new(false)).context("training")?;
+    bar.finish();
+    println!(
+        "{:?} after {} steps ({} training / {} validation examples); adapter in {}",
+        outcome.stop,
+        outcome.steps,
+        outcome.train_examples,
+        outcome.eval_examples,
+        outcome.adapter_dir.display()
+    );
+    if let Some(e) = outcome.best_eval_loss {
+        println!("best eval loss {e:.4}");
+    }
+    if let Some(m) = outcome.merged_dir {
+        println!("merged model in {}", m.display());
+    }
+    Ok(())
 }

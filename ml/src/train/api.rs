@@ -1,0 +1,159 @@
+//! The library entry point: [`train`] reads a base model folder and a dataset file, fine-tunes LoRA adapters
+//! and writes them (plus checkpoints and, on request, the merged model). The CLI and the training worker
+//! both call it; progress goes through a callback and cancellation through a flag checked every step.
+
+use super::base::FrozenBase;
+use super::checkpoint;
+use super::data::{encode, read_records, Example};
+use super::error::TrainError;
+use super::session::{Hyper, Progress, Session, StepRecord, StopReason};
+use crate::lora::{merge, peft, LoraConfig, LoraParams};
+use crate::model::LlamaModel;
+use crate::template::ChatTemplate;
+use crate::tokenizer::TextTokenizer;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// Where the computation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// Everything a training run needs.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// A Hugging Face model folder (config.json, safetensors, tokenizer.json, tokenizer_config.json).
+    pub base: PathBuf,
+    /// A dataset file (question/answer, Alpaca or chat records; JSONL, JSON or CSV).
+    pub data: PathBuf,
+    /// Output folder: `adapter/`, `checkpoint-<step>/`, `merged/`.
+    pub out: PathBuf,
+    pub lora: LoraConfig,
+    pub hyper: Hyper,
+    pub max_seq_len: usize,
+    /// Fraction of the examples held out for validation (0 for none).
+    pub eval_split: f32,
+    /// A `checkpoint-<step>` folder of an earlier run with the same settings to continue from.
+    pub resume: Option<PathBuf>,
+    /// Also write the merged model to `<out>/merged/`.
+    pub merge: bool,
+    pub device: Device,
+}
+
+/// What a finished (or stopped) run produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub stop: StopReason,
+    pub steps: usize,
+    pub history: Vec<StepRecord>,
+    pub best_eval_loss: Option<f64>,
+    pub adapter_dir: PathBuf,
+    pub merged_dir: Option<PathBuf>,
+    pub train_examples: usize,
+    pub eval_examples: usize,
+}
+
+/// Tokenises a dataset for a model folder, dropping examples with nothing to learn after truncation.
+pub fn load_examples(base: &Path, data: &Path, max_seq_len: usize) -> Result<Vec<Example>, TrainError> {
+    let tokenizer = TextTokenizer::load(base)?;
+    let template = ChatTemplate::load(base)?;
+    let mut out = Vec::new();
+    for r in read_records(data)? {
+        let e = encode(&r, &template, &tokenizer, max_seq_len)?;
+        if e.counted() > 0 {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Splits off `fraction` of the examples (at least one when the fraction is positive and there are two or
+/// more), chosen by a seeded shuffle.
+pub fn split(mut examples: Vec<Example>, fraction: f32, seed: u64) -> (Vec<Example>, Vec<Example>) {
+    if fraction <= 0.0 || examples.len() < 2 {
+        return (examples, Vec::new());
+    }
+    examples.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let n = ((examples.len() as f32 * fraction).round() as usize).clamp(1, examples.len() - 1);
+    let eval = examples.split_off(examples.len() - n);
+    (examples, eval)
+}
+
+/// Copies the tokenizer and generation files a model folder needs next to its weights.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<(), TrainError> {
+    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+        let src = from.join(f);
+        if src.exists() {
+            std::fs::copy(&src, to.join(f)).map_err(|e| TrainError::io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges the adapter folder `adapter` into the base model folder `base`, writing a model folder to `out`.
+pub fn merge_folders(base: &Path, adapter: &Path, out: &Path) -> Result<(), TrainError> {
+    let mut model = LlamaModel::load(base)?;
+    let params = peft::load(adapter, &model.config)?;
+    merge::merge_into(&mut model, &params)?;
+    model.save(out)?;
+    copy_tokenizer_files(base, out)
+}
+
+/// Runs a LoRA fine-tuning job to completion, cancellation or early stop. `progress` is called after
+/// every optimiser step; `cancel` is checked before every step (a cancelled run still saves its adapter).
+pub fn train(
+    cfg: TrainConfig,
+    progress: &mut dyn FnMut(&Progress),
+    cancel: &AtomicBool,
+) -> Result<TrainOutcome, TrainError> {
+    if cfg.device == Device::Cuda {
+        return Err(TrainError::DeviceUnavailable("cuda".into()));
+    }
+    if cfg.lora.rank == 0 || cfg.lora.targets.is_empty() {
+        return Err(TrainError::Config("LoRA needs a rank of at least 1 and one target".into()));
+    }
+    if !(0.0..1.0).contains(&cfg.lora.dropout) || !(0.0..1.0).contains(&cfg.eval_split) {
+        return Err(TrainError::Config("dropout and eval split must be in [0, 1)".into()));
+    }
+    let examples = load_examples(&cfg.base, &cfg.data, cfg.max_seq_len)?;
+    let (train_set, eval_set) = split(examples, cfg.eval_split, cfg.hyper.seed);
+    let model = LlamaModel::load(&cfg.base)?;
+    let mut hyper = cfg.hyper.clone();
+    hyper.pad_id = model.config.pad_token_id.or(model.config.eos_token_ids.first().copied()).unwrap_or(0);
+    let lora = LoraParams::init(cfg.lora.clone(), &model.config, hyper.seed);
+    let base = FrozenBase::from_model(model, cfg.max_seq_len);
+    let (n_train, n_eval) = (train_set.len(), eval_set.len());
+    let mut session = Session::new(base, lora, hyper, train_set, eval_set)?;
+    if let Some(dir) = &cfg.resume {
+        checkpoint::load(&mut session, dir)?;
+    }
+    let base_name = cfg.base.display().to_string();
+    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+    let out = cfg.out.clone();
+    let mut save_ckpt = |s: &Session| checkpoint::save(s, &checkpoint::dir_for(&out, s.state.step), &base_name);
+    let stop = session.run(progress, cancel, &mut save_ckpt)?;
+    let adapter_dir = cfg.out.join("adapter");
+    peft::save(&adapter_dir, &session.lora, &base_name)?;
+    let merged_dir = if cfg.merge && stop != StopReason::Cancelled {
+        let dir = cfg.out.join("merged");
+        merge_folders(&cfg.base, &adapter_dir, &dir)?;
+        Some(dir)
+    } else {
+        None
+    };
+    Ok(TrainOutcome {
+        stop,
+        steps: session.state.step,
+        history: session.state.history.clone(),
+        best_eval_loss: session.state.best_eval,
+        adapter_dir,
+        merged_dir,
+        train_examples: n_train,
+        eval_examples: n_eval,
+    })
+}
