@@ -1,0 +1,483 @@
+//! The Llama-family decoder as an ONNX graph with the KV-cache interface ONNX Runtime GenAI uses:
+//!
+//! inputs  `input_ids` [batch, sequence_length] i64, `attention_mask` [batch, total_sequence_length] i64,
+//!         `position_ids` [batch, sequence_length] i64,
+//!         `past_key_values.{i}.key|value` [batch, kv_heads, past_sequence_length, head_dim] f32
+//! outputs `logits` [batch, sequence_length, vocab] f32, `present.{i}.key|value` [batch, kv_heads,
+//!         total_sequence_length, head_dim] f32
+//!
+//! Only standard ONNX ops (opset 17). Grouped-query attention does not copy the shared K/V heads: the query
+//! heads are viewed as [batch, kv_heads, group, seq, head_dim] and MatMul broadcasts the K/V over the group.
+
+use super::builder::{attr_i, attr_ints, GraphBuilder};
+use super::proto::{data_type, Dim, ValueInfoProto};
+use super::OnnxError;
+use crate::config::ModelConfig;
+use crate::weights::Weights;
+
+/// Large negative score for masked positions: finite so a fully masked row gives a uniform softmax, not NaN.
+const MASKED: f32 = -1.0e9;
+
+/// Declared graph inputs.
+pub(crate) fn graph_inputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
+    let mut inputs = vec![
+        ValueInfoProto::tensor(
+            "input_ids",
+            data_type::INT64,
+            &[Dim::Named("batch_size"), Dim::Named("sequence_length")],
+        ),
+        ValueInfoProto::tensor(
+            "attention_mask",
+            data_type::INT64,
+            &[
+                Dim::Named("batch_size"),
+                Dim::Named("total_sequence_length"),
+            ],
+        ),
+        ValueInfoProto::tensor(
+            "position_ids",
+            data_type::INT64,
+            &[Dim::Named("batch_size"), Dim::Named("sequence_length")],
+        ),
+    ];
+    for i in 0..spec.num_hidden_layers {
+        for kind in ["key", "value"] {
+            inputs.push(ValueInfoProto::tensor(
+                &format!("past_key_values.{i}.{kind}"),
+                data_type::FLOAT,
+                &cache_dims(spec, "past_sequence_length"),
+            ));
+        }
+    }
+    inputs
+}
+
+/// Declared graph outputs.
+pub(crate) fn graph_outputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
+    let mut outputs = vec![ValueInfoProto::tensor(
+        "logits",
+        data_type::FLOAT,
+        &[
+            Dim::Named("batch_size"),
+            Dim::Named("sequence_length"),
+            Dim::Fixed(spec.vocab_size as i64),
+        ],
+    )];
+    for i in 0..spec.num_hidden_layers {
+        for kind in ["key", "value"] {
+            outputs.push(ValueInfoProto::tensor(
+                &format!("present.{i}.{kind}"),
+                data_type::FLOAT,
+                &cache_dims(spec, "total_sequence_length"),
+            ));
+        }
+    }
+    outputs
+}
+
+fn cache_dims(spec: &ModelConfig, seq: &'static str) -> Vec<Dim> {
+    vec![
+        Dim::Named("batch_size"),
+        Dim::Fixed(spec.num_key_value_heads as i64),
+        Dim::Named(seq),
+        Dim::Fixed(spec.head_dim as i64),
+    ]
+}
+
+/// Adds every node and weight of the decoder to `g`.
+pub(crate) fn build(
+    g: &mut GraphBuilder,
+    spec: &ModelConfig,
+    weights: &Weights,
+) -> Result<(), OnnxError> {
+    let embed = load(
+        g,
+        weights,
+        "model.embed_tokens.weight",
+        &[spec.vocab_size, spec.hidden_size],
+        false,
+    )?;
+    let mut x = g.op("Gather", &[&embed, "input_ids"], vec![attr_i("axis", 0)]);
+    let mask = attention_bias(g);
+    let (cos, sin) = rope_tables(g, spec)?;
+
+    for layer in 0..spec.num_hidden_layers {
+        let p = format!("model.layers.{layer}");
+        let h = rms_norm(g, spec, weights, &x, &format!("{p}.input_layernorm.weight"))?;
+        let attn = attention(g, spec, weights, layer, &h, &mask, &cos, &sin)?;
+        x = g.op("Add", &[&x, &attn], vec![]);
+        let h = rms_norm(
+            g,
+            spec,
+            weights,
+            &x,
+            &format!("{p}.post_attention_layernorm.weight"),
+        )?;
+        let mlp = mlp(g, spec, weights, &p, &h)?;
+        x = g.op("Add", &[&x, &mlp], vec![]);
+    }
+
+    let h = rms_norm(g, spec, weights, &x, "model.norm.weight")?;
+    let head = if spec.tie_word_embeddings || !weights.contains("lm_head.weight") {
+        // Tied embeddings: the head is the embedding matrix transposed. The file keeps one copy; ONNX Runtime
+        // constant-folds the Transpose once at load.
+        g.op("Transpose", &[&embed], vec![attr_ints("perm", &[1, 0])])
+    } else {
+        load(
+            g,
+            weights,
+            "lm_head.weight",
+            &[spec.vocab_size, spec.hidden_size],
+            true,
+        )?
+    };
+    g.op_named("MatMul", &[&h, &head], vec![], "logits");
+    Ok(())
+}
+
+/// Loads an HF tensor, checks its shape, and (for linear layers, stored [out, in]) writes it transposed to
+/// [in, out] so the graph multiplies with a plain MatMul.
+fn load(
+    g: &mut GraphBuilder,
+    weights: &Weights,
+    name: &str,
+    shape: &[usize],
+    transpose: bool,
+) -> Result<String, OnnxError> {
+    let tensor = weights.get(name)?;
+    let (dims, values) = (&tensor.shape, &tensor.data);
+    if dims != shape {
+        return Err(OnnxError::Model(format!(
+            "{name}: expected shape {shape:?}, found {dims:?}"
+        )));
+    }
+    if !transpose {
+        return g.weight(name, dims, values);
+    }
+    let (rows, cols) = (dims[0], dims[1]);
+    let mut t = vec![0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = values[r * cols + c];
+        }
+    }
+    g.weight(name, &[cols, rows], &t)
+}
+
+/// RMSNorm in the exact op pattern ONNX Runtime fuses into SimplifiedLayerNormalization.
+fn rms_norm(
+    g: &mut GraphBuilder,
+    spec: &ModelConfig,
+    weights: &Weights,
+    x: &str,
+    name: &str,
+) -> Result<String, OnnxError> {
+    let w = load(g, weights, name, &[spec.hidden_size], false)?;
+    let two = g.scalar_f32(2.0);
+    let eps = g.scalar_f32(spec.rms_norm_eps as f32);
+    let sq = g.op("Pow", &[x, &two], vec![]);
+    let mean = g.op(
+        "ReduceMean",
+        &[&sq],
+        vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
+    );
+    let var = g.op("Add", &[&mean, &eps], vec![]);
+    let rms = g.op("Sqrt", &[&var], vec![]);
+    let normed = g.op("Div", &[x, &rms], vec![]);
+    Ok(g.op("Mul", &[&normed, &w], vec![]))
+}
+
+/// Additive attention bias [batch, 1, 1, seq, total]: 0 where a query may attend a key (key position at most
+/// the query position, and the key not padding), a large negative number elsewhere.
+fn attention_bias(g: &mut GraphBuilder) -> String {
+    let total = g.op(
+        "Shape",
+        &["attention_mask"],
+        vec![attr_i("start", 1), attr_i("end", 2)],
+    );
+    let seq = g.op(
+        "Shape",
+        &["input_ids"],
+        vec![attr_i("start", 1), attr_i("end", 2)],
+    );
+    let axis0 = g.const_i64(&[0]);
+    let total_s = g.op("Squeeze", &[&total, &axis0], vec![]);
+    let seq_s = g.op("Squeeze", &[&seq, &axis0], vec![]);
+    let past_s = g.op("Sub", &[&total_s, &seq_s], vec![]);
+    let zero = scalar_i64(g, 0);
+    let one = scalar_i64(g, 1);
+    let keys = g.op("Range", &[&zero, &total_s, &one], vec![]);
+    let queries = g.op("Range", &[&past_s, &total_s, &one], vec![]);
+    let axis1 = g.const_i64(&[1]);
+    let queries = g.op("Unsqueeze", &[&queries, &axis1], vec![]);
+    let causal = g.op("LessOrEqual", &[&keys, &queries], vec![]);
+    let pad = g.op(
+        "Cast",
+        &["attention_mask"],
+        vec![attr_i("to", data_type::BOOL as i64)],
+    );
+    let axes = g.const_i64(&[1, 2, 3]);
+    let pad = g.op("Unsqueeze", &[&pad, &axes], vec![]);
+    let allowed = g.op("And", &[&causal, &pad], vec![]);
+    let ok = g.scalar_f32(0.0);
+    let masked = g.scalar_f32(MASKED);
+    g.op("Where", &[&allowed, &ok, &masked], vec![])
+}
+
+fn scalar_i64(g: &mut GraphBuilder, v: i64) -> String {
+    let one_d = g.const_i64(&[v]);
+    let axis0 = g.const_i64(&[0]);
+    g.op("Squeeze", &[&one_d, &axis0], vec![])
+}
+
+/// cos/sin tables [max_positions, head_dim] gathered by `position_ids` into [batch, 1, seq, head_dim].
+fn rope_tables(g: &mut GraphBuilder, spec: &ModelConfig) -> Result<(String, String), OnnxError> {
+    let (cos, sin) = rope_cos_sin(spec);
+    let dims = [spec.max_position_embeddings, spec.head_dim];
+    let cos = g.weight("rope.cos", &dims, &cos)?;
+    let sin = g.weight("rope.sin", &dims, &sin)?;
+    let axis1 = g.const_i64(&[1]);
+    let mut out = Vec::new();
+    for table in [cos, sin] {
+        let rows = g.op("Gather", &[&table, "position_ids"], vec![attr_i("axis", 0)]);
+        out.push(g.op("Unsqueeze", &[&rows, &axis1], vec![]));
+    }
+    let sin = out.pop().expect("two tables");
+    let cos = out.pop().expect("two tables");
+    Ok((cos, sin))
+}
+
+/// cos/sin of position * inverse frequency, each half of the head dimension repeated (HF layout).
+pub(crate) fn rope_cos_sin(spec: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
+    let inv_freq = spec.rope_inv_freq();
+    let (rows, hd) = (spec.max_position_embeddings, spec.head_dim);
+    let mut cos = vec![0f32; rows * hd];
+    let mut sin = vec![0f32; rows * hd];
+    for pos in 0..rows {
+        for (i, f) in inv_freq.iter().enumerate() {
+            // The angle in f32, as the transformers reference computes it (inv_freq is an f32 buffer there).
+            let angle = pos as f32 * (*f as f32);
+            for j in [i, i + hd / 2] {
+                cos[pos * hd + j] = angle.cos();
+                sin[pos * hd + j] = angle.sin();
+            }
+        }
+    }
+    (cos, sin)
+}
+
+/// HF `apply_rotary_pos_emb`: x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
+fn rope(g: &mut GraphBuilder, x: &str, cos: &str, sin: &str) -> String {
+    let halves = g.op_n("Split", &[x], vec![attr_i("axis", -1)], 2);
+    let neg = g.op("Neg", &[&halves[1]], vec![]);
+    let rotated = g.op("Concat", &[&neg, &halves[0]], vec![attr_i("axis", -1)]);
+    let a = g.op("Mul", &[x, cos], vec![]);
+    let b = g.op("Mul", &[&rotated, sin], vec![]);
+    g.op("Add", &[&a, &b], vec![])
+}
+
+/// Projection [batch, seq, hidden] -> [batch, heads, seq, head_dim], with the Qwen2 bias where present.
+fn project_heads(
+    g: &mut GraphBuilder,
+    spec: &ModelConfig,
+    weights: &Weights,
+    h: &str,
+    name: &str,
+    heads: usize,
+) -> Result<String, OnnxError> {
+    let out = heads * spec.head_dim;
+    let w = load(
+        g,
+        weights,
+        &format!("{name}.weight"),
+        &[out, spec.hidden_size],
+        true,
+    )?;
+    let mut y = g.op("MatMul", &[h, &w], vec![]);
+    let bias = format!("{name}.bias");
+    if spec.qkv_bias || weights.contains(&bias) {
+        let b = load(g, weights, &bias, &[out], false)?;
+        y = g.op("Add", &[&y, &b], vec![]);
+    }
+    let shape = g.const_i64(&[0, 0, heads as i64, spec.head_dim as i64]);
+    let y = g.op("Reshape", &[&y, &shape], vec![]);
+    Ok(g.op("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1, 3])]))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    g: &mut GraphBuilder,
+    spec: &ModelConfig,
+    weights: &Weights,
+    layer: usize,
+    h: &str,
+    mask: &str,
+    cos: &str,
+    sin: &str,
+) -> Result<String, OnnxError> {
+    let p = format!("model.layers.{layer}.self_attn");
+    let (nh, nkv, hd) = (
+        spec.num_attention_heads as i64,
+        spec.num_key_value_heads as i64,
+        spec.head_dim as i64,
+    );
+    let q = project_heads(
+        g,
+        spec,
+        weights,
+        h,
+        &format!("{p}.q_proj"),
+        spec.num_attention_heads,
+    )?;
+    let k = project_heads(
+        g,
+        spec,
+        weights,
+        h,
+        &format!("{p}.k_proj"),
+        spec.num_key_value_heads,
+    )?;
+    let v = project_heads(
+        g,
+        spec,
+        weights,
+        h,
+        &format!("{p}.v_proj"),
+        spec.num_key_value_heads,
+    )?;
+    let q = rope(g, &q, cos, sin);
+    let k = rope(g, &k, cos, sin);
+
+    let past_k = format!("past_key_values.{layer}.key");
+    let past_v = format!("past_key_values.{layer}.value");
+    let k = g.op_named(
+        "Concat",
+        &[&past_k, &k],
+        vec![attr_i("axis", 2)],
+        &format!("present.{layer}.key"),
+    );
+    let v = g.op_named(
+        "Concat",
+        &[&past_v, &v],
+        vec![attr_i("axis", 2)],
+        &format!("present.{layer}.value"),
+    );
+
+    // Scale the queries (seq x head_dim values) rather than the scores (seq x total).
+    let scale = g.scalar_f32(1.0 / (spec.head_dim as f32).sqrt());
+    let q = g.op("Mul", &[&q, &scale], vec![]);
+    let group = nh / nkv;
+    let q5_shape = g.const_i64(&[0, nkv, group, -1, hd]);
+    let q5 = g.op("Reshape", &[&q, &q5_shape], vec![]);
+    let axis2 = g.const_i64(&[2]);
+    let k5 = g.op("Unsqueeze", &[&k, &axis2], vec![]);
+    let v5 = g.op("Unsqueeze", &[&v, &axis2], vec![]);
+    let kt = g.op(
+        "Transpose",
+        &[&k5],
+        vec![attr_ints("perm", &[0, 1, 2, 4, 3])],
+    );
+    let scores = g.op("MatMul", &[&q5, &kt], vec![]);
+    let scores = g.op("Add", &[&scores, mask], vec![]);
+    let probs = g.op("Softmax", &[&scores], vec![attr_i("axis", -1)]);
+    let ctx = g.op("MatMul", &[&probs, &v5], vec![]);
+    let heads_shape = g.const_i64(&[0, nh, -1, hd]);
+    let ctx = g.op("Reshape", &[&ctx, &heads_shape], vec![]);
+    let ctx = g.op("Transpose", &[&ctx], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+    let flat = g.const_i64(&[0, 0, nh * hd]);
+    let ctx = g.op("Reshape", &[&ctx, &flat], vec![]);
+    let wo = load(
+        g,
+        weights,
+        &format!("{p}.o_proj.weight"),
+        &[spec.hidden_size, (nh * hd) as usize],
+        true,
+    )?;
+    let out = g.op("MatMul", &[&ctx, &wo], vec![]);
+    add_bias(
+        g,
+        weights,
+        spec.o_bias,
+        &format!("{p}.o_proj.bias"),
+        spec.hidden_size,
+        out,
+    )
+}
+
+/// SwiGLU: down(silu(gate(h)) * up(h)).
+fn mlp(
+    g: &mut GraphBuilder,
+    spec: &ModelConfig,
+    weights: &Weights,
+    p: &str,
+    h: &str,
+) -> Result<String, OnnxError> {
+    let (hid, inter) = (spec.hidden_size, spec.intermediate_size);
+    let wg = load(
+        g,
+        weights,
+        &format!("{p}.mlp.gate_proj.weight"),
+        &[inter, hid],
+        true,
+    )?;
+    let wu = load(
+        g,
+        weights,
+        &format!("{p}.mlp.up_proj.weight"),
+        &[inter, hid],
+        true,
+    )?;
+    let wd = load(
+        g,
+        weights,
+        &format!("{p}.mlp.down_proj.weight"),
+        &[hid, inter],
+        true,
+    )?;
+    let gate = g.op("MatMul", &[h, &wg], vec![]);
+    let gate = add_bias(
+        g,
+        weights,
+        spec.mlp_bias,
+        &format!("{p}.mlp.gate_proj.bias"),
+        inter,
+        gate,
+    )?;
+    let up = g.op("MatMul", &[h, &wu], vec![]);
+    let up = add_bias(
+        g,
+        weights,
+        spec.mlp_bias,
+        &format!("{p}.mlp.up_proj.bias"),
+        inter,
+        up,
+    )?;
+    let sig = g.op("Sigmoid", &[&gate], vec![]);
+    let act = g.op("Mul", &[&gate, &sig], vec![]);
+    let act = g.op("Mul", &[&act, &up], vec![]);
+    let down = g.op("MatMul", &[&act, &wd], vec![]);
+    add_bias(
+        g,
+        weights,
+        spec.mlp_bias,
+        &format!("{p}.mlp.down_proj.bias"),
+        hid,
+        down,
+    )
+}
+
+/// Adds `name` to `y` when the config asks for that bias (or the checkpoint carries it anyway).
+fn add_bias(
+    g: &mut GraphBuilder,
+    weights: &Weights,
+    wanted: bool,
+    name: &str,
+    len: usize,
+    y: String,
+) -> Result<String, OnnxError> {
+    if !(wanted || weights.contains(name)) {
+        return Ok(y);
+    }
+    let b = load(g, weights, name, &[len], false)?;
+    Ok(g.op("Add", &[&y, &b], vec![]))
+}

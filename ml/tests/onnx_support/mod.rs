@@ -1,0 +1,106 @@
+//! Helpers shared by the ONNX tests: a random tiny Llama-family model written by the test itself (fixed
+//! seed), so the export is checked on every layout switch (GQA, biases, tied or separate head).
+#![allow(dead_code)]
+
+use bonsai_ml::config::ModelConfig;
+use bonsai_ml::weights::{Tensor, Weights};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A tiny config: 4 query heads over 2 key/value heads, 2 layers.
+pub(crate) fn tiny_config(model_type: &str, tied: bool) -> ModelConfig {
+    ModelConfig::from_json(serde_json::json!({
+        "model_type": model_type,
+        "vocab_size": 96,
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": tied,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }))
+    .expect("tiny config parses")
+}
+
+/// Random weights for `config`, HF names and layouts, biases where the config has them.
+pub(crate) fn random_weights(config: &ModelConfig, seed: u64) -> Weights {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut w = Weights::new();
+    let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+        let n = shape.iter().product();
+        let data = (0..n)
+            .map(|_| offset + scale * (rng.gen::<f32>() * 2.0 - 1.0))
+            .collect();
+        w.insert(name, Tensor::new(shape, data).expect("shape matches"));
+    };
+    let (h, v, i) = (
+        config.hidden_size,
+        config.vocab_size,
+        config.intermediate_size,
+    );
+    let (q, kv) = (config.q_dim(), config.kv_dim());
+    put("model.embed_tokens.weight".into(), vec![v, h], 0.5, 0.0);
+    for l in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        put(format!("{p}.input_layernorm.weight"), vec![h], 0.2, 1.0);
+        put(
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![h],
+            0.2,
+            1.0,
+        );
+        for (name, out, inp) in [
+            ("q_proj", q, h),
+            ("k_proj", kv, h),
+            ("v_proj", kv, h),
+            ("o_proj", h, q),
+        ] {
+            put(
+                format!("{p}.self_attn.{name}.weight"),
+                vec![out, inp],
+                0.3,
+                0.0,
+            );
+        }
+        if config.qkv_bias {
+            for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+                put(format!("{p}.self_attn.{name}.bias"), vec![out], 0.1, 0.0);
+            }
+        }
+        for (name, out, inp) in [("gate_proj", i, h), ("up_proj", i, h), ("down_proj", h, i)] {
+            put(format!("{p}.mlp.{name}.weight"), vec![out, inp], 0.3, 0.0);
+        }
+    }
+    put("model.norm.weight".into(), vec![h], 0.2, 1.0);
+    if !config.tie_word_embeddings {
+        put("lm_head.weight".into(), vec![v, h], 0.5, 0.0);
+    }
+    w
+}
+
+/// Largest absolute difference relative to the reference's largest magnitude.
+pub(crate) fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    diff / scale
+}
+
+/// Index of the largest value (the first on ties).
+pub(crate) fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
