@@ -10,6 +10,8 @@ mod builder;
 mod genai;
 mod llama;
 pub mod proto;
+mod rope;
+mod signature;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -125,8 +127,8 @@ pub fn export_model(
             node,
             name: config.architecture.class_name().to_string(),
             initializer,
-            input: llama::graph_inputs(config),
-            output: llama::graph_outputs(config),
+            input: signature::graph_inputs(config),
+            output: signature::graph_outputs(config),
             ..Default::default()
         }),
         ..Default::default()

@@ -10,79 +10,14 @@
 //! heads are viewed as [batch, kv_heads, group, seq, head_dim] and MatMul broadcasts the K/V over the group.
 
 use super::builder::{attr_i, attr_ints, GraphBuilder};
-use super::proto::{data_type, Dim, ValueInfoProto};
+use super::proto::data_type;
+use super::rope;
 use super::OnnxError;
 use crate::config::ModelConfig;
 use crate::weights::Weights;
 
 /// Large negative score for masked positions: finite so a fully masked row gives a uniform softmax, not NaN.
 const MASKED: f32 = -1.0e9;
-
-/// Declared graph inputs.
-pub(crate) fn graph_inputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
-    let mut inputs = vec![
-        ValueInfoProto::tensor(
-            "input_ids",
-            data_type::INT64,
-            &[Dim::Named("batch_size"), Dim::Named("sequence_length")],
-        ),
-        ValueInfoProto::tensor(
-            "attention_mask",
-            data_type::INT64,
-            &[
-                Dim::Named("batch_size"),
-                Dim::Named("total_sequence_length"),
-            ],
-        ),
-        ValueInfoProto::tensor(
-            "position_ids",
-            data_type::INT64,
-            &[Dim::Named("batch_size"), Dim::Named("sequence_length")],
-        ),
-    ];
-    for i in 0..spec.num_hidden_layers {
-        for kind in ["key", "value"] {
-            inputs.push(ValueInfoProto::tensor(
-                &format!("past_key_values.{i}.{kind}"),
-                data_type::FLOAT,
-                &cache_dims(spec, "past_sequence_length"),
-            ));
-        }
-    }
-    inputs
-}
-
-/// Declared graph outputs.
-pub(crate) fn graph_outputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
-    let mut outputs = vec![ValueInfoProto::tensor(
-        "logits",
-        data_type::FLOAT,
-        &[
-            Dim::Named("batch_size"),
-            Dim::Named("sequence_length"),
-            Dim::Fixed(spec.vocab_size as i64),
-        ],
-    )];
-    for i in 0..spec.num_hidden_layers {
-        for kind in ["key", "value"] {
-            outputs.push(ValueInfoProto::tensor(
-                &format!("present.{i}.{kind}"),
-                data_type::FLOAT,
-                &cache_dims(spec, "total_sequence_length"),
-            ));
-        }
-    }
-    outputs
-}
-
-fn cache_dims(spec: &ModelConfig, seq: &'static str) -> Vec<Dim> {
-    vec![
-        Dim::Named("batch_size"),
-        Dim::Fixed(spec.num_key_value_heads as i64),
-        Dim::Named(seq),
-        Dim::Fixed(spec.head_dim as i64),
-    ]
-}
 
 /// Adds every node and weight of the decoder to `g`.
 pub(crate) fn build(
@@ -99,7 +34,7 @@ pub(crate) fn build(
     )?;
     let mut x = g.op("Gather", &[&embed, "input_ids"], vec![attr_i("axis", 0)]);
     let mask = attention_bias(g);
-    let (cos, sin) = rope_tables(g, spec)?;
+    let (cos, sin) = rope::rope_tables(g, spec)?;
 
     for layer in 0..spec.num_hidden_layers {
         let p = format!("model.layers.{layer}");
@@ -230,52 +165,6 @@ fn scalar_i64(g: &mut GraphBuilder, v: i64) -> String {
     g.op("Squeeze", &[&one_d, &axis0], vec![])
 }
 
-/// cos/sin tables [max_positions, head_dim] gathered by `position_ids` into [batch, 1, seq, head_dim].
-fn rope_tables(g: &mut GraphBuilder, spec: &ModelConfig) -> Result<(String, String), OnnxError> {
-    let (cos, sin) = rope_cos_sin(spec);
-    let dims = [spec.max_position_embeddings, spec.head_dim];
-    let cos = g.weight("rope.cos", &dims, &cos)?;
-    let sin = g.weight("rope.sin", &dims, &sin)?;
-    let axis1 = g.const_i64(&[1]);
-    let mut out = Vec::new();
-    for table in [cos, sin] {
-        let rows = g.op("Gather", &[&table, "position_ids"], vec![attr_i("axis", 0)]);
-        out.push(g.op("Unsqueeze", &[&rows, &axis1], vec![]));
-    }
-    let sin = out.pop().expect("two tables");
-    let cos = out.pop().expect("two tables");
-    Ok((cos, sin))
-}
-
-/// cos/sin of position * inverse frequency, each half of the head dimension repeated (HF layout).
-pub(crate) fn rope_cos_sin(spec: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
-    let inv_freq = spec.rope_inv_freq();
-    let (rows, hd) = (spec.max_position_embeddings, spec.head_dim);
-    let mut cos = vec![0f32; rows * hd];
-    let mut sin = vec![0f32; rows * hd];
-    for pos in 0..rows {
-        for (i, f) in inv_freq.iter().enumerate() {
-            // The angle in f32, as the transformers reference computes it (inv_freq is an f32 buffer there).
-            let angle = pos as f32 * (*f as f32);
-            for j in [i, i + hd / 2] {
-                cos[pos * hd + j] = angle.cos();
-                sin[pos * hd + j] = angle.sin();
-            }
-        }
-    }
-    (cos, sin)
-}
-
-/// HF `apply_rotary_pos_emb`: x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
-fn rope(g: &mut GraphBuilder, x: &str, cos: &str, sin: &str) -> String {
-    let halves = g.op_n("Split", &[x], vec![attr_i("axis", -1)], 2);
-    let neg = g.op("Neg", &[&halves[1]], vec![]);
-    let rotated = g.op("Concat", &[&neg, &halves[0]], vec![attr_i("axis", -1)]);
-    let a = g.op("Mul", &[x, cos], vec![]);
-    let b = g.op("Mul", &[&rotated, sin], vec![]);
-    g.op("Add", &[&a, &b], vec![])
-}
-
 /// Projection [batch, seq, hidden] -> [batch, heads, seq, head_dim], with the Qwen2 bias where present.
 fn project_heads(
     g: &mut GraphBuilder,
@@ -345,8 +234,8 @@ fn attention(
         &format!("{p}.v_proj"),
         spec.num_key_value_heads,
     )?;
-    let q = rope(g, &q, cos, sin);
-    let k = rope(g, &k, cos, sin);
+    let q = rope::rope(g, &q, cos, sin);
+    let k = rope::rope(g, &k, cos, sin);
 
     let past_k = format!("past_key_values.{layer}.key");
     let past_v = format!("past_key_values.{layer}.value");

@@ -104,3 +104,25 @@ pub(crate) fn argmax(v: &[f32]) -> u32 {
     }
     best as u32
 }
+
+/// A tiny model made by `init-tiny` (GQA 4/2 heads, ChatML template, trained BPE tokenizer) and its ONNX
+/// export; returns (temp root, model folder, export folder).
+pub(crate) fn tiny_export() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    use bonsai_ml::tiny::{init_tiny, TinySpec};
+    let root = tempfile::tempdir().unwrap();
+    let model_dir = root.path().join("model");
+    let export_dir = root.path().join("export");
+    let spec = TinySpec {
+        hidden_size: 64,
+        intermediate_size: 160,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        vocab_size: 400,
+        max_position_embeddings: 256,
+        seed: 5,
+    };
+    init_tiny(&model_dir, &spec, None).expect("init-tiny");
+    bonsai_ml::onnx::export_dir(&model_dir, &export_dir).expect("export");
+    (root, model_dir, export_dir)
+}
