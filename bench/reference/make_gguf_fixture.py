@@ -1,5 +1,9 @@
-"""Makes ml/tests/fixtures/gguf/: a small GGUF file holding one tensor of every ggml type the importer
-reads, and the f32 values gguf-py (llama.cpp's own Python package) dequantises them to.
+"""Makes ml/tests/fixtures/gguf/:
+- types.gguf: one tensor of every ggml type the importer reads, and types.json: the f32 values gguf-py
+  (llama.cpp's own Python package) dequantises them to;
+- spm.gguf: a small SentencePiece (tokenizer.ggml.model = llama) vocabulary with scores and no merges, and
+  spm.json: the token ids transformers' GGUF tokenizer loader gives for a few strings (needs transformers
+  too; skipped without it).
 
 Quantised blocks are random bytes with their f16 scale fields set to small finite values, so every bit of
 the packed layouts is exercised, not only what a quantiser happens to emit.
@@ -59,7 +63,49 @@ def main():
     w.close()
     with open(os.path.join(OUT, "types.json"), "w") as f:
         json.dump({"shape": [ROWS, COLS], "values": expected}, f)
+    spm()
     print("wrote", sorted(os.listdir(OUT)))
+
+
+SPM_PIECES = ["\u2581", "h", "e", "l", "o", "w", "r", "d", "H", ",", "!", "ll", "he", "\u2581h", "\u2581w",
+              "or", "llo", "hello", "\u2581hello", "\u2581wor", "ld", "\u2581world", "\u2581he", "lo", "wor"]
+SPM_TEXTS = ["hello world", "Hello, world!", "  hello", "w\u00f6rld \u2014 ok", "<s>hello</s>"]
+
+
+def spm():
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + SPM_PIECES
+    types = [2, 3, 3] + [6] * 256 + [1] * len(SPM_PIECES)
+    scores = [0.0, 0.0, 0.0] + [0.0] * 256 + [-float(i) for i in range(len(SPM_PIECES))]
+    path = os.path.join(OUT, "spm.gguf")
+    w = GGUFWriter(path, "llama")
+    w.add_block_count(1)
+    w.add_context_length(64)
+    w.add_embedding_length(8)
+    w.add_feed_forward_length(16)
+    w.add_head_count(2)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        print("transformers missing: spm.json not written")
+        return
+    tok = AutoTokenizer.from_pretrained(OUT, gguf_file="spm.gguf")
+    enc = {t: tok(t).input_ids for t in SPM_TEXTS}
+    dec = {t: tok.decode(tok(t).input_ids, skip_special_tokens=True) for t in SPM_TEXTS}
+    with open(os.path.join(OUT, "spm.json"), "w") as f:
+        json.dump({"encodings": enc, "decoded": dec}, f, indent=1, ensure_ascii=False)
+    print(json.dumps(enc, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -9,3 +9,4 @@ mod vocab;
 pub use dequant::{dequantize, GgmlType};
 pub use import::{import_gguf, ImportReport};
 pub use reader::{GgufFile, MetaValue, TensorInfo};
+pub use vocab::tokenizer_json;

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bonsai_ml::gguf::{import_gguf, GgufFile};
+use std::str::FromStr;
+
+use bonsai_ml::gguf::{import_gguf, tokenizer_json, GgufFile};
 use bonsai_ml::model::{GenerateOptions, LlamaModel};
 use bonsai_ml::template::ChatTemplate;
 use bonsai_ml::tokenizer::TextTokenizer;
@@ -46,6 +48,27 @@ fn every_supported_type_dequantises_as_gguf_py_does() {
             diff <= 1e-6 * scale,
             "{}: differs from gguf-py by {diff} (scale {scale})",
             info.name
+        );
+    }
+}
+
+#[test]
+fn a_sentencepiece_vocabulary_tokenizes_as_transformers_does() {
+    let g = GgufFile::open(&fixture("spm.gguf")).unwrap();
+    let json = tokenizer_json(&g).unwrap();
+    let inner = tokenizers::Tokenizer::from_str(&json.to_string()).unwrap();
+    let tok = TextTokenizer::from_tokenizer(inner, None);
+    let text = std::fs::read_to_string(fixture("spm.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (text, ids) in v["encodings"].as_object().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(ids.clone()).unwrap();
+        let got = tok.encode(text, true).unwrap();
+        assert_eq!(got, want, "token ids of {text:?}");
+        let decoded = tok.decode(&got, true).unwrap();
+        assert_eq!(
+            decoded,
+            v["decoded"][text].as_str().unwrap(),
+            "decoding {text:?}"
         );
     }
 }
