@@ -1,7 +1,9 @@
 use crate::{Argon2Passwords, CommandError, CommandMetadata};
 use bonsai_domain::user::{User, UserCommand};
 use cqrs_es::AggregateError;
-use postgres_es::{postgres_snapshot_cqrs, PostgresCqrs};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::CqrsFramework;
+use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,9 @@ impl CommandBus {
     pub fn new(pool: PgPool) -> Self {
         // No cqrs-es queries are attached: read models are built from NATS by durable consumers
         // (ARCHITECTURE.md), never in-process after commit.
-        let users = postgres_snapshot_cqrs(pool.clone(), vec![], SNAPSHOT_EVERY, Box::new(Argon2Passwords));
+        let store = PersistedEventStore::new_snapshot_store(PostgresEventRepository::new(pool.clone()), SNAPSHOT_EVERY)
+            .with_upcasters(crate::upcasters::all());
+        let users = CqrsFramework::new(store, vec![], Box::new(Argon2Passwords) as Box<dyn bonsai_domain::user::UserServices>);
         Self { users: Arc::new(users), pool, max_attempts: 8 }
     }
 

@@ -5,6 +5,7 @@ mod bus;
 mod error;
 mod metadata;
 mod passwords;
+mod upcasters;
 
 pub use bus::CommandBus;
 pub use error::CommandError;

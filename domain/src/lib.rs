@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod permissions;
+pub mod upcast;
 pub mod user;
 pub mod values;
 

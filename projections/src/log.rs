@@ -61,7 +61,10 @@ struct Row {
 }
 
 impl From<Row> for StoredEvent {
+    /// Old payload versions are upcast here, so no reader ever sees one.
     fn from(r: Row) -> Self {
+        let (event_version, payload) =
+            bonsai_domain::upcast::upcast(&r.aggregate_type, &r.event_type, &r.event_version, r.payload);
         StoredEvent {
             position: r.global_position,
             tx_id: r.tx_id,
@@ -69,8 +72,8 @@ impl From<Row> for StoredEvent {
             aggregate_id: r.aggregate_id,
             sequence: r.sequence,
             event_type: r.event_type,
-            event_version: r.event_version,
-            payload: r.payload,
+            event_version,
+            payload,
             metadata: r.metadata,
             recorded_at: r.recorded_at,
         }

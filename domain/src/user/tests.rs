@@ -19,7 +19,7 @@ impl UserServices for PlainHasher {
 }
 
 fn framework() -> TestFramework<User> {
-    TestFramework::with(Box::new(PlainHasher))
+    TestFramework::with(Box::new(PlainHasher) as Box<dyn UserServices>)
 }
 
 fn t0() -> DateTime<Utc> {
