@@ -110,6 +110,8 @@ pub struct GenerationParams {
     pub repetition_penalty: f32,
     /// Seed of the sampler (sampling only); the same seed and request give the same output.
     pub seed: u64,
+    /// Keep generating through end tokens until `max_new_tokens` (benchmarks need fixed lengths).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerationParams {
@@ -121,6 +123,7 @@ impl Default for GenerationParams {
             top_k: 0,
             repetition_penalty: 1.0,
             seed: 0,
+            ignore_eos: false,
         }
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
             top_k: args.top_k,
             repetition_penalty: args.repetition_penalty,
             seed: args.seed,
+            ignore_eos: false,
         },
     };
     let mut stdout = std::io::stdout().lock();

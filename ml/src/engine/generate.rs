@@ -132,7 +132,7 @@ impl Engine {
         while tokens.len() < params.max_new_tokens {
             let next = sampler.sample(&mut logits, seq.tokens());
             first_token_at.get_or_insert_with(Instant::now);
-            if self.stop_tokens.contains(&next) {
+            if !params.ignore_eos && self.stop_tokens.contains(&next) {
                 finish = FinishReason::Stop;
                 break;
             }
