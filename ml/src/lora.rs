@@ -23,7 +23,15 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order adapters are laid out and saved.
-    pub const ALL: [Target; 7] = [Target::Q, Target::K, Target::V, Target::O, Target::Gate, Target::Up, Target::Down];
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
 
     /// The module name PEFT uses in `target_modules` (`q_proj`, ...).
     pub fn peft_name(self) -> &'static str {
@@ -154,11 +162,23 @@ impl LoraParams {
             for &target in &config.targets {
                 let (inf, outf) = target.dims(model);
                 index[layer * 7 + target as usize] = Some(slots.len());
-                slots.push(Slot { layer, target, in_features: inf, out_features: outf, a: off, b: off + r * inf });
+                slots.push(Slot {
+                    layer,
+                    target,
+                    in_features: inf,
+                    out_features: outf,
+                    a: off,
+                    b: off + r * inf,
+                });
                 off += r * (inf + outf);
             }
         }
-        Self { config, slots, values: vec![0.0; off], index }
+        Self {
+            config,
+            slots,
+            values: vec![0.0; off],
+            index,
+        }
     }
 
     /// PEFT's initialisation: A ~ kaiming-uniform(a = sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)), B = 0, so the
@@ -177,13 +197,20 @@ impl LoraParams {
 
     /// The slot of `target` in `layer`, if that layer has an adapter there.
     pub fn slot(&self, layer: usize, target: Target) -> Option<&Slot> {
-        self.index.get(layer * 7 + target as usize).copied().flatten().map(|i| &self.slots[i])
+        self.index
+            .get(layer * 7 + target as usize)
+            .copied()
+            .flatten()
+            .map(|i| &self.slots[i])
     }
 
     /// Slices of A and B for a slot, out of `buf` (the values or a same-shaped gradient vector).
     pub fn split<'a>(&self, buf: &'a [f32], s: &Slot) -> (&'a [f32], &'a [f32]) {
         let r = self.config.rank;
-        (&buf[s.a..s.a + r * s.in_features], &buf[s.b..s.b + r * s.out_features])
+        (
+            &buf[s.a..s.a + r * s.in_features],
+            &buf[s.b..s.b + r * s.out_features],
+        )
     }
 
     /// Mutable slices of A and B for a slot in `buf`, a gradient vector laid out like the values (the

@@ -87,14 +87,25 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         other => anyhow::bail!("unknown device {other:?} (cpu or cuda)"),
     };
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("configuring worker threads")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("configuring worker threads")?;
     }
-    let targets = Target::parse_list(&args.targets).map_err(anyhow::Error::msg).context("--targets")?;
+    let targets = Target::parse_list(&args.targets)
+        .map_err(anyhow::Error::msg)
+        .context("--targets")?;
     let cfg = TrainConfig {
         base: args.base,
         data: args.data,
         out: args.out.clone(),
-        lora: LoraConfig { rank: args.rank, alpha: args.alpha, dropout: args.dropout, targets, use_rslora: args.rslora },
+        lora: LoraConfig {
+            rank: args.rank,
+            alpha: args.alpha,
+            dropout: args.dropout,
+            targets,
+            use_rslora: args.rslora,
+        },
         hyper: Hyper {
             lr: args.lr,
             epochs: args.epochs,
@@ -104,7 +115,10 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             warmup_steps: args.warmup_steps,
             max_grad_norm: args.max_grad_norm,
             seed: args.seed,
-            adamw: AdamWConfig { weight_decay: args.weight_decay, ..AdamWConfig::default() },
+            adamw: AdamWConfig {
+                weight_decay: args.weight_decay,
+                ..AdamWConfig::default()
+            },
             eval_every: args.eval_every,
             patience: args.patience,
             checkpoint_every: args.checkpoint_every,
@@ -118,7 +132,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}").context("progress bar template")?,
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
+            .context("progress bar template")?,
     );
     let mut last_eval = None;
     let mut on_progress = |p: &crate::train::Progress| {
@@ -127,7 +142,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         if p.eval_loss.is_some() {
             last_eval = p.eval_loss;
         }
-        let eval = last_eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
+        let eval = last_eval
+            .map(|e| format!(" eval {e:.4}"))
+            .unwrap_or_default();
         bar.set_message(format!(
             "epoch {:.2} loss {:.4}{eval} lr {:.2e} {:.0} tok/s ETA {:.0}s",
             p.epoch, p.loss, p.lr, p.tokens_per_sec, p.eta_secs

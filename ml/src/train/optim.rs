@@ -15,7 +15,12 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -30,7 +35,12 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(config: AdamWConfig, n: usize) -> Self {
-        Self { config, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+        Self {
+            config,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
     }
 
     /// One update of `params` from `grads` at learning rate `lr`.
@@ -43,14 +53,17 @@ impl AdamW {
         let step = (lr as f64 / bc1) as f32;
         let bc2_sqrt = bc2.sqrt() as f32;
         let decay = 1.0 - lr * c.weight_decay;
-        params.par_iter_mut().zip(grads).zip(self.m.par_iter_mut().zip(self.v.par_iter_mut())).with_min_len(4096).for_each(
-            |((p, &g), (m, v))| {
+        params
+            .par_iter_mut()
+            .zip(grads)
+            .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
+            .with_min_len(4096)
+            .for_each(|((p, &g), (m, v))| {
                 *p *= decay;
                 *m = c.beta1 * *m + (1.0 - c.beta1) * g;
                 *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
                 *p -= step * *m / (v.sqrt() / bc2_sqrt + c.eps);
-            },
-        );
+            });
     }
 }
 
@@ -68,8 +81,10 @@ pub fn cosine_lr(base: f32, step: usize, warmup: usize, total: usize) -> f32 {
 /// before clipping.
 pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f32 {
     // Fixed chunks summed in order: deterministic, so a resumed run clips exactly as the original did.
-    let partial: Vec<f64> =
-        grads.par_chunks(4096).map(|c| c.iter().map(|g| (*g as f64) * (*g as f64)).sum::<f64>()).collect();
+    let partial: Vec<f64> = grads
+        .par_chunks(4096)
+        .map(|c| c.iter().map(|g| (*g as f64) * (*g as f64)).sum::<f64>())
+        .collect();
     let norm = partial.iter().sum::<f64>().sqrt() as f32;
     if max_norm > 0.0 && norm > max_norm {
         let s = max_norm / (norm + 1e-6);
@@ -96,7 +111,10 @@ mod tests {
         let mut opt = AdamW::new(AdamWConfig::default(), 2);
         let mut p = vec![1.0, -1.0];
         opt.step(&mut p, &[0.5, -2.0], 0.1);
-        assert!((p[0] - 0.9).abs() < 1e-5 && (p[1] + 0.9).abs() < 1e-5, "{p:?}");
+        assert!(
+            (p[0] - 0.9).abs() < 1e-5 && (p[1] + 0.9).abs() < 1e-5,
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -18,17 +18,35 @@ pub struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A dense row-major `[rows, cols]` matrix.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, rs: cols, cs: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// A row-major matrix whose rows are `rs` elements apart (a column block of a wider matrix).
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        Self { data, rows, cols, rs, cs: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs: 1,
+        }
     }
 
     /// The transpose, as a view (no copy).
     pub fn t(self) -> Self {
-        Self { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 
     fn max_index(&self) -> Option<usize> {
@@ -49,11 +67,21 @@ pub struct MatMut<'a> {
 
 impl<'a> MatMut<'a> {
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, rs: cols }
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+        }
     }
 
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        Self { data, rows, cols, rs }
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+        }
     }
 }
 
@@ -67,11 +95,21 @@ pub enum Par {
 /// `dst = beta * a * b` when `accumulate` is false, `dst += beta * a * b` when it is true.
 ///
 /// Panics when the shapes disagree or a view reaches outside its slice.
-pub fn matmul(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, beta: f32, accumulate: bool, par: Par) {
+pub fn matmul(
+    dst: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    accumulate: bool,
+    par: Par,
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     assert_eq!(dst.rows, a.rows, "output rows differ");
     assert_eq!(dst.cols, b.cols, "output columns differ");
-    assert!(dst.rs >= dst.cols || dst.rows <= 1, "destination rows overlap");
+    assert!(
+        dst.rs >= dst.cols || dst.rows <= 1,
+        "destination rows overlap"
+    );
     if dst.rows == 0 || dst.cols == 0 {
         return;
     }
@@ -139,7 +177,15 @@ pub fn linear_fwd(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: us
 }
 
 /// `dx[m, k] (+)= dy[m, n] * w[n, k]`: the input gradient of a linear layer.
-pub fn linear_bwd_x(dx: &mut [f32], dy: &[f32], w: &[f32], m: usize, k: usize, n: usize, acc: bool) {
+pub fn linear_bwd_x(
+    dx: &mut [f32],
+    dy: &[f32],
+    w: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    acc: bool,
+) {
     matmul(
         MatMut::new(dx, m, k),
         MatRef::new(dy, m, n),
@@ -196,6 +242,13 @@ mod tests {
     fn a_view_past_the_slice_is_refused() {
         let a = vec![0.0f32; 5];
         let mut out = vec![0.0f32; 4];
-        matmul(MatMut::new(&mut out, 2, 2), MatRef::new(&a, 2, 3), MatRef::new(&a, 3, 2), 1.0, false, Par::Single);
+        matmul(
+            MatMut::new(&mut out, 2, 2),
+            MatRef::new(&a, 2, 3),
+            MatRef::new(&a, 3, 2),
+            1.0,
+            false,
+            Par::Single,
+        );
     }
 }

@@ -9,12 +9,15 @@ fn sigmoid(v: f32) -> f32 {
 /// `a[r, i] = silu(gu[r, i]) * gu[r, inter + i]`.
 pub fn swiglu_fwd(a: &mut [f32], gu: &[f32], inter: usize) {
     assert_eq!(gu.len(), a.len() * 2);
-    a.par_chunks_mut(inter).zip(gu.par_chunks(2 * inter)).with_min_len(8).for_each(|(ar, gur)| {
-        let (g, u) = gur.split_at(inter);
-        for ((av, gv), uv) in ar.iter_mut().zip(g).zip(u) {
-            *av = gv * sigmoid(*gv) * uv;
-        }
-    });
+    a.par_chunks_mut(inter)
+        .zip(gu.par_chunks(2 * inter))
+        .with_min_len(8)
+        .for_each(|(ar, gur)| {
+            let (g, u) = gur.split_at(inter);
+            for ((av, gv), uv) in ar.iter_mut().zip(g).zip(u) {
+                *av = gv * sigmoid(*gv) * uv;
+            }
+        });
 }
 
 /// Gradients of the gate and up halves (written into the fused `dgu`) from the output gradient `da`.
