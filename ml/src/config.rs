@@ -159,7 +159,7 @@ impl ModelConfig {
             return Err(MlError::Config("zero heads, hidden size or layers".into()));
         }
         let kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if kv_heads == 0 || raw.num_attention_heads % kv_heads != 0 {
+        if kv_heads == 0 || !raw.num_attention_heads.is_multiple_of(kv_heads) {
             return Err(MlError::Config(format!(
                 "{} attention heads do not divide into {kv_heads} key/value heads",
                 raw.num_attention_heads
@@ -168,7 +168,7 @@ impl ModelConfig {
         let head_dim = raw
             .head_dim
             .unwrap_or(raw.hidden_size / raw.num_attention_heads);
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(MlError::Config(format!("head_dim {head_dim} is odd")));
         }
         let sliding_window = match architecture {

@@ -86,7 +86,7 @@ impl TinySpec {
 /// JSON, CSV or text file; every string in it is training text) or on a built-in text.
 pub fn init_tiny(out_dir: &Path, spec: &TinySpec, corpus: Option<&Path>) -> Result<LlamaModel> {
     if spec.num_attention_heads == 0
-        || spec.hidden_size % spec.num_attention_heads != 0
+        || !spec.hidden_size.is_multiple_of(spec.num_attention_heads)
         || spec.vocab_size < 256 + SPECIAL_TOKENS.len()
     {
         return Err(MlError::Config(

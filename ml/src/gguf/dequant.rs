@@ -67,7 +67,7 @@ impl GgmlType {
     /// Bytes that `numel` values take; an error when they do not fill whole blocks.
     pub fn byte_len(self, numel: usize) -> Result<usize> {
         let (per, bytes) = self.block();
-        if numel % per != 0 {
+        if !numel.is_multiple_of(per) {
             return Err(MlError::Gguf(format!(
                 "{numel} values do not fill {self:?} blocks of {per}"
             )));

@@ -117,7 +117,7 @@ fn unpermute_rows(data: &[f32], info: &TensorInfo, heads: usize) -> Result<Vec<f
     let shape = info.shape();
     let rows = shape[0];
     let width: usize = shape[1..].iter().product();
-    if heads == 0 || rows % (2 * heads) != 0 {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
         return Err(MlError::Gguf(format!(
             "{}: {rows} rows do not split into {heads} heads",
             info.name
