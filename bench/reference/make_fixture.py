@@ -4,7 +4,8 @@ Two small random models, each saved as a Hugging Face folder with the logits tra
 fixed prompt:
 - llama-tiny: Llama, grouped-query attention (4 heads / 2 kv heads), tied embeddings, f32 weights saved in
   shards with an index file;
-- qwen2-tiny: Qwen2 (q/k/v biases), untied LM head, weights rounded to and stored as bf16 (computed in f32).
+- qwen2-tiny: Qwen2 (q/k/v biases), untied LM head, weights rounded to and stored as bf16 (computed in f32);
+- mistral-tiny: Mistral with a sliding window (5) shorter than the prompt, weights stored as f16.
 Every parameter, norms and biases included, is random so that none of them can be silently ignored.
 
 Run once (needs torch, transformers, safetensors):  python bench/reference/make_fixture.py
@@ -14,7 +15,8 @@ import os
 import sys
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM)
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "ml", "tests", "fixtures")
 PROMPT = [1, 17, 42, 99, 3, 64, 5, 120, 77, 8, 31, 2, 56, 90]
@@ -67,6 +69,16 @@ def main():
         for p in qwen.parameters():
             p.copy_(p.to(torch.bfloat16).to(torch.float32))
     save(qwen, "qwen2-tiny", torch.bfloat16, shard=False)
+    mistral = MistralForCausalLM(MistralConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, sliding_window=5,
+        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
+        bos_token_id=1, eos_token_id=2, attn_implementation="eager"))
+    randomise(mistral, 3)
+    with torch.no_grad():
+        for p in mistral.parameters():
+            p.copy_(p.to(torch.float16).to(torch.float32))
+    save(mistral, "mistral-tiny", torch.float16, shard=False)
     print("torch", torch.__version__, file=sys.stderr)
 
 

@@ -58,6 +58,11 @@ fn qwen2_with_qkv_bias_and_bf16_weights_matches_transformers() {
 }
 
 #[test]
+fn mistral_with_a_sliding_window_shorter_than_the_prompt_matches_transformers() {
+    check_against_transformers("mistral-tiny");
+}
+
+#[test]
 fn the_kv_cache_gives_the_logits_of_a_full_pass() {
     let model = LlamaModel::load(&fixture("llama-tiny")).unwrap();
     let (prompt, _) = reference("llama-tiny");
