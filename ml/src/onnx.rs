@@ -8,6 +8,7 @@
 
 mod builder;
 mod genai;
+mod linear;
 mod llama;
 pub mod proto;
 mod rope;
@@ -82,12 +83,38 @@ pub struct ExportReport {
     pub files: Vec<PathBuf>,
 }
 
-/// Exports the Hugging Face style folder `model_dir` (config.json, safetensors, tokenizer) to `out_dir`.
+/// Choices of an export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// `logits` holds the last position only ([batch, 1, vocab]): what generation needs, and a much cheaper
+    /// prefill. False gives every position ([batch, sequence_length, vocab]), for scoring whole texts.
+    pub last_token_logits: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            last_token_logits: true,
+        }
+    }
+}
+
+/// Exports the Hugging Face style folder `model_dir` (config.json, safetensors, tokenizer) to `out_dir`
+/// with the default options.
 pub fn export_dir(model_dir: &Path, out_dir: &Path) -> Result<ExportReport, OnnxError> {
+    export_dir_with(model_dir, out_dir, &ExportOptions::default())
+}
+
+/// [`export_dir`] with explicit options.
+pub fn export_dir_with(
+    model_dir: &Path,
+    out_dir: &Path,
+    options: &ExportOptions,
+) -> Result<ExportReport, OnnxError> {
     let start = Instant::now();
     let config = ModelConfig::from_dir(model_dir)?;
     let weights = Weights::load_dir(model_dir)?;
-    let mut report = export_model(&config, &weights, out_dir)?;
+    let mut report = export_model(&config, &weights, out_dir, options)?;
     for name in COPIED_FILES {
         let src = model_dir.join(name);
         if src.is_file() {
@@ -106,13 +133,14 @@ pub fn export_model(
     config: &ModelConfig,
     weights: &Weights,
     out_dir: &Path,
+    options: &ExportOptions,
 ) -> Result<ExportReport, OnnxError> {
     let start = Instant::now();
     check_supported(config)?;
     std::fs::create_dir_all(out_dir).map_err(|e| OnnxError::io(out_dir, e))?;
     let data_path = out_dir.join(DATA_FILE);
     let mut g = builder::GraphBuilder::new(&data_path)?;
-    llama::build(&mut g, config, weights)?;
+    llama::build(&mut g, config, weights, options.last_token_logits)?;
     let (node, initializer, data_bytes) = g.finish()?;
 
     let model = proto::ModelProto {
@@ -128,7 +156,7 @@ pub fn export_model(
             name: config.architecture.class_name().to_string(),
             initializer,
             input: signature::graph_inputs(config),
-            output: signature::graph_outputs(config),
+            output: signature::graph_outputs(config, options.last_token_logits),
             ..Default::default()
         }),
         ..Default::default()

@@ -11,11 +11,12 @@ use onnx_support::{argmax, random_weights, relative_error, tiny_config};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn check_parity(model_type: &str, tied: bool, seed: u64) {
+fn check_parity(model_type: &str, tied: bool, seed: u64, last_token_logits: bool) {
     let config = tiny_config(model_type, tied);
     let weights = random_weights(&config, seed);
     let dir = tempfile::tempdir().unwrap();
-    let report = onnx::export_model(&config, &weights, dir.path()).expect("export");
+    let options = onnx::ExportOptions { last_token_logits };
+    let report = onnx::export_model(&config, &weights, dir.path(), &options).expect("export");
     assert!(report.data_bytes > 0 && report.model_bytes > 0);
 
     let reference = LlamaModel::from_weights(config.clone(), weights).expect("reference model");
@@ -54,19 +55,20 @@ fn check_parity(model_type: &str, tied: bool, seed: u64) {
 
 #[test]
 fn llama_with_gqa_and_tied_embeddings_matches_the_rust_forward_pass() {
-    check_parity("llama", true, 11);
+    check_parity("llama", true, 11, true);
 }
 
 #[test]
-fn qwen2_with_qkv_biases_and_a_separate_head_matches_the_rust_forward_pass() {
-    check_parity("qwen2", false, 12);
+fn qwen2_with_qkv_biases_a_separate_head_and_all_position_logits_matches_the_rust_forward_pass() {
+    check_parity("qwen2", false, 12, false);
 }
 
 #[test]
 fn a_prompt_fed_in_pieces_gives_the_same_logits_as_in_one_prefill() {
     let config = tiny_config("llama", true);
     let dir = tempfile::tempdir().unwrap();
-    onnx::export_model(&config, &random_weights(&config, 13), dir.path()).unwrap();
+    let options = onnx::ExportOptions::default();
+    onnx::export_model(&config, &random_weights(&config, 13), dir.path(), &options).unwrap();
     let ort = OnnxModel::load(dir.path(), &EngineOptions::default()).unwrap();
     let prompt = [3u32, 14, 15, 92, 65, 35];
     let whole = ort.step(&mut ort.new_sequence().unwrap(), &prompt).unwrap();

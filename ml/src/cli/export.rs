@@ -14,16 +14,23 @@ pub struct ExportArgs {
     pub model_dir: PathBuf,
     /// Output folder (created if missing; files in it are overwritten).
     pub out_dir: PathBuf,
+    /// Output logits for every position (for scoring texts) instead of the last one only.
+    #[arg(long)]
+    pub all_logits: bool,
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let report = onnx::export_dir(&args.model_dir, &args.out_dir).with_context(|| {
-        format!(
-            "exporting {} to {}",
-            args.model_dir.display(),
-            args.out_dir.display()
-        )
-    })?;
+    let options = onnx::ExportOptions {
+        last_token_logits: !args.all_logits,
+    };
+    let report =
+        onnx::export_dir_with(&args.model_dir, &args.out_dir, &options).with_context(|| {
+            format!(
+                "exporting {} to {}",
+                args.model_dir.display(),
+                args.out_dir.display()
+            )
+        })?;
     let mb = |b: u64| b as f64 / 1e6;
     eprintln!(
         "exported {} in {:.2}s: model.onnx {:.2} MB, model.onnx.data {:.2} MB",

@@ -160,7 +160,8 @@ impl OnnxModel {
                 .ok_or_else(|| EngineError::Session("graph has no `logits` output".into()))?;
             let (_, data) = logits.try_extract_tensor::<f32>().map_err(ort_error)?;
             let v = self.shape.vocab_size;
-            let last = data[(n - 1) * v..n * v].to_vec();
+            // [batch, 1, vocab] or [batch, seq, vocab] (see `ExportOptions`): the last row either way.
+            let last = data[data.len() - v..].to_vec();
             let mut presents = Vec::with_capacity(2 * self.shape.num_layers);
             for layer in 0..self.shape.num_layers {
                 for kind in ["key", "value"] {

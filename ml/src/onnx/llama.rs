@@ -10,6 +10,7 @@
 //! heads are viewed as [batch, kv_heads, group, seq, head_dim] and MatMul broadcasts the K/V over the group.
 
 use super::builder::{attr_i, attr_ints, GraphBuilder};
+use super::linear::{fused_linear, load, load_transposed, Part};
 use super::proto::data_type;
 use super::rope;
 use super::OnnxError;
@@ -20,18 +21,17 @@ use crate::weights::Weights;
 const MASKED: f32 = -1.0e9;
 
 /// Adds every node and weight of the decoder to `g`.
+///
+/// With `last_token_logits`, only the last position goes through the final norm and the LM head: `logits`
+/// is then [batch, 1, vocab], all that generation reads, and the prefill skips most of the largest MatMul.
 pub(crate) fn build(
     g: &mut GraphBuilder,
     spec: &ModelConfig,
     weights: &Weights,
+    last_token_logits: bool,
 ) -> Result<(), OnnxError> {
-    let embed = load(
-        g,
-        weights,
-        "model.embed_tokens.weight",
-        &[spec.vocab_size, spec.hidden_size],
-        false,
-    )?;
+    let (v, hid) = (spec.vocab_size, spec.hidden_size);
+    let embed = load(g, weights, "model.embed_tokens.weight", &[v, hid])?;
     let mut x = g.op("Gather", &[&embed, "input_ids"], vec![attr_i("axis", 0)]);
     let mask = attention_bias(g);
     let (cos, sin) = rope::rope_tables(g, spec)?;
@@ -52,51 +52,20 @@ pub(crate) fn build(
         x = g.op("Add", &[&x, &mlp], vec![]);
     }
 
+    if last_token_logits {
+        let last = g.const_i64(&[-1]);
+        x = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
+    }
     let h = rms_norm(g, spec, weights, &x, "model.norm.weight")?;
     let head = if spec.tie_word_embeddings || !weights.contains("lm_head.weight") {
         // Tied embeddings: the head is the embedding matrix transposed. The file keeps one copy; ONNX Runtime
         // constant-folds the Transpose once at load.
         g.op("Transpose", &[&embed], vec![attr_ints("perm", &[1, 0])])
     } else {
-        load(
-            g,
-            weights,
-            "lm_head.weight",
-            &[spec.vocab_size, spec.hidden_size],
-            true,
-        )?
+        load_transposed(g, weights, "lm_head.weight", v, hid)?
     };
     g.op_named("MatMul", &[&h, &head], vec![], "logits");
     Ok(())
-}
-
-/// Loads an HF tensor, checks its shape, and (for linear layers, stored [out, in]) writes it transposed to
-/// [in, out] so the graph multiplies with a plain MatMul.
-fn load(
-    g: &mut GraphBuilder,
-    weights: &Weights,
-    name: &str,
-    shape: &[usize],
-    transpose: bool,
-) -> Result<String, OnnxError> {
-    let tensor = weights.get(name)?;
-    let (dims, values) = (&tensor.shape, &tensor.data);
-    if dims != shape {
-        return Err(OnnxError::Model(format!(
-            "{name}: expected shape {shape:?}, found {dims:?}"
-        )));
-    }
-    if !transpose {
-        return g.weight(name, dims, values);
-    }
-    let (rows, cols) = (dims[0], dims[1]);
-    let mut t = vec![0f32; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = values[r * cols + c];
-        }
-    }
-    g.weight(name, &[cols, rows], &t)
 }
 
 /// RMSNorm in the exact op pattern ONNX Runtime fuses into SimplifiedLayerNormalization.
@@ -107,7 +76,7 @@ fn rms_norm(
     x: &str,
     name: &str,
 ) -> Result<String, OnnxError> {
-    let w = load(g, weights, name, &[spec.hidden_size], false)?;
+    let w = load(g, weights, name, &[spec.hidden_size])?;
     let two = g.scalar_f32(2.0);
     let eps = g.scalar_f32(spec.rms_norm_eps as f32);
     let sq = g.op("Pow", &[x, &two], vec![]);
@@ -165,34 +134,6 @@ fn scalar_i64(g: &mut GraphBuilder, v: i64) -> String {
     g.op("Squeeze", &[&one_d, &axis0], vec![])
 }
 
-/// Projection [batch, seq, hidden] -> [batch, heads, seq, head_dim], with the Qwen2 bias where present.
-fn project_heads(
-    g: &mut GraphBuilder,
-    spec: &ModelConfig,
-    weights: &Weights,
-    h: &str,
-    name: &str,
-    heads: usize,
-) -> Result<String, OnnxError> {
-    let out = heads * spec.head_dim;
-    let w = load(
-        g,
-        weights,
-        &format!("{name}.weight"),
-        &[out, spec.hidden_size],
-        true,
-    )?;
-    let mut y = g.op("MatMul", &[h, &w], vec![]);
-    let bias = format!("{name}.bias");
-    if spec.qkv_bias || weights.contains(&bias) {
-        let b = load(g, weights, &bias, &[out], false)?;
-        y = g.op("Add", &[&y, &b], vec![]);
-    }
-    let shape = g.const_i64(&[0, 0, heads as i64, spec.head_dim as i64]);
-    let y = g.op("Reshape", &[&y, &shape], vec![]);
-    Ok(g.op("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1, 3])]))
-}
-
 #[allow(clippy::too_many_arguments)]
 fn attention(
     g: &mut GraphBuilder,
@@ -210,30 +151,30 @@ fn attention(
         spec.num_key_value_heads as i64,
         spec.head_dim as i64,
     );
-    let q = project_heads(
-        g,
-        spec,
-        weights,
-        h,
-        &format!("{p}.q_proj"),
-        spec.num_attention_heads,
-    )?;
-    let k = project_heads(
-        g,
-        spec,
-        weights,
-        h,
-        &format!("{p}.k_proj"),
-        spec.num_key_value_heads,
-    )?;
-    let v = project_heads(
-        g,
-        spec,
-        weights,
-        h,
-        &format!("{p}.v_proj"),
-        spec.num_key_value_heads,
-    )?;
+    let (q_out, kv_out) = (spec.q_dim(), spec.kv_dim());
+    let (qm, km, vm) = (
+        format!("{p}.q_proj"),
+        format!("{p}.k_proj"),
+        format!("{p}.v_proj"),
+    );
+    let parts = [
+        Part {
+            module: &qm,
+            out: q_out,
+        },
+        Part {
+            module: &km,
+            out: kv_out,
+        },
+        Part {
+            module: &vm,
+            out: kv_out,
+        },
+    ];
+    let qkv = fused_linear(g, weights, h, &parts, spec.hidden_size, spec.qkv_bias)?;
+    let q = split_heads(g, &qkv[0], nh, hd);
+    let k = split_heads(g, &qkv[1], nkv, hd);
+    let v = split_heads(g, &qkv[2], nkv, hd);
     let q = rope::rope(g, &q, cos, sin);
     let k = rope::rope(g, &k, cos, sin);
 
@@ -275,25 +216,23 @@ fn attention(
     let ctx = g.op("Transpose", &[&ctx], vec![attr_ints("perm", &[0, 2, 1, 3])]);
     let flat = g.const_i64(&[0, 0, nh * hd]);
     let ctx = g.op("Reshape", &[&ctx, &flat], vec![]);
-    let wo = load(
-        g,
-        weights,
-        &format!("{p}.o_proj.weight"),
-        &[spec.hidden_size, (nh * hd) as usize],
-        true,
-    )?;
-    let out = g.op("MatMul", &[&ctx, &wo], vec![]);
-    add_bias(
-        g,
-        weights,
-        spec.o_bias,
-        &format!("{p}.o_proj.bias"),
-        spec.hidden_size,
-        out,
-    )
+    let om = format!("{p}.o_proj");
+    let parts = [Part {
+        module: &om,
+        out: spec.hidden_size,
+    }];
+    let mut out = fused_linear(g, weights, &ctx, &parts, q_out, spec.o_bias)?;
+    Ok(out.remove(0))
 }
 
-/// SwiGLU: down(silu(gate(h)) * up(h)).
+/// [batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim].
+fn split_heads(g: &mut GraphBuilder, y: &str, heads: i64, hd: i64) -> String {
+    let shape = g.const_i64(&[0, 0, heads, hd]);
+    let y = g.op("Reshape", &[y, &shape], vec![]);
+    g.op("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1, 3])])
+}
+
+/// SwiGLU: down(silu(gate(h)) * up(h)), gate and up fused into one MatMul.
 fn mlp(
     g: &mut GraphBuilder,
     spec: &ModelConfig,
@@ -302,71 +241,29 @@ fn mlp(
     h: &str,
 ) -> Result<String, OnnxError> {
     let (hid, inter) = (spec.hidden_size, spec.intermediate_size);
-    let wg = load(
-        g,
-        weights,
-        &format!("{p}.mlp.gate_proj.weight"),
-        &[inter, hid],
-        true,
-    )?;
-    let wu = load(
-        g,
-        weights,
-        &format!("{p}.mlp.up_proj.weight"),
-        &[inter, hid],
-        true,
-    )?;
-    let wd = load(
-        g,
-        weights,
-        &format!("{p}.mlp.down_proj.weight"),
-        &[hid, inter],
-        true,
-    )?;
-    let gate = g.op("MatMul", &[h, &wg], vec![]);
-    let gate = add_bias(
-        g,
-        weights,
-        spec.mlp_bias,
-        &format!("{p}.mlp.gate_proj.bias"),
-        inter,
-        gate,
-    )?;
-    let up = g.op("MatMul", &[h, &wu], vec![]);
-    let up = add_bias(
-        g,
-        weights,
-        spec.mlp_bias,
-        &format!("{p}.mlp.up_proj.bias"),
-        inter,
-        up,
-    )?;
-    let sig = g.op("Sigmoid", &[&gate], vec![]);
-    let act = g.op("Mul", &[&gate, &sig], vec![]);
-    let act = g.op("Mul", &[&act, &up], vec![]);
-    let down = g.op("MatMul", &[&act, &wd], vec![]);
-    add_bias(
-        g,
-        weights,
-        spec.mlp_bias,
-        &format!("{p}.mlp.down_proj.bias"),
-        hid,
-        down,
-    )
-}
-
-/// Adds `name` to `y` when the config asks for that bias (or the checkpoint carries it anyway).
-fn add_bias(
-    g: &mut GraphBuilder,
-    weights: &Weights,
-    wanted: bool,
-    name: &str,
-    len: usize,
-    y: String,
-) -> Result<String, OnnxError> {
-    if !(wanted || weights.contains(name)) {
-        return Ok(y);
-    }
-    let b = load(g, weights, name, &[len], false)?;
-    Ok(g.op("Add", &[&y, &b], vec![]))
+    let (gm, um, dm) = (
+        format!("{p}.mlp.gate_proj"),
+        format!("{p}.mlp.up_proj"),
+        format!("{p}.mlp.down_proj"),
+    );
+    let parts = [
+        Part {
+            module: &gm,
+            out: inter,
+        },
+        Part {
+            module: &um,
+            out: inter,
+        },
+    ];
+    let gate_up = fused_linear(g, weights, h, &parts, hid, spec.mlp_bias)?;
+    let sig = g.op("Sigmoid", &[&gate_up[0]], vec![]);
+    let act = g.op("Mul", &[&gate_up[0], &sig], vec![]);
+    let act = g.op("Mul", &[&act, &gate_up[1]], vec![]);
+    let parts = [Part {
+        module: &dm,
+        out: hid,
+    }];
+    let mut down = fused_linear(g, weights, &act, &parts, inter, spec.mlp_bias)?;
+    Ok(down.remove(0))
 }

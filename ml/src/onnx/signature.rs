@@ -38,13 +38,18 @@ pub(crate) fn graph_inputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
 }
 
 /// Declared graph outputs.
-pub(crate) fn graph_outputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
+pub(crate) fn graph_outputs(spec: &ModelConfig, last_token_logits: bool) -> Vec<ValueInfoProto> {
+    let positions = if last_token_logits {
+        Dim::Fixed(1)
+    } else {
+        Dim::Named("sequence_length")
+    };
     let mut outputs = vec![ValueInfoProto::tensor(
         "logits",
         data_type::FLOAT,
         &[
             Dim::Named("batch_size"),
-            Dim::Named("sequence_length"),
+            positions,
             Dim::Fixed(spec.vocab_size as i64),
         ],
     )];
