@@ -7,6 +7,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+mod rope;
+
+pub use rope::RopeScaling;
+
 use crate::error::{read_json, write_json, MlError, Result};
 
 /// Which transformers class family a config comes from; it decides the few layout differences.
@@ -39,21 +43,6 @@ impl Architecture {
             Architecture::Mistral => "MistralForCausalLM",
         }
     }
-}
-
-/// RoPE frequency scaling, as `rope_scaling` describes it. Only the kinds that change nothing but the
-/// inverse frequencies are supported; others are refused at load time rather than computed wrongly.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    /// Positions divided by `factor`.
-    Linear { factor: f64 },
-    /// Llama 3.1's band-wise scaling of the inverse frequencies.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
 }
 
 /// A Llama-family decoder's hyper-parameters.
@@ -195,7 +184,7 @@ impl ModelConfig {
                 .rope_theta
                 .or_else(|| raw.rope_parameters.as_ref()?.get("rope_theta")?.as_f64())
                 .unwrap_or(10_000.0),
-            rope_scaling: parse_rope_scaling(
+            rope_scaling: rope::parse_rope_scaling(
                 raw.rope_scaling.as_ref().or(raw.rope_parameters.as_ref()),
             )?,
             // transformers' PretrainedConfig default is true; Llama/Qwen2/Mistral configs written by
@@ -297,72 +286,6 @@ impl ModelConfig {
     /// Width of the query projection output: `num_attention_heads * head_dim`.
     pub fn q_dim(&self) -> usize {
         self.num_attention_heads * self.head_dim
-    }
-
-    /// RoPE inverse frequencies, one per pair of the head dimension, scaling applied.
-    pub fn rope_inv_freq(&self) -> Vec<f64> {
-        let d = self.head_dim as f64;
-        let base: Vec<f64> = (0..self.head_dim / 2)
-            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d))
-            .collect();
-        match &self.rope_scaling {
-            None => base,
-            Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: old,
-            }) => {
-                let low_wavelen = old / low_freq_factor;
-                let high_wavelen = old / high_freq_factor;
-                base.iter()
-                    .map(|&f| {
-                        let wavelen = 2.0 * std::f64::consts::PI / f;
-                        if wavelen < high_wavelen {
-                            f
-                        } else if wavelen > low_wavelen {
-                            f / factor
-                        } else {
-                            let smooth = (old / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
-                            (1.0 - smooth) * f / factor + smooth * f
-                        }
-                    })
-                    .collect()
-            }
-        }
-    }
-}
-
-fn parse_rope_scaling(v: Option<&Value>) -> Result<Option<RopeScaling>> {
-    let Some(obj) = v.and_then(Value::as_object) else {
-        return Ok(None);
-    };
-    let kind = obj
-        .get("rope_type")
-        .or_else(|| obj.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let num = |k: &str| -> Result<f64> {
-        obj.get(k)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| MlError::Config(format!("rope_scaling {kind} needs {k}")))
-    };
-    match kind {
-        "default" => Ok(None),
-        "linear" => Ok(Some(RopeScaling::Linear {
-            factor: num("factor")?,
-        })),
-        "llama3" => Ok(Some(RopeScaling::Llama3 {
-            factor: num("factor")?,
-            low_freq_factor: num("low_freq_factor")?,
-            high_freq_factor: num("high_freq_factor")?,
-            original_max_position_embeddings: num("original_max_position_embeddings")?,
-        })),
-        other => Err(MlError::Config(format!(
-            "rope_scaling type {other:?} is not supported (linear, llama3)"
-        ))),
     }
 }
 
