@@ -1,10 +1,11 @@
 //! Model weights as named f32 tensors: loading Hugging Face safetensors (one file, or shards listed in
 //! `model.safetensors.index.json`; f32, f16, bf16 or f64 stored, always computed in f32) and saving them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::{Dtype, TensorView, View};
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
@@ -136,39 +137,23 @@ impl Weights {
     }
 
     /// Writes all tensors as f32 to one safetensors file, with optional string metadata
-    /// (transformers writes `{"format": "pt"}`).
+    /// (transformers writes `{"format": "pt"}`). Tensors are converted to bytes one at a time as they are
+    /// written, so saving needs no second copy of the model in memory.
     pub fn save_file(
         &self,
         path: &Path,
         metadata: Option<&BTreeMap<String, String>>,
     ) -> Result<()> {
-        let bytes = self.to_bytes(metadata)?;
-        std::fs::write(path, bytes).map_err(|e| MlError::io(path, e))
+        let meta = metadata.map(|m| m.clone().into_iter().collect());
+        safetensors::serialize_to_file(self.tensors.iter(), &meta, path)
+            .map_err(|e| MlError::Weights(format!("{}: {e}", path.display())))
     }
 
     /// Serialises all tensors as f32 safetensors.
     pub fn to_bytes(&self, metadata: Option<&BTreeMap<String, String>>) -> Result<Vec<u8>> {
-        let raw: Vec<(&String, Vec<u8>, &Vec<usize>)> = self
-            .tensors
-            .iter()
-            .map(|(k, t)| {
-                (
-                    k,
-                    t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                    &t.shape,
-                )
-            })
-            .collect();
-        let views = raw
-            .iter()
-            .map(|(k, bytes, shape)| {
-                TensorView::new(Dtype::F32, shape.to_vec(), bytes)
-                    .map(|v| (k.as_str(), v))
-                    .map_err(|e| MlError::Weights(format!("{k}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let meta = metadata.map(|m| m.clone().into_iter().collect());
-        safetensors::serialize(views, &meta).map_err(|e| MlError::Weights(e.to_string()))
+        safetensors::serialize(self.tensors.iter(), &meta)
+            .map_err(|e| MlError::Weights(e.to_string()))
     }
 
     /// The tensor of that name.
@@ -213,6 +198,25 @@ impl Weights {
     /// Whether there is no tensor.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
+    }
+}
+
+/// A tensor is stored as little-endian f32.
+impl View for &Tensor {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len() * 4
     }
 }
 
