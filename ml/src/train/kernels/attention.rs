@@ -6,6 +6,7 @@
 //! transformers' `repeat_kv` does. The forward saves the probabilities `[batch, heads, seq, seq]` for the
 //! backward. Products are done in row blocks that skip the masked upper triangle.
 
+use super::fastmath;
 use super::linalg::{matmul, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
@@ -78,12 +79,9 @@ pub fn attention_fwd(o: &mut [f32], probs: &mut [f32], qkv: &[f32], s: &AttnShap
                 }
                 for (i, row) in p.chunks_mut(sq).enumerate() {
                     let (live, masked) = row.split_at_mut(i + 1);
-                    let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0.0;
-                    for v in live.iter_mut() {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    }
+                    let max = fastmath::max(live);
+                    live.iter_mut().for_each(|v| *v = fastmath::exp(*v - max));
+                    let sum = fastmath::sum(live);
                     let inv = 1.0 / sum;
                     live.iter_mut().for_each(|v| *v *= inv);
                     masked.fill(0.0);

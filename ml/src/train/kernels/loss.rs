@@ -1,6 +1,7 @@
 //! Softmax cross-entropy over the vocabulary with a per-row weight (the loss mask divided by the number of
 //! counted tokens), fused with its gradient: the logits buffer is overwritten by `d loss / d logits`.
 
+use super::fastmath;
 use rayon::prelude::*;
 
 /// Returns `sum_r weight[r] * (logsumexp(logits[r]) - logits[r, target[r]])` and replaces each row of
@@ -23,12 +24,9 @@ pub fn softmax_xent(logits: &mut [f32], vocab: usize, targets: &[u32], weights: 
             let t = t as usize;
             assert!(t < vocab, "target token outside the vocabulary");
             let target_logit = row[t];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for v in row.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
+            let max = fastmath::max(row);
+            row.iter_mut().for_each(|v| *v = fastmath::exp(*v - max));
+            let sum = fastmath::sum(row);
             let scale = w / sum;
             for v in row.iter_mut() {
                 *v *= scale;

@@ -2,9 +2,7 @@
 
 use rayon::prelude::*;
 
-fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
-}
+use super::fastmath::sigmoid;
 
 /// `a[r, i] = silu(gu[r, i]) * gu[r, inter + i]`.
 pub fn swiglu_fwd(a: &mut [f32], gu: &[f32], inter: usize) {
