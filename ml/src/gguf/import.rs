@@ -53,11 +53,12 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<ImportReport> {
             None => types.push((ty, 1)),
         }
         let Some(name) = hf_name(&info.name) else {
-            return Err(MlError::Gguf(format!(
-                "tensor {} has no Hugging Face counterpart (rope_freqs needs llama3 rope scaling, \
-                 which the importer does not carry over)",
-                info.name
-            )));
+            let why = if info.name.starts_with("rope_freqs") {
+                "it holds Llama 3.1 RoPE scaling factors, which the importer does not carry over"
+            } else {
+                "it is not part of a Llama-family decoder"
+            };
+            return Err(MlError::Gguf(format!("tensor {}: {why}", info.name)));
         };
         let mut data = g.read_f32(info)?;
         if permuted && (name.contains("q_proj") || name.contains("k_proj")) {
