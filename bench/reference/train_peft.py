@@ -61,12 +61,15 @@ def main():
     for _ in range(warmup):
         step()
     t = time.perf_counter()
+    cpu0 = time.process_time()
     for _ in range(steps):
         loss = step()
     secs = time.perf_counter() - t
+    cpu = time.process_time() - cpu0
     print(json.dumps({
         "impl": "pytorch+peft", "config": name, "threads": torch.get_num_threads(),
         "tokens_per_s": round(batch * seq * steps / secs, 1), "step_s": round(secs / steps, 4),
+        "tokens_per_cpu_s": round(batch * seq * steps / cpu, 1),
         "loss": round(loss, 4),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gemm_gflops": round(gemm_gflops(), 1),

@@ -25,8 +25,8 @@ def main():
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
     ceiling = max(r["gemm_gflops"] for r in rows)
     print(f"measured fp32 GEMM ceiling (best 1024^3 matmul seen, either library): {ceiling:.0f} GFLOP/s\n")
-    print("| config | impl | tokens/s (median) | per-round | GFLOP/s | of ceiling | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| config | impl | tokens/s (median) | per-round | tokens per CPU-s | GFLOP/s | of ceiling | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in SHAPES:
         mine = [r for r in rows if r["config"] == name]
         if not mine:
@@ -38,12 +38,13 @@ def main():
             gf = tps * fpt / 1e9
             rss = max(r["peak_rss_mib"] for r in runs)
             per_round = ", ".join(f"{r['tokens_per_s']:.0f}" for r in runs)
-            print(f"| {name} | {impl} | {tps:.0f} | {per_round} | {gf:.1f} | {gf / ceiling:.0%} | {rss:.0f} |")
+            cpu = statistics.median(r.get("tokens_per_cpu_s", 0.0) for r in runs)
+            print(f"| {name} | {impl} | {tps:.0f} | {per_round} | {cpu:.0f} | {gf:.1f} | {gf / ceiling:.0%} | {rss:.0f} |")
         ours = {r["round"]: r["tokens_per_s"] for r in mine if r["impl"] == "bonsai"}
         ref = {r["round"]: r["tokens_per_s"] for r in mine if r["impl"] == "pytorch+peft"}
         ratios = [ours[k] / ref[k] for k in sorted(ours) if k in ref]
         print(f"| {name} | ratio bonsai/pytorch | {statistics.median(ratios):.2f}x | "
-              + ", ".join(f"{x:.2f}" for x in ratios) + " | | | |")
+              + ", ".join(f"{x:.2f}" for x in ratios) + " | | | | |")
 
 
 if __name__ == "__main__":

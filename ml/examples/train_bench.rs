@@ -50,6 +50,18 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat` (clock ticks of 1/100 s).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14 and 15 of the file; after the command name, indexes 11 and 12.
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
 /// GFLOP/s of a 1024^3 f32 product through the same `gemm` path the trainer uses.
 fn gemm_gflops() -> f64 {
     let n = 1024;
@@ -109,6 +121,7 @@ fn main() {
         session.train_step();
     }
     let t = Instant::now();
+    let cpu0 = cpu_secs();
     let mut tokens = 0;
     let mut loss = 0.0;
     for _ in 0..steps {
@@ -117,11 +130,13 @@ fn main() {
         loss = l;
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
     println!(
-        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
+        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"tokens_per_cpu_s\": {:.1}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
         rayon::current_num_threads(),
         tokens as f64 / secs,
         secs / steps as f64,
+        tokens as f64 / cpu.max(1e-9),
         peak_rss_mib(),
         gemm_gflops()
     );

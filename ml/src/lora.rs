@@ -227,3 +227,43 @@ impl LoraParams {
         self.values[s.a..s.b + r * s.out_features].split_at_mut(r * s.in_features)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_from_short_full_and_all_names() {
+        assert_eq!(
+            Target::parse_list("q,v").unwrap(),
+            vec![Target::Q, Target::V]
+        );
+        assert_eq!(
+            Target::parse_list("v_proj, q_proj,q").unwrap(),
+            vec![Target::Q, Target::V]
+        );
+        assert_eq!(
+            Target::parse_list("self_attn.o_proj,mlp.down_proj").unwrap(),
+            vec![Target::O, Target::Down]
+        );
+        assert_eq!(Target::parse_list("all").unwrap(), Target::ALL.to_vec());
+        assert!(Target::parse_list("q,lm_head")
+            .unwrap_err()
+            .contains("lm_head"));
+        assert!(Target::parse_list(" ").is_err());
+    }
+
+    #[test]
+    fn rslora_scales_by_the_square_root_of_the_rank() {
+        let mut c = LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            targets: vec![Target::Q],
+            use_rslora: false,
+        };
+        assert_eq!(c.scale(), 2.0);
+        c.use_rslora = true;
+        assert_eq!(c.scale(), 8.0);
+    }
+}
