@@ -187,9 +187,8 @@ impl ModelConfig {
             rope_scaling: rope::parse_rope_scaling(
                 raw.rope_scaling.as_ref().or(raw.rope_parameters.as_ref()),
             )?,
-            // transformers' PretrainedConfig default is true; Llama/Qwen2/Mistral configs written by
-            // save_pretrained always spell it out.
-            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(true),
+            // LlamaConfig, Qwen2Config and MistralConfig all default to untied.
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
             qkv_bias,
             o_bias,
             mlp_bias: raw.mlp_bias && architecture == Architecture::Llama,
