@@ -8,6 +8,7 @@
 
 mod builder;
 mod genai;
+mod gqa;
 mod linear;
 mod llama;
 pub mod proto;
@@ -89,12 +90,16 @@ pub struct ExportOptions {
     /// `logits` holds the last position only ([batch, 1, vocab]): what generation needs, and a much cheaper
     /// prefill. False gives every position ([batch, sequence_length, vocab]), for scoring whole texts.
     pub last_token_logits: bool,
+    /// Attention as ONNX Runtime's `com.microsoft.GroupQueryAttention` contrib op (one fused kernel per
+    /// layer, as GenAI's exporter does) instead of standard ONNX ops (portable to any ONNX runtime).
+    pub fused_attention: bool,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
         ExportOptions {
             last_token_logits: true,
+            fused_attention: true,
         }
     }
 }
@@ -140,15 +145,21 @@ pub fn export_model(
     std::fs::create_dir_all(out_dir).map_err(|e| OnnxError::io(out_dir, e))?;
     let data_path = out_dir.join(DATA_FILE);
     let mut g = builder::GraphBuilder::new(&data_path)?;
-    llama::build(&mut g, config, weights, options.last_token_logits)?;
+    llama::build(&mut g, config, weights, options)?;
     let (node, initializer, data_bytes) = g.finish()?;
 
     let model = proto::ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![proto::OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
+        opset_import: vec![
+            proto::OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            },
+            proto::OperatorSetIdProto {
+                domain: builder::CONTRIB_DOMAIN.to_string(),
+                version: 1,
+            },
+        ],
         producer_name: "bonsai".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         graph: Some(proto::GraphProto {

@@ -11,11 +11,10 @@ use onnx_support::{argmax, random_weights, relative_error, tiny_config};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn check_parity(model_type: &str, tied: bool, seed: u64, last_token_logits: bool) {
+fn check_parity(model_type: &str, tied: bool, seed: u64, options: onnx::ExportOptions) {
     let config = tiny_config(model_type, tied);
     let weights = random_weights(&config, seed);
     let dir = tempfile::tempdir().unwrap();
-    let options = onnx::ExportOptions { last_token_logits };
     let report = onnx::export_model(&config, &weights, dir.path(), &options).expect("export");
     assert!(report.data_bytes > 0 && report.model_bytes > 0);
 
@@ -54,13 +53,22 @@ fn check_parity(model_type: &str, tied: bool, seed: u64, last_token_logits: bool
 }
 
 #[test]
-fn llama_with_gqa_and_tied_embeddings_matches_the_rust_forward_pass() {
-    check_parity("llama", true, 11, true);
+fn llama_with_gqa_tied_embeddings_and_the_fused_attention_op_matches_the_rust_forward_pass() {
+    check_parity("llama", true, 11, onnx::ExportOptions::default());
 }
 
 #[test]
-fn qwen2_with_qkv_biases_a_separate_head_and_all_position_logits_matches_the_rust_forward_pass() {
-    check_parity("qwen2", false, 12, false);
+fn qwen2_with_biases_separate_head_standard_ops_and_all_logits_matches_the_rust_forward_pass() {
+    let options = onnx::ExportOptions {
+        last_token_logits: false,
+        fused_attention: false,
+    };
+    check_parity("qwen2", false, 12, options);
+}
+
+#[test]
+fn qwen2_with_biases_through_the_fused_attention_op_matches_the_rust_forward_pass() {
+    check_parity("qwen2", false, 14, onnx::ExportOptions::default());
 }
 
 #[test]

@@ -17,11 +17,16 @@ pub struct ExportArgs {
     /// Output logits for every position (for scoring texts) instead of the last one only.
     #[arg(long)]
     pub all_logits: bool,
+    /// Standard ONNX ops only (portable to any ONNX runtime) instead of ONNX Runtime's fused
+    /// GroupQueryAttention contrib op.
+    #[arg(long)]
+    pub standard_ops: bool,
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
     let options = onnx::ExportOptions {
         last_token_logits: !args.all_logits,
+        fused_attention: !args.standard_ops,
     };
     let report =
         onnx::export_dir_with(&args.model_dir, &args.out_dir, &options).with_context(|| {

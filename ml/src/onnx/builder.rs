@@ -13,6 +13,8 @@ use super::proto::{
 };
 use super::OnnxError;
 
+/// ONNX Runtime's contrib operator domain.
+pub(crate) const CONTRIB_DOMAIN: &str = "com.microsoft";
 /// Tensors at least this big go to the external data file; smaller ones (shapes, scalars) stay inline.
 const EXTERNAL_THRESHOLD_BYTES: usize = 1024;
 /// External tensors start on a page boundary so ONNX Runtime can memory-map them.
@@ -93,6 +95,21 @@ impl GraphBuilder {
     ) -> String {
         self.push(op_type, inputs, attrs, vec![output.to_string()]);
         output.to_string()
+    }
+
+    /// Adds a node of the `com.microsoft` domain (ONNX Runtime's contrib ops) with named outputs; an empty
+    /// input name skips an optional input.
+    pub(crate) fn op_contrib(
+        &mut self,
+        op_type: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        outputs: Vec<String>,
+    ) {
+        self.push(op_type, inputs, attrs, outputs);
+        if let Some(node) = self.nodes.last_mut() {
+            node.domain = CONTRIB_DOMAIN.to_string();
+        }
     }
 
     /// Adds a node with `n` outputs.
@@ -222,6 +239,16 @@ pub(crate) fn attr_i(name: &str, value: i64) -> AttributeProto {
         name: name.to_string(),
         i: value,
         r#type: attribute_type::INT,
+        ..Default::default()
+    }
+}
+
+/// A float attribute.
+pub(crate) fn attr_f(name: &str, value: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        f: value,
+        r#type: attribute_type::FLOAT,
         ..Default::default()
     }
 }

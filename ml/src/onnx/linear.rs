@@ -40,6 +40,29 @@ pub(crate) fn fused_linear(
     in_dim: usize,
     bias: bool,
 ) -> Result<Vec<String>, OnnxError> {
+    let y = fused_linear_unsplit(g, weights, x, parts, in_dim, bias)?;
+    if parts.len() == 1 {
+        return Ok(vec![y]);
+    }
+    let sizes: Vec<i64> = parts.iter().map(|p| p.out as i64).collect();
+    let split = g.const_i64(&sizes);
+    Ok(g.op_n(
+        "Split",
+        &[&y, &split],
+        vec![attr_i("axis", -1)],
+        parts.len(),
+    ))
+}
+
+/// [`fused_linear`] without the split: the parts side by side in the last dimension.
+pub(crate) fn fused_linear_unsplit(
+    g: &mut GraphBuilder,
+    weights: &Weights,
+    x: &str,
+    parts: &[Part<'_>],
+    in_dim: usize,
+    bias: bool,
+) -> Result<String, OnnxError> {
     let total: usize = parts.iter().map(|p| p.out).sum();
     let mut fused = vec![0f32; in_dim * total];
     let mut col = 0;
@@ -88,17 +111,7 @@ pub(crate) fn fused_linear(
         let b = g.weight(&format!("{name}.bias"), &[total], &b)?;
         y = g.op("Add", &[&y, &b], vec![]);
     }
-    if parts.len() == 1 {
-        return Ok(vec![y]);
-    }
-    let sizes: Vec<i64> = parts.iter().map(|p| p.out as i64).collect();
-    let split = g.const_i64(&sizes);
-    Ok(g.op_n(
-        "Split",
-        &[&y, &split],
-        vec![attr_i("axis", -1)],
-        parts.len(),
-    ))
+    Ok(y)
 }
 
 /// A `[out, in]` HF tensor written transposed, `[in, out]`, for `x @ W^T` as one MatMul.

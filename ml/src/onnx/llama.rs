@@ -12,13 +12,25 @@
 use super::builder::{attr_i, attr_ints, GraphBuilder};
 use super::linear::{fused_linear, load, load_transposed, Part};
 use super::proto::data_type;
-use super::rope;
 use super::OnnxError;
+use super::{gqa, rope};
 use crate::config::ModelConfig;
 use crate::weights::Weights;
 
 /// Large negative score for masked positions: finite so a fully masked row gives a uniform softmax, not NaN.
 const MASKED: f32 = -1.0e9;
+
+/// Graph-wide inputs of the attention blocks, per kind of attention.
+enum Attn {
+    /// `com.microsoft.GroupQueryAttention` (see [`gqa`]).
+    Fused(gqa::GqaInputs),
+    /// Standard ops: additive mask and gathered cos/sin.
+    Standard {
+        mask: String,
+        cos: String,
+        sin: String,
+    },
+}
 
 /// Adds every node and weight of the decoder to `g`.
 ///
@@ -28,18 +40,29 @@ pub(crate) fn build(
     g: &mut GraphBuilder,
     spec: &ModelConfig,
     weights: &Weights,
-    last_token_logits: bool,
+    options: &super::ExportOptions,
 ) -> Result<(), OnnxError> {
     let (v, hid) = (spec.vocab_size, spec.hidden_size);
     let embed = load(g, weights, "model.embed_tokens.weight", &[v, hid])?;
     let mut x = g.op("Gather", &[&embed, "input_ids"], vec![attr_i("axis", 0)]);
-    let mask = attention_bias(g);
-    let (cos, sin) = rope::rope_tables(g, spec)?;
+    // ONNX Runtime's GroupQueryAttention kernels need head_dim to be a multiple of 16.
+    let attention_inputs = if options.fused_attention && spec.head_dim % 16 == 0 {
+        Attn::Fused(gqa::inputs(g, spec)?)
+    } else {
+        let mask = attention_bias(g);
+        let (cos, sin) = rope::rope_tables(g, spec)?;
+        Attn::Standard { mask, cos, sin }
+    };
 
     for layer in 0..spec.num_hidden_layers {
         let p = format!("model.layers.{layer}");
         let h = rms_norm(g, spec, weights, &x, &format!("{p}.input_layernorm.weight"))?;
-        let attn = attention(g, spec, weights, layer, &h, &mask, &cos, &sin)?;
+        let attn = match &attention_inputs {
+            Attn::Fused(inputs) => gqa::attention(g, spec, weights, layer, &h, inputs)?,
+            Attn::Standard { mask, cos, sin } => {
+                attention(g, spec, weights, layer, &h, mask, cos, sin)?
+            }
+        };
         x = g.op("Add", &[&x, &attn], vec![]);
         let h = rms_norm(
             g,
@@ -52,7 +75,7 @@ pub(crate) fn build(
         x = g.op("Add", &[&x, &mlp], vec![]);
     }
 
-    if last_token_logits {
+    if options.last_token_logits {
         let last = g.const_i64(&[-1]);
         x = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
     }

@@ -7,12 +7,12 @@ use bonsai_ml::weights::{Tensor, Weights};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// A tiny config: 4 query heads over 2 key/value heads, 2 layers.
+/// A tiny config: 4 query heads of 16 dimensions over 2 key/value heads, 2 layers.
 pub(crate) fn tiny_config(model_type: &str, tied: bool) -> ModelConfig {
     ModelConfig::from_json(serde_json::json!({
         "model_type": model_type,
         "vocab_size": 96,
-        "hidden_size": 32,
+        "hidden_size": 64,
         "intermediate_size": 48,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
