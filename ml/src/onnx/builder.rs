@@ -262,3 +262,44 @@ pub(crate) fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_tensors_go_page_aligned_to_the_data_file_and_constants_are_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("m.onnx.data");
+        let mut g = GraphBuilder::new(&data).unwrap();
+        let a = g.const_i64(&[0, 1]);
+        assert_eq!(g.const_i64(&[0, 1]), a);
+        assert_ne!(g.const_i64(&[1, 0]), a);
+        g.weight("small", &[2], &[1.0, 2.0]).unwrap();
+        g.weight("big1", &[300], &[0.5; 300]).unwrap();
+        g.weight("big2", &[400], &[0.25; 400]).unwrap();
+        assert!(g.weight("bad", &[3], &[1.0]).is_err());
+        let (_, inits, bytes) = g.finish().unwrap();
+
+        let small = inits.iter().find(|t| t.name == "small").unwrap();
+        assert_eq!(small.raw_data.len(), 8);
+        assert_eq!(small.data_location, 0);
+        let big2 = inits.iter().find(|t| t.name == "big2").unwrap();
+        assert_eq!(big2.data_location, DATA_LOCATION_EXTERNAL);
+        let field = |k: &str| {
+            big2.external_data
+                .iter()
+                .find(|e| e.key == k)
+                .unwrap()
+                .value
+                .clone()
+        };
+        assert_eq!(field("location"), "m.onnx.data");
+        assert_eq!(field("offset"), "4096");
+        assert_eq!(field("length"), "1600");
+        assert_eq!(bytes, 4096 + 1600);
+        let file = std::fs::read(&data).unwrap();
+        assert_eq!(file.len() as u64, bytes);
+        assert_eq!(&file[4096..4100], &0.25f32.to_le_bytes());
+    }
+}
