@@ -8,6 +8,7 @@ use bonsai_ml::train::acts::Arena;
 use bonsai_ml::train::backward::backward;
 use bonsai_ml::train::base::FrozenBase;
 use bonsai_ml::train::forward::{forward_blocks, head_loss, logits};
+use rand::SeedableRng;
 use train_common::{random_lora, small_model};
 
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -80,12 +81,14 @@ fn loss_and_grads(
     arena: &mut Arena,
     grads: Option<&mut Vec<f32>>,
 ) -> f64 {
+    // A fixed seed per call: with dropout on, every evaluation draws the same masks.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let tokens: Vec<u32> = SEQ_A.iter().chain(&SEQ_B).copied().collect();
     let targets: Vec<u32> = tokens.iter().skip(1).chain([&0]).copied().collect();
     let weights: Vec<f32> = (0..14)
         .map(|p| if p % 7 >= 2 && p % 7 < 6 { 0.125 } else { 0.0 })
         .collect();
-    forward_blocks(base, lora, arena, &tokens, 2, 7, None);
+    forward_blocks(base, lora, arena, &tokens, 2, 7, Some(&mut rng));
     let loss = head_loss(base, arena, &targets, &weights);
     if let Some(g) = grads {
         backward(base, lora, arena, g, 2, 7);
@@ -95,9 +98,9 @@ fn loss_and_grads(
 
 #[test]
 fn whole_model_lora_gradients_match_finite_differences() {
-    for qwen in [false, true] {
+    for (qwen, dropout) in [(false, 0.0), (true, 0.0), (false, 0.3)] {
         let model = small_model(qwen);
-        let mut lora = random_lora(&model.config, "all", 3, 0.0);
+        let mut lora = random_lora(&model.config, "all", 3, dropout);
         let base = FrozenBase::from_model(model, 16);
         let mut arena = Arena::new(&base, &lora, 2, 7);
         let mut grads = vec![0.0f32; lora.values.len()];
@@ -118,7 +121,7 @@ fn whole_model_lora_gradients_match_finite_differences() {
                 let err = (numeric - grads[idx]).abs();
                 assert!(
                     err < 2e-3 + 2e-2 * grads[idx].abs(),
-                    "qwen={qwen} layer {} {:?} index {idx}: numeric {numeric} analytic {}",
+                    "qwen={qwen} dropout={dropout} layer {} {:?} index {idx}: numeric {numeric} analytic {}",
                     s.layer,
                     s.target,
                     grads[idx]
