@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Starts the whole platform on http://127.0.0.1:8080: PostgreSQL and NATS (installed and started if
+# missing), the ONNX Runtime library, a release build, a demo model and data set, then `bonsai serve`.
+# Sign in as admin / $BONSAI_ADMIN_PASSWORD (default bonsai-admin). Ctrl-C stops it gracefully.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-services.sh
+if [ -x scripts/install-onnxruntime.sh ]; then scripts/install-onnxruntime.sh; fi
+cargo build --release --bin bonsai
+export BONSAI_DATA_DIR="${BONSAI_DATA_DIR:-$PWD/data}"
+export BONSAI_ADMIN_PASSWORD="${BONSAI_ADMIN_PASSWORD:-bonsai-admin}"
+export BONSAI_JWT_SECRET="${BONSAI_JWT_SECRET:-$(mkdir -p "$BONSAI_DATA_DIR" && { cat "$BONSAI_DATA_DIR/.jwt-secret" 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee "$BONSAI_DATA_DIR/.jwt-secret"; })}"
+demo_model="$BONSAI_DATA_DIR/models/demo-tiny"
+if [ ! -f "$demo_model/config.json" ]; then
+  echo "creating the demo model in $demo_model (random tiny Llama + tokenizer trained on demo/faq.jsonl)"
+  target/release/bonsai model init-tiny "$demo_model" --corpus demo/faq.jsonl \
+    || echo "warning: could not create the demo model; the platform starts without it" >&2
+fi
+echo "demo data: demo/faq.jsonl; demo model: $demo_model"
+echo "sign in: curl -s localhost:8080/api/auth/login -H 'content-type: application/json' -d '{\"username\":\"admin\",\"password\":\"$BONSAI_ADMIN_PASSWORD\"}'"
+exec target/release/bonsai serve "$@"
