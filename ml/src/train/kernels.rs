@@ -3,6 +3,7 @@
 //! row loops run on rayon, matrix products go through [`linalg::matmul`] (the `gemm` crate).
 
 pub mod attention;
+pub mod fastmath;
 pub mod linalg;
 pub mod loss;
 pub mod norm;

@@ -317,7 +317,7 @@ impl Session {
                 });
             }
             let step = self.state.step;
-            let due = self.hyper.eval_every > 0 && step % self.hyper.eval_every == 0;
+            let due = self.hyper.eval_every > 0 && step.is_multiple_of(self.hyper.eval_every);
             let eval_loss = if due || step == total {
                 self.eval_loss()
             } else {
@@ -355,7 +355,7 @@ impl Session {
                 eta_secs: secs / done * (total - step) as f64,
                 eval_loss,
             });
-            if self.hyper.checkpoint_every > 0 && step % self.hyper.checkpoint_every == 0 {
+            if self.hyper.checkpoint_every > 0 && step.is_multiple_of(self.hyper.checkpoint_every) {
                 checkpoint(self)?;
             }
             if stop {
