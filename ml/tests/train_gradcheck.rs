@@ -105,7 +105,7 @@ fn rope_backward_matches_finite_differences_and_inverts_the_forward() {
         .any(|(a, b)| (a - b).abs() > 1e-3));
 }
 
-fn attention_case(seq: usize, stride: usize) {
+fn attention_case(seq: usize, stride: usize, window: Option<usize>) {
     let mut rng = Rng(3 + seq as u64);
     let s = AttnShape {
         batch: 2,
@@ -113,6 +113,7 @@ fn attention_case(seq: usize, stride: usize) {
         heads: 4,
         kv_heads: 2,
         head_dim: 4,
+        window,
     };
     let qkv = rng.vec(s.batch * seq * s.qkv_width(), 1.5);
     let r = rng.vec(s.batch * seq * s.out_width(), 1.0);
@@ -141,8 +142,9 @@ fn attention_case(seq: usize, stride: usize) {
 
 #[test]
 fn causal_gqa_attention_backward_matches_finite_differences() {
-    attention_case(5, 1);
-    attention_case(37, 7); // crosses the 32-row block boundary of the causal products
+    attention_case(5, 1, None);
+    attention_case(37, 7, None); // crosses the 32-row block boundary of the causal products
+    attention_case(37, 5, Some(6)); // Mistral's sliding window
 }
 
 #[test]
@@ -154,6 +156,7 @@ fn attention_is_causal() {
         heads: 2,
         kv_heads: 1,
         head_dim: 4,
+        window: None,
     };
     let mut qkv = rng.vec(s.seq * s.qkv_width(), 1.0);
     let mut probs = vec![0.0; s.heads * 36];

@@ -30,6 +30,7 @@ pub(crate) fn attn_shape(base: &FrozenBase, batch: usize, seq: usize) -> AttnSha
         heads: c.num_attention_heads,
         kv_heads: c.num_key_value_heads,
         head_dim: c.head_dim,
+        window: c.sliding_window,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct AttnShape {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// Mistral's sliding window: query `i` sees keys `i + 1 - window ..= i` (`None`: all earlier keys).
+    pub window: Option<usize>,
 }
 
 impl AttnShape {
@@ -78,7 +80,10 @@ pub fn attention_fwd(o: &mut [f32], probs: &mut [f32], qkv: &[f32], s: &AttnShap
                     );
                 }
                 for (i, row) in p.chunks_mut(sq).enumerate() {
-                    let (live, masked) = row.split_at_mut(i + 1);
+                    let first = s.window.map_or(0, |w| (i + 1).saturating_sub(w));
+                    let (seen, masked) = row.split_at_mut(i + 1);
+                    let (outside, live) = seen.split_at_mut(first);
+                    outside.fill(0.0);
                     let max = fastmath::max(live);
                     live.iter_mut().for_each(|v| *v = fastmath::exp(*v - max));
                     let sum = fastmath::sum(live);
