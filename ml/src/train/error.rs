@@ -34,7 +34,7 @@ pub enum TrainError {
     #[error("training diverged at step {step}: loss {loss}")]
     Diverged { step: usize, loss: f64 },
     /// The requested device is not available in this build.
-    #[error("device {0:?} is not available: this build has no CUDA support (build with the `cuda` feature); use --device cpu")]
+    #[error("device {0:?} is not available: the trainer runs on the CPU only in this build; use --device cpu")]
     DeviceUnavailable(String),
 }
 
