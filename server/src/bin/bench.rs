@@ -168,10 +168,10 @@ async fn projection_lag(args: &Args, client: &Client, users: &Arc<Vec<BenchUser>
             let mut tasks = Vec::new();
             for i in 0..total {
                 tick.tick().await;
-                let (client, users, answered, url) = (client.clone(), users.clone(), answered.clone(), url.clone());
+                let (client, all, answered, url) = (client.clone(), users.clone(), answered.clone(), url.clone());
                 tasks.push(tokio::spawn(async move {
-                    let u = &users[i as usize % users.len()];
-                    let n = i / users.len() as u64;
+                    let u = &all[i as usize % all.len()];
+                    let n = i / all.len() as u64;
                     let r = client.put(format!("{url}/api/users/profile")).bearer_auth(&u.token)
                         .json(&json!({"display_name": format!("lag{n}")})).send().await;
                     if matches!(r, Ok(ref r) if r.status() == 200) {

@@ -19,6 +19,14 @@ async fn the_audit_log_lists_every_event_in_order_with_metadata_and_no_password_
     assert_eq!(response.status(), StatusCode::CREATED);
     let lena: Value = response.json().await.unwrap();
 
+    // The log shows events once every older transaction has ended (commit order is then final),
+    // which can trail the commit by a moment.
+    let lena_id = lena["id"].as_str().unwrap().to_owned();
+    eventually(|| async {
+        let text = app.get("/api/audit/events?limit=1000", Some(&admin)).await.text().await.unwrap();
+        text.contains(&lena_id)
+    })
+    .await;
     let response = app.get("/api/audit/events?limit=1000", Some(&admin)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();

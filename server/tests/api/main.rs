@@ -1,4 +1,5 @@
 //! Black-box tests of the platform: HTTP in, real PostgreSQL and NATS, answers out.
+#![allow(unreachable_pub)] // helpers are shared between the test modules of this one binary
 
 mod audit;
 mod auth;
