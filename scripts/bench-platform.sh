@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
-cargo build --release --bin bonsai --bin bonsai-bench
+# BONSAI_BENCH_BIN=<dir> uses binaries built elsewhere (e.g. a dev build, whose dependencies are optimised).
+bin="${BONSAI_BENCH_BIN:-target/release}"
+[ -n "${BONSAI_BENCH_BIN:-}" ] || cargo build --release --bin bonsai --bin bonsai-bench
 run=$(date +%s)
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/bonsai_bench_$run"
 export BONSAI_NATS_PREFIX="bench$run"
@@ -13,7 +15,7 @@ export BONSAI_JWT_SECRET="bench-secret-bench-secret"
 export BONSAI__RATE_LIMIT__REQUESTS_PER_SECOND=0
 export BONSAI_HTTP_ADDR=127.0.0.1:18080
 export RUST_LOG=warn
-target/release/bonsai serve & server=$!
+"$bin/bonsai" serve & server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS bonsai_bench_$run" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
-target/release/bonsai-bench --url http://127.0.0.1:18080 "$@"
+"$bin/bonsai-bench" --url http://127.0.0.1:18080 "$@"

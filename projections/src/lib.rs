@@ -11,7 +11,7 @@ pub mod users;
 pub use checkpoint::Cursor;
 pub use error::ProjectionError;
 pub use log::StoredEvent;
-pub use projection::{apply_event, rebuild, Applied, Projection};
+pub use projection::{apply_batch, apply_event, rebuild, Applied, Projection};
 
 /// Every projection of the platform, by name (for `bonsai replay` and the consumers).
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {

@@ -4,7 +4,8 @@
 use crate::EventBus;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
-use bonsai_projections::{apply_event, Applied, Projection, ProjectionError, StoredEvent};
+use bonsai_projections::{apply_batch, apply_event, Applied, Projection, ProjectionError, StoredEvent};
+use futures::FutureExt;
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -21,6 +22,9 @@ pub enum Processed {
     /// Poison: will not be redelivered.
     Terminated,
 }
+
+/// The most messages applied in one transaction.
+const MAX_BATCH: usize = 256;
 
 pub struct ProjectionConsumer {
     pool: PgPool,
@@ -71,7 +75,15 @@ impl ProjectionConsumer {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        self.process(&message).await;
+                        // Take whatever else has already arrived, and apply it all in one transaction.
+                        let mut batch = vec![message];
+                        while batch.len() < MAX_BATCH {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(more))) => batch.push(more),
+                                _ => break,
+                            }
+                        }
+                        self.process_batch(&batch).await;
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, projection = self.projection.name(), "message stream error");
@@ -82,6 +94,29 @@ impl ProjectionConsumer {
             }
         }
         Ok(())
+    }
+
+    /// Applies several messages in one transaction and acks them after the commit; falls back to one
+    /// by one (with nak/term per message) if any of them fails.
+    pub async fn process_batch(&self, messages: &[Message]) {
+        if messages.len() > 1 {
+            let events: Result<Vec<StoredEvent>, _> =
+                messages.iter().map(|m| serde_json::from_slice::<StoredEvent>(&m.payload)).collect();
+            if let Ok(events) = events {
+                if apply_batch(&self.pool, self.projection.as_ref(), &events).await.is_ok() {
+                    let acks = messages.iter().map(|m| m.ack_with(AckKind::Ack));
+                    for result in futures::future::join_all(acks).await {
+                        if let Err(error) = result {
+                            tracing::warn!(%error, "ack failed; the message will be redelivered and skipped");
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        for message in messages {
+            self.process(message).await;
+        }
     }
 
     /// Applies one message and acknowledges it accordingly. Exposed so tests can drive a consumer
