@@ -168,3 +168,97 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    #[derive(Parser)]
+    struct MergeCli {
+        #[command(flatten)]
+        merge: crate::cli::merge::MergeArgs,
+    }
+
+    #[test]
+    fn train_then_merge_from_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let data = d.join("qa.jsonl");
+        std::fs::write(&data, "{\"question\": \"hi?\", \"answer\": \"hello\"}\n{\"question\": \"bye?\", \"answer\": \"ciao\"}\n")
+            .unwrap();
+        let spec = crate::tiny::TinySpec {
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 2,
+            vocab_size: 300,
+            max_position_embeddings: 64,
+            seed: 0,
+        };
+        crate::tiny::init_tiny(&d.join("base"), &spec, Some(&data)).unwrap();
+        let p = |s: &str| d.join(s).display().to_string();
+        let args = [
+            "t",
+            "--base",
+            &p("base"),
+            "--data",
+            &p("qa.jsonl"),
+            "--out",
+            &p("out"),
+            "--targets",
+            "q_proj,v_proj",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--merge",
+        ];
+        run(Cli::parse_from(args).train).unwrap();
+        for f in [
+            "adapter/adapter_config.json",
+            "checkpoint-1/optimizer.safetensors",
+            "merged/model.safetensors",
+        ] {
+            assert!(d.join("out").join(f).exists(), "{f} written");
+        }
+        let cfg = std::fs::read_to_string(d.join("out/adapter/adapter_config.json")).unwrap();
+        assert!(cfg.contains("\"q_proj\"") && cfg.contains("\"v_proj\""));
+        let merge = [
+            "m",
+            "--base",
+            &p("base"),
+            "--adapter",
+            &p("out/adapter"),
+            "--out",
+            &p("merged2"),
+        ];
+        crate::cli::merge::run(MergeCli::parse_from(merge).merge).unwrap();
+        assert_eq!(
+            std::fs::read(d.join("merged2/model.safetensors")).unwrap(),
+            std::fs::read(d.join("out/merged/model.safetensors")).unwrap()
+        );
+        let bad = [
+            "t",
+            "--base",
+            &p("base"),
+            "--data",
+            &p("qa.jsonl"),
+            "--out",
+            &p("o2"),
+            "--device",
+            "cuda",
+        ];
+        let err = run(Cli::parse_from(bad).train).unwrap_err();
+        assert!(format!("{err:#}").contains("CPU only"), "{err:#}");
+    }
+}

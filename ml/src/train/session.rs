@@ -38,6 +38,7 @@ pub struct Hyper {
     pub patience: Option<usize>,
     /// Write `checkpoint-<step>/` every this many steps (0: never).
     pub checkpoint_every: usize,
+    /// Token id used to pad batches ([`crate::train::train`] sets it from the model config).
     pub pad_id: u32,
 }
 
