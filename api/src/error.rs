@@ -5,6 +5,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bonsai_commands::CommandError;
+use bonsai_domain::dataset::DatasetError;
 use bonsai_domain::user::UserError;
 use bonsai_domain::values::InvalidValue;
 use bonsai_projections::ProjectionError;
@@ -25,6 +26,12 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
+    /// 413: the body (an upload) is over the configured limit.
+    #[error("{code}: {message}")]
+    PayloadTooLarge { code: &'static str, message: String },
+    /// 415 with a specific code and details (uploads whose content is not a dataset).
+    #[error("{code}: {message}")]
+    UnsupportedContent { code: &'static str, message: String, details: Option<serde_json::Value> },
     #[error("{code}: {message}")]
     Unprocessable { code: &'static str, message: String, details: Option<serde_json::Value> },
     #[error("too many requests, retry in {retry_after_secs}s")]
@@ -74,6 +81,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone(), None),
             ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m.clone(), None),
+            ApiError::PayloadTooLarge { code, message } => (StatusCode::PAYLOAD_TOO_LARGE, code, message.clone(), None),
+            ApiError::UnsupportedContent { code, message, details } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message.clone(), details.clone())
+            }
             ApiError::Unprocessable { code, message, details } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone(), details.clone())
             }
@@ -105,6 +116,7 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::User(e) => e.into(),
+            CommandError::Dataset(e) => e.into(),
             CommandError::Conflict { .. } => ApiError::Conflict {
                 code: "concurrent_modification",
                 message: "the resource was modified concurrently; try again".into(),
@@ -127,6 +139,17 @@ impl From<UserError> for ApiError {
             UserError::RefreshTokenReused => ApiError::unauthenticated("refresh_token_reused", message),
             UserError::SelfLockout => ApiError::Unprocessable { code: "self_lockout", message, details: None },
             UserError::Hashing(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<DatasetError> for ApiError {
+    fn from(error: DatasetError) -> Self {
+        let message = error.to_string();
+        match error {
+            DatasetError::AlreadyExists => ApiError::Conflict { code: "dataset_exists", message },
+            DatasetError::NotFound | DatasetError::UnknownVersion(_) => ApiError::NotFound(message),
+            DatasetError::Archived => ApiError::Conflict { code: "dataset_archived", message },
         }
     }
 }

@@ -10,7 +10,7 @@ mod state;
 
 pub use auth::{RateLimitSettings, TokenSettings};
 pub use error::{ApiError, ErrorBody};
-pub use state::AppState;
+pub use state::{AppState, DEFAULT_MAX_UPLOAD_BYTES};
 
 use axum::http::{HeaderName, Request};
 use axum::Router;
@@ -22,7 +22,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole API. Every request gets an `x-request-id` (kept if the client sent one), which is on
 /// every log line of the request and becomes the correlation id of the events it causes.
 pub fn router(state: AppState) -> Router {
-    routes::router()
+    routes::router(state.max_upload_bytes)
         .merge(openapi::router())
         .fallback(routes::not_found)
         .with_state(state)

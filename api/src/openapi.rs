@@ -12,15 +12,17 @@ use utoipa_swagger_ui::SwaggerUi;
     info(title = "Bonsai", description = "Train, version and serve your own small language models."),
     paths(
         healthz, readyz, login, refresh, logout, get_profile, update_profile, change_password, list_users,
-        create_user, get_user, patch_user, events, history
+        create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
+        preview_dataset, archive_dataset
     ),
     components(schemas(
         crate::ErrorBody, crate::error::ErrorDetail, LoginRequest, RefreshRequest, LogoutRequest, TokenResponse,
         UserDto, UserPage, UpdateProfileRequest, ChangePasswordRequest, CreateUserRequest, PatchUserRequest,
-        AuditEventDto, AuditPage
+        AuditEventDto, AuditPage, DatasetDto, DatasetDetail, DatasetPage, VersionDto, ValidationAccepted, PreviewPage,
+        UploadForm
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "audit"), (name = "health"))
+    tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "health"))
 )]
 pub(crate) struct ApiDoc;
 

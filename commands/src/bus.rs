@@ -1,4 +1,5 @@
 use crate::{Argon2Passwords, CommandError, CommandMetadata};
+use bonsai_domain::dataset::{Dataset, DatasetCommand};
 use bonsai_domain::user::{User, UserCommand};
 use cqrs_es::AggregateError;
 use cqrs_es::persist::PersistedEventStore;
@@ -16,6 +17,7 @@ const SNAPSHOT_EVERY: usize = 50;
 #[derive(Clone)]
 pub struct CommandBus {
     users: Arc<PostgresCqrs<User>>,
+    datasets: Arc<PostgresCqrs<Dataset>>,
     pool: PgPool,
     max_attempts: u32,
 }
@@ -27,7 +29,11 @@ impl CommandBus {
         let store = PersistedEventStore::new_snapshot_store(PostgresEventRepository::new(pool.clone()), SNAPSHOT_EVERY)
             .with_upcasters(crate::upcasters::all());
         let users = CqrsFramework::new(store, vec![], Box::new(Argon2Passwords) as Box<dyn bonsai_domain::user::UserServices>);
-        Self { users: Arc::new(users), pool, max_attempts: 8 }
+        // Dataset histories are short (a few versions and validations): no snapshots.
+        let dataset_store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+            .with_upcasters(crate::upcasters::all());
+        let datasets = CqrsFramework::new(dataset_store, vec![], ());
+        Self { users: Arc::new(users), datasets: Arc::new(datasets), pool, max_attempts: 8 }
     }
 
     /// Executes a user command, retrying optimistic-concurrency conflicts a bounded number of times
@@ -40,6 +46,23 @@ impl CommandBus {
                 Ok(()) => return Ok(()),
                 Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
                     // Jittered back-off so that racing writers stop colliding in lock-step.
+                    let jitter = rand::random::<u64>() % (2 * u64::from(attempt) + 1);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(convert(e, attempt)),
+            }
+        }
+        Err(CommandError::Conflict { attempts: self.max_attempts })
+    }
+
+    /// Executes a dataset command, with the same bounded conflict retries as [`CommandBus::user`].
+    #[tracing::instrument(skip_all, fields(aggregate = "Dataset", %dataset_id, correlation_id = %meta.correlation_id), err)]
+    pub async fn dataset(&self, dataset_id: Uuid, command: DatasetCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
+        let id = dataset_id.to_string();
+        for attempt in 1..=self.max_attempts {
+            match self.datasets.execute_with_metadata(&id, command.clone(), meta.to_map()).await {
+                Ok(()) => return Ok(()),
+                Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
                     let jitter = rand::random::<u64>() % (2 * u64::from(attempt) + 1);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
                 }

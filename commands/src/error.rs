@@ -1,3 +1,4 @@
+use bonsai_domain::dataset::DatasetError;
 use bonsai_domain::user::UserError;
 
 /// Why a command was not carried out.
@@ -6,6 +7,9 @@ pub enum CommandError {
     /// The aggregate refused the command (a business rule).
     #[error(transparent)]
     User(#[from] UserError),
+    /// The Dataset aggregate refused the command.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
     /// Other writers kept winning the race for this aggregate; the caller may try again.
     #[error("the aggregate was changed concurrently {attempts} times in a row")]
     Conflict { attempts: u32 },

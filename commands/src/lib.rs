@@ -3,11 +3,13 @@
 
 mod bus;
 mod error;
+pub mod files;
 mod metadata;
 mod passwords;
 mod upcasters;
 
 pub use bus::CommandBus;
 pub use error::CommandError;
+pub use files::{FileStore, FileStoreError, LocalFileStore, Staged, StoredBlob};
 pub use metadata::CommandMetadata;
 pub use passwords::Argon2Passwords;

@@ -5,6 +5,7 @@
 //! aggregate's services trait, so every decision is testable given/when/then.
 
 pub mod audit;
+pub mod dataset;
 pub mod permissions;
 pub mod upcast;
 pub mod user;

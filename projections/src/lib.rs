@@ -3,6 +3,7 @@
 //! view tables with their queries.
 
 mod checkpoint;
+pub mod datasets;
 mod error;
 pub mod log;
 mod projection;
@@ -15,5 +16,5 @@ pub use projection::{apply_batch, apply_event, rebuild, Applied, Projection};
 
 /// Every projection of the platform, by name (for `bonsai replay` and the consumers).
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(users::UsersProjection)]
+    vec![std::sync::Arc::new(users::UsersProjection), std::sync::Arc::new(datasets::DatasetsProjection)]
 }

@@ -6,13 +6,14 @@ use crate::db;
 use crate::settings::Settings;
 use anyhow::Context;
 use bonsai_api::{AppState, RateLimitSettings, TokenSettings};
-use bonsai_commands::{CommandBus, CommandMetadata};
+use bonsai_commands::{CommandBus, CommandMetadata, FileStore, LocalFileStore};
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
-use bonsai_workers::{EventBus, ProjectionConsumer, Relay};
+use bonsai_workers::{EventBus, ProjectionConsumer, Relay, ValidationWorker};
 use sqlx::PgPool;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -23,6 +24,8 @@ pub struct Application {
     pub pool: PgPool,
     pub bus: EventBus,
     pub commands: CommandBus,
+    /// Uploaded dataset files, under `<data_dir>/datasets`.
+    pub files: Arc<dyn FileStore>,
     state: AppState,
 }
 
@@ -58,11 +61,16 @@ impl Application {
             burst: r.burst,
             ..RateLimitSettings::default()
         };
-        let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits);
+        let datasets_dir = settings.data_dir.join("datasets");
+        let files: Arc<dyn FileStore> = Arc::new(
+            LocalFileStore::new(&datasets_dir).with_context(|| format!("cannot create {}", datasets_dir.display()))?,
+        );
+        let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
+            .with_datasets(files.clone(), settings.max_upload_bytes);
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
-        Ok(Self { listener, pool, bus, commands, state })
+        Ok(Self { listener, pool, bus, commands, files, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -92,6 +100,9 @@ impl Application {
             let stop = shutdown.clone();
             tasks.spawn(async move { (name, consumer.run(stop).await) });
         }
+        let validation = ValidationWorker::new(self.bus.clone(), self.commands.clone(), self.files.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move { ("worker:dataset-validation".to_owned(), validation.run(stop).await) });
         let mut failed = None;
         while let Some(joined) = tasks.join_next().await {
             match joined {

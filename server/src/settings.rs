@@ -45,6 +45,8 @@ pub struct Settings {
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
     pub data_dir: PathBuf,
+    /// Largest dataset upload in bytes (`BONSAI__MAX_UPLOAD_BYTES`); larger ones are refused with 413.
+    pub max_upload_bytes: u64,
     pub admin_username: String,
     pub admin_password: Secret,
     /// `text` or `json`.
@@ -75,6 +77,7 @@ impl Default for Settings {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             data_dir: PathBuf::from("data"),
+            max_upload_bytes: 100 << 20,
             admin_username: "admin".into(),
             admin_password: Secret::default(),
             log_format: "text".into(),

@@ -4,7 +4,9 @@
 mod bus;
 mod consumer;
 mod relay;
+mod validation;
 
 pub use bus::{stream_name, EventBus};
 pub use consumer::{ProjectionConsumer, Processed};
 pub use relay::{Relay, RelayError};
+pub use validation::ValidationWorker;

@@ -1,17 +1,20 @@
 mod audit;
 mod auth;
+mod datasets;
 mod health;
 mod users;
 
 pub(crate) use audit::{AuditEventDto, AuditPage};
+pub(crate) use datasets::{DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto};
 pub(crate) use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 pub(crate) use users::{ChangePasswordRequest, CreateUserRequest, PatchUserRequest, UpdateProfileRequest, UserDto, UserPage};
 
 use crate::{ApiError, AppState};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -24,6 +27,16 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/users/{id}", get(users::get_user).patch(users::patch_user))
         .route("/api/audit/events", get(audit::events))
         .route("/api/audit/{aggregate_type}/{aggregate_id}", get(audit::history))
+        // The upload streams to disk; its own limit (plus room for the form's other fields) replaces
+        // axum's 2 MB default for this route only.
+        .route(
+            "/api/data/upload",
+            post(datasets::upload).layer(DefaultBodyLimit::max((max_upload_bytes + (1 << 20)) as usize)),
+        )
+        .route("/api/data/datasets", get(datasets::list_datasets))
+        .route("/api/data/datasets/{id}", get(datasets::get_dataset).delete(datasets::archive_dataset))
+        .route("/api/data/datasets/{id}/validate", post(datasets::validate_dataset))
+        .route("/api/data/datasets/{id}/preview", get(datasets::preview_dataset))
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -40,4 +53,8 @@ pub(crate) use health::__path_readyz;
 pub(crate) use users::{
     __path_change_password, __path_create_user, __path_get_profile, __path_get_user, __path_list_users,
     __path_patch_user, __path_update_profile,
+};
+pub(crate) use datasets::{
+    __path_archive_dataset, __path_get_dataset, __path_list_datasets, __path_preview_dataset, __path_upload,
+    __path_validate_dataset,
 };

@@ -3,6 +3,8 @@
 
 mod audit;
 mod auth;
+mod datasets;
+mod datasets_input;
 mod errors;
 mod helpers;
 mod relay;

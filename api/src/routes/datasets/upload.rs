@@ -1,0 +1,211 @@
+//! `POST /api/data/upload`: the file is streamed to the file store (never held whole in memory),
+//! refused past the size limit (413, nothing kept), sniffed (415/422, nothing kept), then recorded.
+
+use super::{actor, dto, unprocessable, DatasetDto};
+use crate::auth::AuthUser;
+use crate::extract::Correlation;
+use crate::{ApiError, AppState};
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{Multipart, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use bonsai_commands::{CommandMetadata, FileStoreError, Staged};
+use bonsai_datasets::{DatasetError as FormatError, ErrorClass};
+use bonsai_domain::dataset::{DatasetCommand, DatasetFile};
+use bonsai_domain::Permission;
+use futures::StreamExt;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Longest text field (name, description, ...).
+const MAX_TEXT_FIELD: usize = 4096;
+const MAX_NAME_CHARS: usize = 200;
+
+/// 415 for content that is not a dataset we read, 422 for one that is empty; the library's own code
+/// goes in `details.reason`.
+pub(super) fn content_error(error: FormatError) -> ApiError {
+    let message = error.to_string();
+    let details = Some(json!({ "reason": error.code() }));
+    match error.class() {
+        ErrorClass::UnsupportedContent => {
+            ApiError::UnsupportedContent { code: "unsupported_content", message, details }
+        }
+        ErrorClass::Invalid => ApiError::Unprocessable { code: "dataset_invalid", message, details },
+        ErrorClass::Internal => ApiError::Internal(message),
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::PayloadTooLarge {
+        code: "dataset_too_large",
+        message: format!("the upload is larger than the limit of {limit} bytes"),
+    }
+}
+
+fn multipart_error(error: MultipartError, limit: u64) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(limit);
+    }
+    ApiError::BadRequest { code: "invalid_multipart", message: error.body_text() }
+}
+
+fn store_error(error: FileStoreError, limit: u64) -> ApiError {
+    match error {
+        FileStoreError::TooLarge { .. } => too_large(limit),
+        FileStoreError::Source(io) => match io.get_ref().and_then(|e| e.downcast_ref::<MultipartError>()) {
+            Some(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(limit),
+            _ => ApiError::BadRequest {
+                code: "upload_interrupted",
+                message: format!("the upload did not complete: {io}"),
+            },
+        },
+        FileStoreError::NotFound(_) | FileStoreError::InvalidKey | FileStoreError::Io(_) => {
+            ApiError::Internal(error.to_string())
+        }
+    }
+}
+
+/// Reads what is left of the body (bounded by the route's body limit) so that the client, still
+/// sending, gets the error response instead of a reset connection.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+async fn text_field(mut field: axum::extract::multipart::Field<'_>, limit: u64) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_TEXT_FIELD {
+            return Err(unprocessable(format!("the `{name}` field is longer than {MAX_TEXT_FIELD} bytes")));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| unprocessable(format!("the `{name}` field is not UTF-8")))
+}
+
+/// The uploader's file name as metadata: control characters (NUL included) dropped, bounded length.
+/// It is shown back to the user and never used to name anything on the server.
+fn clean_filename(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(255).collect()
+}
+
+#[derive(Default)]
+struct Form {
+    file: Option<(Staged, String)>,
+    name: Option<String>,
+    description: Option<String>,
+    format: Option<String>,
+    dataset_id: Option<String>,
+}
+
+async fn read_form(state: &AppState, multipart: &mut Multipart) -> Result<Form, ApiError> {
+    let limit = state.max_upload_bytes;
+    let mut form = Form::default();
+    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
+        match field.name().unwrap_or_default() {
+            "file" if form.file.is_none() => {
+                let filename = clean_filename(field.file_name().unwrap_or_default());
+                let bytes = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
+                let staged = state.files.stage(bytes, limit).await.map_err(|e| store_error(e, limit))?;
+                form.file = Some((staged, filename));
+            }
+            "file" => return Err(unprocessable("only one `file` may be uploaded at a time")),
+            "name" => form.name = Some(text_field(field, limit).await?),
+            "description" => form.description = Some(text_field(field, limit).await?),
+            "format" => form.format = Some(text_field(field, limit).await?),
+            "dataset_id" => form.dataset_id = Some(text_field(field, limit).await?),
+            other => return Err(unprocessable(format!("unknown form field `{other}`"))),
+        }
+    }
+    Ok(form)
+}
+
+/// Uploads a dataset file (multipart): a new dataset, or with `dataset_id` a new version of one.
+#[utoipa::path(post, path = "/api/data/upload", tag = "datasets", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = DatasetDto), (status = 403, body = crate::ErrorBody),
+    (status = 404, description = "dataset_id names no dataset of yours", body = crate::ErrorBody),
+    (status = 409, description = "dataset_archived", body = crate::ErrorBody),
+    (status = 413, description = "dataset_too_large", body = crate::ErrorBody),
+    (status = 415, description = "unsupported_content (not text, not UTF-8, unknown format)", body = crate::ErrorBody),
+    (status = 422, description = "dataset_invalid, format_mismatch or validation_failed", body = crate::ErrorBody)))]
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    user.require(Permission::ManageDatasets)?;
+    let mut multipart =
+        multipart.map_err(|r| ApiError::BadRequest { code: "invalid_multipart", message: r.body_text() })?;
+    let form = match read_form(&state, &mut multipart).await {
+        Ok(form) => form,
+        Err(error) => {
+            drain(&mut multipart).await;
+            return Err(error);
+        }
+    };
+    // From here on every refusal drops the staged upload, which removes it: nothing is kept half-way.
+    let (staged, filename) = form.file.ok_or_else(|| unprocessable("the `file` field is required"))?;
+    let (staged, format) = sniff(&state, staged).await?;
+    if let Some(wanted) = form.format.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        if wanted != format {
+            let message = format!("the content is {format}, not {wanted}");
+            return Err(ApiError::Unprocessable {
+                code: "format_mismatch",
+                message,
+                details: Some(json!({ "detected": format })),
+            });
+        }
+    }
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    let (id, command) = match form.dataset_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(existing) => {
+            let id: Uuid = existing.parse().map_err(|_| unprocessable("dataset_id is not a UUID"))?;
+            // Checked before the file is stored, from the dataset's own events (the aggregate checks
+            // again when the command runs); the view could lag behind a dataset just created.
+            dto::ensure_open(&state, &user, id).await?;
+            (id, None)
+        }
+        None => {
+            let name = form.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(filename.as_str());
+            let name = if name.is_empty() { "dataset".to_owned() } else { name.to_owned() };
+            if name.chars().count() > MAX_NAME_CHARS {
+                return Err(unprocessable(format!("name is longer than {MAX_NAME_CHARS} characters")));
+            }
+            let description = form.description.unwrap_or_default().trim().to_owned();
+            (Uuid::now_v7(), Some((name, description)))
+        }
+    };
+    let blob = state.files.commit(staged).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let file = DatasetFile { sha256: blob.sha256, size: blob.size, filename, format };
+    let command = match command {
+        Some((name, description)) => {
+            DatasetCommand::UploadDataset { dataset_id: id, owner_id: user.id, name, description, file }
+        }
+        None => DatasetCommand::AddDatasetVersion { by: actor(&user), file },
+    };
+    state.commands.dataset(id, command, &meta).await?;
+    let dto: DatasetDto = dto::current(&state, id).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/data/datasets/{id}"))], Json(dto)))
+}
+
+/// Detects the format from the staged content (the file name plays no part).
+async fn sniff(state: &AppState, staged: Staged) -> Result<(Staged, String), ApiError> {
+    let files = state.files.clone();
+    let (staged, detected) = tokio::task::spawn_blocking(move || {
+        let detected = files.open_staged(&staged).map(bonsai_datasets::detect);
+        (staged, detected)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let detected = detected.map_err(|e| ApiError::Internal(e.to_string()))?.map_err(content_error)?;
+    let format = serde_json::to_value(detected.format).ok().and_then(|v| v.as_str().map(str::to_owned));
+    Ok((staged, format.unwrap_or_else(|| "unknown".into())))
+}
+
+#[allow(unused_imports)]
+pub(crate) use super::UploadForm;
