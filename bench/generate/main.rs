@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         device: Device::Cpu,
         threads,
         sessions: 1,
+        spin: false,
     };
     let engine = Engine::load(&dir, options)?;
     let params = GenerationParams {

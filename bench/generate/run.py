@@ -89,6 +89,7 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-builder", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated model:engine-prefix pairs to leave out")
     a = ap.parse_args()
     dirs, builder = prepare(a.models.split(","), a.skip_builder)
     common = ["--new-tokens", str(a.new_tokens), "--threads", str(a.threads), "--runs", str(a.runs)]
@@ -104,6 +105,10 @@ def main():
         if name in builder:
             engines["onnxruntime-genai, its builder"] = [PY, os.path.join(ref, "generate_genai.py"), builder[name],
                                                          ids]
+        for pair in filter(None, a.skip.split(",")):
+            model, prefix = pair.split(":")
+            if model == name:
+                engines = {e: c for e, c in engines.items() if not e.startswith(prefix)}
         rounds = {e: [] for e in engines}
         for r in range(a.rounds):
             for engine, cmd in engines.items():

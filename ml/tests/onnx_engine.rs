@@ -18,6 +18,7 @@ fn cpu(sessions: usize) -> EngineOptions {
         device: Device::Cpu,
         threads: 1,
         sessions,
+        spin: false,
     }
 }
 

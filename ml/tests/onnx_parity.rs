@@ -23,6 +23,7 @@ fn check_parity(model_type: &str, tied: bool, seed: u64, options: onnx::ExportOp
         device: Device::Cpu,
         threads: 1,
         sessions: 1,
+        spin: false,
     };
     let ort = OnnxModel::load(dir.path(), &options).expect("ONNX Runtime loads the export");
 

@@ -26,6 +26,7 @@ fn smollm2_from_gguf_exports_and_answers_paris_through_onnx_runtime() {
         device: Device::Cpu,
         threads: 2,
         sessions: 1,
+        spin: false,
     };
     let engine = Engine::load(&export_dir, options).unwrap();
     let mut request = ChatRequest::user("What is the capital of France?");

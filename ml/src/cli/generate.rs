@@ -48,6 +48,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
         device: args.device,
         threads: args.threads,
         sessions: 1,
+        spin: false,
     };
     let engine = Engine::load(&args.model, options)
         .with_context(|| format!("loading the export folder {}", args.model.display()))?;

@@ -112,6 +112,9 @@ pub(crate) fn session(
     if options.threads > 0 {
         builder = builder.with_intra_threads(options.threads).map_err(fail)?;
     }
+    if !options.spin {
+        builder = builder.with_intra_op_spinning(false).map_err(fail)?;
+    }
     if device == Device::Cuda {
         let cuda = ort::ep::CUDA::default().build().error_on_failure();
         builder = builder.with_execution_providers([cuda]).map_err(|e| {
