@@ -146,6 +146,7 @@ async fn a_new_version_is_added_and_the_old_one_stays_readable() {
     let versions = detail["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2);
     assert_eq!((versions[0]["status"].as_str(), versions[1]["status"].as_str()), (Some("uploaded"), Some("valid")));
+    assert_eq!(versions[1]["warnings"][0]["kind"], "few_records", "5 records: a warning, not an error");
     let old: Value = app
         .get(&format!("/api/data/datasets/{id}/preview?version=1&limit=100"), Some(&admin))
         .await

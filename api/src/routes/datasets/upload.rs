@@ -1,7 +1,7 @@
 //! `POST /api/data/upload`: the file is streamed to the file store (never held whole in memory),
 //! refused past the size limit (413, nothing kept), sniffed (415/422, nothing kept), then recorded.
 
-use super::{actor, dto, unprocessable, DatasetDto};
+use super::{actor, dto, unprocessable, DatasetDto, UploadForm};
 use crate::auth::AuthUser;
 use crate::extract::Correlation;
 use crate::{ApiError, AppState};
@@ -207,5 +207,3 @@ async fn sniff(state: &AppState, staged: Staged) -> Result<(Staged, String), Api
     Ok((staged, format.unwrap_or_else(|| "unknown".into())))
 }
 
-#[allow(unused_imports)]
-pub(crate) use super::UploadForm;
