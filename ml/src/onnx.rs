@@ -194,7 +194,8 @@ pub fn export_model(
 
 fn check_supported(config: &ModelConfig) -> Result<(), OnnxError> {
     let c = config;
-    if c.head_dim % 2 != 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
+    if !c.head_dim.is_multiple_of(2) || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
+    {
         return Err(OnnxError::Model(format!(
             "unsupported attention layout: head_dim {} with {} query heads over {} kv heads",
             c.head_dim, c.num_attention_heads, c.num_key_value_heads

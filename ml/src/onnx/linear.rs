@@ -104,7 +104,7 @@ pub(crate) fn fused_linear_unsplit(
                     )))
                 }
                 // Some parts of a fused layer may have no bias: zeros keep them unchanged.
-                Err(_) if !bias => b.extend(std::iter::repeat(0.0).take(part.out)),
+                Err(_) if !bias => b.extend(std::iter::repeat_n(0.0, part.out)),
                 Err(e) => return Err(e.into()),
             }
         }

@@ -46,7 +46,7 @@ pub(crate) fn build(
     let embed = load(g, weights, "model.embed_tokens.weight", &[v, hid])?;
     let mut x = g.op("Gather", &[&embed, "input_ids"], vec![attr_i("axis", 0)]);
     // ONNX Runtime's GroupQueryAttention kernels need head_dim to be a multiple of 16.
-    let attention_inputs = if options.fused_attention && spec.head_dim % 16 == 0 {
+    let attention_inputs = if options.fused_attention && spec.head_dim.is_multiple_of(16) {
         Attn::Fused(gqa::inputs(g, spec)?)
     } else {
         let mask = attention_bias(g);
