@@ -80,7 +80,9 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone(), None),
-            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m.clone(), None),
+            ApiError::UnsupportedMediaType(m) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m.clone(), None)
+            }
             ApiError::PayloadTooLarge { code, message } => (StatusCode::PAYLOAD_TOO_LARGE, code, message.clone(), None),
             ApiError::UnsupportedContent { code, message, details } => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message.clone(), details.clone())

@@ -31,34 +31,18 @@ fn main() -> anyhow::Result<()> {
         bail!("usage: generate_bench <export-dir> <prompt ids> [--new-tokens N] [--threads T] [--runs R]");
     }
     let dir = PathBuf::from(&args[0]);
-    let prompt: Vec<u32> = args[1]
-        .split(',')
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()
-        .context("prompt ids")?;
+    let prompt: Vec<u32> =
+        args[1].split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>().context("prompt ids")?;
     let flag = |name: &str, default: usize| -> anyhow::Result<usize> {
         match args.iter().position(|a| a == name) {
             Some(i) => Ok(args.get(i + 1).context("flag value")?.parse()?),
             None => Ok(default),
         }
     };
-    let (new_tokens, threads, runs) = (
-        flag("--new-tokens", 128)?,
-        flag("--threads", 2)?,
-        flag("--runs", 3)?,
-    );
-    let options = EngineOptions {
-        device: Device::Cpu,
-        threads,
-        sessions: 1,
-        spin: false,
-    };
+    let (new_tokens, threads, runs) = (flag("--new-tokens", 128)?, flag("--threads", 2)?, flag("--runs", 3)?);
+    let options = EngineOptions { device: Device::Cpu, threads, sessions: 1, spin: false };
     let engine = Engine::load(&dir, options)?;
-    let params = GenerationParams {
-        max_new_tokens: new_tokens,
-        ignore_eos: true,
-        ..GenerationParams::default()
-    };
+    let params = GenerationParams { max_new_tokens: new_tokens, ignore_eos: true, ..GenerationParams::default() };
     // Warm-up: the first run pays for lazy allocations and weight pre-packing.
     engine.generate_tokens(&prompt, &params, &mut |_| {})?;
     for _ in 0..runs {

@@ -1,8 +1,8 @@
 use crate::{Argon2Passwords, CommandError, CommandMetadata};
 use bonsai_domain::dataset::{Dataset, DatasetCommand};
 use bonsai_domain::user::{User, UserCommand};
-use cqrs_es::AggregateError;
 use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::AggregateError;
 use cqrs_es::CqrsFramework;
 use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sqlx::PgPool;
@@ -28,7 +28,8 @@ impl CommandBus {
         // (ARCHITECTURE.md), never in-process after commit.
         let store = PersistedEventStore::new_snapshot_store(PostgresEventRepository::new(pool.clone()), SNAPSHOT_EVERY)
             .with_upcasters(crate::upcasters::all());
-        let users = CqrsFramework::new(store, vec![], Box::new(Argon2Passwords) as Box<dyn bonsai_domain::user::UserServices>);
+        let users =
+            CqrsFramework::new(store, vec![], Box::new(Argon2Passwords) as Box<dyn bonsai_domain::user::UserServices>);
         // Dataset histories are short (a few versions and validations): no snapshots.
         let dataset_store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
@@ -57,7 +58,12 @@ impl CommandBus {
 
     /// Executes a dataset command, with the same bounded conflict retries as [`CommandBus::user`].
     #[tracing::instrument(skip_all, fields(aggregate = "Dataset", %dataset_id, correlation_id = %meta.correlation_id), err)]
-    pub async fn dataset(&self, dataset_id: Uuid, command: DatasetCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
+    pub async fn dataset(
+        &self,
+        dataset_id: Uuid,
+        command: DatasetCommand,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
         let id = dataset_id.to_string();
         for attempt in 1..=self.max_attempts {
             match self.datasets.execute_with_metadata(&id, command.clone(), meta.to_map()).await {

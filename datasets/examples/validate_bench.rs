@@ -31,8 +31,7 @@ fn main() -> std::io::Result<()> {
     }
     if let Some(w) = args.windows(2).find(|w| w[0] == "--file") {
         let start = Instant::now();
-        let report =
-            validate(File::open(&w[1])?, &ValidateOptions::default()).expect("validation ran");
+        let report = validate(File::open(&w[1])?, &ValidateOptions::default()).expect("validation ran");
         println!(
             "{} records in {:.3}s: {}",
             report.record_count,
@@ -42,10 +41,7 @@ fn main() -> std::io::Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    println!(
-        "shape: {}, one thread, file read from page cache",
-        if chat { "chat" } else { "question/answer" }
-    );
+    println!("shape: {}, one thread, file read from page cache", if chat { "chat" } else { "question/answer" });
     println!(
         "{:>8} {:>9} {:>8} {:>8} {:>8} {:>12} {:>12} {:>13}",
         "size_MB", "records", "wall_s", "cpu_s", "MB/s", "MB/cpu_s", "peak_RSS_MB", "RSS_before_MB"
@@ -56,15 +52,10 @@ fn main() -> std::io::Result<()> {
         let rss_before = status_kb("VmRSS:");
         reset_peak_rss();
         let (start, cpu_start) = (Instant::now(), cpu_seconds());
-        let report =
-            validate(File::open(&path)?, &ValidateOptions::default()).expect("validation ran");
+        let report = validate(File::open(&path)?, &ValidateOptions::default()).expect("validation ran");
         let (secs, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu_start);
         let peak = status_kb("VmHWM:");
-        assert!(
-            report.valid && report.error_count == 0,
-            "generated data must validate: {:?}",
-            report.errors
-        );
+        assert!(report.valid && report.error_count == 0, "generated data must validate: {:?}", report.errors);
         assert_eq!(report.stats.duplicates, 0);
         let mb = bytes as f64 / MB as f64;
         println!(
@@ -166,8 +157,5 @@ fn status_kb(key: &str) -> u64 {
 /// shared machine, wall time also counts waiting for a core.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    stat.split_whitespace()
-        .next()
-        .and_then(|ns| ns.parse::<u64>().ok())
-        .map_or(f64::NAN, |ns| ns as f64 / 1e9)
+    stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).map_or(f64::NAN, |ns| ns as f64 / 1e9)
 }

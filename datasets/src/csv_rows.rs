@@ -66,13 +66,8 @@ pub(crate) struct Row<'a> {
 
 impl<R: Read> CsvRows<R> {
     pub(crate) fn open(src: Source<R>, delimiter: u8) -> Result<Self, DatasetError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .from_reader(src);
-        let header = reader
-            .byte_headers()
-            .map_err(|e| DatasetError::Io(into_io(e)))?;
+        let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(src);
+        let header = reader.byte_headers().map_err(|e| DatasetError::Io(into_io(e)))?;
         let columns = Columns::from_header(header).ok_or_else(|| {
             DatasetError::UnknownFormat(
                 "not JSON, and the first line is not a CSV header with question/answer, prompt/response, \
@@ -80,12 +75,7 @@ impl<R: Read> CsvRows<R> {
                     .to_owned(),
             )
         })?;
-        Ok(CsvRows {
-            reader,
-            columns,
-            row: csv::ByteRecord::new(),
-            done: false,
-        })
+        Ok(CsvRows { reader, columns, row: csv::ByteRecord::new(), done: false })
     }
 
     pub(crate) fn next(&mut self) -> io::Result<Option<Row<'_>>> {
@@ -103,27 +93,16 @@ impl<R: Read> CsvRows<R> {
             Err(_) if self.reader.get_ref().guard_tripped => {
                 // The parser's state is lost mid-field; there is no reliable place to resume.
                 self.done = true;
-                let fault = too_long(
-                    "a CSV row over 1 MiB (or an unclosed quote); validation stopped here",
-                );
-                return Ok(Some(Row {
-                    line,
-                    result: Err(fault),
-                }));
+                let fault = too_long("a CSV row over 1 MiB (or an unclosed quote); validation stopped here");
+                return Ok(Some(Row { line, result: Err(fault) }));
             }
             Err(e) => return Err(into_io(e)),
         }
         let line = self.row.position().map_or(line, |p| p.line());
         if self.row.as_slice().len() > MAX_RECORD_BYTES {
-            return Ok(Some(Row {
-                line,
-                result: Err(too_long("a CSV row over 1 MiB")),
-            }));
+            return Ok(Some(Row { line, result: Err(too_long("a CSV row over 1 MiB")) }));
         }
-        Ok(Some(Row {
-            line,
-            result: build(&self.row, &self.columns),
-        }))
+        Ok(Some(Row { line, result: build(&self.row, &self.columns) }))
     }
 }
 
@@ -136,10 +115,7 @@ fn build<'a>(row: &'a csv::ByteRecord, c: &Columns) -> Result<RecordRef<'a>, Fau
             Fault::new(
                 RecordErrorKind::InvalidUtf8,
                 Some(name),
-                format!(
-                    "`{name}` is not valid UTF-8 (byte {} of the cell)",
-                    e.valid_up_to()
-                ),
+                format!("`{name}` is not valid UTF-8 (byte {} of the cell)", e.valid_up_to()),
             )
         })
     };
@@ -171,11 +147,7 @@ fn parse_messages(json: &str) -> Result<MessagesField<'_>, Fault> {
         f
     })?;
     serde_json::from_str(json).map_err(|e| {
-        Fault::new(
-            RecordErrorKind::MalformedJson,
-            Some("messages"),
-            format!("`messages` is not valid JSON: {e}"),
-        )
+        Fault::new(RecordErrorKind::MalformedJson, Some("messages"), format!("`messages` is not valid JSON: {e}"))
     })
 }
 

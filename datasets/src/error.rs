@@ -43,9 +43,9 @@ impl DatasetError {
     /// The HTTP-facing class of this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            DatasetError::NotText(_)
-            | DatasetError::InvalidUtf8 { .. }
-            | DatasetError::UnknownFormat(_) => ErrorClass::UnsupportedContent,
+            DatasetError::NotText(_) | DatasetError::InvalidUtf8 { .. } | DatasetError::UnknownFormat(_) => {
+                ErrorClass::UnsupportedContent
+            }
             DatasetError::Empty => ErrorClass::Invalid,
             DatasetError::Io(_) => ErrorClass::Internal,
         }

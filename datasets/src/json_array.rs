@@ -43,10 +43,7 @@ pub(crate) enum Element<'a> {
 
 impl ArraySplitter {
     pub(crate) fn new() -> Self {
-        ArraySplitter {
-            state: State::Start,
-            line: 1,
-        }
+        ArraySplitter { state: State::Start, line: 1 }
     }
 
     pub(crate) fn next<'s, R: Read>(&mut self, src: &'s mut Source<R>) -> io::Result<Element<'s>> {
@@ -73,23 +70,16 @@ impl ArraySplitter {
                     self.state = State::Next;
                     return self.element(src);
                 }
-                (State::Next, Some(_)) => {
-                    return Ok(self.malformed("expected `,` or `]` after an element"))
-                }
+                (State::Next, Some(_)) => return Ok(self.malformed("expected `,` or `]` after an element")),
                 (State::Start, _) => return Ok(self.malformed("expected `[`")),
-                (_, None) => {
-                    return Ok(self.malformed("unexpected end of file: the array is not closed"))
-                }
+                (_, None) => return Ok(self.malformed("unexpected end of file: the array is not closed")),
             }
         }
     }
 
     fn malformed<'s>(&mut self, message: &str) -> Element<'s> {
         self.state = State::Done;
-        Element::Malformed {
-            line: self.line,
-            message: format!("malformed JSON array: {message}"),
-        }
+        Element::Malformed { line: self.line, message: format!("malformed JSON array: {message}") }
     }
 
     fn after_close<'s, R: Read>(&mut self, src: &mut Source<R>) -> io::Result<Element<'s>> {
@@ -191,10 +181,6 @@ impl ArraySplitter {
         if too_long || end - start > MAX_RECORD_BYTES {
             return Ok(Element::TooLong { line });
         }
-        Ok(Element::Value {
-            line,
-            bytes: &src.buf()[start..end],
-            too_deep,
-        })
+        Ok(Element::Value { line, bytes: &src.buf()[start..end], too_deep })
     }
 }

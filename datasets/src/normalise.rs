@@ -16,16 +16,8 @@ pub(crate) struct Fault {
 }
 
 impl Fault {
-    pub(crate) fn new(
-        kind: RecordErrorKind,
-        field: Option<&str>,
-        message: impl Into<String>,
-    ) -> Fault {
-        Fault {
-            field: field.map(str::to_owned),
-            kind,
-            message: message.into(),
-        }
+    pub(crate) fn new(kind: RecordErrorKind, field: Option<&str>, message: impl Into<String>) -> Fault {
+        Fault { field: field.map(str::to_owned), kind, message: message.into() }
     }
 }
 
@@ -41,11 +33,7 @@ pub(crate) fn parse_json_record(text: &str) -> Result<RecordRef<'_>, Fault> {
         } else {
             format!("line {} of the record, column {}", e.line(), e.column())
         };
-        Fault::new(
-            RecordErrorKind::MalformedJson,
-            None,
-            format!("malformed JSON: {what} ({at})"),
-        )
+        Fault::new(RecordErrorKind::MalformedJson, None, format!("malformed JSON: {what} ({at})"))
     })?;
     match top {
         Top::Object(raw) => normalise(raw),
@@ -61,11 +49,7 @@ pub(crate) fn parse_json_record(text: &str) -> Result<RecordRef<'_>, Fault> {
 /// (serde_json's own limit is deeper and its message names no cause a user would recognise).
 pub(crate) fn check_depth(bytes: &[u8]) -> Result<(), Fault> {
     // Fast path: with no more opening brackets than the limit (strings included), depth cannot exceed it.
-    if memchr::memchr2_iter(b'{', b'[', bytes)
-        .take(MAX_DEPTH + 1)
-        .count()
-        <= MAX_DEPTH
-    {
+    if memchr::memchr2_iter(b'{', b'[', bytes).take(MAX_DEPTH + 1).count() <= MAX_DEPTH {
         return Ok(());
     }
     let mut depth = 0usize;
@@ -104,11 +88,7 @@ pub(crate) fn check_depth(bytes: &[u8]) -> Result<(), Fault> {
 }
 
 pub(crate) fn too_deep() -> Fault {
-    Fault::new(
-        RecordErrorKind::TooDeep,
-        None,
-        format!("JSON nested deeper than {MAX_DEPTH} levels"),
-    )
+    Fault::new(RecordErrorKind::TooDeep, None, format!("JSON nested deeper than {MAX_DEPTH} levels"))
 }
 
 /// Decides the shape from the fields present, then applies that shape's rules.
@@ -116,11 +96,7 @@ pub(crate) fn too_deep() -> Fault {
 /// `messages` wins over `instruction`/`output`, which win over the question/answer names.
 pub(crate) fn normalise(raw: RawRecord<'_>) -> Result<RecordRef<'_>, Fault> {
     if let Some(key) = raw.duplicate {
-        return Err(Fault::new(
-            RecordErrorKind::DuplicateField,
-            Some(key),
-            format!("`{key}` appears twice"),
-        ));
+        return Err(Fault::new(RecordErrorKind::DuplicateField, Some(key), format!("`{key}` appears twice")));
     }
     if let Some(messages) = raw.messages {
         return chat(messages);
@@ -134,23 +110,15 @@ pub(crate) fn normalise(raw: RawRecord<'_>) -> Result<RecordRef<'_>, Fault> {
         };
         let output = text(raw.output, "output")?;
         let user = match input {
-            Some(input) if !input.trim().is_empty() => {
-                Cow::Owned(format!("{instruction}\n\n{input}"))
-            }
+            Some(input) if !input.trim().is_empty() => Cow::Owned(format!("{instruction}\n\n{input}")),
             _ => instruction,
         };
-        return Ok(RecordRef {
-            shape: Shape::Alpaca,
-            messages: vec![(Role::User, user), (Role::Assistant, output)],
-        });
+        return Ok(RecordRef { shape: Shape::Alpaca, messages: vec![(Role::User, user), (Role::Assistant, output)] });
     }
-    let has_qa = [&raw.question, &raw.prompt, &raw.answer, &raw.response]
-        .iter()
-        .any(|f| f.is_some());
+    let has_qa = [&raw.question, &raw.prompt, &raw.answer, &raw.response].iter().any(|f| f.is_some());
     if has_qa {
         // Name missing fields in the vocabulary the record uses.
-        let prompt_style =
-            raw.question.is_none() && (raw.prompt.is_some() || raw.response.is_some());
+        let prompt_style = raw.question.is_none() && (raw.prompt.is_some() || raw.response.is_some());
         let question = match raw.question {
             Some(q) => prompt_text(Some(q), "question")?,
             None if raw.prompt.is_some() => prompt_text(raw.prompt, "prompt")?,
@@ -180,20 +148,12 @@ fn chat(messages: MessagesField<'_>) -> Result<RecordRef<'_>, Fault> {
         MessagesField::Other(found) => return Err(wrong_type("messages", found)),
     };
     if list.is_empty() {
-        return Err(Fault::new(
-            RecordErrorKind::EmptyField,
-            Some("messages"),
-            "`messages` is empty",
-        ));
+        return Err(Fault::new(RecordErrorKind::EmptyField, Some("messages"), "`messages` is empty"));
     }
     let mut out = Vec::with_capacity(list.len());
     for (i, m) in list.into_iter().enumerate() {
         let (role, content, duplicate) = match m {
-            MessageField::Object {
-                role,
-                content,
-                duplicate,
-            } => (role, content, duplicate),
+            MessageField::Object { role, content, duplicate } => (role, content, duplicate),
             MessageField::Other(found) => {
                 let path = format!("messages[{i}]");
                 return Err(Fault::new(
@@ -205,11 +165,7 @@ fn chat(messages: MessagesField<'_>) -> Result<RecordRef<'_>, Fault> {
         };
         if let Some(key) = duplicate {
             let path = format!("messages[{i}].{key}");
-            return Err(Fault::new(
-                RecordErrorKind::DuplicateField,
-                Some(&path),
-                format!("`{path}` appears twice"),
-            ));
+            return Err(Fault::new(RecordErrorKind::DuplicateField, Some(&path), format!("`{path}` appears twice")));
         }
         let role_text = text(role, "role").map_err(|f| at_message(f, i))?;
         let role = Role::parse(&role_text).ok_or_else(|| {
@@ -230,19 +186,14 @@ fn chat(messages: MessagesField<'_>) -> Result<RecordRef<'_>, Fault> {
             "no assistant message: a chat record needs at least one",
         ));
     }
-    Ok(RecordRef {
-        shape: Shape::Chat,
-        messages: out,
-    })
+    Ok(RecordRef { shape: Shape::Chat, messages: out })
 }
 
 /// Re-roots a field error under `messages[i]`.
 fn at_message(mut fault: Fault, i: usize) -> Fault {
     if let Some(field) = &fault.field {
         let path = format!("messages[{i}].{field}");
-        fault.message = fault
-            .message
-            .replace(&format!("`{field}`"), &format!("`{path}`"));
+        fault.message = fault.message.replace(&format!("`{field}`"), &format!("`{path}`"));
         fault.field = Some(path);
     }
     fault
@@ -261,27 +212,15 @@ fn text<'a>(field: Option<Field<'a>>, name: &str) -> Result<Cow<'a, str>, Fault>
 fn prompt_text<'a>(field: Option<Field<'a>>, name: &str) -> Result<Cow<'a, str>, Fault> {
     let t = text(field, name)?;
     if t.trim().is_empty() {
-        return Err(Fault::new(
-            RecordErrorKind::EmptyField,
-            Some(name),
-            format!("`{name}` is empty"),
-        ));
+        return Err(Fault::new(RecordErrorKind::EmptyField, Some(name), format!("`{name}` is empty")));
     }
     Ok(t)
 }
 
 fn missing(name: &str) -> Fault {
-    Fault::new(
-        RecordErrorKind::MissingField,
-        Some(name),
-        format!("missing field `{name}`"),
-    )
+    Fault::new(RecordErrorKind::MissingField, Some(name), format!("missing field `{name}`"))
 }
 
 fn wrong_type(name: &str, found: &str) -> Fault {
-    Fault::new(
-        RecordErrorKind::WrongType,
-        Some(name),
-        format!("`{name}` must be a string, found {found}"),
-    )
+    Fault::new(RecordErrorKind::WrongType, Some(name), format!("`{name}` must be a string, found {found}"))
 }

@@ -49,11 +49,7 @@ pub(crate) enum MessagesField<'a> {
 
 #[derive(Debug)]
 pub(crate) enum MessageField<'a> {
-    Object {
-        role: Option<Field<'a>>,
-        content: Option<Field<'a>>,
-        duplicate: Option<&'static str>,
-    },
+    Object { role: Option<Field<'a>>, content: Option<Field<'a>>, duplicate: Option<&'static str> },
     Other(&'static str),
 }
 
@@ -153,12 +149,7 @@ impl<'de> Deserialize<'de> for Field<'de> {
 }
 
 /// Sets a field once, remembering the key if it was already set.
-fn set<T>(
-    slot: &mut Option<T>,
-    value: T,
-    name: &'static str,
-    duplicate: &mut Option<&'static str>,
-) {
+fn set<T>(slot: &mut Option<T>, value: T, name: &'static str, duplicate: &mut Option<&'static str>) {
     if slot.is_some() && duplicate.is_none() {
         *duplicate = Some(name);
     }
@@ -213,9 +204,7 @@ impl<'de> Deserialize<'de> for Top<'de> {
                         Some(k @ "answer") => set(&mut r.answer, map.next_value()?, k, dup),
                         Some(k @ "prompt") => set(&mut r.prompt, map.next_value()?, k, dup),
                         Some(k @ "response") => set(&mut r.response, map.next_value()?, k, dup),
-                        Some(k @ "instruction") => {
-                            set(&mut r.instruction, map.next_value()?, k, dup)
-                        }
+                        Some(k @ "instruction") => set(&mut r.instruction, map.next_value()?, k, dup),
                         Some(k @ "input") => set(&mut r.input, map.next_value()?, k, dup),
                         Some(k @ "output") => set(&mut r.output, map.next_value()?, k, dup),
                         Some(k @ "messages") => set(&mut r.messages, map.next_value()?, k, dup),
@@ -274,19 +263,13 @@ impl<'de> Deserialize<'de> for MessageField<'de> {
                 while let Some(Key(key)) = map.next_key()? {
                     match key {
                         Some(k @ "role") => set(&mut role, map.next_value()?, k, &mut duplicate),
-                        Some(k @ "content") => {
-                            set(&mut content, map.next_value()?, k, &mut duplicate)
-                        }
+                        Some(k @ "content") => set(&mut content, map.next_value()?, k, &mut duplicate),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                Ok(MessageField::Object {
-                    role,
-                    content,
-                    duplicate,
-                })
+                Ok(MessageField::Object { role, content, duplicate })
             }
             reject!(scalars);
             reject!(str);

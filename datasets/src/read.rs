@@ -60,21 +60,14 @@ impl<R: Read> Iterator for Records<R> {
 
 /// Opens a dataset for reading records; fails up front if the content is not a dataset at all.
 pub fn records<R: Read>(reader: R) -> Result<Records<R>, DatasetError> {
-    Ok(Records {
-        stream: RecordStream::open(reader)?,
-        done: false,
-    })
+    Ok(Records { stream: RecordStream::open(reader)?, done: false })
 }
 
 /// A page of valid, normalised records: skips `offset` valid records, returns up to `limit`
 /// (clamped to [`MAX_PREVIEW_LIMIT`]) and stops reading as soon as the page is full.
 ///
 /// Invalid records are skipped and not counted, so a page is what training would see.
-pub fn preview<R: Read>(
-    reader: R,
-    offset: usize,
-    limit: usize,
-) -> Result<Vec<Record>, DatasetError> {
+pub fn preview<R: Read>(reader: R, offset: usize, limit: usize) -> Result<Vec<Record>, DatasetError> {
     let limit = limit.min(MAX_PREVIEW_LIMIT);
     let mut stream = RecordStream::open(reader)?;
     let mut page = Vec::with_capacity(limit);
@@ -118,8 +111,5 @@ pub fn detect<R: Read>(reader: R) -> Result<Detected, DatasetError> {
             None => break,
         }
     }
-    Ok(Detected {
-        format: stream.format(),
-        shape: stream.shape(),
-    })
+    Ok(Detected { format: stream.format(), shape: stream.shape() })
 }

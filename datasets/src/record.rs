@@ -78,14 +78,8 @@ impl Record {
     pub fn question_answer(question: impl Into<String>, answer: impl Into<String>) -> Record {
         Record {
             messages: vec![
-                Message {
-                    role: Role::User,
-                    content: question.into(),
-                },
-                Message {
-                    role: Role::Assistant,
-                    content: answer.into(),
-                },
+                Message { role: Role::User, content: question.into() },
+                Message { role: Role::Assistant, content: answer.into() },
             ],
         }
     }
@@ -104,10 +98,7 @@ impl RecordRef<'_> {
             messages: self
                 .messages
                 .into_iter()
-                .map(|(role, content)| Message {
-                    role,
-                    content: content.into_owned(),
-                })
+                .map(|(role, content)| Message { role, content: content.into_owned() })
                 .collect(),
         }
     }
@@ -169,21 +160,12 @@ mod tests {
     fn content_hash_tells_records_apart_and_ignores_shape() {
         let rec = |shape, q: &str, a: &str| RecordRef {
             shape,
-            messages: vec![
-                (Role::User, Cow::Owned(q.to_owned())),
-                (Role::Assistant, Cow::Owned(a.to_owned())),
-            ],
+            messages: vec![(Role::User, Cow::Owned(q.to_owned())), (Role::Assistant, Cow::Owned(a.to_owned()))],
         };
         let base = rec(Shape::QuestionAnswer, "what is 2+2?", "4").content_hash();
         assert_eq!(base, rec(Shape::Alpaca, "what is 2+2?", "4").content_hash());
-        assert_ne!(
-            base,
-            rec(Shape::QuestionAnswer, "what is 2+2", "?4").content_hash()
-        );
-        assert_ne!(
-            base,
-            rec(Shape::QuestionAnswer, "what is 2+3?", "4").content_hash()
-        );
+        assert_ne!(base, rec(Shape::QuestionAnswer, "what is 2+2", "?4").content_hash());
+        assert_ne!(base, rec(Shape::QuestionAnswer, "what is 2+3?", "4").content_hash());
         let mut seen = std::collections::HashSet::new();
         for i in 0..100_000 {
             assert!(seen.insert(rec(Shape::Chat, &format!("q{i}"), "same answer").content_hash()));

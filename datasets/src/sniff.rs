@@ -27,11 +27,7 @@ pub(crate) fn sniff<R: Read>(src: &mut Source<R>) -> Result<Sniffed, DatasetErro
     if let Some(reason) = magic(sample) {
         return Err(DatasetError::NotText(reason));
     }
-    let bom = if sample.starts_with(UTF8_BOM) {
-        UTF8_BOM.len()
-    } else {
-        0
-    };
+    let bom = if sample.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     src.consume(bom);
     let sample = &src.available()[..src.available().len().min(SNIFF_BYTES)];
     if looks_binary(sample) {
@@ -41,9 +37,7 @@ pub(crate) fn sniff<R: Read>(src: &mut Source<R>) -> Result<Sniffed, DatasetErro
         // A multi-byte character cut by the sample's end is not an error; anything else is.
         let truncated = e.error_len().is_none() && sample.len() == SNIFF_BYTES;
         if !truncated {
-            return Err(DatasetError::InvalidUtf8 {
-                offset: (bom + e.valid_up_to()) as u64,
-            });
+            return Err(DatasetError::InvalidUtf8 { offset: (bom + e.valid_up_to()) as u64 });
         }
     }
     let Some(first) = sample.iter().position(|b| !b.is_ascii_whitespace()) else {
@@ -102,10 +96,7 @@ fn magic(sample: &[u8]) -> Option<NotTextReason> {
         (b"\xFF\xFE", NotTextReason::Utf16),
         (b"\xFE\xFF", NotTextReason::Utf16),
     ];
-    SIGNATURES
-        .iter()
-        .find(|(sig, _)| sample.starts_with(sig))
-        .map(|(_, reason)| *reason)
+    SIGNATURES.iter().find(|(sig, _)| sample.starts_with(sig)).map(|(_, reason)| *reason)
 }
 
 /// NUL anywhere in the sample, or more than 1% control bytes that text files do not use.
@@ -113,10 +104,8 @@ fn looks_binary(sample: &[u8]) -> bool {
     if memchr::memchr(0, sample).is_some() {
         return true;
     }
-    let control = sample
-        .iter()
-        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C)) || b == 0x7F)
-        .count();
+    let control =
+        sample.iter().filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C)) || b == 0x7F).count();
     control * 100 > sample.len()
 }
 

@@ -75,11 +75,7 @@ impl<R: Read> Source<R> {
     /// Reads once more into the buffer, first moving unread bytes to the front if there is no room.
     /// Returns how far the data moved, so callers holding indices can adjust them.
     pub(crate) fn read_more(&mut self) -> io::Result<usize> {
-        let shift = if self.end == self.buf.len() {
-            self.compact()
-        } else {
-            0
-        };
+        let shift = if self.end == self.buf.len() { self.compact() } else { 0 };
         // Callers only ask for more while less than one maximal record is buffered, so there is room;
         // a read into an empty slice would return 0 and look like end of input.
         debug_assert!(self.end < self.buf.len());
@@ -149,11 +145,7 @@ impl<R: Read> Source<R> {
             self.scan = self.end;
             self.read_more()?;
         };
-        let stop = if stop > start && self.buf[stop - 1] == b'\r' {
-            stop - 1
-        } else {
-            stop
-        };
+        let stop = if stop > start && self.buf[stop - 1] == b'\r' { stop - 1 } else { stop };
         Ok(Some(Line::Text(start..stop)))
     }
 

@@ -22,25 +22,13 @@ pub(crate) struct Location {
 
 impl Fault {
     pub(crate) fn at(self, loc: Location) -> RecordError {
-        RecordError {
-            line: loc.line,
-            record: loc.record,
-            field: self.field,
-            kind: self.kind,
-            message: self.message,
-        }
+        RecordError { line: loc.line, record: loc.record, field: self.field, kind: self.kind, message: self.message }
     }
 }
 
 enum Inner<R> {
-    Lines {
-        src: Source<R>,
-        line: u64,
-    },
-    Array {
-        src: Source<R>,
-        splitter: ArraySplitter,
-    },
+    Lines { src: Source<R>, line: u64 },
+    Array { src: Source<R>, splitter: ArraySplitter },
     // Boxed: the CSV reader carries its parser state inline, the others only a pointer to their buffer.
     Csv(Box<CsvRows<R>>),
 }
@@ -61,18 +49,10 @@ impl<R: Read> RecordStream<R> {
         let sniffed = sniff(&mut src)?;
         let inner = match sniffed.format {
             Format::Jsonl => Inner::Lines { src, line: 0 },
-            Format::JsonArray => Inner::Array {
-                src,
-                splitter: ArraySplitter::new(),
-            },
+            Format::JsonArray => Inner::Array { src, splitter: ArraySplitter::new() },
             Format::Csv => Inner::Csv(Box::new(CsvRows::open(src, sniffed.delimiter)?)),
         };
-        Ok(RecordStream {
-            format: sniffed.format,
-            shape: None,
-            records: 0,
-            inner,
-        })
+        Ok(RecordStream { format: sniffed.format, shape: None, records: 0, inner })
     }
 
     pub(crate) fn format(&self) -> Format {
@@ -93,21 +73,12 @@ impl<R: Read> RecordStream<R> {
             },
             Inner::Array { src, splitter } => match splitter.next(src)? {
                 Element::End => return Ok(None),
-                Element::Value {
-                    line,
-                    too_deep: true,
-                    ..
-                } => (line, Err(too_deep())),
-                Element::Value {
-                    line,
-                    bytes,
-                    too_deep: false,
-                } => (line, parse_bytes(bytes)),
+                Element::Value { line, too_deep: true, .. } => (line, Err(too_deep())),
+                Element::Value { line, bytes, too_deep: false } => (line, parse_bytes(bytes)),
                 Element::TooLong { line } => (line, Err(too_long())),
-                Element::Malformed { line, message } => (
-                    line,
-                    Err(Fault::new(RecordErrorKind::MalformedJson, None, message)),
-                ),
+                Element::Malformed { line, message } => {
+                    (line, Err(Fault::new(RecordErrorKind::MalformedJson, None, message)))
+                }
             },
             Inner::Csv(rows) => match rows.next()? {
                 Some(row) => (row.line, row.result),
@@ -115,10 +86,7 @@ impl<R: Read> RecordStream<R> {
             },
         };
         self.records += 1;
-        let loc = Location {
-            line,
-            record: self.records,
-        };
+        let loc = Location { line, record: self.records };
         let result = match (result, self.shape) {
             (Ok(rec), None) => {
                 self.shape = Some(rec.shape);
@@ -127,11 +95,7 @@ impl<R: Read> RecordStream<R> {
             (Ok(rec), Some(shape)) if rec.shape != shape => Err(Fault::new(
                 RecordErrorKind::ShapeMismatch,
                 None,
-                format!(
-                    "this record is {} but the file's first valid record is {}",
-                    name(rec.shape),
-                    name(shape)
-                ),
+                format!("this record is {} but the file's first valid record is {}", name(rec.shape), name(shape)),
             )),
             (result, _) => result,
         };
@@ -166,10 +130,7 @@ pub(crate) fn parse_bytes(bytes: &[u8]) -> Result<RecordRef<'_>, Fault> {
         Fault::new(
             RecordErrorKind::InvalidUtf8,
             None,
-            format!(
-                "not valid UTF-8 (byte {} of the record)",
-                e.valid_up_to() + 1
-            ),
+            format!("not valid UTF-8 (byte {} of the record)", e.valid_up_to() + 1),
         )
     })?;
     parse_json_record(text)

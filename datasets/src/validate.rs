@@ -26,12 +26,7 @@ pub struct ValidateOptions<'t> {
 
 impl Default for ValidateOptions<'_> {
     fn default() -> Self {
-        ValidateOptions {
-            tokenizer: None,
-            min_records: 10,
-            long_example_chars: 32_768,
-            long_example_tokens: 4_096,
-        }
+        ValidateOptions { tokenizer: None, min_records: 10, long_example_chars: 32_768, long_example_tokens: 4_096 }
     }
 }
 
@@ -128,10 +123,7 @@ impl Tally {
 ///
 /// Fails only when the file as a whole is unusable (not text, not UTF-8, unknown format, empty or
 /// without a single record) or on I/O errors; bad records are reported in the returned report.
-pub fn validate<R: Read>(
-    reader: R,
-    options: &ValidateOptions<'_>,
-) -> Result<ValidationReport, DatasetError> {
+pub fn validate<R: Read>(reader: R, options: &ValidateOptions<'_>) -> Result<ValidationReport, DatasetError> {
     let mut stream = RecordStream::open(reader)?;
     let mut stats = StatsBuilder::new(options.tokenizer);
     let (mut errors, mut error_count, mut seen) = (Vec::new(), 0u64, 0u64);
@@ -168,10 +160,7 @@ pub fn validate<R: Read>(
     let stats = stats.finish();
     let mut warnings = Vec::new();
     if stats.records < options.min_records {
-        warnings.push(Warning::FewRecords {
-            records: stats.records,
-            recommended_minimum: options.min_records,
-        });
+        warnings.push(Warning::FewRecords { records: stats.records, recommended_minimum: options.min_records });
     }
     if long.count > 0 {
         warnings.push(Warning::LongExamples {
@@ -181,21 +170,13 @@ pub fn validate<R: Read>(
         });
     }
     if dups.count > 0 {
-        warnings.push(Warning::Duplicates {
-            count: dups.count,
-            first_line: dups.first_line,
-        });
+        warnings.push(Warning::Duplicates { count: dups.count, first_line: dups.first_line });
     }
     if empty.count > 0 {
-        warnings.push(Warning::EmptyAnswers {
-            count: empty.count,
-            first_line: empty.first_line,
-        });
+        warnings.push(Warning::EmptyAnswers { count: empty.count, first_line: empty.first_line });
     }
     if truncated {
-        warnings.push(Warning::DuplicateCheckTruncated {
-            tracked_records: DUPLICATE_TRACKING_LIMIT as u64,
-        });
+        warnings.push(Warning::DuplicateCheckTruncated { tracked_records: DUPLICATE_TRACKING_LIMIT as u64 });
     }
     Ok(ValidationReport {
         format,

@@ -1,15 +1,11 @@
 //! Every container format with every record shape, normalised to the same records.
 
 use bonsai_datasets::{
-    detect, preview, records, validate, Format, Message, Record, Role, Shape, ValidateOptions,
-    MAX_PREVIEW_LIMIT,
+    detect, preview, records, validate, Format, Message, Record, Role, Shape, ValidateOptions, MAX_PREVIEW_LIMIT,
 };
 
 fn read_all(bytes: &[u8]) -> Vec<Record> {
-    records(bytes)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
+    records(bytes).unwrap().collect::<Result<Vec<_>, _>>().unwrap()
 }
 
 fn report(bytes: &[u8]) -> bonsai_datasets::ValidationReport {
@@ -17,42 +13,26 @@ fn report(bytes: &[u8]) -> bonsai_datasets::ValidationReport {
 }
 
 fn chat(pairs: &[(Role, &str)]) -> Record {
-    Record {
-        messages: pairs
-            .iter()
-            .map(|(role, c)| Message {
-                role: *role,
-                content: c.to_string(),
-            })
-            .collect(),
-    }
+    Record { messages: pairs.iter().map(|(role, c)| Message { role: *role, content: c.to_string() }).collect() }
 }
 
 #[test]
 fn reads_question_answer_jsonl() {
-    let data = b"{\"question\":\"2+2?\",\"answer\":\"4\"}\n{\"question\":\"Capital of France?\",\"answer\":\"Paris\"}\n";
+    let data =
+        b"{\"question\":\"2+2?\",\"answer\":\"4\"}\n{\"question\":\"Capital of France?\",\"answer\":\"Paris\"}\n";
     assert_eq!(
         read_all(data),
-        vec![
-            Record::question_answer("2+2?", "4"),
-            Record::question_answer("Capital of France?", "Paris")
-        ]
+        vec![Record::question_answer("2+2?", "4"), Record::question_answer("Capital of France?", "Paris")]
     );
     let r = report(data);
-    assert_eq!(
-        (r.format, r.shape, r.record_count, r.valid),
-        (Format::Jsonl, Some(Shape::QuestionAnswer), 2, true)
-    );
+    assert_eq!((r.format, r.shape, r.record_count, r.valid), (Format::Jsonl, Some(Shape::QuestionAnswer), 2, true));
 }
 
 #[test]
 fn reads_prompt_response_as_question_answer() {
     let data = br#"{"prompt":"hi","response":"hello","id":7,"meta":{"x":[1,2]}}"#;
     assert_eq!(read_all(data), vec![Record::question_answer("hi", "hello")]);
-    assert_eq!(
-        detect(&data[..]).unwrap().shape,
-        Some(Shape::QuestionAnswer)
-    );
+    assert_eq!(detect(&data[..]).unwrap().shape, Some(Shape::QuestionAnswer));
 }
 
 #[test]
@@ -75,11 +55,7 @@ fn reads_alpaca_with_and_without_input() {
 #[test]
 fn reads_openai_chat_messages() {
     let data = r#"{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi \"there\""},{"role":"assistant","content":"Hello","weight":1}]}"#;
-    let expected = chat(&[
-        (Role::System, "Be brief."),
-        (Role::User, "Hi \"there\""),
-        (Role::Assistant, "Hello"),
-    ]);
+    let expected = chat(&[(Role::System, "Be brief."), (Role::User, "Hi \"there\""), (Role::Assistant, "Hello")]);
     assert_eq!(read_all(data.as_bytes()), vec![expected]);
     assert_eq!(report(data.as_bytes()).shape, Some(Shape::Chat));
 }
@@ -87,22 +63,12 @@ fn reads_openai_chat_messages() {
 #[test]
 fn reads_a_json_array_of_any_shape() {
     let data = "[\n  {\"question\": \"a\", \"answer\": \"b\"},\n  {\"question\": \"c\",\n   \"answer\": \"d\"}\n]\n";
-    assert_eq!(
-        read_all(data.as_bytes()),
-        vec![
-            Record::question_answer("a", "b"),
-            Record::question_answer("c", "d")
-        ]
-    );
+    assert_eq!(read_all(data.as_bytes()), vec![Record::question_answer("a", "b"), Record::question_answer("c", "d")]);
     let r = report(data.as_bytes());
     assert_eq!((r.format, r.record_count), (Format::JsonArray, 2));
 
-    let chats =
-        r#"[{"messages":[{"role":"user","content":"u"},{"role":"assistant","content":"a"}]}]"#;
-    assert_eq!(
-        read_all(chats.as_bytes()),
-        vec![chat(&[(Role::User, "u"), (Role::Assistant, "a")])]
-    );
+    let chats = r#"[{"messages":[{"role":"user","content":"u"},{"role":"assistant","content":"a"}]}]"#;
+    assert_eq!(read_all(chats.as_bytes()), vec![chat(&[(Role::User, "u"), (Role::Assistant, "a")])]);
     let alpaca = r#"[{"instruction":"i","output":"o"}]"#;
     assert_eq!(report(alpaca.as_bytes()).shape, Some(Shape::Alpaca));
 }
@@ -118,34 +84,22 @@ fn reads_csv_of_each_shape_with_quoting_and_case_insensitive_headers() {
         ]
     );
     let r = report(qa.as_bytes());
-    assert_eq!(
-        (r.format, r.shape),
-        (Format::Csv, Some(Shape::QuestionAnswer))
-    );
+    assert_eq!((r.format, r.shape), (Format::Csv, Some(Shape::QuestionAnswer)));
 
     let alpaca = "instruction,input,output\nTranslate,chat,cat\nSay hi,,hi\n";
     assert_eq!(
         read_all(alpaca.as_bytes()),
-        vec![
-            Record::question_answer("Translate\n\nchat", "cat"),
-            Record::question_answer("Say hi", "hi")
-        ]
+        vec![Record::question_answer("Translate\n\nchat", "cat"), Record::question_answer("Say hi", "hi")]
     );
 
     let chat_csv = "messages\n\"[{\"\"role\"\":\"\"user\"\",\"\"content\"\":\"\"u\"\"},{\"\"role\"\":\"\"assistant\"\",\"\"content\"\":\"\"a\"\"}]\"\n";
-    assert_eq!(
-        read_all(chat_csv.as_bytes()),
-        vec![chat(&[(Role::User, "u"), (Role::Assistant, "a")])]
-    );
+    assert_eq!(read_all(chat_csv.as_bytes()), vec![chat(&[(Role::User, "u"), (Role::Assistant, "a")])]);
 }
 
 #[test]
 fn reads_tab_separated_files() {
     let tsv = "prompt\tresponse\nhi\thello\n";
-    assert_eq!(
-        read_all(tsv.as_bytes()),
-        vec![Record::question_answer("hi", "hello")]
-    );
+    assert_eq!(read_all(tsv.as_bytes()), vec![Record::question_answer("hi", "hello")]);
 }
 
 #[test]
@@ -155,33 +109,19 @@ fn strips_a_byte_order_mark_in_every_format() {
         "\u{feff}[{\"question\":\"q\",\"answer\":\"a\"}]",
         "\u{feff}question,answer\nq,a\n",
     ] {
-        assert_eq!(
-            read_all(data.as_bytes()),
-            vec![Record::question_answer("q", "a")],
-            "{data:?}"
-        );
+        assert_eq!(read_all(data.as_bytes()), vec![Record::question_answer("q", "a")], "{data:?}");
     }
 }
 
 #[test]
 fn handles_crlf_line_endings_and_blank_lines() {
-    let jsonl =
-        "{\"question\":\"q\",\"answer\":\"a\"}\r\n\r\n{\"question\":\"q2\",\"answer\":\"a2\"}\r\n";
+    let jsonl = "{\"question\":\"q\",\"answer\":\"a\"}\r\n\r\n{\"question\":\"q2\",\"answer\":\"a2\"}\r\n";
     assert_eq!(
         read_all(jsonl.as_bytes()),
-        vec![
-            Record::question_answer("q", "a"),
-            Record::question_answer("q2", "a2")
-        ]
+        vec![Record::question_answer("q", "a"), Record::question_answer("q2", "a2")]
     );
     let csv = "question,answer\r\nq,a\r\nq2,a2\r\n";
-    assert_eq!(
-        read_all(csv.as_bytes()),
-        vec![
-            Record::question_answer("q", "a"),
-            Record::question_answer("q2", "a2")
-        ]
-    );
+    assert_eq!(read_all(csv.as_bytes()), vec![Record::question_answer("q", "a"), Record::question_answer("q2", "a2")]);
     // An error on the second record names line 3: the blank line still counts.
     let bad = "{\"question\":\"q\",\"answer\":\"a\"}\r\n\r\n{\"question\":\"q2\"}\r\n";
     assert_eq!(report(bad.as_bytes()).errors[0].line, 3);
@@ -196,10 +136,7 @@ fn a_file_without_a_trailing_newline_keeps_its_last_record() {
 #[test]
 fn decodes_escapes_and_unicode() {
     let data = r#"{"question":"caf\u00e9 \n tab\t","answer":"日本語 🌲"}"#;
-    assert_eq!(
-        read_all(data.as_bytes()),
-        vec![Record::question_answer("café \n tab\t", "日本語 🌲")]
-    );
+    assert_eq!(read_all(data.as_bytes()), vec![Record::question_answer("café \n tab\t", "日本語 🌲")]);
 }
 
 #[test]
@@ -214,10 +151,7 @@ fn preview_pages_through_valid_records_and_clamps_the_limit() {
     let page = preview(data.as_bytes(), 10, 5).unwrap();
     let questions: Vec<_> = page.iter().map(|r| r.messages[0].content.clone()).collect();
     assert_eq!(questions, ["q10", "q11", "q12", "q13", "q14"]);
-    assert_eq!(
-        preview(data.as_bytes(), 0, 1000).unwrap().len(),
-        MAX_PREVIEW_LIMIT
-    );
+    assert_eq!(preview(data.as_bytes(), 0, 1000).unwrap().len(), MAX_PREVIEW_LIMIT);
     assert_eq!(preview(data.as_bytes(), 245, 100).unwrap().len(), 5);
     assert!(preview(data.as_bytes(), 1000, 10).unwrap().is_empty());
 }

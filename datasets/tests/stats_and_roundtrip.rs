@@ -1,15 +1,10 @@
 //! Statistics, warnings, report serialisation, and property tests for round trips.
 
-use bonsai_datasets::{
-    preview, records, validate, Record, ValidateOptions, ValidationReport, Warning,
-};
+use bonsai_datasets::{preview, records, validate, Record, ValidateOptions, ValidationReport, Warning};
 use proptest::prelude::*;
 
 fn jsonl(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(q, a)| serde_json::json!({"question": q, "answer": a}).to_string() + "\n")
-        .collect()
+    pairs.iter().map(|(q, a)| serde_json::json!({"question": q, "answer": a}).to_string() + "\n").collect()
 }
 
 #[test]
@@ -25,43 +20,20 @@ fn computes_character_stats_duplicates_and_empty_answers() {
     assert_eq!((a.min, a.max, a.total), (0, 4, 10));
     assert_eq!((s.prompt_tokens, s.answer_tokens), (None, None));
     assert!(r.valid);
-    assert!(r.warnings.contains(&Warning::Duplicates {
-        count: 1,
-        first_line: 3
-    }));
-    assert!(r.warnings.contains(&Warning::EmptyAnswers {
-        count: 1,
-        first_line: 2
-    }));
-    assert!(r.warnings.contains(&Warning::FewRecords {
-        records: 4,
-        recommended_minimum: 10
-    }));
+    assert!(r.warnings.contains(&Warning::Duplicates { count: 1, first_line: 3 }));
+    assert!(r.warnings.contains(&Warning::EmptyAnswers { count: 1, first_line: 2 }));
+    assert!(r.warnings.contains(&Warning::FewRecords { records: 4, recommended_minimum: 10 }));
 }
 
 #[test]
 fn counts_tokens_with_the_callers_tokenizer() {
-    let data = jsonl(&[
-        ("one two three", "four five"),
-        ("six", "seven eight nine ten"),
-    ]);
+    let data = jsonl(&[("one two three", "four five"), ("six", "seven eight nine ten")]);
     let words = |s: &str| s.split_whitespace().count();
-    let options = ValidateOptions {
-        tokenizer: Some(&words),
-        long_example_tokens: 4,
-        ..Default::default()
-    };
+    let options = ValidateOptions { tokenizer: Some(&words), long_example_tokens: 4, ..Default::default() };
     let r = validate(data.as_bytes(), &options).unwrap();
-    let (p, a) = (
-        r.stats.prompt_tokens.unwrap(),
-        r.stats.answer_tokens.unwrap(),
-    );
+    let (p, a) = (r.stats.prompt_tokens.unwrap(), r.stats.answer_tokens.unwrap());
     assert_eq!((p.min, p.max, a.min, a.max), (1, 3, 2, 4));
-    assert!(r.warnings.contains(&Warning::LongExamples {
-        count: 2,
-        first_line: 1,
-        threshold_chars: 32_768
-    }));
+    assert!(r.warnings.contains(&Warning::LongExamples { count: 2, first_line: 1, threshold_chars: 32_768 }));
 }
 
 #[test]
@@ -73,11 +45,7 @@ fn warns_about_very_long_examples_by_characters() {
     let r = validate(data.as_bytes(), &ValidateOptions::default()).unwrap();
     assert!(r.valid);
     assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings); // the long one, and 11 duplicates of ("q","a")
-    assert!(r.warnings.contains(&Warning::LongExamples {
-        count: 1,
-        first_line: 6,
-        threshold_chars: 32_768
-    }));
+    assert!(r.warnings.contains(&Warning::LongExamples { count: 1, first_line: 6, threshold_chars: 32_768 }));
 }
 
 #[test]
@@ -98,11 +66,7 @@ fn the_report_serialises_to_the_json_an_event_carries() {
 
 fn text() -> impl Strategy<Value = String> {
     // Any Unicode, including quotes, commas, newlines and backslashes; prompts need a non-blank char.
-    prop_oneof![
-        any::<String>(),
-        "[a-z ,\"\\\\\n\r\t{}\\[\\]]{0,40}",
-        "\\PC{0,20}"
-    ]
+    prop_oneof![any::<String>(), "[a-z ,\"\\\\\n\r\t{}\\[\\]]{0,40}", "\\PC{0,20}"]
 }
 
 fn qa() -> impl Strategy<Value = (String, String)> {

@@ -35,9 +35,8 @@ pub fn needs_upcast(aggregate_type: &str, event_type: &str, version: &str) -> bo
 /// Brings `payload` to the current version of its event; returns the new version and payload.
 pub fn upcast(aggregate_type: &str, event_type: &str, version: &str, mut payload: Value) -> (String, Value) {
     let mut version = version.to_owned();
-    while let Some(step) = UPCASTERS
-        .iter()
-        .find(|u| u.aggregate_type == aggregate_type && u.event_type == event_type && u.from == version)
+    while let Some(step) =
+        UPCASTERS.iter().find(|u| u.aggregate_type == aggregate_type && u.event_type == event_type && u.from == version)
     {
         payload = (step.f)(payload);
         version = step.to.to_owned();

@@ -69,10 +69,8 @@ impl Email {
         let Some((local, domain)) = email.split_once('@') else {
             return Err(invalid("email", "must contain '@'"));
         };
-        let domain_ok = domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains("..");
+        let domain_ok =
+            domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains("..");
         if local.is_empty() || !domain_ok || domain.contains('@') {
             return Err(invalid("email", "is not a valid e-mail address"));
         }

@@ -54,10 +54,7 @@ fn peak_rss_mib() -> f64 {
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
+    let f: Vec<f64> = after.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
     // Fields 14 and 15 of the file; after the command name, indexes 11 and 12.
     (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
@@ -84,22 +81,14 @@ fn main() {
     let (config, batch, seq) = config(name);
     let vocab = config.vocab_size as u32;
     let model = random_model(config.clone(), 0);
-    let lora_cfg = LoraConfig {
-        rank: 8,
-        alpha: 16.0,
-        dropout: 0.0,
-        targets: vec![Target::Q, Target::V],
-        use_rslora: false,
-    };
+    let lora_cfg =
+        LoraConfig { rank: 8, alpha: 16.0, dropout: 0.0, targets: vec![Target::Q, Target::V], use_rslora: false };
     let lora = LoraParams::init(lora_cfg, &config, 0);
     let base = FrozenBase::from_model(model, seq);
     // Every position of every sequence counts, as `labels = input_ids` does in the reference.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let examples: Vec<Example> = (0..batch)
-        .map(|_| Example {
-            tokens: (0..seq).map(|_| rng.gen_range(0..vocab)).collect(),
-            train: vec![true; seq],
-        })
+        .map(|_| Example { tokens: (0..seq).map(|_| rng.gen_range(0..vocab)).collect(), train: vec![true; seq] })
         .collect();
     let hyper = Hyper {
         lr: 1e-4,

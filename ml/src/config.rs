@@ -120,8 +120,7 @@ impl ModelConfig {
 
     /// Parses a `config.json` value.
     pub fn from_json(value: Value) -> Result<Self> {
-        let raw: RawConfig =
-            serde_json::from_value(value).map_err(|e| MlError::Config(e.to_string()))?;
+        let raw: RawConfig = serde_json::from_value(value).map_err(|e| MlError::Config(e.to_string()))?;
         let kind = raw
             .model_type
             .clone()
@@ -154,9 +153,7 @@ impl ModelConfig {
                 raw.num_attention_heads
             )));
         }
-        let head_dim = raw
-            .head_dim
-            .unwrap_or(raw.hidden_size / raw.num_attention_heads);
+        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
         if !head_dim.is_multiple_of(2) {
             return Err(MlError::Config(format!("head_dim {head_dim} is odd")));
         }
@@ -184,9 +181,7 @@ impl ModelConfig {
                 .rope_theta
                 .or_else(|| raw.rope_parameters.as_ref()?.get("rope_theta")?.as_f64())
                 .unwrap_or(10_000.0),
-            rope_scaling: rope::parse_rope_scaling(
-                raw.rope_scaling.as_ref().or(raw.rope_parameters.as_ref()),
-            )?,
+            rope_scaling: rope::parse_rope_scaling(raw.rope_scaling.as_ref().or(raw.rope_parameters.as_ref()))?,
             // LlamaConfig, Qwen2Config and MistralConfig all default to untied.
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
             qkv_bias,
@@ -229,10 +224,7 @@ impl ModelConfig {
         if self.architecture != Architecture::Llama {
             obj.insert("sliding_window".into(), json!(self.sliding_window));
             if self.architecture == Architecture::Qwen2 {
-                obj.insert(
-                    "use_sliding_window".into(),
-                    json!(self.sliding_window.is_some()),
-                );
+                obj.insert("use_sliding_window".into(), json!(self.sliding_window.is_some()));
             }
         }
         obj.insert(
@@ -292,11 +284,7 @@ impl ModelConfig {
 fn token_ids(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_u64)
-            .map(|n| n as u32)
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
         _ => Vec::new(),
     }
 }

@@ -29,17 +29,7 @@ use crate::error::MlError;
 use crate::onnx::OnnxError;
 
 /// Where the graph runs.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
     /// CPU execution provider.
@@ -68,12 +58,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions {
-            device: Device::Auto,
-            threads: 0,
-            sessions: 1,
-            spin: false,
-        }
+        EngineOptions { device: Device::Auto, threads: 0, sessions: 1, spin: false }
     }
 }
 
@@ -144,10 +129,7 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// One user message, default (greedy) settings.
     pub fn user(content: impl Into<String>) -> Self {
-        ChatRequest {
-            messages: vec![ChatMessage::new("user", content)],
-            params: GenerationParams::default(),
-        }
+        ChatRequest { messages: vec![ChatMessage::new("user", content)], params: GenerationParams::default() }
     }
 }
 

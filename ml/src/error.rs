@@ -43,18 +43,12 @@ pub enum MlError {
 impl MlError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        MlError::Io {
-            path: path.into(),
-            source,
-        }
+        MlError::Io { path: path.into(), source }
     }
 
     /// Wraps a JSON error with the path it concerns.
     pub fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
-        MlError::Json {
-            path: path.into(),
-            source,
-        }
+        MlError::Json { path: path.into(), source }
     }
 }
 

@@ -23,15 +23,7 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order adapters are laid out and saved.
-    pub const ALL: [Target; 7] = [
-        Target::Q,
-        Target::K,
-        Target::V,
-        Target::O,
-        Target::Gate,
-        Target::Up,
-        Target::Down,
-    ];
+    pub const ALL: [Target; 7] = [Target::Q, Target::K, Target::V, Target::O, Target::Gate, Target::Up, Target::Down];
 
     /// The module name PEFT uses in `target_modules` (`q_proj`, ...).
     pub fn peft_name(self) -> &'static str {
@@ -84,7 +76,9 @@ impl Target {
                 continue;
             }
             out.push(Target::parse(part).ok_or_else(|| {
-                format!("unknown LoRA target {part:?} (expected q, k, v, o, gate, up, down, their *_proj names, or all)")
+                format!(
+                    "unknown LoRA target {part:?} (expected q, k, v, o, gate, up, down, their *_proj names, or all)"
+                )
             })?);
         }
         out.sort();
@@ -162,23 +156,11 @@ impl LoraParams {
             for &target in &config.targets {
                 let (inf, outf) = target.dims(model);
                 index[layer * 7 + target as usize] = Some(slots.len());
-                slots.push(Slot {
-                    layer,
-                    target,
-                    in_features: inf,
-                    out_features: outf,
-                    a: off,
-                    b: off + r * inf,
-                });
+                slots.push(Slot { layer, target, in_features: inf, out_features: outf, a: off, b: off + r * inf });
                 off += r * (inf + outf);
             }
         }
-        Self {
-            config,
-            slots,
-            values: vec![0.0; off],
-            index,
-        }
+        Self { config, slots, values: vec![0.0; off], index }
     }
 
     /// PEFT's initialisation: A ~ kaiming-uniform(a = sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)), B = 0, so the
@@ -197,20 +179,13 @@ impl LoraParams {
 
     /// The slot of `target` in `layer`, if that layer has an adapter there.
     pub fn slot(&self, layer: usize, target: Target) -> Option<&Slot> {
-        self.index
-            .get(layer * 7 + target as usize)
-            .copied()
-            .flatten()
-            .map(|i| &self.slots[i])
+        self.index.get(layer * 7 + target as usize).copied().flatten().map(|i| &self.slots[i])
     }
 
     /// Slices of A and B for a slot, out of `buf` (the values or a same-shaped gradient vector).
     pub fn split<'a>(&self, buf: &'a [f32], s: &Slot) -> (&'a [f32], &'a [f32]) {
         let r = self.config.rank;
-        (
-            &buf[s.a..s.a + r * s.in_features],
-            &buf[s.b..s.b + r * s.out_features],
-        )
+        (&buf[s.a..s.a + r * s.in_features], &buf[s.b..s.b + r * s.out_features])
     }
 
     /// Mutable slices of A and B for a slot in `buf`, a gradient vector laid out like the values (the
@@ -234,34 +209,17 @@ mod tests {
 
     #[test]
     fn targets_parse_from_short_full_and_all_names() {
-        assert_eq!(
-            Target::parse_list("q,v").unwrap(),
-            vec![Target::Q, Target::V]
-        );
-        assert_eq!(
-            Target::parse_list("v_proj, q_proj,q").unwrap(),
-            vec![Target::Q, Target::V]
-        );
-        assert_eq!(
-            Target::parse_list("self_attn.o_proj,mlp.down_proj").unwrap(),
-            vec![Target::O, Target::Down]
-        );
+        assert_eq!(Target::parse_list("q,v").unwrap(), vec![Target::Q, Target::V]);
+        assert_eq!(Target::parse_list("v_proj, q_proj,q").unwrap(), vec![Target::Q, Target::V]);
+        assert_eq!(Target::parse_list("self_attn.o_proj,mlp.down_proj").unwrap(), vec![Target::O, Target::Down]);
         assert_eq!(Target::parse_list("all").unwrap(), Target::ALL.to_vec());
-        assert!(Target::parse_list("q,lm_head")
-            .unwrap_err()
-            .contains("lm_head"));
+        assert!(Target::parse_list("q,lm_head").unwrap_err().contains("lm_head"));
         assert!(Target::parse_list(" ").is_err());
     }
 
     #[test]
     fn rslora_scales_by_the_square_root_of_the_rank() {
-        let mut c = LoraConfig {
-            rank: 16,
-            alpha: 32.0,
-            dropout: 0.0,
-            targets: vec![Target::Q],
-            use_rslora: false,
-        };
+        let mut c = LoraConfig { rank: 16, alpha: 32.0, dropout: 0.0, targets: vec![Target::Q], use_rslora: false };
         assert_eq!(c.scale(), 2.0);
         c.use_rslora = true;
         assert_eq!(c.scale(), 8.0);

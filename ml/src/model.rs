@@ -37,13 +37,7 @@ impl Linear {
 
     /// `x` is `[rows, in]`; returns `[rows, out]`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut y = ops::matmul_t(
-            x,
-            &self.weight.data,
-            rows,
-            self.in_features(),
-            self.out_features(),
-        );
+        let mut y = ops::matmul_t(x, &self.weight.data, rows, self.in_features(), self.out_features());
         if let Some(b) = &self.bias {
             for row in y.chunks_exact_mut(b.len()) {
                 row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
@@ -141,23 +135,11 @@ impl LlamaModel {
             (false, Err(e)) => return Err(e),
         };
         // Rotary caches some exporters store are derived data, not parameters.
-        let unused: Vec<&str> = w
-            .names()
-            .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
-            .collect();
+        let unused: Vec<&str> = w.names().filter(|n| !n.ends_with("rotary_emb.inv_freq")).collect();
         if !unused.is_empty() {
-            return Err(MlError::Weights(format!(
-                "tensors the model does not use: {}",
-                unused.join(", ")
-            )));
+            return Err(MlError::Weights(format!("tensors the model does not use: {}", unused.join(", "))));
         }
-        Ok(LlamaModel {
-            config,
-            embed_tokens,
-            layers,
-            norm: norm.data,
-            lm_head,
-        })
+        Ok(LlamaModel { config, embed_tokens, layers, norm: norm.data, lm_head })
     }
 
     /// The weights under their Hugging Face names (what `save_pretrained` writes).
@@ -167,39 +149,18 @@ impl LlamaModel {
         w.insert("model.embed_tokens.weight", self.embed_tokens.clone());
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
-            let vec = |d: &Vec<f32>| Tensor {
-                shape: vec![h],
-                data: d.clone(),
-            };
-            w.insert(
-                format!("{p}.input_layernorm.weight"),
-                vec(&l.input_layernorm),
-            );
-            w.insert(
-                format!("{p}.post_attention_layernorm.weight"),
-                vec(&l.post_attention_layernorm),
-            );
+            let vec = |d: &Vec<f32>| Tensor { shape: vec![h], data: d.clone() };
+            w.insert(format!("{p}.input_layernorm.weight"), vec(&l.input_layernorm));
+            w.insert(format!("{p}.post_attention_layernorm.weight"), vec(&l.post_attention_layernorm));
             for (_, name) in PROJECTIONS {
                 let lin = l.projection(name).expect("known projection");
                 w.insert(format!("{p}.{name}.weight"), lin.weight.clone());
                 if let Some(b) = &lin.bias {
-                    w.insert(
-                        format!("{p}.{name}.bias"),
-                        Tensor {
-                            shape: vec![b.len()],
-                            data: b.clone(),
-                        },
-                    );
+                    w.insert(format!("{p}.{name}.bias"), Tensor { shape: vec![b.len()], data: b.clone() });
                 }
             }
         }
-        w.insert(
-            "model.norm.weight",
-            Tensor {
-                shape: vec![h],
-                data: self.norm.clone(),
-            },
-        );
+        w.insert("model.norm.weight", Tensor { shape: vec![h], data: self.norm.clone() });
         if let Some(head) = &self.lm_head {
             w.insert("lm_head.weight", head.clone());
         }
@@ -210,11 +171,8 @@ impl LlamaModel {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
         self.config.save(dir)?;
-        let meta = [("format".to_string(), "pt".to_string())]
-            .into_iter()
-            .collect();
-        self.to_weights()
-            .save_file(&dir.join("model.safetensors"), Some(&meta))
+        let meta = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        self.to_weights().save_file(&dir.join("model.safetensors"), Some(&meta))
     }
 
     /// The LM head matrix `[vocab, hidden]` (the embeddings when tied).
@@ -259,13 +217,7 @@ pub fn short_name(name: &str) -> Option<&'static str> {
     PROJECTIONS.iter().map(|(s, _)| *s).find(|s| *s == bare)
 }
 
-fn take_linear(
-    w: &mut Weights,
-    prefix: &str,
-    out: usize,
-    inp: usize,
-    bias: bool,
-) -> Result<Linear> {
+fn take_linear(w: &mut Weights, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
     let name = format!("{prefix}.weight");
     let weight = w.take(&name)?;
     weight.expect_shape(&name, &[out, inp])?;
@@ -277,9 +229,7 @@ fn take_linear(
         }
         (true, Err(e)) => return Err(e),
         (false, Ok(_)) => {
-            return Err(MlError::Weights(format!(
-                "{bias_name} is present but the config says the layer has no bias"
-            )))
+            return Err(MlError::Weights(format!("{bias_name} is present but the config says the layer has no bias")))
         }
         (false, Err(_)) => None,
     };

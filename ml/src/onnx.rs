@@ -64,10 +64,7 @@ pub enum OnnxError {
 
 impl OnnxError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        OnnxError::Io {
-            path: path.into(),
-            source,
-        }
+        OnnxError::Io { path: path.into(), source }
     }
 }
 
@@ -97,10 +94,7 @@ pub struct ExportOptions {
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions {
-            last_token_logits: true,
-            fused_attention: true,
-        }
+        ExportOptions { last_token_logits: true, fused_attention: true }
     }
 }
 
@@ -111,11 +105,7 @@ pub fn export_dir(model_dir: &Path, out_dir: &Path) -> Result<ExportReport, Onnx
 }
 
 /// [`export_dir`] with explicit options.
-pub fn export_dir_with(
-    model_dir: &Path,
-    out_dir: &Path,
-    options: &ExportOptions,
-) -> Result<ExportReport, OnnxError> {
+pub fn export_dir_with(model_dir: &Path, out_dir: &Path, options: &ExportOptions) -> Result<ExportReport, OnnxError> {
     let start = Instant::now();
     let config = ModelConfig::from_dir(model_dir)?;
     let weights = Weights::load_dir(model_dir)?;
@@ -151,14 +141,8 @@ pub fn export_model(
     let model = proto::ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![
-            proto::OperatorSetIdProto {
-                domain: String::new(),
-                version: OPSET,
-            },
-            proto::OperatorSetIdProto {
-                domain: builder::CONTRIB_DOMAIN.to_string(),
-                version: 1,
-            },
+            proto::OperatorSetIdProto { domain: String::new(), version: OPSET },
+            proto::OperatorSetIdProto { domain: builder::CONTRIB_DOMAIN.to_string(), version: 1 },
         ],
         producer_name: "bonsai".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -183,19 +167,13 @@ pub fn export_model(
         model_bytes: bytes.len() as u64,
         data_bytes,
         seconds: start.elapsed().as_secs_f64(),
-        files: vec![
-            model_path,
-            data_path,
-            out_dir.join("config.json"),
-            genai_path,
-        ],
+        files: vec![model_path, data_path, out_dir.join("config.json"), genai_path],
     })
 }
 
 fn check_supported(config: &ModelConfig) -> Result<(), OnnxError> {
     let c = config;
-    if !c.head_dim.is_multiple_of(2) || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
-    {
+    if !c.head_dim.is_multiple_of(2) || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
         return Err(OnnxError::Model(format!(
             "unsupported attention layout: head_dim {} with {} query heads over {} kv heads",
             c.head_dim, c.num_attention_heads, c.num_key_value_heads
@@ -203,10 +181,7 @@ fn check_supported(config: &ModelConfig) -> Result<(), OnnxError> {
     }
     if let Some(window) = c.sliding_window {
         // Exact while a sequence stays within the window, which covers every context this project serves.
-        tracing::warn!(
-            window,
-            "sliding-window attention exported as full attention"
-        );
+        tracing::warn!(window, "sliding-window attention exported as full attention");
     }
     Ok(())
 }

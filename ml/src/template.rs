@@ -29,10 +29,7 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message from a role and its text.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        ChatMessage { role: role.into(), content: content.into() }
     }
 }
 
@@ -62,42 +59,22 @@ impl ChatTemplate {
 
     /// The ChatML fallback.
     pub fn chatml() -> Self {
-        Self::new(
-            CHATML_TEMPLATE.to_string(),
-            String::new(),
-            String::new(),
-            false,
-        )
-        .expect("the built-in template compiles")
+        Self::new(CHATML_TEMPLATE.to_string(), String::new(), String::new(), false)
+            .expect("the built-in template compiles")
     }
 
     /// Compiles a template source.
-    pub fn new(
-        source: String,
-        bos_token: String,
-        eos_token: String,
-        from_model: bool,
-    ) -> Result<Self> {
+    pub fn new(source: String, bos_token: String, eos_token: String, from_model: bool) -> Result<Self> {
         let mut env = Environment::new();
         // transformers renders with trim_blocks and lstrip_blocks; templates are written for that.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
-        env.add_template_owned("chat", source.clone())
-            .map_err(|e| MlError::Template(e.to_string()))?;
-        Ok(ChatTemplate {
-            env,
-            source,
-            from_model,
-            bos_token,
-            eos_token,
-        })
+        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned("chat", source.clone()).map_err(|e| MlError::Template(e.to_string()))?;
+        Ok(ChatTemplate { env, source, from_model, bos_token, eos_token })
     }
 
     /// The template's Jinja source (the ONNX export copies it).
@@ -107,10 +84,7 @@ impl ChatTemplate {
 
     /// Renders a conversation; `add_generation_prompt` appends the opening of the assistant's turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let tmpl = self
-            .env
-            .get_template("chat")
-            .map_err(|e| MlError::Template(e.to_string()))?;
+        let tmpl = self.env.get_template("chat").map_err(|e| MlError::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -160,25 +134,15 @@ mod tests {
     fn python_string_methods_and_raise_exception_work() {
         let src = "{% for m in messages %}{% if m.role not in ['user', 'assistant'] %}{{ raise_exception('bad role') }}{% endif %}{{ bos_token }}[{{ m.content.strip() }}]{% endfor %}";
         let t = ChatTemplate::new(src.into(), "<s>".into(), "</s>".into(), true).unwrap();
-        assert_eq!(
-            t.render(&[ChatMessage::new("user", "  x ")], false)
-                .unwrap(),
-            "<s>[x]"
-        );
-        let err = t
-            .render(&[ChatMessage::new("tool", "x")], false)
-            .unwrap_err();
+        assert_eq!(t.render(&[ChatMessage::new("user", "  x ")], false).unwrap(), "<s>[x]");
+        let err = t.render(&[ChatMessage::new("tool", "x")], false).unwrap_err();
         assert!(err.to_string().contains("bad role"), "{err}");
     }
 
     #[test]
     fn a_folder_without_a_template_gets_chatml() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("tokenizer_config.json"),
-            r#"{"eos_token": {"content": "</s>"}}"#,
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"eos_token": {"content": "</s>"}}"#).unwrap();
         let t = ChatTemplate::load(dir.path()).unwrap();
         assert!(!t.from_model);
         assert_eq!(t.eos_token, "</s>");

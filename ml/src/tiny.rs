@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
-    TokenizerBuilder,
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerBuilder,
 };
 
 use crate::config::{Architecture, ModelConfig};
@@ -90,8 +89,7 @@ pub fn init_tiny(out_dir: &Path, spec: &TinySpec, corpus: Option<&Path>) -> Resu
         || spec.vocab_size < 256 + SPECIAL_TOKENS.len()
     {
         return Err(MlError::Config(
-            "tiny model: hidden size must split into heads and the vocabulary hold all 256 bytes"
-                .into(),
+            "tiny model: hidden size must split into heads and the vocabulary hold all 256 bytes".into(),
         ));
     }
     let texts = match corpus {
@@ -103,9 +101,7 @@ pub fn init_tiny(out_dir: &Path, spec: &TinySpec, corpus: Option<&Path>) -> Resu
     let model = random_model(config, spec.seed);
     model.save(out_dir)?;
     let tok_path = out_dir.join("tokenizer.json");
-    tokenizer
-        .save(&tok_path, false)
-        .map_err(|e| MlError::Tokenizer(format!("{}: {e}", tok_path.display())))?;
+    tokenizer.save(&tok_path, false).map_err(|e| MlError::Tokenizer(format!("{}: {e}", tok_path.display())))?;
     write_json(
         &out_dir.join("tokenizer_config.json"),
         &json!({
@@ -130,17 +126,10 @@ pub fn random_model(config: ModelConfig, seed: u64) -> LlamaModel {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut matrix = |rows: usize, cols: usize| Tensor {
         shape: vec![rows, cols],
-        data: (0..rows * cols)
-            .map(|_| 0.02 * standard_normal(&mut rng))
-            .collect(),
+        data: (0..rows * cols).map(|_| 0.02 * standard_normal(&mut rng)).collect(),
     };
-    let (h, i, q, kv, v) = (
-        config.hidden_size,
-        config.intermediate_size,
-        config.q_dim(),
-        config.kv_dim(),
-        config.vocab_size,
-    );
+    let (h, i, q, kv, v) =
+        (config.hidden_size, config.intermediate_size, config.q_dim(), config.kv_dim(), config.vocab_size);
     let embed_tokens = matrix(v, h);
     let layers = (0..config.num_hidden_layers)
         .map(|_| {
@@ -162,13 +151,7 @@ pub fn random_model(config: ModelConfig, seed: u64) -> LlamaModel {
         })
         .collect();
     let lm_head = (!config.tie_word_embeddings).then(|| matrix(v, h));
-    LlamaModel {
-        config,
-        embed_tokens,
-        layers,
-        norm: vec![1.0; h],
-        lm_head,
-    }
+    LlamaModel { config, embed_tokens, layers, norm: vec![1.0; h], lm_head }
 }
 
 /// Box-Muller: rand 0.8 has no normal distribution without rand_distr.
@@ -186,28 +169,18 @@ pub fn train_tokenizer(texts: &[String], vocab_size: usize) -> Result<tokenizers
         .vocab_size(vocab_size)
         .min_frequency(1)
         .show_progress(false)
-        .special_tokens(
-            SPECIAL_TOKENS
-                .iter()
-                .map(|t| AddedToken::from(*t, true))
-                .collect(),
-        )
+        .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build();
-    let mut tok = TokenizerBuilder::<
-        BPE,
-        NormalizerWrapper,
-        PreTokenizerWrapper,
-        PostProcessorWrapper,
-        DecoderWrapper,
-    >::new()
-    .with_model(BPE::default())
-    .with_normalizer(None)
-    .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false).into()))
-    .with_post_processor(Some(ByteLevel::default().trim_offsets(false).into()))
-    .with_decoder(Some(ByteLevel::default().into()))
-    .build()
-    .map_err(err)?;
+    let mut tok =
+        TokenizerBuilder::<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
+            .with_model(BPE::default())
+            .with_normalizer(None)
+            .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false).into()))
+            .with_post_processor(Some(ByteLevel::default().trim_offsets(false).into()))
+            .with_decoder(Some(ByteLevel::default().into()))
+            .build()
+            .map_err(err)?;
     tok.train(&mut trainer, texts.iter()).map_err(err)?;
     let mut tok: tokenizers::Tokenizer = tok.into();
     // Registered as added tokens so they are matched whole in text and skipped when decoding.
@@ -220,22 +193,13 @@ pub fn train_tokenizer(texts: &[String], vocab_size: usize) -> Result<tokenizers
 pub fn corpus_texts(path: &Path) -> Result<Vec<String>> {
     let bytes = read_file(path)?;
     let text = String::from_utf8_lossy(&bytes);
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let mut out = Vec::new();
     match ext.as_str() {
         "jsonl" | "ndjson" => {
-            for (n, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let v: Value = serde_json::from_str(line).map_err(|e| {
-                    MlError::Input(format!("{} line {}: {e}", path.display(), n + 1))
-                })?;
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line)
+                    .map_err(|e| MlError::Input(format!("{} line {}: {e}", path.display(), n + 1)))?;
                 collect_strings(&v, &mut out);
             }
         }
@@ -243,19 +207,12 @@ pub fn corpus_texts(path: &Path) -> Result<Vec<String>> {
             let v: Value = serde_json::from_str(&text).map_err(|e| MlError::json(path, e))?;
             collect_strings(&v, &mut out);
         }
-        "csv" => out.extend(
-            text.lines()
-                .flat_map(|l| l.split(','))
-                .map(|c| c.trim_matches('"').to_string()),
-        ),
+        "csv" => out.extend(text.lines().flat_map(|l| l.split(',')).map(|c| c.trim_matches('"').to_string())),
         _ => out.extend(text.lines().map(str::to_owned)),
     }
     out.retain(|s| !s.trim().is_empty());
     if out.is_empty() {
-        return Err(MlError::Input(format!(
-            "{} holds no text to train a tokenizer on",
-            path.display()
-        )));
+        return Err(MlError::Input(format!("{} holds no text to train a tokenizer on", path.display())));
     }
     Ok(out)
 }

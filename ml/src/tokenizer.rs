@@ -8,13 +8,7 @@ use serde_json::Value;
 use crate::error::{read_json, MlError, Result};
 
 /// End-of-turn tokens of common chat templates: generation stops on them even when no config lists them.
-const END_OF_TURN_TOKENS: [&str; 5] = [
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-];
+const END_OF_TURN_TOKENS: [&str; 5] = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"];
 
 /// A loaded tokenizer and the special tokens that matter for training and generation.
 #[derive(Clone)]
@@ -65,11 +59,7 @@ impl TextTokenizer {
             inner,
             stop_token_ids: Vec::new(),
         };
-        let named = tok
-            .eos_token
-            .iter()
-            .map(String::as_str)
-            .chain(END_OF_TURN_TOKENS);
+        let named = tok.eos_token.iter().map(String::as_str).chain(END_OF_TURN_TOKENS);
         let ids: Vec<u32> = named.filter_map(|t| tok.inner.token_to_id(t)).collect();
         ids.into_iter().for_each(|id| tok.push_stop(id));
         tok
@@ -77,14 +67,8 @@ impl TextTokenizer {
 
     fn add_stop_ids(&mut self, v: Option<&Value>) {
         match v {
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .into_iter()
-                .for_each(|id| self.push_stop(id as u32)),
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_u64)
-                .for_each(|id| self.push_stop(id as u32)),
+            Some(Value::Number(n)) => n.as_u64().into_iter().for_each(|id| self.push_stop(id as u32)),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).for_each(|id| self.push_stop(id as u32)),
             _ => {}
         }
     }
@@ -98,18 +82,13 @@ impl TextTokenizer {
     /// Token ids of `text`. `add_special_tokens` applies the tokenizer's post-processor (e.g. a BOS); text
     /// rendered by a chat template already holds its special tokens, so pass `false` for it.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| MlError::Tokenizer(e.to_string()))?;
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| MlError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of token ids, optionally leaving special tokens out.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| MlError::Tokenizer(e.to_string()))
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| MlError::Tokenizer(e.to_string()))
     }
 
     /// Id of a token string, special tokens included.

@@ -23,10 +23,7 @@ impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         let n: usize = shape.iter().product();
         if n != data.len() {
-            return Err(MlError::Weights(format!(
-                "shape {shape:?} holds {n} values, data has {}",
-                data.len()
-            )));
+            return Err(MlError::Weights(format!("shape {shape:?} holds {n} values, data has {}", data.len())));
         }
         Ok(Tensor { shape, data })
     }
@@ -34,10 +31,7 @@ impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        Tensor {
-            shape,
-            data: vec![0.0; n],
-        }
+        Tensor { shape, data: vec![0.0; n] }
     }
 
     /// Number of values.
@@ -53,10 +47,7 @@ impl Tensor {
     /// Checks the shape, naming the tensor in the error.
     pub fn expect_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
         if self.shape != shape {
-            return Err(MlError::Weights(format!(
-                "{name} has shape {:?}, expected {shape:?}",
-                self.shape
-            )));
+            return Err(MlError::Weights(format!("{name} has shape {:?}, expected {shape:?}", self.shape)));
         }
         Ok(())
     }
@@ -101,14 +92,8 @@ impl Weights {
             let part = Self::load_file(&dir.join(shard))?;
             out.tensors.extend(part.tensors);
         }
-        if let Some(missing) = index
-            .weight_map
-            .keys()
-            .find(|k| !out.tensors.contains_key(*k))
-        {
-            return Err(MlError::Weights(format!(
-                "{missing} is listed in the shard index but in no shard"
-            )));
+        if let Some(missing) = index.weight_map.keys().find(|k| !out.tensors.contains_key(*k)) {
+            return Err(MlError::Weights(format!("{missing} is listed in the shard index but in no shard")));
         }
         Ok(out)
     }
@@ -125,13 +110,7 @@ impl Weights {
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let data = to_f32(&name, &view)?;
-            tensors.insert(
-                name,
-                Tensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
         }
         Ok(Weights { tensors })
     }
@@ -139,11 +118,7 @@ impl Weights {
     /// Writes all tensors as f32 to one safetensors file, with optional string metadata
     /// (transformers writes `{"format": "pt"}`). Tensors are converted to bytes one at a time as they are
     /// written, so saving needs no second copy of the model in memory.
-    pub fn save_file(
-        &self,
-        path: &Path,
-        metadata: Option<&BTreeMap<String, String>>,
-    ) -> Result<()> {
+    pub fn save_file(&self, path: &Path, metadata: Option<&BTreeMap<String, String>>) -> Result<()> {
         let meta = metadata.map(|m| m.clone().into_iter().collect());
         safetensors::serialize_to_file(self.tensors.iter(), &meta, path)
             .map_err(|e| MlError::Weights(format!("{}: {e}", path.display())))
@@ -152,22 +127,17 @@ impl Weights {
     /// Serialises all tensors as f32 safetensors.
     pub fn to_bytes(&self, metadata: Option<&BTreeMap<String, String>>) -> Result<Vec<u8>> {
         let meta = metadata.map(|m| m.clone().into_iter().collect());
-        safetensors::serialize(self.tensors.iter(), &meta)
-            .map_err(|e| MlError::Weights(e.to_string()))
+        safetensors::serialize(self.tensors.iter(), &meta).map_err(|e| MlError::Weights(e.to_string()))
     }
 
     /// The tensor of that name.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| MlError::Weights(format!("missing tensor {name}")))
+        self.tensors.get(name).ok_or_else(|| MlError::Weights(format!("missing tensor {name}")))
     }
 
     /// Removes and returns the tensor of that name.
     pub fn take(&mut self, name: &str) -> Result<Tensor> {
-        self.tensors
-            .remove(name)
-            .ok_or_else(|| MlError::Weights(format!("missing tensor {name}")))
+        self.tensors.remove(name).ok_or_else(|| MlError::Weights(format!("missing tensor {name}")))
     }
 
     /// Whether a tensor of that name is present.
@@ -223,22 +193,10 @@ impl View for &Tensor {
 fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
     let b = view.data();
     let out = match view.dtype() {
-        Dtype::F32 => b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => b
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => b
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => b
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-            .collect(),
+        Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
         other => {
             return Err(MlError::Weights(format!(
                 "{name} is stored as {other:?}; only f32, f16, bf16 and f64 are read"
@@ -262,28 +220,10 @@ mod tests {
     fn reads_f16_and_bf16_as_f32() {
         let dir = tempfile::tempdir().unwrap();
         let values = [1.5f32, -2.25, 0.0, 65504.0];
-        let f16: Vec<u8> = values
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect();
-        let bf16: Vec<u8> = values
-            .iter()
-            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-            .collect();
-        write_typed(
-            &dir.path().join("a.safetensors"),
-            "a",
-            Dtype::F16,
-            &f16,
-            vec![2, 2],
-        );
-        write_typed(
-            &dir.path().join("b.safetensors"),
-            "b",
-            Dtype::BF16,
-            &bf16,
-            vec![4],
-        );
+        let f16: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        let bf16: Vec<u8> = values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        write_typed(&dir.path().join("a.safetensors"), "a", Dtype::F16, &f16, vec![2, 2]);
+        write_typed(&dir.path().join("b.safetensors"), "b", Dtype::BF16, &bf16, vec![4]);
         let a = Weights::load_file(&dir.path().join("a.safetensors")).unwrap();
         assert_eq!(a.get("a").unwrap().data, values);
         assert_eq!(a.get("a").unwrap().shape, vec![2, 2]);
@@ -299,10 +239,8 @@ mod tests {
         one.insert("x", Tensor::new(vec![2], vec![1.0, 2.0]).unwrap());
         let mut two = Weights::new();
         two.insert("y", Tensor::new(vec![1, 1], vec![3.0]).unwrap());
-        one.save_file(&dir.path().join("model-00001-of-00002.safetensors"), None)
-            .unwrap();
-        two.save_file(&dir.path().join("model-00002-of-00002.safetensors"), None)
-            .unwrap();
+        one.save_file(&dir.path().join("model-00001-of-00002.safetensors"), None).unwrap();
+        two.save_file(&dir.path().join("model-00002-of-00002.safetensors"), None).unwrap();
         std::fs::write(
             dir.path().join("model.safetensors.index.json"),
             r#"{"metadata": {}, "weight_map": {"x": "model-00001-of-00002.safetensors",
@@ -319,8 +257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut one = Weights::new();
         one.insert("x", Tensor::zeros(vec![1]));
-        one.save_file(&dir.path().join("s.safetensors"), None)
-            .unwrap();
+        one.save_file(&dir.path().join("s.safetensors"), None).unwrap();
         std::fs::write(
             dir.path().join("model.safetensors.index.json"),
             r#"{"weight_map": {"x": "s.safetensors", "z": "s.safetensors"}}"#,

@@ -20,11 +20,7 @@ fn bonsai(args: &[&str]) -> anyhow::Result<()> {
 fn init_tiny_writes_a_loadable_model_of_the_asked_shape() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("data.jsonl");
-    std::fs::write(
-        &corpus,
-        "{\"instruction\": \"Say hi\", \"output\": \"hi there\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&corpus, "{\"instruction\": \"Say hi\", \"output\": \"hi there\"}\n").unwrap();
     let out = dir.path().join("tiny");
     let out_s = out.to_str().unwrap();
     bonsai(&[
@@ -49,24 +45,12 @@ fn init_tiny_writes_a_loadable_model_of_the_asked_shape() {
         "9",
     ])
     .unwrap();
-    for f in [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "generation_config.json",
-    ] {
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let c = ModelConfig::from_dir(&out).unwrap();
-    assert_eq!(
-        (c.hidden_size, c.intermediate_size, c.num_hidden_layers),
-        (32, 48, 1)
-    );
-    assert_eq!(
-        (c.num_attention_heads, c.num_key_value_heads, c.vocab_size),
-        (4, 2, 300)
-    );
+    assert_eq!((c.hidden_size, c.intermediate_size, c.num_hidden_layers), (32, 48, 1));
+    assert_eq!((c.num_attention_heads, c.num_key_value_heads, c.vocab_size), (4, 2, 300));
     bonsai_ml::model::LlamaModel::load(&out).unwrap();
 }
 
@@ -75,13 +59,8 @@ fn import_gguf_names_the_file_it_could_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("broken.gguf");
     std::fs::write(&bad, b"GGUF").unwrap();
-    let err = bonsai(&[
-        "model",
-        "import-gguf",
-        bad.to_str().unwrap(),
-        dir.path().join("out").to_str().unwrap(),
-    ])
-    .unwrap_err();
+    let err =
+        bonsai(&["model", "import-gguf", bad.to_str().unwrap(), dir.path().join("out").to_str().unwrap()]).unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("broken.gguf"), "{text}");
 }

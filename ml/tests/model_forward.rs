@@ -8,19 +8,14 @@ use bonsai_ml::model::{GenerateOptions, KvCache, LlamaModel};
 use bonsai_ml::weights::Weights;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// (prompt, logits [tokens][vocab]) that transformers computed.
 fn reference(name: &str) -> (Vec<u32>, Vec<Vec<f32>>) {
     let text = std::fs::read_to_string(fixture(name).join("logits.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    (
-        serde_json::from_value(v["prompt"].clone()).unwrap(),
-        serde_json::from_value(v["logits"].clone()).unwrap(),
-    )
+    (serde_json::from_value(v["prompt"].clone()).unwrap(), serde_json::from_value(v["logits"].clone()).unwrap())
 }
 
 /// max |ours - theirs| / max |theirs|: the relative error of the whole logits matrix.
@@ -28,10 +23,7 @@ fn relative_error(ours: &[f32], theirs: &[Vec<f32>]) -> f32 {
     let flat: Vec<f32> = theirs.iter().flatten().copied().collect();
     assert_eq!(ours.len(), flat.len());
     let scale = flat.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = ours
-        .iter()
-        .zip(&flat)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = ours.iter().zip(&flat).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     diff / scale
 }
 
@@ -41,10 +33,7 @@ fn check_against_transformers(name: &str) {
     let logits = model.logits(&prompt).unwrap();
     assert_eq!(logits.shape, vec![prompt.len(), model.config.vocab_size]);
     let err = relative_error(&logits.data, &expected);
-    assert!(
-        err < 1e-4,
-        "{name}: relative error {err:e} against transformers"
-    );
+    assert!(err < 1e-4, "{name}: relative error {err:e} against transformers");
 }
 
 #[test]
@@ -70,18 +59,12 @@ fn the_kv_cache_gives_the_logits_of_a_full_pass() {
     let vocab = model.config.vocab_size;
     let mut cache = KvCache::new(&model.config);
     let first = model.forward(&prompt[..5], &mut cache).unwrap();
-    let diff = first
-        .iter()
-        .zip(&full.data)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = first.iter().zip(&full.data).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-5, "prefill logits differ by {diff}");
     for (i, t) in prompt.iter().enumerate().skip(5) {
         let step = model.forward_last(&[*t], &mut cache).unwrap();
         let want = &full.data[i * vocab..(i + 1) * vocab];
-        let diff = step
-            .iter()
-            .zip(want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let diff = step.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(diff < 1e-5, "position {i}: cached logits differ by {diff}");
     }
     assert_eq!(cache.len(), prompt.len());
@@ -91,10 +74,7 @@ fn the_kv_cache_gives_the_logits_of_a_full_pass() {
 fn greedy_generation_follows_the_argmax_of_full_passes() {
     let model = LlamaModel::load(&fixture("qwen2-tiny")).unwrap();
     let prompt = [1u32, 17, 42];
-    let opts = GenerateOptions {
-        max_new_tokens: 6,
-        ..Default::default()
-    };
+    let opts = GenerateOptions { max_new_tokens: 6, ..Default::default() };
     let mut streamed = Vec::new();
     let out = model
         .generate(&prompt, &opts, |t| {

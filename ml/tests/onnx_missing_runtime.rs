@@ -6,10 +6,7 @@ use bonsai_ml::engine::{Engine, EngineError, EngineOptions};
 #[test]
 fn a_missing_library_is_an_error_that_names_the_install_script() {
     let dir = tempfile::tempdir().unwrap();
-    std::env::set_var(
-        "ORT_DYLIB_PATH",
-        dir.path().join("no-such-libonnxruntime.so"),
-    );
+    std::env::set_var("ORT_DYLIB_PATH", dir.path().join("no-such-libonnxruntime.so"));
     bonsai_ml::onnx::GenaiConfig::for_model(
         &bonsai_ml::config::ModelConfig::from_json(serde_json::json!({
             "model_type": "llama", "vocab_size": 8, "hidden_size": 4, "intermediate_size": 8,
@@ -22,10 +19,7 @@ fn a_missing_library_is_an_error_that_names_the_install_script() {
     std::fs::write(dir.path().join("model.onnx"), b"").unwrap();
     match Engine::load(dir.path(), EngineOptions::default()) {
         Err(EngineError::Runtime(message)) => {
-            assert!(
-                message.contains("scripts/install-onnxruntime.sh"),
-                "{message}"
-            );
+            assert!(message.contains("scripts/install-onnxruntime.sh"), "{message}");
             assert!(message.contains("no-such-libonnxruntime.so"), "{message}");
         }
         other => panic!("expected a runtime error, got {other:?}"),

@@ -19,12 +19,7 @@ fn check_parity(model_type: &str, tied: bool, seed: u64, options: onnx::ExportOp
     assert!(report.data_bytes > 0 && report.model_bytes > 0);
 
     let reference = LlamaModel::from_weights(config.clone(), weights).expect("reference model");
-    let options = EngineOptions {
-        device: Device::Cpu,
-        threads: 1,
-        sessions: 1,
-        spin: false,
-    };
+    let options = EngineOptions { device: Device::Cpu, threads: 1, sessions: 1, spin: false };
     let ort = OnnxModel::load(dir.path(), &options).expect("ONNX Runtime loads the export");
 
     let prompt: Vec<u32> = vec![1, 17, 42, 5, 88, 23, 9];
@@ -34,16 +29,9 @@ fn check_parity(model_type: &str, tied: bool, seed: u64, options: onnx::ExportOp
     let mut got = ort.step(&mut seq, &prompt).unwrap();
     for step in 0..=16 {
         let err = relative_error(&got, &want);
-        assert!(
-            err <= TOLERANCE,
-            "{model_type}: step {step}: relative error {err}"
-        );
+        assert!(err <= TOLERANCE, "{model_type}: step {step}: relative error {err}");
         let next = argmax(&want);
-        assert_eq!(
-            argmax(&got),
-            next,
-            "{model_type}: step {step}: greedy tokens differ"
-        );
+        assert_eq!(argmax(&got), next, "{model_type}: step {step}: greedy tokens differ");
         if step == 16 {
             break;
         }
@@ -60,10 +48,7 @@ fn llama_with_gqa_tied_embeddings_and_the_fused_attention_op_matches_the_rust_fo
 
 #[test]
 fn qwen2_with_biases_separate_head_standard_ops_and_all_logits_matches_the_rust_forward_pass() {
-    let options = onnx::ExportOptions {
-        last_token_logits: false,
-        fused_attention: false,
-    };
+    let options = onnx::ExportOptions { last_token_logits: false, fused_attention: false };
     check_parity("qwen2", false, 12, options);
 }
 

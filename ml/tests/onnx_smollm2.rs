@@ -17,23 +17,12 @@ fn smollm2_from_gguf_exports_and_answers_paris_through_onnx_runtime() {
     import_gguf(&gguf, &model_dir).expect("import-gguf");
     let report = bonsai_ml::onnx::export_dir(&model_dir, &export_dir).expect("export");
     // 135M f32 parameters (tied head stored once) in the external file, the graph itself small.
-    assert!(
-        report.data_bytes > 500_000_000 && report.model_bytes < 5_000_000,
-        "{report:?}"
-    );
+    assert!(report.data_bytes > 500_000_000 && report.model_bytes < 5_000_000, "{report:?}");
 
-    let options = EngineOptions {
-        device: Device::Cpu,
-        threads: 2,
-        sessions: 1,
-        spin: false,
-    };
+    let options = EngineOptions { device: Device::Cpu, threads: 2, sessions: 1, spin: false };
     let engine = Engine::load(&export_dir, options).unwrap();
     let mut request = ChatRequest::user("What is the capital of France?");
-    request.params = GenerationParams {
-        max_new_tokens: 24,
-        ..GenerationParams::default()
-    };
+    request.params = GenerationParams { max_new_tokens: 24, ..GenerationParams::default() };
     let answer = engine.generate(&request, &mut |_| {}).unwrap();
     assert!(answer.text.contains("Paris"), "answer: {:?}", answer.text);
 

@@ -9,21 +9,13 @@ use bonsai_ml::train::forward::logits;
 use std::path::Path;
 
 fn check(name: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     let text = std::fs::read_to_string(dir.join("logits.json")).expect("fixture logits");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let prompt: Vec<u32> = serde_json::from_value(v["prompt"].clone()).unwrap();
     let expected: Vec<Vec<f32>> = serde_json::from_value(v["logits"].clone()).unwrap();
     let model = LlamaModel::load(&dir).expect("fixture model");
-    let cfg = LoraConfig {
-        rank: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        targets: Target::ALL.to_vec(),
-        use_rslora: false,
-    };
+    let cfg = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.0, targets: Target::ALL.to_vec(), use_rslora: false };
     let lora = LoraParams::init(cfg, &model.config, 0);
     let base = FrozenBase::from_model(model, prompt.len());
     let mut arena = Arena::new(&base, &lora, 1, prompt.len());
@@ -31,15 +23,8 @@ fn check(name: &str) {
     let flat: Vec<f32> = expected.into_iter().flatten().collect();
     assert_eq!(ours.len(), flat.len());
     let scale = flat.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let diff = ours
-        .iter()
-        .zip(&flat)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        diff / scale < 1e-4,
-        "{name}: relative error {} against transformers",
-        diff / scale
-    );
+    let diff = ours.iter().zip(&flat).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff / scale < 1e-4, "{name}: relative error {} against transformers", diff / scale);
 }
 
 #[test]

@@ -27,13 +27,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Compares `analytic` with central differences of `loss` around `x`, on every `stride`-th coordinate.
-fn check(
-    name: &str,
-    x: &[f32],
-    analytic: &[f32],
-    stride: usize,
-    loss: &mut dyn FnMut(&[f32]) -> f64,
-) {
+fn check(name: &str, x: &[f32], analytic: &[f32], stride: usize, loss: &mut dyn FnMut(&[f32]) -> f64) {
     let eps = 1e-2f32;
     let mut worst = 0.0f64;
     let mut xp = x.to_vec();
@@ -47,14 +41,8 @@ fn check(
         let err = (numeric - analytic[i] as f64).abs() / (1.0 + numeric.abs());
         worst = worst.max(err);
     }
-    assert!(
-        worst < 5e-3,
-        "{name}: worst relative gradient error {worst}"
-    );
-    assert!(
-        analytic.iter().any(|v| v.abs() > 1e-3),
-        "{name}: gradient is trivially zero"
-    );
+    assert!(worst < 5e-3, "{name}: worst relative gradient error {worst}");
+    assert!(analytic.iter().any(|v| v.abs() > 1e-3), "{name}: gradient is trivially zero");
 }
 
 #[test]
@@ -75,10 +63,7 @@ fn rmsnorm_backward_matches_finite_differences() {
     check("rmsnorm", &x, &dx, 1, &mut |x| fwd(x).0);
     let mut acc = vec![1.0; rows * n];
     rmsnorm_bwd(&mut acc, &r, &x, &w, &inv, true);
-    assert!(
-        acc.iter().zip(&dx).all(|(a, d)| (a - 1.0 - d).abs() < 1e-6),
-        "accumulate adds"
-    );
+    assert!(acc.iter().zip(&dx).all(|(a, d)| (a - 1.0 - d).abs() < 1e-6), "accumulate adds");
 }
 
 #[test]
@@ -99,22 +84,12 @@ fn rope_backward_matches_finite_differences_and_inverts_the_forward() {
     let mut back = fwd(&x);
     table.apply(&mut back, stride, heads, seq, true);
     assert!(back.iter().zip(&x).all(|(a, b)| (a - b).abs() < 1e-5));
-    assert!(fwd(&x)[stride..]
-        .iter()
-        .zip(&x[stride..])
-        .any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(fwd(&x)[stride..].iter().zip(&x[stride..]).any(|(a, b)| (a - b).abs() > 1e-3));
 }
 
 fn attention_case(seq: usize, stride: usize, window: Option<usize>) {
     let mut rng = Rng(3 + seq as u64);
-    let s = AttnShape {
-        batch: 2,
-        seq,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 4,
-        window,
-    };
+    let s = AttnShape { batch: 2, seq, heads: 4, kv_heads: 2, head_dim: 4, window };
     let qkv = rng.vec(s.batch * seq * s.qkv_width(), 1.5);
     let r = rng.vec(s.batch * seq * s.out_width(), 1.0);
     let mut probs = vec![0.0; s.batch * s.heads * seq * seq];
@@ -126,18 +101,9 @@ fn attention_case(seq: usize, stride: usize, window: Option<usize>) {
     fwd(&qkv, &mut probs);
     let mut dqkv = vec![f32::NAN; qkv.len()];
     attention_bwd(&mut dqkv, &r, &qkv, &probs, &s);
-    assert!(
-        dqkv.iter().all(|v| v.is_finite()),
-        "every gradient element is written"
-    );
+    assert!(dqkv.iter().all(|v| v.is_finite()), "every gradient element is written");
     let mut scratch = probs.clone();
-    check(
-        &format!("attention seq {seq}"),
-        &qkv,
-        &dqkv,
-        stride,
-        &mut |x| fwd(x, &mut scratch),
-    );
+    check(&format!("attention seq {seq}"), &qkv, &dqkv, stride, &mut |x| fwd(x, &mut scratch));
 }
 
 #[test]
@@ -150,20 +116,10 @@ fn causal_gqa_attention_backward_matches_finite_differences() {
 #[test]
 fn attention_is_causal() {
     let mut rng = Rng(9);
-    let s = AttnShape {
-        batch: 1,
-        seq: 6,
-        heads: 2,
-        kv_heads: 1,
-        head_dim: 4,
-        window: None,
-    };
+    let s = AttnShape { batch: 1, seq: 6, heads: 2, kv_heads: 1, head_dim: 4, window: None };
     let mut qkv = rng.vec(s.seq * s.qkv_width(), 1.0);
     let mut probs = vec![0.0; s.heads * 36];
-    let (mut o1, mut o2) = (
-        vec![0.0; s.seq * s.out_width()],
-        vec![0.0; s.seq * s.out_width()],
-    );
+    let (mut o1, mut o2) = (vec![0.0; s.seq * s.out_width()], vec![0.0; s.seq * s.out_width()]);
     attention_fwd(&mut o1, &mut probs, &qkv, &s);
     let last = (s.seq - 1) * s.qkv_width();
     qkv[last..].iter_mut().for_each(|v| *v += 3.0); // change only the last token
@@ -201,10 +157,7 @@ fn masked_cross_entropy_backward_matches_finite_differences() {
     let value = softmax_xent(&mut grad, vocab, &targets, &weights);
     assert!((value - loss(&logits)).abs() < 1e-9);
     check("cross-entropy", &logits, &grad, 1, &mut |x| loss(x));
-    assert!(
-        grad[vocab..2 * vocab].iter().all(|v| *v == 0.0),
-        "a masked row has no gradient"
-    );
+    assert!(grad[vocab..2 * vocab].iter().all(|v| *v == 0.0), "a masked row has no gradient");
     // A uniform row costs ln(vocab).
     let uniform = softmax_xent(&mut vec![0.25; vocab], vocab, &[2], &[1.0]);
     assert!((uniform - (vocab as f64).ln()).abs() < 1e-6);
@@ -214,13 +167,7 @@ fn masked_cross_entropy_backward_matches_finite_differences() {
 fn lora_linear_backward_matches_finite_differences() {
     let mut rng = Rng(6);
     // The branch writes into a column block (columns 2..7) of a 9-wide output, as in the fused q|k|v.
-    let d = LoraDims {
-        rows: 5,
-        in_features: 6,
-        out_features: 5,
-        rank: 3,
-        scale: 1.7,
-    };
+    let d = LoraDims { rows: 5, in_features: 6, out_features: 5, rank: 3, scale: 1.7 };
     let (width, col) = (9, 2);
     let x = rng.vec(d.rows * d.in_features, 1.0);
     let a = rng.vec(d.rank * d.in_features, 1.0);
@@ -229,26 +176,14 @@ fn lora_linear_backward_matches_finite_differences() {
     let fwd = |x: &[f32], a: &[f32], b: &[f32]| {
         let mut y = vec![0.0; d.rows * width];
         let mut h = vec![0.0; d.rows * d.rank];
-        lora_fwd(
-            MatMut::strided(&mut y[col..], d.rows, d.out_features, width),
-            &mut h,
-            x,
-            a,
-            b,
-            &d,
-        );
+        lora_fwd(MatMut::strided(&mut y[col..], d.rows, d.out_features, width), &mut h, x, a, b, &d);
         (dot(&y, &r), h)
     };
     let (_, h) = fwd(&x, &a, &b);
     let (mut da, mut db, mut dx) = (vec![0.0; a.len()], vec![0.0; b.len()], vec![0.0; x.len()]);
     let mut dh = vec![0.0; h.len()];
     let dy = MatRef::strided(&r[col..], d.rows, d.out_features, width);
-    let grads = LoraGrads {
-        da: &mut da,
-        db: &mut db,
-        dx: &mut dx,
-        dx_accumulate: false,
-    };
+    let grads = LoraGrads { da: &mut da, db: &mut db, dx: &mut dx, dx_accumulate: false };
     lora_bwd(grads, &mut dh, dy, &x, &h, &a, &b, &d);
     check("lora dA", &a, &da, 1, &mut |a2| fwd(&x, a2, &b).0);
     check("lora dB", &b, &db, 1, &mut |b2| fwd(&x, &a, b2).0);

@@ -44,10 +44,7 @@ fn a_tiny_model_memorises_twenty_answers_and_the_merged_model_recites_them() {
     let data = dir.path().join("capitals.jsonl");
     let lines: Vec<String> = PAIRS
         .iter()
-        .map(|(c, a)| {
-            serde_json::json!({"question": format!("What is the capital of {c}?"), "answer": a})
-                .to_string()
-        })
+        .map(|(c, a)| serde_json::json!({"question": format!("What is the capital of {c}?"), "answer": a}).to_string())
         .collect();
     std::fs::write(&data, lines.join("\n")).unwrap();
     let base = dir.path().join("base");
@@ -67,13 +64,7 @@ fn a_tiny_model_memorises_twenty_answers_and_the_merged_model_recites_them() {
         base: base.clone(),
         data: data.clone(),
         out: out.clone(),
-        lora: LoraConfig {
-            rank: 16,
-            alpha: 32.0,
-            dropout: 0.0,
-            targets: Target::ALL.to_vec(),
-            use_rslora: false,
-        },
+        lora: LoraConfig { rank: 16, alpha: 32.0, dropout: 0.0, targets: Target::ALL.to_vec(), use_rslora: false },
         hyper: Hyper {
             lr: 3e-3,
             epochs: 600,
@@ -96,8 +87,7 @@ fn a_tiny_model_memorises_twenty_answers_and_the_merged_model_recites_them() {
         device: Device::Cpu,
     };
     let mut seen = Vec::new();
-    let outcome =
-        train(cfg, &mut |p| seen.push(p.clone()), &AtomicBool::new(false)).expect("training");
+    let outcome = train(cfg, &mut |p| seen.push(p.clone()), &AtomicBool::new(false)).expect("training");
     assert_eq!(outcome.stop, StopReason::Completed);
     assert_eq!(outcome.steps, 600);
     assert_eq!(seen.len(), 600, "progress after every step");
@@ -105,32 +95,19 @@ fn a_tiny_model_memorises_twenty_answers_and_the_merged_model_recites_them() {
     assert_eq!((last.step, last.total_steps), (600, 600));
     // A random tiny model's frozen LM head bounds how confident it can get (small embeddings), so the loss
     // stays well above zero even when every answer is the argmax: check that it fell, then check answers.
-    assert!(
-        last.loss < seen[0].loss - 1.0,
-        "loss {} -> {}",
-        seen[0].loss,
-        last.loss
-    );
+    assert!(last.loss < seen[0].loss - 1.0, "loss {} -> {}", seen[0].loss, last.loss);
     assert!(out.join("checkpoint-300/trainer_state.json").exists());
     assert!(out.join("adapter/adapter_model.safetensors").exists());
 
     let merged = LlamaModel::load(&out.join("merged")).expect("merged model folder");
     let tokenizer = TextTokenizer::load(&out.join("merged")).unwrap();
     let template = ChatTemplate::load(&out.join("merged")).unwrap();
-    let stop = tokenizer
-        .token_to_id("<|im_end|>")
-        .expect("end-of-turn token");
-    let opts = GenerateOptions {
-        max_new_tokens: 12,
-        stop_tokens: vec![stop],
-        ..Default::default()
-    };
+    let stop = tokenizer.token_to_id("<|im_end|>").expect("end-of-turn token");
+    let opts = GenerateOptions { max_new_tokens: 12, stop_tokens: vec![stop], ..Default::default() };
     let mut right = 0;
     let mut answers = Vec::new();
     for (country, capital) in PAIRS {
-        let prompt = template
-            .render_prompt(None, &format!("What is the capital of {country}?"))
-            .unwrap();
+        let prompt = template.render_prompt(None, &format!("What is the capital of {country}?")).unwrap();
         let ids = tokenizer.encode(&prompt, false).unwrap();
         let out = merged.generate(&ids, &opts, |_| true).unwrap();
         let text = tokenizer.decode(&out.tokens, true).unwrap();

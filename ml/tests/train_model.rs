@@ -14,11 +14,7 @@ use train_common::{random_lora, small_model};
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
 }
 
 const SEQ_A: [u32; 7] = [5, 17, 200, 3, 99, 42, 7];
@@ -41,15 +37,9 @@ fn check_against_inference(qwen: bool, targets: &str) {
     for (b, seq) in [SEQ_A, SEQ_B].iter().enumerate() {
         let reference = merged.logits(seq).expect("inference forward").data;
         let diff = max_rel_diff(&ours[b * 7 * v..(b + 1) * 7 * v], &reference);
-        assert!(
-            diff < 1e-4,
-            "qwen={qwen} targets={targets} sequence {b}: relative difference {diff}"
-        );
+        assert!(diff < 1e-4, "qwen={qwen} targets={targets} sequence {b}: relative difference {diff}");
         let plain = model.logits(seq).expect("base forward").data;
-        assert!(
-            max_rel_diff(&plain, &reference) > 1e-3,
-            "the adapters must change the logits"
-        );
+        assert!(max_rel_diff(&plain, &reference) > 1e-3, "the adapters must change the logits");
     }
 }
 
@@ -75,19 +65,12 @@ fn a_fresh_adapter_leaves_the_base_model_unchanged() {
     assert!(max_rel_diff(&ours[..7 * v], &reference) < 1e-4);
 }
 
-fn loss_and_grads(
-    base: &FrozenBase,
-    lora: &LoraParams,
-    arena: &mut Arena,
-    grads: Option<&mut Vec<f32>>,
-) -> f64 {
+fn loss_and_grads(base: &FrozenBase, lora: &LoraParams, arena: &mut Arena, grads: Option<&mut Vec<f32>>) -> f64 {
     // A fixed seed per call: with dropout on, every evaluation draws the same masks.
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let tokens: Vec<u32> = SEQ_A.iter().chain(&SEQ_B).copied().collect();
     let targets: Vec<u32> = tokens.iter().skip(1).chain([&0]).copied().collect();
-    let weights: Vec<f32> = (0..14)
-        .map(|p| if p % 7 >= 2 && p % 7 < 6 { 0.125 } else { 0.0 })
-        .collect();
+    let weights: Vec<f32> = (0..14).map(|p| if p % 7 >= 2 && p % 7 < 6 { 0.125 } else { 0.0 }).collect();
     forward_blocks(base, lora, arena, &tokens, 2, 7, Some(&mut rng));
     let loss = head_loss(base, arena, &targets, &weights);
     if let Some(g) = grads {
@@ -137,10 +120,8 @@ fn a_saved_adapter_loads_back_with_peft_names_shapes_and_identical_logits() {
     let lora = random_lora(&model.config, "q,v,gate", 4, 0.1);
     let dir = tempfile::tempdir().expect("tempdir");
     peft::save(dir.path(), &lora, "some/base").expect("save");
-    let cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap(),
-    )
-    .unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["peft_type"], "LORA");
     assert_eq!(cfg["task_type"], "CAUSAL_LM");
     assert_eq!(cfg["r"], 4);
@@ -148,30 +129,17 @@ fn a_saved_adapter_loads_back_with_peft_names_shapes_and_identical_logits() {
     assert_eq!(cfg["bias"], "none");
     assert_eq!(cfg["use_rslora"], false);
     assert_eq!(cfg["base_model_name_or_path"], "some/base");
-    assert_eq!(
-        cfg["target_modules"],
-        serde_json::json!(["q_proj", "v_proj", "gate_proj"])
-    );
+    assert_eq!(cfg["target_modules"], serde_json::json!(["q_proj", "v_proj", "gate_proj"]));
     assert!((cfg["lora_dropout"].as_f64().unwrap() - 0.1).abs() < 1e-6);
-    let w = bonsai_ml::weights::Weights::load_file(&dir.path().join("adapter_model.safetensors"))
-        .unwrap();
-    let a = w
-        .get("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight")
-        .expect("A key");
+    let w = bonsai_ml::weights::Weights::load_file(&dir.path().join("adapter_model.safetensors")).unwrap();
+    let a = w.get("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight").expect("A key");
     assert_eq!(a.shape, vec![4, 32]);
-    let b = w
-        .get("base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight")
-        .expect("B key");
+    let b = w.get("base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight").expect("B key");
     assert_eq!(b.shape, vec![16, 4]); // kv_heads 2 * head_dim 8
-    let g = w
-        .get("base_model.model.model.layers.0.mlp.gate_proj.lora_B.weight")
-        .expect("gate key");
+    let g = w.get("base_model.model.model.layers.0.mlp.gate_proj.lora_B.weight").expect("gate key");
     assert_eq!(g.shape, vec![48, 4]);
     assert_eq!(w.len(), 2 * 2 * 3);
     let back = peft::load(dir.path(), &model.config).expect("load");
     assert_eq!(back, lora);
-    assert_eq!(
-        training_logits(&model, &back),
-        training_logits(&model, &lora)
-    );
+    assert_eq!(training_logits(&model, &back), training_logits(&model, &lora));
 }

@@ -93,12 +93,8 @@ pub async fn read_committed_after<'e>(
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
          ORDER BY tx_id, global_position LIMIT $3"
     );
-    let rows: Vec<Row> = sqlx::query_as(&sql)
-        .bind(after.tx_id.to_string())
-        .bind(after.position)
-        .bind(limit)
-        .fetch_all(db)
-        .await?;
+    let rows: Vec<Row> =
+        sqlx::query_as(&sql).bind(after.tx_id.to_string()).bind(after.position).bind(limit).fetch_all(db).await?;
     Ok(rows.into_iter().map(StoredEvent::from).collect())
 }
 
@@ -117,9 +113,7 @@ pub async fn aggregate_history<'e>(
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Vec<StoredEvent>, ProjectionError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
-    );
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence");
     let rows: Vec<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(db).await?;
     Ok(rows.into_iter().map(StoredEvent::from).collect())
 }

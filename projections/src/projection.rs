@@ -28,12 +28,11 @@ async fn lock_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Cursor, 
         .bind(name)
         .execute(&mut *conn)
         .await?;
-    let (tx_id, position): (i64, i64) = sqlx::query_as(
-        "SELECT tx_id::text::bigint, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
-    )
-    .bind(name)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (tx_id, position): (i64, i64) =
+        sqlx::query_as("SELECT tx_id::text::bigint, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
     Ok(Cursor { tx_id, position })
 }
 
@@ -51,7 +50,11 @@ async fn store_checkpoint(conn: &mut PgConnection, name: &str, at: Cursor) -> Re
 
 /// Applies `event` and advances the checkpoint in one transaction, unless it was applied before.
 /// The checkpoint row lock serialises concurrent appliers (and a rebuild) of the same projection.
-pub async fn apply_event(pool: &PgPool, projection: &dyn Projection, event: &StoredEvent) -> Result<Applied, ProjectionError> {
+pub async fn apply_event(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    event: &StoredEvent,
+) -> Result<Applied, ProjectionError> {
     let mut tx = pool.begin().await?;
     let checkpoint = lock_checkpoint(&mut tx, projection.name()).await?;
     if event.cursor() <= checkpoint {
@@ -66,7 +69,11 @@ pub async fn apply_event(pool: &PgPool, projection: &dyn Projection, event: &Sto
 /// Applies a run of events (in delivery order) in one transaction with one checkpoint update: what a
 /// consumer does when messages arrive faster than one transaction each could keep up with. Events at or
 /// before the checkpoint are skipped. On error nothing is applied; the caller retries one by one.
-pub async fn apply_batch(pool: &PgPool, projection: &dyn Projection, events: &[StoredEvent]) -> Result<usize, ProjectionError> {
+pub async fn apply_batch(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    events: &[StoredEvent],
+) -> Result<usize, ProjectionError> {
     let mut tx = pool.begin().await?;
     let mut at = lock_checkpoint(&mut tx, projection.name()).await?;
     let mut applied = 0;

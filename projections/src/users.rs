@@ -111,7 +111,11 @@ pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<UserRo
 }
 
 /// Whether another user already uses `email` (as far as the view knows).
-pub async fn email_taken<'e>(db: impl PgExecutor<'e>, email: &str, except: Option<Uuid>) -> Result<bool, ProjectionError> {
+pub async fn email_taken<'e>(
+    db: impl PgExecutor<'e>,
+    email: &str,
+    except: Option<Uuid>,
+) -> Result<bool, ProjectionError> {
     Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users_view WHERE email = $1 AND id IS DISTINCT FROM $2)")
         .bind(email)
         .bind(except)

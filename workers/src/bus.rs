@@ -3,7 +3,8 @@ use std::time::Duration;
 
 /// The JetStream stream that carries the events of the instance whose subjects start with `prefix`.
 pub fn stream_name(prefix: &str) -> String {
-    let clean: String = prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let clean: String =
+        prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     format!("{clean}_EVENTS")
 }
 

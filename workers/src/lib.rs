@@ -7,6 +7,6 @@ mod relay;
 mod validation;
 
 pub use bus::{stream_name, EventBus};
-pub use consumer::{ProjectionConsumer, Processed};
+pub use consumer::{Processed, ProjectionConsumer};
 pub use relay::{Relay, RelayError};
 pub use validation::ValidationWorker;

@@ -47,7 +47,8 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut leader = self.pool.acquire().await?;
         loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut *leader).await?;
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut *leader).await?;
             if got {
                 break;
             }
@@ -123,12 +124,14 @@ impl Relay {
         for ack in acks {
             ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
         }
-        sqlx::query("UPDATE relay_checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() WHERE name = $1")
-            .bind(&name)
-            .bind(last.tx_id.to_string())
-            .bind(last.position)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE relay_checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() WHERE name = $1",
+        )
+        .bind(&name)
+        .bind(last.tx_id.to_string())
+        .bind(last.position)
+        .execute(&self.pool)
+        .await?;
         tracing::debug!(published = events.len(), "relay batch");
         Ok(events.len())
     }

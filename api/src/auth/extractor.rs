@@ -34,11 +34,9 @@ impl FromRequestParts<AppState> for AuthUser {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthenticated("missing_token", "an Authorization: Bearer token is required"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::unauthenticated("invalid_token", "the Authorization header is not 'Bearer <token>'"))?;
+        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(|| {
+            ApiError::unauthenticated("invalid_token", "the Authorization header is not 'Bearer <token>'")
+        })?;
         let claims = state.tokens.verify_access(token.trim()).map_err(|e| {
             let code = match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token_expired",

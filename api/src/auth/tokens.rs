@@ -65,7 +65,8 @@ impl TokenService {
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let refresh_key = {
-            let mut mac = Hmac::<Sha256>::new_from_slice(settings.secret.as_bytes()).expect("hmac takes any key length");
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(settings.secret.as_bytes()).expect("hmac takes any key length");
             mac.update(b"bonsai refresh token key");
             mac.finalize().into_bytes().to_vec()
         };

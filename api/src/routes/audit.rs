@@ -69,7 +69,11 @@ pub(crate) async fn events(
     admin.require(Permission::ReadAudit)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::Unprocessable { code: "validation_failed", message: "limit must be between 1 and 1000".into(), details: None });
+        return Err(ApiError::Unprocessable {
+            code: "validation_failed",
+            message: "limit must be between 1 and 1000".into(),
+            details: None,
+        });
     }
     let after = match query.after {
         None | Some(0) => Cursor::default(),

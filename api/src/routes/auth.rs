@@ -1,4 +1,5 @@
 use crate::auth::rate_limit_gate;
+use crate::auth::RefreshToken;
 use crate::extract::{ApiJson, ClientIp, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
@@ -11,7 +12,6 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use crate::auth::RefreshToken;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -118,7 +118,8 @@ pub(crate) async fn refresh(
         Ok(()) => Ok(Json(tokens(&state, RefreshToken { generation: token.generation + 1, ..token }))),
         Err(bonsai_commands::CommandError::User(UserError::RefreshTokenReused)) => {
             // A stolen token may be in use: end the session, so neither copy works any more.
-            let end = UserCommand::EndSession { session_id: token.session_id, reason: SessionEndReason::RefreshTokenReuse };
+            let end =
+                UserCommand::EndSession { session_id: token.session_id, reason: SessionEndReason::RefreshTokenReuse };
             state.commands.user(token.user_id, end, &meta).await?;
             Err(UserError::RefreshTokenReused.into())
         }

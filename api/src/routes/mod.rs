@@ -5,9 +5,13 @@ mod health;
 mod users;
 
 pub(crate) use audit::{AuditEventDto, AuditPage};
-pub(crate) use datasets::{DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto};
 pub(crate) use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
-pub(crate) use users::{ChangePasswordRequest, CreateUserRequest, PatchUserRequest, UpdateProfileRequest, UserDto, UserPage};
+pub(crate) use datasets::{
+    DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto,
+};
+pub(crate) use users::{
+    ChangePasswordRequest, CreateUserRequest, PatchUserRequest, UpdateProfileRequest, UserDto, UserPage,
+};
 
 use crate::{ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
@@ -43,18 +47,18 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }
 
+pub(crate) use audit::__path_events;
+pub(crate) use audit::__path_history;
 pub(crate) use auth::__path_login;
 pub(crate) use auth::__path_logout;
 pub(crate) use auth::__path_refresh;
-pub(crate) use audit::__path_events;
-pub(crate) use audit::__path_history;
+pub(crate) use datasets::{
+    __path_archive_dataset, __path_get_dataset, __path_list_datasets, __path_preview_dataset, __path_upload,
+    __path_validate_dataset,
+};
 pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
 pub(crate) use users::{
     __path_change_password, __path_create_user, __path_get_profile, __path_get_user, __path_list_users,
     __path_patch_user, __path_update_profile,
-};
-pub(crate) use datasets::{
-    __path_archive_dataset, __path_get_dataset, __path_list_datasets, __path_preview_dataset, __path_upload,
-    __path_validate_dataset,
 };

@@ -146,9 +146,18 @@ async fn refreshing_rotates_to_the_next_generation() {
     let expires_at = t0() + Duration::days(2);
     framework()
         .given(vec![registered(), session(1)])
-        .when_async(UserCommand::RefreshSession { session_id: Uuid::from_u128(1), generation: 0, now: t0(), expires_at })
+        .when_async(UserCommand::RefreshSession {
+            session_id: Uuid::from_u128(1),
+            generation: 0,
+            now: t0(),
+            expires_at,
+        })
         .await
-        .then_expect_events(vec![UserEvent::SessionRefreshed { session_id: Uuid::from_u128(1), generation: 1, expires_at }]);
+        .then_expect_events(vec![UserEvent::SessionRefreshed {
+            session_id: Uuid::from_u128(1),
+            generation: 1,
+            expires_at,
+        }]);
 }
 
 #[tokio::test]

@@ -24,18 +24,9 @@ pub struct ExportArgs {
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let options = onnx::ExportOptions {
-        last_token_logits: !args.all_logits,
-        fused_attention: !args.standard_ops,
-    };
-    let report =
-        onnx::export_dir_with(&args.model_dir, &args.out_dir, &options).with_context(|| {
-            format!(
-                "exporting {} to {}",
-                args.model_dir.display(),
-                args.out_dir.display()
-            )
-        })?;
+    let options = onnx::ExportOptions { last_token_logits: !args.all_logits, fused_attention: !args.standard_ops };
+    let report = onnx::export_dir_with(&args.model_dir, &args.out_dir, &options)
+        .with_context(|| format!("exporting {} to {}", args.model_dir.display(), args.out_dir.display()))?;
     let mb = |b: u64| b as f64 / 1e6;
     eprintln!(
         "exported {} in {:.2}s: model.onnx {:.2} MB, model.onnx.data {:.2} MB",

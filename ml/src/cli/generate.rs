@@ -44,12 +44,7 @@ pub struct GenerateArgs {
 }
 
 pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let options = EngineOptions {
-        device: args.device,
-        threads: args.threads,
-        sessions: 1,
-        spin: false,
-    };
+    let options = EngineOptions { device: args.device, threads: args.threads, sessions: 1, spin: false };
     let engine = Engine::load(&args.model, options)
         .with_context(|| format!("loading the export folder {}", args.model.display()))?;
     let mut messages = Vec::new();
@@ -74,10 +69,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let generation = engine
         .generate(&request, &mut |piece| {
             if write_error.is_none() {
-                if let Err(e) = stdout
-                    .write_all(piece.as_bytes())
-                    .and_then(|_| stdout.flush())
-                {
+                if let Err(e) = stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()) {
                     write_error = Some(e);
                 }
             }

@@ -18,13 +18,8 @@ pub struct MergeArgs {
 }
 
 pub(crate) fn run(args: MergeArgs) -> anyhow::Result<()> {
-    crate::train::merge_folders(&args.base, &args.adapter, &args.out).with_context(|| {
-        format!(
-            "merging {} into {}",
-            args.adapter.display(),
-            args.base.display()
-        )
-    })?;
+    crate::train::merge_folders(&args.base, &args.adapter, &args.out)
+        .with_context(|| format!("merging {} into {}", args.adapter.display(), args.base.display()))?;
     println!("merged model written to {}", args.out.display());
     Ok(())
 }

@@ -52,9 +52,8 @@ pub struct InitTinyArgs {
 pub(crate) fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::ImportGguf { file, out_dir } => {
-            let r = import_gguf(&file, &out_dir).with_context(|| {
-                format!("importing {} into {}", file.display(), out_dir.display())
-            })?;
+            let r = import_gguf(&file, &out_dir)
+                .with_context(|| format!("importing {} into {}", file.display(), out_dir.display()))?;
             let types: Vec<String> = r.types.iter().map(|(t, n)| format!("{t} x{n}")).collect();
             eprintln!(
                 "imported {} ({} tensors: {}; {:.1}M parameters, vocabulary {}) into {}",

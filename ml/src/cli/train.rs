@@ -87,14 +87,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         other => anyhow::bail!("unknown device {other:?} (cpu or cuda)"),
     };
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("configuring worker threads")?;
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("configuring worker threads")?;
     }
-    let targets = Target::parse_list(&args.targets)
-        .map_err(anyhow::Error::msg)
-        .context("--targets")?;
+    let targets = Target::parse_list(&args.targets).map_err(anyhow::Error::msg).context("--targets")?;
     let cfg = TrainConfig {
         base: args.base,
         data: args.data,
@@ -115,10 +110,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             warmup_steps: args.warmup_steps,
             max_grad_norm: args.max_grad_norm,
             seed: args.seed,
-            adamw: AdamWConfig {
-                weight_decay: args.weight_decay,
-                ..AdamWConfig::default()
-            },
+            adamw: AdamWConfig { weight_decay: args.weight_decay, ..AdamWConfig::default() },
             eval_every: args.eval_every,
             patience: args.patience,
             checkpoint_every: args.checkpoint_every,
@@ -131,10 +123,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         device,
     };
     let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
-            .context("progress bar template")?,
-    );
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}").context("progress bar template")?);
     let mut last_eval = None;
     let mut on_progress = |p: &crate::train::Progress| {
         bar.set_length(p.total_steps as u64);
@@ -142,9 +131,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         if p.eval_loss.is_some() {
             last_eval = p.eval_loss;
         }
-        let eval = last_eval
-            .map(|e| format!(" eval {e:.4}"))
-            .unwrap_or_default();
+        let eval = last_eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
         bar.set_message(format!(
             "epoch {:.2} loss {:.4}{eval} lr {:.2e} {:.0} tok/s ETA {:.0}s",
             p.epoch, p.loss, p.lr, p.tokens_per_sec, p.eta_secs
@@ -191,8 +178,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let data = d.join("qa.jsonl");
-        std::fs::write(&data, "{\"question\": \"hi?\", \"answer\": \"hello\"}\n{\"question\": \"bye?\", \"answer\": \"ciao\"}\n")
-            .unwrap();
+        std::fs::write(
+            &data,
+            "{\"question\": \"hi?\", \"answer\": \"hello\"}\n{\"question\": \"bye?\", \"answer\": \"ciao\"}\n",
+        )
+        .unwrap();
         let spec = crate::tiny::TinySpec {
             hidden_size: 32,
             intermediate_size: 48,
@@ -224,40 +214,18 @@ mod tests {
             "--merge",
         ];
         run(Cli::parse_from(args).train).unwrap();
-        for f in [
-            "adapter/adapter_config.json",
-            "checkpoint-1/optimizer.safetensors",
-            "merged/model.safetensors",
-        ] {
+        for f in ["adapter/adapter_config.json", "checkpoint-1/optimizer.safetensors", "merged/model.safetensors"] {
             assert!(d.join("out").join(f).exists(), "{f} written");
         }
         let cfg = std::fs::read_to_string(d.join("out/adapter/adapter_config.json")).unwrap();
         assert!(cfg.contains("\"q_proj\"") && cfg.contains("\"v_proj\""));
-        let merge = [
-            "m",
-            "--base",
-            &p("base"),
-            "--adapter",
-            &p("out/adapter"),
-            "--out",
-            &p("merged2"),
-        ];
+        let merge = ["m", "--base", &p("base"), "--adapter", &p("out/adapter"), "--out", &p("merged2")];
         crate::cli::merge::run(MergeCli::parse_from(merge).merge).unwrap();
         assert_eq!(
             std::fs::read(d.join("merged2/model.safetensors")).unwrap(),
             std::fs::read(d.join("out/merged/model.safetensors")).unwrap()
         );
-        let bad = [
-            "t",
-            "--base",
-            &p("base"),
-            "--data",
-            &p("qa.jsonl"),
-            "--out",
-            &p("o2"),
-            "--device",
-            "cuda",
-        ];
+        let bad = ["t", "--base", &p("base"), "--data", &p("qa.jsonl"), "--out", &p("o2"), "--device", "cuda"];
         let err = run(Cli::parse_from(bad).train).unwrap_err();
         assert!(format!("{err:#}").contains("CPU only"), "{err:#}");
     }

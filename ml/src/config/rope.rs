@@ -12,21 +12,14 @@ pub enum RopeScaling {
     /// Positions divided by `factor`.
     Linear { factor: f64 },
     /// Llama 3.1's band-wise scaling of the inverse frequencies.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
 }
 
 impl ModelConfig {
     /// RoPE inverse frequencies, one per pair of the head dimension, scaling applied.
     pub fn rope_inv_freq(&self) -> Vec<f64> {
         let d = self.head_dim as f64;
-        let base: Vec<f64> = (0..self.head_dim / 2)
-            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d))
-            .collect();
+        let base: Vec<f64> = (0..self.head_dim / 2).map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d)).collect();
         match &self.rope_scaling {
             None => base,
             Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
@@ -46,8 +39,7 @@ impl ModelConfig {
                         } else if wavelen > low_wavelen {
                             f / factor
                         } else {
-                            let smooth = (old / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -61,30 +53,20 @@ pub(super) fn parse_rope_scaling(v: Option<&Value>) -> Result<Option<RopeScaling
     let Some(obj) = v.and_then(Value::as_object) else {
         return Ok(None);
     };
-    let kind = obj
-        .get("rope_type")
-        .or_else(|| obj.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = obj.get("rope_type").or_else(|| obj.get("type")).and_then(Value::as_str).unwrap_or("default");
     let num = |k: &str| -> Result<f64> {
-        obj.get(k)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| MlError::Config(format!("rope_scaling {kind} needs {k}")))
+        obj.get(k).and_then(Value::as_f64).ok_or_else(|| MlError::Config(format!("rope_scaling {kind} needs {k}")))
     };
     match kind {
         "default" => Ok(None),
-        "linear" => Ok(Some(RopeScaling::Linear {
-            factor: num("factor")?,
-        })),
+        "linear" => Ok(Some(RopeScaling::Linear { factor: num("factor")? })),
         "llama3" => Ok(Some(RopeScaling::Llama3 {
             factor: num("factor")?,
             low_freq_factor: num("low_freq_factor")?,
             high_freq_factor: num("high_freq_factor")?,
             original_max_position_embeddings: num("original_max_position_embeddings")?,
         })),
-        other => Err(MlError::Config(format!(
-            "rope_scaling type {other:?} is not supported (linear, llama3)"
-        ))),
+        other => Err(MlError::Config(format!("rope_scaling type {other:?} is not supported (linear, llama3)"))),
     }
 }
 

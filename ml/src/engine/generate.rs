@@ -6,10 +6,7 @@ use std::time::Instant;
 
 use super::model::OnnxModel;
 use super::stream::TextStream;
-use super::{
-    ChatRequest, EngineError, EngineOptions, FinishReason, Generation, GenerationParams,
-    GenerationStats,
-};
+use super::{ChatRequest, EngineError, EngineOptions, FinishReason, Generation, GenerationParams, GenerationStats};
 use crate::model::{GenerateOptions, Sampler};
 use crate::template::ChatTemplate;
 use crate::tokenizer::TextTokenizer;
@@ -25,10 +22,7 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("dir", &self.dir)
-            .field("device", &self.model.device())
-            .finish()
+        f.debug_struct("Engine").field("dir", &self.dir).field("device", &self.model.device()).finish()
     }
 }
 
@@ -46,13 +40,7 @@ impl Engine {
             }
         }
         tracing::info!(dir = %dir.display(), device = ?model.device(), "engine loaded");
-        Ok(Arc::new(Engine {
-            dir: dir.to_path_buf(),
-            model,
-            tokenizer,
-            template,
-            stop_tokens,
-        }))
+        Ok(Arc::new(Engine { dir: dir.to_path_buf(), model, tokenizer, template, stop_tokens }))
     }
 
     /// The graph and its sessions.
@@ -73,20 +61,14 @@ impl Engine {
     /// Applies the chat template and tokenizes the prompt.
     pub fn prompt_tokens(&self, request: &ChatRequest) -> Result<Vec<u32>, EngineError> {
         if request.messages.is_empty() {
-            return Err(EngineError::Input(
-                "a request needs at least one message".into(),
-            ));
+            return Err(EngineError::Input("a request needs at least one message".into()));
         }
         let text = self.template.render(&request.messages, true)?;
         Ok(self.tokenizer.encode(&text, false)?)
     }
 
     /// Answers a chat request, streaming the completion's text through `on_token` as it is decoded.
-    pub fn generate(
-        &self,
-        request: &ChatRequest,
-        on_token: &mut dyn FnMut(&str),
-    ) -> Result<Generation, EngineError> {
+    pub fn generate(&self, request: &ChatRequest, on_token: &mut dyn FnMut(&str)) -> Result<Generation, EngineError> {
         let start = Instant::now();
         let prompt = self.prompt_tokens(request)?;
         self.generate_from(start, &prompt, &request.params, on_token)
@@ -153,11 +135,8 @@ impl Engine {
         let end = Instant::now();
         let first = first_token_at.unwrap_or(end);
         let decode_secs = (end - first).as_secs_f64();
-        let tokens_per_second = if tokens.len() > 1 && decode_secs > 0.0 {
-            (tokens.len() - 1) as f64 / decode_secs
-        } else {
-            0.0
-        };
+        let tokens_per_second =
+            if tokens.len() > 1 && decode_secs > 0.0 { (tokens.len() - 1) as f64 / decode_secs } else { 0.0 };
         Ok(Generation {
             text: self.tokenizer.decode(&tokens, true)?,
             finish_reason: finish,

@@ -50,15 +50,11 @@ impl Sequence {
 impl OnnxModel {
     /// Loads `<dir>/model.onnx` (and its `genai_config.json`) with `options.sessions` sessions.
     pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
-        let genai =
-            GenaiConfig::load(&dir.join(crate::onnx::GENAI_FILE)).map_err(EngineError::from)?;
+        let genai = GenaiConfig::load(&dir.join(crate::onnx::GENAI_FILE)).map_err(EngineError::from)?;
         let device = runtime::resolve_device(options.device)?;
         let model_path = dir.join(MODEL_FILE);
         if !model_path.is_file() {
-            return Err(EngineError::Session(format!(
-                "{} not found",
-                model_path.display()
-            )));
+            return Err(EngineError::Session(format!("{} not found", model_path.display())));
         }
         let sessions = (0..options.sessions.max(1))
             .map(|_| runtime::session(&model_path, device, options).map(Mutex::new))
@@ -71,13 +67,7 @@ impl OnnxModel {
             vocab_size: genai.model.vocab_size,
             context_length: genai.model.context_length,
         };
-        Ok(OnnxModel {
-            sessions,
-            next: AtomicUsize::new(0),
-            shape,
-            genai,
-            device,
-        })
+        Ok(OnnxModel { sessions, next: AtomicUsize::new(0), shape, genai, device })
     }
 
     /// The graph's dimensions.
@@ -100,18 +90,12 @@ impl OnnxModel {
         let s = &self.shape;
         let past = (0..2 * s.num_layers)
             .map(|_| {
-                Tensor::<f32>::from_array((
-                    [1usize, s.num_kv_heads, 0, s.head_dim],
-                    Vec::<f32>::new(),
-                ))
-                .map(|t| t.into_dyn())
-                .map_err(ort_error)
+                Tensor::<f32>::from_array(([1usize, s.num_kv_heads, 0, s.head_dim], Vec::<f32>::new()))
+                    .map(|t| t.into_dyn())
+                    .map_err(ort_error)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Sequence {
-            past,
-            tokens: Vec::new(),
-        })
+        Ok(Sequence { past, tokens: Vec::new() })
     }
 
     /// Runs the graph on `new_tokens` after what `seq` already holds; returns the logits of the last new
@@ -128,24 +112,15 @@ impl OnnxModel {
                 self.shape.context_length
             )));
         }
-        if let Some(&bad) = new_tokens
-            .iter()
-            .find(|&&t| t as usize >= self.shape.vocab_size)
-        {
-            return Err(EngineError::Input(format!(
-                "token id {bad} outside the vocabulary"
-            )));
+        if let Some(&bad) = new_tokens.iter().find(|&&t| t as usize >= self.shape.vocab_size) {
+            return Err(EngineError::Input(format!("token id {bad} outside the vocabulary")));
         }
         let n = new_tokens.len();
         let ids: Vec<i64> = new_tokens.iter().map(|&t| t as i64).collect();
         let positions: Vec<i64> = (past_len as i64..total as i64).collect();
-        let mut inputs: Vec<(String, SessionInputValue<'_>)> =
-            Vec::with_capacity(3 + seq.past.len());
+        let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(3 + seq.past.len());
         inputs.push(("input_ids".into(), tensor_i64([1, n], ids)?));
-        inputs.push((
-            "attention_mask".into(),
-            tensor_i64([1, total], vec![1; total])?,
-        ));
+        inputs.push(("attention_mask".into(), tensor_i64([1, total], vec![1; total])?));
         inputs.push(("position_ids".into(), tensor_i64([1, n], positions)?));
         for (i, value) in seq.past.drain(..).enumerate() {
             let kind = if i % 2 == 0 { "key" } else { "value" };
@@ -155,9 +130,8 @@ impl OnnxModel {
         let (logits, presents) = {
             let mut session = self.checkout();
             let mut outputs = session.run(inputs).map_err(ort_error)?;
-            let logits = outputs
-                .get("logits")
-                .ok_or_else(|| EngineError::Session("graph has no `logits` output".into()))?;
+            let logits =
+                outputs.get("logits").ok_or_else(|| EngineError::Session("graph has no `logits` output".into()))?;
             let (_, data) = logits.try_extract_tensor::<f32>().map_err(ort_error)?;
             let v = self.shape.vocab_size;
             // [batch, 1, vocab] or [batch, seq, vocab] (see `ExportOptions`): the last row either way.
@@ -166,9 +140,9 @@ impl OnnxModel {
             for layer in 0..self.shape.num_layers {
                 for kind in ["key", "value"] {
                     let name = format!("present.{layer}.{kind}");
-                    let value = outputs.remove(name.as_str()).ok_or_else(|| {
-                        EngineError::Session(format!("graph has no `{name}` output"))
-                    })?;
+                    let value = outputs
+                        .remove(name.as_str())
+                        .ok_or_else(|| EngineError::Session(format!("graph has no `{name}` output")))?;
                     presents.push(value);
                 }
             }
@@ -193,13 +167,8 @@ impl OnnxModel {
     }
 }
 
-fn tensor_i64(
-    shape: [usize; 2],
-    data: Vec<i64>,
-) -> Result<SessionInputValue<'static>, EngineError> {
-    Ok(Tensor::<i64>::from_array((shape, data))
-        .map_err(ort_error)?
-        .into())
+fn tensor_i64(shape: [usize; 2], data: Vec<i64>) -> Result<SessionInputValue<'static>, EngineError> {
+    Ok(Tensor::<i64>::from_array((shape, data)).map_err(ort_error)?.into())
 }
 
 pub(crate) fn ort_error(e: ort::Error) -> EngineError {

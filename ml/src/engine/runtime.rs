@@ -51,22 +51,16 @@ pub(crate) fn environment() -> Result<&'static Environment, EngineError> {
     let result = ENVIRONMENT.get_or_init(|| {
         let path = library_path();
         if !path.exists() {
-            return Err(format!(
-                "ONNX Runtime library not found at {}",
-                path.display()
-            ));
+            return Err(format!("ONNX Runtime library not found at {}", path.display()));
         }
-        let builder =
-            ort::init_from(&path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        let builder = ort::init_from(&path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         builder
             .with_name("bonsai")
             .with_telemetry(false)
             .build()
             .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))
     });
-    result
-        .as_ref()
-        .map_err(|message| EngineError::Runtime(format!("{message}; {INSTALL_HINT}")))
+    result.as_ref().map_err(|message| EngineError::Runtime(format!("{message}; {INSTALL_HINT}")))
 }
 
 /// Whether the loaded library carries the CUDA execution provider (the `onnxruntime-gpu` build).
@@ -95,14 +89,9 @@ pub(crate) fn resolve_device(requested: Device) -> Result<Device, EngineError> {
 }
 
 /// Builds one inference session for `model` on an already resolved device.
-pub(crate) fn session(
-    model: &Path,
-    device: Device,
-    options: &EngineOptions,
-) -> Result<Session, EngineError> {
+pub(crate) fn session(model: &Path, device: Device, options: &EngineOptions) -> Result<Session, EngineError> {
     let env = environment()?;
-    let fail =
-        |e: ort::Error<ort::session::builder::SessionBuilder>| EngineError::Session(e.to_string());
+    let fail = |e: ort::Error<ort::session::builder::SessionBuilder>| EngineError::Session(e.to_string());
     let mut builder = Session::builder(env)
         .map_err(|e| EngineError::Session(e.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -117,13 +106,9 @@ pub(crate) fn session(
     }
     if device == Device::Cuda {
         let cuda = ort::ep::CUDA::default().build().error_on_failure();
-        builder = builder.with_execution_providers([cuda]).map_err(|e| {
-            EngineError::CudaUnavailable(format!(
-                "cannot register the CUDA execution provider: {e}"
-            ))
-        })?;
+        builder = builder
+            .with_execution_providers([cuda])
+            .map_err(|e| EngineError::CudaUnavailable(format!("cannot register the CUDA execution provider: {e}")))?;
     }
-    builder
-        .commit_from_file(model)
-        .map_err(|e| EngineError::Session(format!("{}: {e}", model.display())))
+    builder.commit_from_file(model).map_err(|e| EngineError::Session(format!("{}: {e}", model.display())))
 }

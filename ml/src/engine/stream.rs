@@ -14,11 +14,7 @@ pub(crate) struct TextStream {
 
 impl TextStream {
     /// Adds a token; returns the new text it completes (possibly empty).
-    pub(crate) fn push<E>(
-        &mut self,
-        token: u32,
-        decode: impl Fn(&[u32]) -> Result<String, E>,
-    ) -> Result<String, E> {
+    pub(crate) fn push<E>(&mut self, token: u32, decode: impl Fn(&[u32]) -> Result<String, E>) -> Result<String, E> {
         self.tokens.push(token);
         let prefix = decode(&self.tokens[self.prefix_offset..self.read_offset])?;
         let full = decode(&self.tokens[self.prefix_offset..])?;
@@ -33,10 +29,7 @@ impl TextStream {
     }
 
     /// Text still held back at the end (an incomplete character at the very end of generation).
-    pub(crate) fn flush<E>(
-        &mut self,
-        decode: impl Fn(&[u32]) -> Result<String, E>,
-    ) -> Result<String, E> {
+    pub(crate) fn flush<E>(&mut self, decode: impl Fn(&[u32]) -> Result<String, E>) -> Result<String, E> {
         if self.read_offset == self.tokens.len() {
             return Ok(String::new());
         }

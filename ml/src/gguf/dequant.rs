@@ -68,9 +68,7 @@ impl GgmlType {
     pub fn byte_len(self, numel: usize) -> Result<usize> {
         let (per, bytes) = self.block();
         if !numel.is_multiple_of(per) {
-            return Err(MlError::Gguf(format!(
-                "{numel} values do not fill {self:?} blocks of {per}"
-            )));
+            return Err(MlError::Gguf(format!("{numel} values do not fill {self:?} blocks of {per}")));
         }
         Ok(numel / per * bytes)
     }
@@ -84,29 +82,15 @@ fn half_at(b: &[u8], i: usize) -> f32 {
 pub fn dequantize(ty: GgmlType, data: &[u8], numel: usize) -> Result<Vec<f32>> {
     let need = ty.byte_len(numel)?;
     if data.len() != need {
-        return Err(MlError::Gguf(format!(
-            "{ty:?}: {numel} values take {need} bytes, got {}",
-            data.len()
-        )));
+        return Err(MlError::Gguf(format!("{ty:?}: {numel} values take {need} bytes, got {}", data.len())));
     }
     let mut out = Vec::with_capacity(numel);
     let (_, block_bytes) = ty.block();
     match ty {
-        GgmlType::F32 => out.extend(
-            data.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        GgmlType::F16 => out.extend(
-            data.chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
-        GgmlType::BF16 => out.extend(
-            data.chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
-        _ => data
-            .chunks_exact(block_bytes)
-            .for_each(|b| block(ty, b, &mut out)),
+        GgmlType::F32 => out.extend(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        GgmlType::F16 => out.extend(data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        GgmlType::BF16 => out.extend(data.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+        _ => data.chunks_exact(block_bytes).for_each(|b| block(ty, b, &mut out)),
     }
     Ok(out)
 }
@@ -127,11 +111,7 @@ fn block(ty: GgmlType, b: &[u8], out: &mut Vec<f32>) {
         }
         GgmlType::Q5_0 | GgmlType::Q5_1 => {
             let d = half_at(b, 0);
-            let (m, rest) = if ty == GgmlType::Q5_1 {
-                (half_at(b, 2), &b[4..])
-            } else {
-                (0.0, &b[2..])
-            };
+            let (m, rest) = if ty == GgmlType::Q5_1 { (half_at(b, 2), &b[4..]) } else { (0.0, &b[2..]) };
             let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
             let qs = &rest[4..20];
             let offset = if ty == GgmlType::Q5_0 { 16 } else { 0 };
@@ -153,11 +133,7 @@ fn block(ty: GgmlType, b: &[u8], out: &mut Vec<f32>) {
         GgmlType::Q4K | GgmlType::Q5K => {
             let (d, dmin) = (half_at(b, 0), half_at(b, 2));
             let scales = &b[4..16];
-            let (qh, qs) = if ty == GgmlType::Q5K {
-                (&b[16..48], &b[48..176])
-            } else {
-                (&b[0..0], &b[16..144])
-            };
+            let (qh, qs) = if ty == GgmlType::Q5K { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
             for j in 0..4 {
                 let q = &qs[j * 32..(j + 1) * 32];
                 for half in 0..2 {
@@ -166,11 +142,7 @@ fn block(ty: GgmlType, b: &[u8], out: &mut Vec<f32>) {
                     let bit = 1u8 << (2 * j + half);
                     for l in 0..32 {
                         let nib = if half == 0 { q[l] & 0xF } else { q[l] >> 4 };
-                        let high = if ty == GgmlType::Q5K && qh[l] & bit != 0 {
-                            16
-                        } else {
-                            0
-                        };
+                        let high = if ty == GgmlType::Q5K && qh[l] & bit != 0 { 16 } else { 0 };
                         out.push(d1 * (nib + high) as f32 - m1);
                     }
                 }
@@ -207,10 +179,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        (
-            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     }
 }
 

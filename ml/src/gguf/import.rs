@@ -62,11 +62,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<ImportReport> {
         };
         let mut data = g.read_f32(info)?;
         if permuted && (name.contains("q_proj") || name.contains("k_proj")) {
-            let heads = if name.contains("q_proj") {
-                config.num_attention_heads
-            } else {
-                config.num_key_value_heads
-            };
+            let heads = if name.contains("q_proj") { config.num_attention_heads } else { config.num_key_value_heads };
             data = unpermute_rows(&data, info, heads)?;
         }
         weights.insert(name, Tensor::new(info.shape(), data)?);
@@ -76,13 +72,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<ImportReport> {
     let model = crate::model::LlamaModel::from_weights(config.clone(), weights)?;
     model.save(out_dir)?;
     write_tokenizer_files(&g, &config, &tok, out_dir)?;
-    Ok(ImportReport {
-        architecture: arch,
-        tensors: g.tensors.len(),
-        parameters,
-        vocab_size: config.vocab_size,
-        types,
-    })
+    Ok(ImportReport { architecture: arch, tensors: g.tensors.len(), parameters, vocab_size: config.vocab_size, types })
 }
 
 /// GGUF tensor names to Hugging Face ones.
@@ -119,10 +109,7 @@ fn unpermute_rows(data: &[f32], info: &TensorInfo, heads: usize) -> Result<Vec<f
     let rows = shape[0];
     let width: usize = shape[1..].iter().product();
     if heads == 0 || !rows.is_multiple_of(2 * heads) {
-        return Err(MlError::Gguf(format!(
-            "{}: {rows} rows do not split into {heads} heads",
-            info.name
-        )));
+        return Err(MlError::Gguf(format!("{}: {rows} rows do not split into {heads} heads", info.name)));
     }
     let head_dim = rows / heads;
     let half = head_dim / 2;
@@ -142,24 +129,13 @@ fn unpermute_rows(data: &[f32], info: &TensorInfo, heads: usize) -> Result<Vec<f
 fn config_from_meta(g: &GgufFile, arch: &str, n_tokens: usize) -> Result<ModelConfig> {
     let key = |k: &str| format!("{arch}.{k}");
     let num = |k: &str| -> Result<u64> {
-        g.meta(&key(k))
-            .and_then(MetaValue::as_u64)
-            .ok_or_else(|| MlError::Gguf(format!("{} is missing", key(k))))
+        g.meta(&key(k)).and_then(MetaValue::as_u64).ok_or_else(|| MlError::Gguf(format!("{} is missing", key(k))))
     };
     let hidden = num("embedding_length")?;
     let heads = num("attention.head_count")?;
-    let vocab = g
-        .meta(&key("vocab_size"))
-        .and_then(MetaValue::as_u64)
-        .unwrap_or(n_tokens as u64);
-    let token = |k: &str| {
-        g.meta(&format!("tokenizer.ggml.{k}"))
-            .and_then(MetaValue::as_u64)
-    };
-    let head_dim = g
-        .meta(&key("attention.key_length"))
-        .and_then(MetaValue::as_u64)
-        .unwrap_or(hidden / heads);
+    let vocab = g.meta(&key("vocab_size")).and_then(MetaValue::as_u64).unwrap_or(n_tokens as u64);
+    let token = |k: &str| g.meta(&format!("tokenizer.ggml.{k}")).and_then(MetaValue::as_u64);
+    let head_dim = g.meta(&key("attention.key_length")).and_then(MetaValue::as_u64).unwrap_or(hidden / heads);
     let mut v = json!({
         "model_type": arch,
         "vocab_size": vocab,
@@ -178,22 +154,15 @@ fn config_from_meta(g: &GgufFile, arch: &str, n_tokens: usize) -> Result<ModelCo
         "pad_token_id": token("padding_token_id"),
     });
     if let (Some(kind), Some(factor)) = (
-        g.meta(&key("rope.scaling.type"))
-            .and_then(MetaValue::as_str),
-        g.meta(&key("rope.scaling.factor"))
-            .and_then(MetaValue::as_f64),
+        g.meta(&key("rope.scaling.type")).and_then(MetaValue::as_str),
+        g.meta(&key("rope.scaling.factor")).and_then(MetaValue::as_f64),
     ) {
         v["rope_scaling"] = json!({"rope_type": kind, "factor": factor});
     }
     ModelConfig::from_json(v)
 }
 
-fn write_tokenizer_files(
-    g: &GgufFile,
-    config: &ModelConfig,
-    tok: &vocab::RebuiltTokenizer,
-    out: &Path,
-) -> Result<()> {
+fn write_tokenizer_files(g: &GgufFile, config: &ModelConfig, tok: &vocab::RebuiltTokenizer, out: &Path) -> Result<()> {
     write_json(&out.join("tokenizer.json"), &tok.tokenizer_json)?;
     let name = |k: &str| {
         g.meta(&format!("tokenizer.ggml.{k}"))
@@ -211,10 +180,7 @@ fn write_tokenizer_files(
         "pad_token": name("padding_token_id"),
         "additional_special_tokens": tok.special_ids.iter().map(|id| &tok.tokens[*id as usize]).collect::<Vec<_>>(),
     });
-    if let Some(t) = g
-        .meta("tokenizer.chat_template")
-        .and_then(MetaValue::as_str)
-    {
+    if let Some(t) = g.meta("tokenizer.chat_template").and_then(MetaValue::as_str) {
         tc["chat_template"] = json!(t);
     }
     write_json(&out.join("tokenizer_config.json"), &tc)?;
@@ -255,18 +221,9 @@ mod tests {
 
     #[test]
     fn names_map_to_hugging_face() {
-        assert_eq!(
-            hf_name("blk.12.attn_output.weight").unwrap(),
-            "model.layers.12.self_attn.o_proj.weight"
-        );
-        assert_eq!(
-            hf_name("blk.0.attn_q.bias").unwrap(),
-            "model.layers.0.self_attn.q_proj.bias"
-        );
-        assert_eq!(
-            hf_name("token_embd.weight").unwrap(),
-            "model.embed_tokens.weight"
-        );
+        assert_eq!(hf_name("blk.12.attn_output.weight").unwrap(), "model.layers.12.self_attn.o_proj.weight");
+        assert_eq!(hf_name("blk.0.attn_q.bias").unwrap(), "model.layers.0.self_attn.q_proj.bias");
+        assert_eq!(hf_name("token_embd.weight").unwrap(), "model.embed_tokens.weight");
         assert!(hf_name("rope_freqs.weight").is_none());
     }
 }

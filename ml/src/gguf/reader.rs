@@ -107,16 +107,11 @@ impl GgufFile {
         let mut magic = [0u8; 4];
         r.read_exact(&mut magic).map_err(gguf)?;
         if &magic != b"GGUF" {
-            return Err(MlError::Gguf(format!(
-                "{} is not a GGUF file",
-                path.display()
-            )));
+            return Err(MlError::Gguf(format!("{} is not a GGUF file", path.display())));
         }
         let version = read_u32(&mut r).map_err(gguf)?;
         if !(2..=3).contains(&version) {
-            return Err(MlError::Gguf(format!(
-                "GGUF version {version} (2 and 3 are read)"
-            )));
+            return Err(MlError::Gguf(format!("GGUF version {version} (2 and 3 are read)")));
         }
         let n_tensors = read_u64(&mut r).map_err(gguf)?;
         let n_kv = read_u64(&mut r).map_err(gguf)?;
@@ -133,32 +128,15 @@ impl GgufFile {
             if n_dims > 4 {
                 return Err(MlError::Gguf(format!("{name} has {n_dims} dimensions")));
             }
-            let dims = (0..n_dims)
-                .map(|_| read_u64(&mut r))
-                .collect::<std::io::Result<Vec<_>>>()
-                .map_err(gguf)?;
+            let dims = (0..n_dims).map(|_| read_u64(&mut r)).collect::<std::io::Result<Vec<_>>>().map_err(gguf)?;
             let ggml_type = GgmlType::from_id(read_u32(&mut r).map_err(gguf)?)?;
             let offset = read_u64(&mut r).map_err(gguf)?;
-            tensors.push(TensorInfo {
-                name,
-                dims,
-                ggml_type,
-                offset,
-            });
+            tensors.push(TensorInfo { name, dims, ggml_type, offset });
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(MetaValue::as_u64)
-            .unwrap_or(32);
+        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32);
         let pos = r.stream_position().map_err(gguf)?;
         let data_start = pos.div_ceil(alignment) * alignment;
-        Ok(GgufFile {
-            path: path.to_path_buf(),
-            version,
-            metadata,
-            tensors,
-            data_start,
-        })
+        Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, data_start })
     }
 
     /// A metadata value by key.
@@ -179,13 +157,7 @@ impl GgufFile {
         let mut buf = vec![0u8; bytes];
         file.seek(SeekFrom::Start(self.data_start + info.offset))
             .and_then(|_| file.read_exact(&mut buf))
-            .map_err(|e| {
-                MlError::Gguf(format!(
-                    "{}: reading {}: {e}",
-                    self.path.display(),
-                    info.name
-                ))
-            })?;
+            .map_err(|e| MlError::Gguf(format!("{}: reading {}: {e}", self.path.display(), info.name)))?;
         dequantize(info.ggml_type, &buf, numel)
     }
 }
@@ -216,8 +188,7 @@ fn read_string(r: &mut impl Read) -> Result<String> {
 
 fn bytes<const N: usize>(r: &mut impl Read) -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    r.read_exact(&mut b)
-        .map_err(|e| MlError::Gguf(format!("reading metadata: {e}")))?;
+    r.read_exact(&mut b).map_err(|e| MlError::Gguf(format!("reading metadata: {e}")))?;
     Ok(b)
 }
 
@@ -241,9 +212,7 @@ fn read_value(r: &mut impl Read, ty: u32, depth: u32) -> Result<MetaValue> {
             if len > 1 << 26 {
                 return Err(MlError::Gguf(format!("metadata array of {len} items")));
             }
-            let items = (0..len)
-                .map(|_| read_value(r, item_ty, depth + 1))
-                .collect::<Result<Vec<_>>>()?;
+            let items = (0..len).map(|_| read_value(r, item_ty, depth + 1)).collect::<Result<Vec<_>>>()?;
             MetaValue::Array(items)
         }
         10 => MetaValue::UInt(u64::from_le_bytes(bytes(r)?)),

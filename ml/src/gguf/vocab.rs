@@ -17,7 +17,8 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// Llama 3's split regex (llama.cpp's `llama-bpe`).
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen2's split regex.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The rebuilt tokenizer files.
 pub(super) struct RebuiltTokenizer {
@@ -30,11 +31,7 @@ fn strings(v: Option<&MetaValue>, key: &str) -> Result<Vec<String>> {
     v.and_then(MetaValue::as_array)
         .ok_or_else(|| MlError::Gguf(format!("{key} is missing")))?
         .iter()
-        .map(|s| {
-            s.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| MlError::Gguf(format!("{key} holds a non-string")))
-        })
+        .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| MlError::Gguf(format!("{key} holds a non-string"))))
         .collect()
 }
 
@@ -45,18 +42,15 @@ pub fn tokenizer_json(g: &GgufFile) -> Result<Value> {
 
 /// Builds `tokenizer.json` for a GGUF with a byte-level or SentencePiece BPE vocabulary.
 pub(super) fn rebuild(g: &GgufFile) -> Result<RebuiltTokenizer> {
-    let model = g
-        .meta("tokenizer.ggml.model")
-        .and_then(MetaValue::as_str)
-        .unwrap_or("");
+    let model = g.meta("tokenizer.ggml.model").and_then(MetaValue::as_str).unwrap_or("");
     let sentencepiece = match model {
         "gpt2" => false,
         "llama" => true,
         other => {
             return Err(MlError::Gguf(format!(
-            "tokenizer.ggml.model {other:?}: only byte-level (gpt2) and SentencePiece BPE (llama) \
+                "tokenizer.ggml.model {other:?}: only byte-level (gpt2) and SentencePiece BPE (llama) \
                  vocabularies are rebuilt"
-        )))
+            )))
         }
     };
     let tokens = strings(g.meta("tokenizer.ggml.tokens"), "tokenizer.ggml.tokens")?;
@@ -65,10 +59,7 @@ pub(super) fn rebuild(g: &GgufFile) -> Result<RebuiltTokenizer> {
         None if sentencepiece => merges_from_scores(&tokens, g.meta("tokenizer.ggml.scores"))?,
         None => return Err(MlError::Gguf("tokenizer.ggml.merges is missing".into())),
     };
-    let types: Vec<i64> = match g
-        .meta("tokenizer.ggml.token_type")
-        .and_then(MetaValue::as_array)
-    {
+    let types: Vec<i64> = match g.meta("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
         Some(a) => a.iter().map(|v| v.as_f64().unwrap_or(1.0) as i64).collect(),
         None => vec![1; tokens.len()],
     };
@@ -91,10 +82,7 @@ pub(super) fn rebuild(g: &GgufFile) -> Result<RebuiltTokenizer> {
     }
     let (pre_tokenizer, decoder, unk, spm) = if sentencepiece {
         // transformers' LlamaTokenizer (legacy = false): a "▁" before the first word only, byte fallback.
-        let prefix = g
-            .meta("tokenizer.ggml.add_space_prefix")
-            .and_then(MetaValue::as_bool)
-            .unwrap_or(true);
+        let prefix = g.meta("tokenizer.ggml.add_space_prefix").and_then(MetaValue::as_bool).unwrap_or(true);
         let unk = g
             .meta("tokenizer.ggml.unknown_token_id")
             .and_then(MetaValue::as_u64)
@@ -109,24 +97,14 @@ pub(super) fn rebuild(g: &GgufFile) -> Result<RebuiltTokenizer> {
         }
         let pre = json!({"type": "Metaspace", "replacement": "\u{2581}",
                          "prepend_scheme": if prefix { "first" } else { "never" }, "split": false});
-        (
-            pre,
-            json!({"type": "Sequence", "decoders": steps}),
-            unk,
-            true,
-        )
+        (pre, json!({"type": "Sequence", "decoders": steps}), unk, true)
     } else {
         let decoder = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
         (byte_level_pre_tokenizer(g), decoder, None, false)
     };
     // llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise.
-    let add_bos = g
-        .meta("tokenizer.ggml.add_bos_token")
-        .and_then(MetaValue::as_bool)
-        .unwrap_or(spm);
-    let bos = g
-        .meta("tokenizer.ggml.bos_token_id")
-        .and_then(MetaValue::as_u64);
+    let add_bos = g.meta("tokenizer.ggml.add_bos_token").and_then(MetaValue::as_bool).unwrap_or(spm);
+    let bos = g.meta("tokenizer.ggml.bos_token_id").and_then(MetaValue::as_u64);
     let post_processor = match (add_bos, bos) {
         (true, Some(id)) => {
             let name = tokens.get(id as usize).cloned().unwrap_or_default();
@@ -157,21 +135,15 @@ pub(super) fn rebuild(g: &GgufFile) -> Result<RebuiltTokenizer> {
             "vocab": vocab, "merges": merges,
         },
     });
-    Ok(RebuiltTokenizer {
-        tokenizer_json,
-        tokens,
-        special_ids,
-    })
+    Ok(RebuiltTokenizer { tokenizer_json, tokens, special_ids })
 }
 
 /// The pre-tokenizer of a byte-level vocabulary, from `tokenizer.ggml.pre`.
 fn byte_level_pre_tokenizer(g: &GgufFile) -> Value {
-    let pre = g
-        .meta("tokenizer.ggml.pre")
-        .and_then(MetaValue::as_str)
-        .unwrap_or("default");
+    let pre = g.meta("tokenizer.ggml.pre").and_then(MetaValue::as_str).unwrap_or("default");
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-    let split = |regex: &str| json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false});
+    let split =
+        |regex: &str| json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false});
     match pre {
         "smollm" | "starcoder" | "refact" | "codeshell" | "command-r" => json!({
             "type": "Sequence",
@@ -185,10 +157,7 @@ fn byte_level_pre_tokenizer(g: &GgufFile) -> Value {
         }
         "default" | "gpt-2" | "gpt2" => byte_level(true),
         other => {
-            tracing::warn!(
-                pre = other,
-                "unknown GGUF pre-tokenizer; using GPT-2's byte-level split"
-            );
+            tracing::warn!(pre = other, "unknown GGUF pre-tokenizer; using GPT-2's byte-level split");
             byte_level(true)
         }
     }
@@ -200,17 +169,11 @@ fn byte_level_pre_tokenizer(g: &GgufFile) -> Value {
 fn merges_from_scores(tokens: &[String], scores: Option<&MetaValue>) -> Result<Vec<String>> {
     let scores: Vec<f64> = scores
         .and_then(MetaValue::as_array)
-        .ok_or_else(|| {
-            MlError::Gguf("a SentencePiece vocabulary needs tokenizer.ggml.scores".into())
-        })?
+        .ok_or_else(|| MlError::Gguf("a SentencePiece vocabulary needs tokenizer.ggml.scores".into()))?
         .iter()
         .map(|v| v.as_f64().unwrap_or(0.0))
         .collect();
-    let ids: std::collections::HashMap<&str, usize> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.as_str(), i))
-        .collect();
+    let ids: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
     let mut merges: Vec<(f64, usize, usize, usize, usize)> = Vec::new();
     for (id, tok) in tokens.iter().enumerate() {
         let mut local = Vec::new();
@@ -222,24 +185,11 @@ fn merges_from_scores(tokens: &[String], scores: Option<&MetaValue>) -> Result<V
         }
         local.sort_unstable();
         let score = scores.get(id).copied().unwrap_or(0.0);
-        merges.extend(local.into_iter().map(|(li, ri)| {
-            (
-                score,
-                tokens[li].chars().count(),
-                tokens[ri].chars().count(),
-                li,
-                ri,
-            )
-        }));
+        merges.extend(
+            local.into_iter().map(|(li, ri)| (score, tokens[li].chars().count(), tokens[ri].chars().count(), li, ri)),
+        );
     }
     // Python's sorted(reverse=True) is stable: equal keys keep their first-seen order.
-    merges.sort_by(|a, b| {
-        (b.0, b.1, b.2)
-            .partial_cmp(&(a.0, a.1, a.2))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    Ok(merges
-        .into_iter()
-        .map(|(_, _, _, l, r)| format!("{} {}", tokens[l], tokens[r]))
-        .collect())
+    merges.sort_by(|a, b| (b.0, b.1, b.2).partial_cmp(&(a.0, a.1, a.2)).unwrap_or(std::cmp::Ordering::Equal));
+    Ok(merges.into_iter().map(|(_, _, _, l, r)| format!("{} {}", tokens[l], tokens[r])).collect())
 }

@@ -27,14 +27,7 @@ pub fn lora_fwd(y: MatMut<'_>, h: &mut [f32], x: &[f32], a: &[f32], b: &[f32], d
         false,
         Par::Threads,
     );
-    matmul(
-        y,
-        MatRef::new(h, d.rows, d.rank),
-        MatRef::new(b, d.out_features, d.rank).t(),
-        d.scale,
-        true,
-        Par::Threads,
-    );
+    matmul(y, MatRef::new(h, d.rows, d.rank), MatRef::new(b, d.out_features, d.rank).t(), d.scale, true, Par::Threads);
 }
 
 /// Where the backward writes: gradients of A and B are always accumulated (gradient accumulation over
@@ -69,14 +62,7 @@ pub fn lora_bwd(
         Par::Threads,
     );
     // dh = scale * dy B
-    matmul(
-        MatMut::new(dh, d.rows, d.rank),
-        dy,
-        MatRef::new(b, d.out_features, d.rank),
-        d.scale,
-        false,
-        Par::Threads,
-    );
+    matmul(MatMut::new(dh, d.rows, d.rank), dy, MatRef::new(b, d.out_features, d.rank), d.scale, false, Par::Threads);
     // dA += dh^T x
     matmul(
         MatMut::new(g.da, d.rank, d.in_features),

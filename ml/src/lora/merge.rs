@@ -11,12 +11,10 @@ pub fn merge_into(model: &mut LlamaModel, params: &LoraParams) -> Result<(), Tra
     let r = params.config.rank;
     let scale = params.config.scale();
     for s in &params.slots {
-        let layer = model.layers.get_mut(s.layer).ok_or_else(|| {
-            TrainError::Adapter(format!(
-                "adapter for layer {} but the model has fewer",
-                s.layer
-            ))
-        })?;
+        let layer = model
+            .layers
+            .get_mut(s.layer)
+            .ok_or_else(|| TrainError::Adapter(format!("adapter for layer {} but the model has fewer", s.layer)))?;
         let lin = layer
             .projection_mut(s.target.peft_name())
             .ok_or_else(|| TrainError::Adapter(format!("model has no {}", s.target.peft_name())))?;

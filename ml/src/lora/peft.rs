@@ -14,10 +14,7 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// The safetensors key of a slot's A (`lora_A`) or B (`lora_B`) matrix.
 pub fn key(layer: usize, target: Target, which: &str) -> String {
-    format!(
-        "base_model.model.model.layers.{layer}.{}.{which}.weight",
-        target.module_path()
-    )
+    format!("base_model.model.model.layers.{layer}.{}.{which}.weight", target.module_path())
 }
 
 /// The `adapter_config.json` PEFT writes for these hyper-parameters.
@@ -57,18 +54,10 @@ pub fn save(dir: &Path, params: &LoraParams, base_model: &str) -> Result<(), Tra
     let mut w = Weights::new();
     for s in &params.slots {
         let (a, b) = params.split(&params.values, s);
-        w.insert(
-            key(s.layer, s.target, "lora_A"),
-            Tensor::new(vec![r, s.in_features], a.to_vec())?,
-        );
-        w.insert(
-            key(s.layer, s.target, "lora_B"),
-            Tensor::new(vec![s.out_features, r], b.to_vec())?,
-        );
+        w.insert(key(s.layer, s.target, "lora_A"), Tensor::new(vec![r, s.in_features], a.to_vec())?);
+        w.insert(key(s.layer, s.target, "lora_B"), Tensor::new(vec![s.out_features, r], b.to_vec())?);
     }
-    let meta = [("format".to_string(), "pt".to_string())]
-        .into_iter()
-        .collect();
+    let meta = [("format".to_string(), "pt".to_string())].into_iter().collect();
     w.save_file(&dir.join(WEIGHTS_FILE), Some(&meta))?;
     Ok(())
 }
@@ -77,8 +66,7 @@ pub fn save(dir: &Path, params: &LoraParams, base_model: &str) -> Result<(), Tra
 pub fn read_config(dir: &Path) -> Result<(LoraConfig, String), TrainError> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Adapter(format!("{CONFIG_FILE}: {e}")))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| TrainError::Adapter(format!("{CONFIG_FILE}: {e}")))?;
     let bad = |m: &str| TrainError::Adapter(format!("{CONFIG_FILE}: {m}"));
     if v["peft_type"].as_str() != Some("LORA") {
         return Err(bad("peft_type is not LORA"));
@@ -86,10 +74,7 @@ pub fn read_config(dir: &Path) -> Result<(LoraConfig, String), TrainError> {
     if v["use_dora"].as_bool() == Some(true) {
         return Err(bad("DoRA adapters are not supported"));
     }
-    let rank = v["r"]
-        .as_u64()
-        .filter(|r| *r > 0)
-        .ok_or_else(|| bad("r must be a positive integer"))? as usize;
+    let rank = v["r"].as_u64().filter(|r| *r > 0).ok_or_else(|| bad("r must be a positive integer"))? as usize;
     let alpha = v["lora_alpha"].as_f64().unwrap_or(8.0) as f32;
     let targets = match &v["target_modules"] {
         Value::String(s) => Target::parse_list(s).map_err(|e| bad(&e))?,
@@ -106,13 +91,7 @@ pub fn read_config(dir: &Path) -> Result<(LoraConfig, String), TrainError> {
         targets,
         use_rslora: v["use_rslora"].as_bool().unwrap_or(false),
     };
-    Ok((
-        config,
-        v["base_model_name_or_path"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-    ))
+    Ok((config, v["base_model_name_or_path"].as_str().unwrap_or("").to_string()))
 }
 
 /// Loads an adapter folder for a base model of configuration `model`, checking every key and shape.
@@ -122,29 +101,18 @@ pub fn load(dir: &Path, model: &ModelConfig) -> Result<LoraParams, TrainError> {
     let mut w = Weights::load_file(&dir.join(WEIGHTS_FILE))?;
     let r = params.config.rank;
     for s in params.slots.clone() {
-        for (which, shape, off) in [
-            ("lora_A", [r, s.in_features], s.a),
-            ("lora_B", [s.out_features, r], s.b),
-        ] {
+        for (which, shape, off) in [("lora_A", [r, s.in_features], s.a), ("lora_B", [s.out_features, r], s.b)] {
             let name = key(s.layer, s.target, which);
-            let t = w
-                .take(&name)
-                .map_err(|_| TrainError::Adapter(format!("{WEIGHTS_FILE} has no {name}")))?;
+            let t = w.take(&name).map_err(|_| TrainError::Adapter(format!("{WEIGHTS_FILE} has no {name}")))?;
             if t.shape != shape {
-                return Err(TrainError::Adapter(format!(
-                    "{name} has shape {:?}, expected {shape:?}",
-                    t.shape
-                )));
+                return Err(TrainError::Adapter(format!("{name} has shape {:?}, expected {shape:?}", t.shape)));
             }
             params.values[off..off + t.data.len()].copy_from_slice(&t.data);
         }
     }
     let rest: Vec<&str> = w.names().collect();
     if !rest.is_empty() {
-        return Err(TrainError::Adapter(format!(
-            "tensors this adapter config does not explain: {}",
-            rest.join(", ")
-        )));
+        return Err(TrainError::Adapter(format!("tensors this adapter config does not explain: {}", rest.join(", "))));
     }
     Ok(params)
 }

@@ -63,10 +63,7 @@ impl LlamaModel {
     pub fn logits(&self, tokens: &[u32]) -> Result<Tensor> {
         let mut cache = KvCache::new(&self.config);
         let data = self.forward(tokens, &mut cache)?;
-        Ok(Tensor {
-            shape: vec![tokens.len(), self.config.vocab_size],
-            data,
-        })
+        Ok(Tensor { shape: vec![tokens.len(), self.config.vocab_size], data })
     }
 
     /// Runs `tokens` at the positions following the cache, appends their keys/values to it, and returns the
@@ -74,13 +71,7 @@ impl LlamaModel {
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         let hidden = self.forward_hidden(tokens, cache)?;
         let head = self.lm_head_weight();
-        Ok(super::ops::matmul_t(
-            &hidden,
-            &head.data,
-            tokens.len(),
-            self.config.hidden_size,
-            self.config.vocab_size,
-        ))
+        Ok(super::ops::matmul_t(&hidden, &head.data, tokens.len(), self.config.hidden_size, self.config.vocab_size))
     }
 
     /// Like [`LlamaModel::forward`] but returns only the last position's logits `[vocab]`: what decoding
@@ -90,13 +81,7 @@ impl LlamaModel {
         let h = self.config.hidden_size;
         let last = &hidden[hidden.len() - h..];
         let head = self.lm_head_weight();
-        Ok(super::ops::matmul_t(
-            last,
-            &head.data,
-            1,
-            h,
-            self.config.vocab_size,
-        ))
+        Ok(super::ops::matmul_t(last, &head.data, 1, h, self.config.vocab_size))
     }
 
     /// Final-norm hidden states `[tokens, hidden]` of the new positions.
@@ -106,35 +91,21 @@ impl LlamaModel {
             return Err(MlError::Input("no tokens to run".into()));
         }
         if cache.keys.len() != c.num_hidden_layers {
-            return Err(MlError::Input(
-                "the KV cache belongs to another model".into(),
-            ));
+            return Err(MlError::Input("the KV cache belongs to another model".into()));
         }
         let h = c.hidden_size;
         let mut x = Vec::with_capacity(tokens.len() * h);
         for &t in tokens {
             let t = t as usize;
             if t >= c.vocab_size {
-                return Err(MlError::Input(format!(
-                    "token id {t} is outside the vocabulary ({})",
-                    c.vocab_size
-                )));
+                return Err(MlError::Input(format!("token id {t} is outside the vocabulary ({})", c.vocab_size)));
             }
             x.extend_from_slice(&self.embed_tokens.data[t * h..(t + 1) * h]);
         }
         let (cos, sin) = rope_tables(&c.rope_inv_freq(), cache.len, tokens.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let (keys, values) = (&mut cache.keys[i], &mut cache.values[i]);
-            x = block(
-                c,
-                layer,
-                x,
-                tokens.len(),
-                cache.len,
-                keys,
-                values,
-                (&cos, &sin),
-            );
+            x = block(c, layer, x, tokens.len(), cache.len, keys, values, (&cos, &sin));
         }
         cache.len += tokens.len();
         Ok(rms_norm(&x, &self.norm, c.rms_norm_eps))
@@ -168,9 +139,7 @@ fn block(
     let xn = rms_norm(&x, &l.post_attention_layernorm, c.rms_norm_eps);
     let mut gate = l.gate_proj.forward(&xn, n);
     let up = l.up_proj.forward(&xn, n);
-    gate.iter_mut()
-        .zip(&up)
-        .for_each(|(g, u)| *g = silu(*g) * u);
+    gate.iter_mut().zip(&up).for_each(|(g, u)| *g = silu(*g) * u);
     let down = l.down_proj.forward(&gate, n);
     x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
     x
@@ -178,14 +147,7 @@ fn block(
 
 /// Causal grouped-query attention of `n` new queries against all `past + n` cached keys/values.
 /// Returns `[n, heads * head_dim]`.
-fn attention(
-    c: &ModelConfig,
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    n: usize,
-    past: usize,
-) -> Vec<f32> {
+fn attention(c: &ModelConfig, q: &[f32], keys: &[f32], values: &[f32], n: usize, past: usize) -> Vec<f32> {
     let (heads, hd, kv_w) = (c.num_attention_heads, c.head_dim, c.kv_dim());
     let group = heads / c.num_key_value_heads;
     let scale = 1.0 / (hd as f32).sqrt();

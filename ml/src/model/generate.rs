@@ -66,10 +66,7 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler seeded from `opts.seed`.
     pub fn new(opts: &GenerateOptions) -> Self {
-        Sampler {
-            opts: opts.clone(),
-            rng: StdRng::seed_from_u64(opts.seed),
-        }
+        Sampler { opts: opts.clone(), rng: StdRng::seed_from_u64(opts.seed) }
     }
 
     /// The next token given the last position's logits and the tokens so far (prompt + output). The logits
@@ -82,22 +79,14 @@ impl Sampler {
             seen.dedup();
             for t in seen {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 {
-                        *l / o.repetition_penalty
-                    } else {
-                        *l * o.repetition_penalty
-                    };
+                    *l = if *l > 0.0 { *l / o.repetition_penalty } else { *l * o.repetition_penalty };
                 }
             }
         }
         if o.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i as u32, l / o.temperature))
-            .collect();
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, l)| (i as u32, l / o.temperature)).collect();
         cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if o.top_k > 0 {
             cand.truncate(o.top_k);
@@ -158,25 +147,16 @@ impl LlamaModel {
         let mut logits = self.forward_last(prompt, &mut cache)?;
         loop {
             if tokens.len() >= opts.max_new_tokens {
-                return Ok(GenerationOutput {
-                    tokens,
-                    stop: StopReason::MaxTokens,
-                });
+                return Ok(GenerationOutput { tokens, stop: StopReason::MaxTokens });
             }
             let next = sampler.sample(&mut logits, &history);
             if opts.stop_tokens.contains(&next) {
-                return Ok(GenerationOutput {
-                    tokens,
-                    stop: StopReason::StopToken,
-                });
+                return Ok(GenerationOutput { tokens, stop: StopReason::StopToken });
             }
             tokens.push(next);
             history.push(next);
             if !on_token(next) {
-                return Ok(GenerationOutput {
-                    tokens,
-                    stop: StopReason::Cancelled,
-                });
+                return Ok(GenerationOutput { tokens, stop: StopReason::Cancelled });
             }
             if tokens.len() < opts.max_new_tokens {
                 logits = self.forward_last(&[next], &mut cache)?;
@@ -193,39 +173,23 @@ mod tests {
     fn greedy_takes_the_argmax_and_sampling_is_seeded() {
         let mut greedy = Sampler::new(&GenerateOptions::default());
         assert_eq!(greedy.sample(&mut [0.1, 3.0, 2.0], &[]), 1);
-        let opts = GenerateOptions {
-            temperature: 1.0,
-            seed: 7,
-            ..Default::default()
-        };
+        let opts = GenerateOptions { temperature: 1.0, seed: 7, ..Default::default() };
         let logits = [0.5f32, 0.4, 0.3, 0.2, 0.1];
         let run = || {
             let mut s = Sampler::new(&opts);
-            (0..20)
-                .map(|_| s.sample(&mut logits.clone(), &[]))
-                .collect::<Vec<_>>()
+            (0..20).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run());
-        assert!(
-            a.iter().any(|t| *t != a[0]),
-            "sampling at temperature 1 varies: {a:?}"
-        );
+        assert!(a.iter().any(|t| *t != a[0]), "sampling at temperature 1 varies: {a:?}");
     }
 
     #[test]
     fn top_k_one_is_greedy_and_repetition_penalty_demotes_seen_tokens() {
-        let opts = GenerateOptions {
-            temperature: 1.0,
-            top_k: 1,
-            ..Default::default()
-        };
+        let opts = GenerateOptions { temperature: 1.0, top_k: 1, ..Default::default() };
         let mut s = Sampler::new(&opts);
         assert_eq!(s.sample(&mut [0.0, 1.0, 0.9], &[]), 1);
-        let opts = GenerateOptions {
-            repetition_penalty: 2.0,
-            ..Default::default()
-        };
+        let opts = GenerateOptions { repetition_penalty: 2.0, ..Default::default() };
         let mut s = Sampler::new(&opts);
         assert_eq!(s.sample(&mut [0.0, 1.0, 0.9], &[1]), 2);
     }

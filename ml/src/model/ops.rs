@@ -114,10 +114,7 @@ pub fn rope_tables(inv_freq: &[f64], start: usize, len: usize) -> (Vec<f32>, Vec
 pub fn apply_rope(x: &mut [f32], heads: usize, head_dim: usize, cos: &[f32], sin: &[f32]) {
     let half = head_dim / 2;
     for (p, pos) in x.chunks_exact_mut(heads * head_dim).enumerate() {
-        let (c, s) = (
-            &cos[p * half..(p + 1) * half],
-            &sin[p * half..(p + 1) * half],
-        );
+        let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
         for head in pos.chunks_exact_mut(head_dim) {
             let (a, b) = head.split_at_mut(half);
             for i in 0..half {

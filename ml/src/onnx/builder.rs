@@ -8,8 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::proto::{
-    attribute_type, data_type, AttributeProto, NodeProto, StringStringEntryProto, TensorProto,
-    DATA_LOCATION_EXTERNAL,
+    attribute_type, data_type, AttributeProto, NodeProto, StringStringEntryProto, TensorProto, DATA_LOCATION_EXTERNAL,
 };
 use super::OnnxError;
 
@@ -63,10 +62,7 @@ impl GraphBuilder {
     /// Flushes the external data file; returns its size in bytes.
     pub(crate) fn finish(mut self) -> Result<(Vec<NodeProto>, Vec<TensorProto>, u64), OnnxError> {
         let path = self.external.path.clone();
-        self.external
-            .file
-            .flush()
-            .map_err(|e| OnnxError::io(&path, e))?;
+        self.external.file.flush().map_err(|e| OnnxError::io(&path, e))?;
         Ok((self.nodes, self.initializers, self.external.offset))
     }
 
@@ -76,12 +72,7 @@ impl GraphBuilder {
     }
 
     /// Adds a node with one output; returns the output's name.
-    pub(crate) fn op(
-        &mut self,
-        op_type: &str,
-        inputs: &[&str],
-        attrs: Vec<AttributeProto>,
-    ) -> String {
+    pub(crate) fn op(&mut self, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
         self.op_n(op_type, inputs, attrs, 1).remove(0)
     }
 
@@ -113,25 +104,13 @@ impl GraphBuilder {
     }
 
     /// Adds a node with `n` outputs.
-    pub(crate) fn op_n(
-        &mut self,
-        op_type: &str,
-        inputs: &[&str],
-        attrs: Vec<AttributeProto>,
-        n: usize,
-    ) -> Vec<String> {
+    pub(crate) fn op_n(&mut self, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>, n: usize) -> Vec<String> {
         let outputs: Vec<String> = (0..n).map(|_| self.fresh(op_type)).collect();
         self.push(op_type, inputs, attrs, outputs.clone());
         outputs
     }
 
-    fn push(
-        &mut self,
-        op_type: &str,
-        inputs: &[&str],
-        attrs: Vec<AttributeProto>,
-        outputs: Vec<String>,
-    ) {
+    fn push(&mut self, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>, outputs: Vec<String>) {
         let name = format!("{op_type}_node_{}", self.nodes.len());
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -182,12 +161,7 @@ impl GraphBuilder {
 
     /// A float initializer named `name` (an HF tensor name where there is one); large ones go to the external
     /// data file.
-    pub(crate) fn weight(
-        &mut self,
-        name: &str,
-        dims: &[usize],
-        values: &[f32],
-    ) -> Result<String, OnnxError> {
+    pub(crate) fn weight(&mut self, name: &str, dims: &[usize], values: &[f32]) -> Result<String, OnnxError> {
         let expected: usize = dims.iter().product();
         if expected != values.len() {
             return Err(OnnxError::Model(format!(
@@ -210,9 +184,7 @@ impl GraphBuilder {
             let io = |e| OnnxError::io(&ext.path, e);
             ext.file.write_all(&vec![0u8; pad as usize]).map_err(io)?;
             let start = ext.offset + pad;
-            ext.file
-                .write_all(&bytes)
-                .map_err(|e| OnnxError::io(&ext.path, e))?;
+            ext.file.write_all(&bytes).map_err(|e| OnnxError::io(&ext.path, e))?;
             ext.offset = start + bytes.len() as u64;
             tensor.data_location = DATA_LOCATION_EXTERNAL;
             tensor.external_data = vec![
@@ -227,40 +199,22 @@ impl GraphBuilder {
 }
 
 fn entry(key: &str, value: &str) -> StringStringEntryProto {
-    StringStringEntryProto {
-        key: key.to_string(),
-        value: value.to_string(),
-    }
+    StringStringEntryProto { key: key.to_string(), value: value.to_string() }
 }
 
 /// An integer attribute.
 pub(crate) fn attr_i(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        i: value,
-        r#type: attribute_type::INT,
-        ..Default::default()
-    }
+    AttributeProto { name: name.to_string(), i: value, r#type: attribute_type::INT, ..Default::default() }
 }
 
 /// A float attribute.
 pub(crate) fn attr_f(name: &str, value: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        f: value,
-        r#type: attribute_type::FLOAT,
-        ..Default::default()
-    }
+    AttributeProto { name: name.to_string(), f: value, r#type: attribute_type::FLOAT, ..Default::default() }
 }
 
 /// An integer-list attribute.
 pub(crate) fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        ints: values.to_vec(),
-        r#type: attribute_type::INTS,
-        ..Default::default()
-    }
+    AttributeProto { name: name.to_string(), ints: values.to_vec(), r#type: attribute_type::INTS, ..Default::default() }
 }
 
 #[cfg(test)]
@@ -286,14 +240,7 @@ mod tests {
         assert_eq!(small.data_location, 0);
         let big2 = inits.iter().find(|t| t.name == "big2").unwrap();
         assert_eq!(big2.data_location, DATA_LOCATION_EXTERNAL);
-        let field = |k: &str| {
-            big2.external_data
-                .iter()
-                .find(|e| e.key == k)
-                .unwrap()
-                .value
-                .clone()
-        };
+        let field = |k: &str| big2.external_data.iter().find(|e| e.key == k).unwrap().value.clone();
         assert_eq!(field("location"), "m.onnx.data");
         assert_eq!(field("offset"), "4096");
         assert_eq!(field("length"), "1600");

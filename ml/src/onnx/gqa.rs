@@ -27,46 +27,21 @@ pub(crate) struct GqaInputs {
 /// cos/sin caches.
 pub(crate) fn inputs(g: &mut GraphBuilder, spec: &ModelConfig) -> Result<GqaInputs, OnnxError> {
     let axis1 = g.const_i64(&[1]);
-    let real = g.op(
-        "ReduceSum",
-        &["attention_mask", &axis1],
-        vec![attr_i("keepdims", 0)],
-    );
+    let real = g.op("ReduceSum", &["attention_mask", &axis1], vec![attr_i("keepdims", 0)]);
     let one = g.const_i64(&[1]);
     let last = g.op("Sub", &[&real, &one], vec![]);
-    let seqlens_k = g.op(
-        "Cast",
-        &[&last],
-        vec![attr_i("to", data_type::INT32 as i64)],
-    );
-    let width = g.op(
-        "Shape",
-        &["attention_mask"],
-        vec![attr_i("start", 1), attr_i("end", 2)],
-    );
+    let seqlens_k = g.op("Cast", &[&last], vec![attr_i("to", data_type::INT32 as i64)]);
+    let width = g.op("Shape", &["attention_mask"], vec![attr_i("start", 1), attr_i("end", 2)]);
     let axis0 = g.const_i64(&[0]);
     let width = g.op("Squeeze", &[&width, &axis0], vec![]);
-    let total_len = g.op(
-        "Cast",
-        &[&width],
-        vec![attr_i("to", data_type::INT32 as i64)],
-    );
+    let total_len = g.op("Cast", &[&width], vec![attr_i("to", data_type::INT32 as i64)]);
 
     let (cos_full, sin_full) = rope_cos_sin(spec);
     let (rows, hd) = (spec.max_position_embeddings, spec.head_dim);
-    let half = |full: &[f32]| -> Vec<f32> {
-        full.chunks_exact(hd)
-            .flat_map(|r| r[..hd / 2].to_vec())
-            .collect()
-    };
+    let half = |full: &[f32]| -> Vec<f32> { full.chunks_exact(hd).flat_map(|r| r[..hd / 2].to_vec()).collect() };
     let cos = g.weight("rope.cos_cache", &[rows, hd / 2], &half(&cos_full))?;
     let sin = g.weight("rope.sin_cache", &[rows, hd / 2], &half(&sin_full))?;
-    Ok(GqaInputs {
-        seqlens_k,
-        total_len,
-        cos,
-        sin,
-    })
+    Ok(GqaInputs { seqlens_k, total_len, cos, sin })
 }
 
 /// One layer's attention, [batch, seq, hidden] -> [batch, seq, hidden], writing `present.{layer}.*`.
@@ -80,43 +55,17 @@ pub(crate) fn attention(
 ) -> Result<String, OnnxError> {
     let p = format!("model.layers.{layer}.self_attn");
     let (q_out, kv_out) = (spec.q_dim(), spec.kv_dim());
-    let (qm, km, vm) = (
-        format!("{p}.q_proj"),
-        format!("{p}.k_proj"),
-        format!("{p}.v_proj"),
-    );
+    let (qm, km, vm) = (format!("{p}.q_proj"), format!("{p}.k_proj"), format!("{p}.v_proj"));
     // Packed QKV: one MatMul, passed whole as `query` with `key`/`value` left empty.
-    let parts = [
-        Part {
-            module: &qm,
-            out: q_out,
-        },
-        Part {
-            module: &km,
-            out: kv_out,
-        },
-        Part {
-            module: &vm,
-            out: kv_out,
-        },
-    ];
+    let parts =
+        [Part { module: &qm, out: q_out }, Part { module: &km, out: kv_out }, Part { module: &vm, out: kv_out }];
     let qkv = fused_linear_unsplit(g, weights, h, &parts, spec.hidden_size, spec.qkv_bias)?;
     let past_k = format!("past_key_values.{layer}.key");
     let past_v = format!("past_key_values.{layer}.value");
     let ctx = format!("attn_{layer}");
     g.op_contrib(
         "GroupQueryAttention",
-        &[
-            &qkv,
-            "",
-            "",
-            &past_k,
-            &past_v,
-            &gqa.seqlens_k,
-            &gqa.total_len,
-            &gqa.cos,
-            &gqa.sin,
-        ],
+        &[&qkv, "", "", &past_k, &past_v, &gqa.seqlens_k, &gqa.total_len, &gqa.cos, &gqa.sin],
         vec![
             attr_i("num_heads", spec.num_attention_heads as i64),
             attr_i("kv_num_heads", spec.num_key_value_heads as i64),
@@ -124,17 +73,10 @@ pub(crate) fn attention(
             attr_i("rotary_interleaved", 0),
             attr_f("scale", 1.0 / (spec.head_dim as f32).sqrt()),
         ],
-        vec![
-            ctx.clone(),
-            format!("present.{layer}.key"),
-            format!("present.{layer}.value"),
-        ],
+        vec![ctx.clone(), format!("present.{layer}.key"), format!("present.{layer}.value")],
     );
     let om = format!("{p}.o_proj");
-    let parts = [Part {
-        module: &om,
-        out: spec.hidden_size,
-    }];
+    let parts = [Part { module: &om, out: spec.hidden_size }];
     let mut out = fused_linear(g, weights, &ctx, &parts, q_out, spec.o_bias)?;
     Ok(out.remove(0))
 }

@@ -8,18 +8,10 @@ use super::OnnxError;
 use crate::weights::Weights;
 
 /// One HF tensor as stored, its shape checked.
-pub(crate) fn load(
-    g: &mut GraphBuilder,
-    weights: &Weights,
-    name: &str,
-    shape: &[usize],
-) -> Result<String, OnnxError> {
+pub(crate) fn load(g: &mut GraphBuilder, weights: &Weights, name: &str, shape: &[usize]) -> Result<String, OnnxError> {
     let tensor = weights.get(name)?;
     if tensor.shape != shape {
-        return Err(OnnxError::Model(format!(
-            "{name}: expected shape {shape:?}, found {:?}",
-            tensor.shape
-        )));
+        return Err(OnnxError::Model(format!("{name}: expected shape {shape:?}, found {:?}", tensor.shape)));
     }
     g.weight(name, &tensor.shape, &tensor.data)
 }
@@ -46,12 +38,7 @@ pub(crate) fn fused_linear(
     }
     let sizes: Vec<i64> = parts.iter().map(|p| p.out as i64).collect();
     let split = g.const_i64(&sizes);
-    Ok(g.op_n(
-        "Split",
-        &[&y, &split],
-        vec![attr_i("axis", -1)],
-        parts.len(),
-    ))
+    Ok(g.op_n("Split", &[&y, &split], vec![attr_i("axis", -1)], parts.len()))
 }
 
 /// [`fused_linear`] without the split: the parts side by side in the last dimension.
@@ -88,9 +75,7 @@ pub(crate) fn fused_linear_unsplit(
     let w = g.weight(&format!("{name}.weight_t"), &[in_dim, total], &fused)?;
     let mut y = g.op("MatMul", &[x, &w], vec![]);
 
-    let has_bias = parts
-        .iter()
-        .any(|p| bias || weights.contains(&format!("{}.bias", p.module)));
+    let has_bias = parts.iter().any(|p| bias || weights.contains(&format!("{}.bias", p.module)));
     if has_bias {
         let mut b = Vec::with_capacity(total);
         for part in parts {
@@ -98,10 +83,7 @@ pub(crate) fn fused_linear_unsplit(
             match weights.get(&name) {
                 Ok(t) if t.shape == [part.out] => b.extend_from_slice(&t.data),
                 Ok(t) => {
-                    return Err(OnnxError::Model(format!(
-                        "{name}: expected shape [{}], found {:?}",
-                        part.out, t.shape
-                    )))
+                    return Err(OnnxError::Model(format!("{name}: expected shape [{}], found {:?}", part.out, t.shape)))
                 }
                 // Some parts of a fused layer may have no bias: zeros keep them unchanged.
                 Err(_) if !bias => b.extend(std::iter::repeat_n(0.0, part.out)),
@@ -124,11 +106,7 @@ pub(crate) fn load_transposed(
 ) -> Result<String, OnnxError> {
     let w = weights.get(name)?;
     if w.shape != [out, in_dim] {
-        return Err(OnnxError::Model(format!(
-            "{name}: expected shape {:?}, found {:?}",
-            [out, in_dim],
-            w.shape
-        )));
+        return Err(OnnxError::Model(format!("{name}: expected shape {:?}, found {:?}", [out, in_dim], w.shape)));
     }
     let mut t = vec![0f32; w.data.len()];
     for o in 0..out {

@@ -25,11 +25,7 @@ enum Attn {
     /// `com.microsoft.GroupQueryAttention` (see [`gqa`]).
     Fused(gqa::GqaInputs),
     /// Standard ops: additive mask and gathered cos/sin.
-    Standard {
-        mask: String,
-        cos: String,
-        sin: String,
-    },
+    Standard { mask: String, cos: String, sin: String },
 }
 
 /// Adds every node and weight of the decoder to `g`.
@@ -59,18 +55,10 @@ pub(crate) fn build(
         let h = rms_norm(g, spec, weights, &x, &format!("{p}.input_layernorm.weight"))?;
         let attn = match &attention_inputs {
             Attn::Fused(inputs) => gqa::attention(g, spec, weights, layer, &h, inputs)?,
-            Attn::Standard { mask, cos, sin } => {
-                attention(g, spec, weights, layer, &h, mask, cos, sin)?
-            }
+            Attn::Standard { mask, cos, sin } => attention(g, spec, weights, layer, &h, mask, cos, sin)?,
         };
         x = g.op("Add", &[&x, &attn], vec![]);
-        let h = rms_norm(
-            g,
-            spec,
-            weights,
-            &x,
-            &format!("{p}.post_attention_layernorm.weight"),
-        )?;
+        let h = rms_norm(g, spec, weights, &x, &format!("{p}.post_attention_layernorm.weight"))?;
         let mlp = mlp(g, spec, weights, &p, &h)?;
         x = g.op("Add", &[&x, &mlp], vec![]);
     }
@@ -103,11 +91,7 @@ fn rms_norm(
     let two = g.scalar_f32(2.0);
     let eps = g.scalar_f32(spec.rms_norm_eps as f32);
     let sq = g.op("Pow", &[x, &two], vec![]);
-    let mean = g.op(
-        "ReduceMean",
-        &[&sq],
-        vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)],
-    );
+    let mean = g.op("ReduceMean", &[&sq], vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]);
     let var = g.op("Add", &[&mean, &eps], vec![]);
     let rms = g.op("Sqrt", &[&var], vec![]);
     let normed = g.op("Div", &[x, &rms], vec![]);
@@ -117,16 +101,8 @@ fn rms_norm(
 /// Additive attention bias [batch, 1, 1, seq, total]: 0 where a query may attend a key (key position at most
 /// the query position, and the key not padding), a large negative number elsewhere.
 fn attention_bias(g: &mut GraphBuilder) -> String {
-    let total = g.op(
-        "Shape",
-        &["attention_mask"],
-        vec![attr_i("start", 1), attr_i("end", 2)],
-    );
-    let seq = g.op(
-        "Shape",
-        &["input_ids"],
-        vec![attr_i("start", 1), attr_i("end", 2)],
-    );
+    let total = g.op("Shape", &["attention_mask"], vec![attr_i("start", 1), attr_i("end", 2)]);
+    let seq = g.op("Shape", &["input_ids"], vec![attr_i("start", 1), attr_i("end", 2)]);
     let axis0 = g.const_i64(&[0]);
     let total_s = g.op("Squeeze", &[&total, &axis0], vec![]);
     let seq_s = g.op("Squeeze", &[&seq, &axis0], vec![]);
@@ -138,11 +114,7 @@ fn attention_bias(g: &mut GraphBuilder) -> String {
     let axis1 = g.const_i64(&[1]);
     let queries = g.op("Unsqueeze", &[&queries, &axis1], vec![]);
     let causal = g.op("LessOrEqual", &[&keys, &queries], vec![]);
-    let pad = g.op(
-        "Cast",
-        &["attention_mask"],
-        vec![attr_i("to", data_type::BOOL as i64)],
-    );
+    let pad = g.op("Cast", &["attention_mask"], vec![attr_i("to", data_type::BOOL as i64)]);
     let axes = g.const_i64(&[1, 2, 3]);
     let pad = g.op("Unsqueeze", &[&pad, &axes], vec![]);
     let allowed = g.op("And", &[&causal, &pad], vec![]);
@@ -169,31 +141,11 @@ fn attention(
     sin: &str,
 ) -> Result<String, OnnxError> {
     let p = format!("model.layers.{layer}.self_attn");
-    let (nh, nkv, hd) = (
-        spec.num_attention_heads as i64,
-        spec.num_key_value_heads as i64,
-        spec.head_dim as i64,
-    );
+    let (nh, nkv, hd) = (spec.num_attention_heads as i64, spec.num_key_value_heads as i64, spec.head_dim as i64);
     let (q_out, kv_out) = (spec.q_dim(), spec.kv_dim());
-    let (qm, km, vm) = (
-        format!("{p}.q_proj"),
-        format!("{p}.k_proj"),
-        format!("{p}.v_proj"),
-    );
-    let parts = [
-        Part {
-            module: &qm,
-            out: q_out,
-        },
-        Part {
-            module: &km,
-            out: kv_out,
-        },
-        Part {
-            module: &vm,
-            out: kv_out,
-        },
-    ];
+    let (qm, km, vm) = (format!("{p}.q_proj"), format!("{p}.k_proj"), format!("{p}.v_proj"));
+    let parts =
+        [Part { module: &qm, out: q_out }, Part { module: &km, out: kv_out }, Part { module: &vm, out: kv_out }];
     let qkv = fused_linear(g, weights, h, &parts, spec.hidden_size, spec.qkv_bias)?;
     let q = split_heads(g, &qkv[0], nh, hd);
     let k = split_heads(g, &qkv[1], nkv, hd);
@@ -203,18 +155,8 @@ fn attention(
 
     let past_k = format!("past_key_values.{layer}.key");
     let past_v = format!("past_key_values.{layer}.value");
-    let k = g.op_named(
-        "Concat",
-        &[&past_k, &k],
-        vec![attr_i("axis", 2)],
-        &format!("present.{layer}.key"),
-    );
-    let v = g.op_named(
-        "Concat",
-        &[&past_v, &v],
-        vec![attr_i("axis", 2)],
-        &format!("present.{layer}.value"),
-    );
+    let k = g.op_named("Concat", &[&past_k, &k], vec![attr_i("axis", 2)], &format!("present.{layer}.key"));
+    let v = g.op_named("Concat", &[&past_v, &v], vec![attr_i("axis", 2)], &format!("present.{layer}.value"));
 
     // Scale the queries (seq x head_dim values) rather than the scores (seq x total).
     let scale = g.scalar_f32(1.0 / (spec.head_dim as f32).sqrt());
@@ -225,11 +167,7 @@ fn attention(
     let axis2 = g.const_i64(&[2]);
     let k5 = g.op("Unsqueeze", &[&k, &axis2], vec![]);
     let v5 = g.op("Unsqueeze", &[&v, &axis2], vec![]);
-    let kt = g.op(
-        "Transpose",
-        &[&k5],
-        vec![attr_ints("perm", &[0, 1, 2, 4, 3])],
-    );
+    let kt = g.op("Transpose", &[&k5], vec![attr_ints("perm", &[0, 1, 2, 4, 3])]);
     let scores = g.op("MatMul", &[&q5, &kt], vec![]);
     let scores = g.op("Add", &[&scores, mask], vec![]);
     let probs = g.op("Softmax", &[&scores], vec![attr_i("axis", -1)]);
@@ -240,10 +178,7 @@ fn attention(
     let flat = g.const_i64(&[0, 0, nh * hd]);
     let ctx = g.op("Reshape", &[&ctx, &flat], vec![]);
     let om = format!("{p}.o_proj");
-    let parts = [Part {
-        module: &om,
-        out: spec.hidden_size,
-    }];
+    let parts = [Part { module: &om, out: spec.hidden_size }];
     let mut out = fused_linear(g, weights, &ctx, &parts, q_out, spec.o_bias)?;
     Ok(out.remove(0))
 }
@@ -256,37 +191,15 @@ fn split_heads(g: &mut GraphBuilder, y: &str, heads: i64, hd: i64) -> String {
 }
 
 /// SwiGLU: down(silu(gate(h)) * up(h)), gate and up fused into one MatMul.
-fn mlp(
-    g: &mut GraphBuilder,
-    spec: &ModelConfig,
-    weights: &Weights,
-    p: &str,
-    h: &str,
-) -> Result<String, OnnxError> {
+fn mlp(g: &mut GraphBuilder, spec: &ModelConfig, weights: &Weights, p: &str, h: &str) -> Result<String, OnnxError> {
     let (hid, inter) = (spec.hidden_size, spec.intermediate_size);
-    let (gm, um, dm) = (
-        format!("{p}.mlp.gate_proj"),
-        format!("{p}.mlp.up_proj"),
-        format!("{p}.mlp.down_proj"),
-    );
-    let parts = [
-        Part {
-            module: &gm,
-            out: inter,
-        },
-        Part {
-            module: &um,
-            out: inter,
-        },
-    ];
+    let (gm, um, dm) = (format!("{p}.mlp.gate_proj"), format!("{p}.mlp.up_proj"), format!("{p}.mlp.down_proj"));
+    let parts = [Part { module: &gm, out: inter }, Part { module: &um, out: inter }];
     let gate_up = fused_linear(g, weights, h, &parts, hid, spec.mlp_bias)?;
     let sig = g.op("Sigmoid", &[&gate_up[0]], vec![]);
     let act = g.op("Mul", &[&gate_up[0], &sig], vec![]);
     let act = g.op("Mul", &[&act, &gate_up[1]], vec![]);
-    let parts = [Part {
-        module: &dm,
-        out: hid,
-    }];
+    let parts = [Part { module: &dm, out: hid }];
     let mut down = fused_linear(g, weights, &act, &parts, inter, spec.mlp_bias)?;
     Ok(down.remove(0))
 }

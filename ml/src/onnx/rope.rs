@@ -6,10 +6,7 @@ use super::OnnxError;
 use crate::config::ModelConfig;
 
 /// cos/sin tables [max_positions, head_dim] gathered by `position_ids` into [batch, 1, seq, head_dim].
-pub(crate) fn rope_tables(
-    g: &mut GraphBuilder,
-    spec: &ModelConfig,
-) -> Result<(String, String), OnnxError> {
+pub(crate) fn rope_tables(g: &mut GraphBuilder, spec: &ModelConfig) -> Result<(String, String), OnnxError> {
     let (cos, sin) = rope_cos_sin(spec);
     let dims = [spec.max_position_embeddings, spec.head_dim];
     let cos = g.weight("rope.cos", &dims, &cos)?;

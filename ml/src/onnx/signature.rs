@@ -14,10 +14,7 @@ pub(crate) fn graph_inputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
         ValueInfoProto::tensor(
             "attention_mask",
             data_type::INT64,
-            &[
-                Dim::Named("batch_size"),
-                Dim::Named("total_sequence_length"),
-            ],
+            &[Dim::Named("batch_size"), Dim::Named("total_sequence_length")],
         ),
         ValueInfoProto::tensor(
             "position_ids",
@@ -39,19 +36,11 @@ pub(crate) fn graph_inputs(spec: &ModelConfig) -> Vec<ValueInfoProto> {
 
 /// Declared graph outputs.
 pub(crate) fn graph_outputs(spec: &ModelConfig, last_token_logits: bool) -> Vec<ValueInfoProto> {
-    let positions = if last_token_logits {
-        Dim::Fixed(1)
-    } else {
-        Dim::Named("sequence_length")
-    };
+    let positions = if last_token_logits { Dim::Fixed(1) } else { Dim::Named("sequence_length") };
     let mut outputs = vec![ValueInfoProto::tensor(
         "logits",
         data_type::FLOAT,
-        &[
-            Dim::Named("batch_size"),
-            positions,
-            Dim::Fixed(spec.vocab_size as i64),
-        ],
+        &[Dim::Named("batch_size"), positions, Dim::Fixed(spec.vocab_size as i64)],
     )];
     for i in 0..spec.num_hidden_layers {
         for kind in ["key", "value"] {

@@ -59,12 +59,7 @@ impl Arena {
     pub fn new(base: &FrozenBase, lora: &LoraParams, max_batch: usize, max_seq: usize) -> Self {
         let c = &base.config;
         let cap = max_batch * max_seq;
-        let (h, i, qkv_w, q) = (
-            c.hidden_size,
-            c.intermediate_size,
-            base.qkv_width(),
-            c.q_dim(),
-        );
+        let (h, i, qkv_w, q) = (c.hidden_size, c.intermediate_size, base.qkv_width(), c.q_dim());
         let probs = max_batch * c.num_attention_heads * max_seq * max_seq;
         let r = lora.config.rank;
         let dropout = lora.config.dropout > 0.0;
@@ -95,11 +90,7 @@ impl Arena {
                 la
             })
             .collect();
-        let max_in = if dropout {
-            lora.slots.iter().map(|s| s.in_features).max().unwrap_or(0)
-        } else {
-            0
-        };
+        let max_in = if dropout { lora.slots.iter().map(|s| s.in_features).max().unwrap_or(0) } else { 0 };
         Self {
             cap,
             max_seq,
@@ -129,12 +120,8 @@ impl Arena {
             .layers
             .iter()
             .map(|a| {
-                let fixed = [
-                    &a.inv1, &a.xn1, &a.qkv, &a.probs, &a.attn, &a.x_mid, &a.inv2, &a.xn2, &a.gu,
-                    &a.act,
-                ];
-                fixed.iter().map(|v| v.len()).sum::<usize>()
-                    + a.h.iter().chain(&a.mask).map(Vec::len).sum::<usize>()
+                let fixed = [&a.inv1, &a.xn1, &a.qkv, &a.probs, &a.attn, &a.x_mid, &a.inv2, &a.xn2, &a.gu, &a.act];
+                fixed.iter().map(|v| v.len()).sum::<usize>() + a.h.iter().chain(&a.mask).map(Vec::len).sum::<usize>()
             })
             .sum();
         let rest = [
@@ -152,8 +139,6 @@ impl Arena {
             &self.drop_x,
             &self.drop_dx,
         ];
-        4 * (l
-            + self.xs.iter().map(Vec::len).sum::<usize>()
-            + rest.iter().map(|v| v.len()).sum::<usize>())
+        4 * (l + self.xs.iter().map(Vec::len).sum::<usize>() + rest.iter().map(|v| v.len()).sum::<usize>())
     }
 }

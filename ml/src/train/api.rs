@@ -59,11 +59,7 @@ pub struct TrainOutcome {
 }
 
 /// Tokenises a dataset for a model folder, dropping examples with nothing to learn after truncation.
-pub fn load_examples(
-    base: &Path,
-    data: &Path,
-    max_seq_len: usize,
-) -> Result<Vec<Example>, TrainError> {
+pub fn load_examples(base: &Path, data: &Path, max_seq_len: usize) -> Result<Vec<Example>, TrainError> {
     let tokenizer = TextTokenizer::load(base)?;
     let template = ChatTemplate::load(base)?;
     let mut out = Vec::new();
@@ -90,12 +86,7 @@ pub fn split(mut examples: Vec<Example>, fraction: f32, seed: u64) -> (Vec<Examp
 
 /// Copies the tokenizer and generation files a model folder needs next to its weights.
 pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<(), TrainError> {
-    for f in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "generation_config.json",
-    ] {
+    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
         let src = from.join(f);
         if src.exists() {
             std::fs::copy(&src, to.join(f)).map_err(|e| TrainError::io(&src, e))?;
@@ -124,24 +115,16 @@ pub fn train(
         return Err(TrainError::DeviceUnavailable("cuda".into()));
     }
     if cfg.lora.rank == 0 || cfg.lora.targets.is_empty() {
-        return Err(TrainError::Config(
-            "LoRA needs a rank of at least 1 and one target".into(),
-        ));
+        return Err(TrainError::Config("LoRA needs a rank of at least 1 and one target".into()));
     }
     if !(0.0..1.0).contains(&cfg.lora.dropout) || !(0.0..1.0).contains(&cfg.eval_split) {
-        return Err(TrainError::Config(
-            "dropout and eval split must be in [0, 1)".into(),
-        ));
+        return Err(TrainError::Config("dropout and eval split must be in [0, 1)".into()));
     }
     let examples = load_examples(&cfg.base, &cfg.data, cfg.max_seq_len)?;
     let (train_set, eval_set) = split(examples, cfg.eval_split, cfg.hyper.seed);
     let model = LlamaModel::load(&cfg.base)?;
     let mut hyper = cfg.hyper.clone();
-    hyper.pad_id = model
-        .config
-        .pad_token_id
-        .or(model.config.eos_token_ids.first().copied())
-        .unwrap_or(0);
+    hyper.pad_id = model.config.pad_token_id.or(model.config.eos_token_ids.first().copied()).unwrap_or(0);
     let lora = LoraParams::init(cfg.lora.clone(), &model.config, hyper.seed);
     let base = FrozenBase::from_model(model, cfg.max_seq_len);
     let (n_train, n_eval) = (train_set.len(), eval_set.len());
@@ -152,8 +135,7 @@ pub fn train(
     let base_name = cfg.base.display().to_string();
     std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
     let out = cfg.out.clone();
-    let mut save_ckpt =
-        |s: &Session| checkpoint::save(s, &checkpoint::dir_for(&out, s.state.step), &base_name);
+    let mut save_ckpt = |s: &Session| checkpoint::save(s, &checkpoint::dir_for(&out, s.state.step), &base_name);
     let stop = session.run(progress, cancel, &mut save_ckpt)?;
     let adapter_dir = cfg.out.join("adapter");
     peft::save(&adapter_dir, &session.lora, &base_name)?;

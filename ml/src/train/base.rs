@@ -36,16 +36,8 @@ pub struct FrozenBase {
 
 fn concat(parts: Vec<Linear>) -> (Vec<f32>, Option<Vec<f32>>) {
     let has_bias = parts.iter().any(|l| l.bias.is_some());
-    let bias = has_bias.then(|| {
-        parts
-            .iter()
-            .flat_map(|l| {
-                l.bias
-                    .clone()
-                    .unwrap_or_else(|| vec![0.0; l.out_features()])
-            })
-            .collect()
-    });
+    let bias = has_bias
+        .then(|| parts.iter().flat_map(|l| l.bias.clone().unwrap_or_else(|| vec![0.0; l.out_features()])).collect());
     let mut w = Vec::with_capacity(parts.iter().map(|l| l.weight.data.len()).sum());
     for l in parts {
         w.extend_from_slice(&l.weight.data);
@@ -57,16 +49,8 @@ impl FrozenBase {
     /// Takes the model apart into the fused layout (consuming it, so peak memory stays near one copy).
     /// `max_seq` bounds the positions the RoPE table covers.
     pub fn from_model(model: LlamaModel, max_seq: usize) -> Self {
-        let LlamaModel {
-            config,
-            embed_tokens,
-            layers,
-            norm,
-            lm_head,
-            ..
-        } = model;
-        let rope =
-            RopeTable::from_inv_freq(&config.rope_inv_freq(), config.head_dim, max_seq.max(1));
+        let LlamaModel { config, embed_tokens, layers, norm, lm_head, .. } = model;
+        let rope = RopeTable::from_inv_freq(&config.rope_inv_freq(), config.head_dim, max_seq.max(1));
         let layers = layers
             .into_iter()
             .map(|l| {
@@ -86,14 +70,7 @@ impl FrozenBase {
                 }
             })
             .collect();
-        Self {
-            config,
-            embed: embed_tokens.data,
-            lm_head: lm_head.map(|t| t.data),
-            norm,
-            layers,
-            rope,
-        }
+        Self { config, embed: embed_tokens.data, lm_head: lm_head.map(|t| t.data), norm, layers, rope }
     }
 
     /// The `[vocab, hidden]` LM head (the embeddings when tied).

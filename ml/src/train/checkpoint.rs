@@ -21,10 +21,7 @@ struct SavedState {
 }
 
 fn err(path: &Path, message: impl ToString) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
+    TrainError::Checkpoint { path: path.to_path_buf(), message: message.to_string() }
 }
 
 /// The folder of the checkpoint after `step`.
@@ -43,14 +40,9 @@ pub fn save(session: &Session, dir: &Path, base_model: &str) -> Result<(), Train
     w.insert("exp_avg", Tensor::new(vec![n], session.opt.m.clone())?);
     w.insert("exp_avg_sq", Tensor::new(vec![n], session.opt.v.clone())?);
     w.save_file(&tmp.join(OPTIMIZER_FILE), None)?;
-    let state = SavedState {
-        run: session.state.clone(),
-        hyper: session.hyper.clone(),
-        adam_t: session.opt.t,
-    };
+    let state = SavedState { run: session.state.clone(), hyper: session.hyper.clone(), adam_t: session.opt.t };
     let text = serde_json::to_string(&state).map_err(|e| err(dir, e))?;
-    std::fs::write(tmp.join(STATE_FILE), text)
-        .map_err(|e| TrainError::io(tmp.join(STATE_FILE), e))?;
+    std::fs::write(tmp.join(STATE_FILE), text).map_err(|e| TrainError::io(tmp.join(STATE_FILE), e))?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))
 }
@@ -62,23 +54,13 @@ pub fn load(session: &mut Session, dir: &Path) -> Result<(), TrainError> {
     let saved: SavedState = serde_json::from_str(&text).map_err(|e| err(dir, e))?;
     let lora = peft::load(dir, &session.base.config)?;
     if lora.config != session.lora.config {
-        return Err(err(
-            dir,
-            "the checkpoint's LoRA settings differ from this run's",
-        ));
+        return Err(err(dir, "the checkpoint's LoRA settings differ from this run's"));
     }
-    if saved.hyper.seed != session.hyper.seed || saved.hyper.batch_size != session.hyper.batch_size
-    {
-        return Err(err(
-            dir,
-            "the checkpoint was made with another seed or batch size",
-        ));
+    if saved.hyper.seed != session.hyper.seed || saved.hyper.batch_size != session.hyper.batch_size {
+        return Err(err(dir, "the checkpoint was made with another seed or batch size"));
     }
     if saved.run.order.len() != session.train.len() {
-        return Err(err(
-            dir,
-            "the checkpoint was made on a different number of training examples",
-        ));
+        return Err(err(dir, "the checkpoint was made on a different number of training examples"));
     }
     let mut w = Weights::load_file(&dir.join(OPTIMIZER_FILE))?;
     let m = w.take("exp_avg")?.data;

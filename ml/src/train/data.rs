@@ -56,11 +56,7 @@ pub fn encode(
     tokenizer: &TextTokenizer,
     max_len: usize,
 ) -> Result<Example, TrainError> {
-    let msgs: Vec<ChatMessage> = record
-        .messages
-        .iter()
-        .map(|m| ChatMessage::new(role(m.role), &m.content))
-        .collect();
+    let msgs: Vec<ChatMessage> = record.messages.iter().map(|m| ChatMessage::new(role(m.role), &m.content)).collect();
     let text = template.render(&msgs, false)?;
     let mut spans = Vec::new();
     for (k, m) in record.messages.iter().enumerate() {
@@ -70,22 +66,15 @@ pub fn encode(
         let start = template.render(&msgs[..k], true)?.len();
         let end = template.render(&msgs[..=k], false)?.len();
         if !text.starts_with(&template.render(&msgs[..=k], false)?) {
-            return Err(TrainError::Data(
-                "the chat template does not render conversations incrementally".into(),
-            ));
+            return Err(TrainError::Data("the chat template does not render conversations incrementally".into()));
         }
         spans.push((start, end));
     }
-    let enc = tokenizer
-        .inner()
-        .encode(text.as_str(), false)
-        .map_err(|e| TrainError::Data(format!("tokenizing: {e}")))?;
+    let enc =
+        tokenizer.inner().encode(text.as_str(), false).map_err(|e| TrainError::Data(format!("tokenizing: {e}")))?;
     let mut tokens = enc.get_ids().to_vec();
-    let mut train: Vec<bool> = enc
-        .get_offsets()
-        .iter()
-        .map(|&(s, e)| spans.iter().any(|&(a, b)| s < b && e > a && e > s))
-        .collect();
+    let mut train: Vec<bool> =
+        enc.get_offsets().iter().map(|&(s, e)| spans.iter().any(|&(a, b)| s < b && e > a && e > s)).collect();
     tokens.truncate(max_len);
     train.truncate(max_len);
     Ok(Example { tokens, train })
@@ -106,12 +95,7 @@ pub struct Batch {
 impl Batch {
     /// Packs examples right-padded with `pad` to the longest one.
     pub fn new(examples: &[&Example], pad: u32) -> Batch {
-        let seq = examples
-            .iter()
-            .map(|e| e.tokens.len())
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let seq = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1).max(1);
         let n = examples.len() * seq;
         let (mut tokens, mut targets, mut mask) = (vec![pad; n], vec![pad; n], vec![false; n]);
         for (b, e) in examples.iter().enumerate() {
@@ -123,14 +107,7 @@ impl Batch {
             }
         }
         let counted = mask.iter().filter(|m| **m).count();
-        Batch {
-            batch: examples.len(),
-            seq,
-            tokens,
-            targets,
-            counted,
-            mask,
-        }
+        Batch { batch: examples.len(), seq, tokens, targets, counted, mask }
     }
 
     /// Loss weights giving each counted position `1 / denominator` (the tokens of the whole optimiser step,

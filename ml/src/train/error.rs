@@ -19,10 +19,7 @@ pub enum TrainError {
     Adapter(String),
     /// A checkpoint could not be written or read back.
     #[error("checkpoint {path}: {message}")]
-    Checkpoint {
-        path: std::path::PathBuf,
-        message: String,
-    },
+    Checkpoint { path: std::path::PathBuf, message: String },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -40,9 +37,6 @@ pub enum TrainError {
 
 impl TrainError {
     pub(crate) fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io {
-            path: path.into(),
-            source,
-        }
+        TrainError::Io { path: path.into(), source }
     }
 }

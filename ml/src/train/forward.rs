@@ -17,9 +17,7 @@ use rayon::prelude::*;
 
 /// Adds a bias to every row.
 pub(crate) fn add_bias(y: &mut [f32], bias: &[f32]) {
-    y.par_chunks_mut(bias.len())
-        .with_min_len(16)
-        .for_each(|row| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+    y.par_chunks_mut(bias.len()).with_min_len(16).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
 }
 
 pub(crate) fn attn_shape(base: &FrozenBase, batch: usize, seq: usize) -> AttnShape {
@@ -74,14 +72,7 @@ fn branch(
         }
         None => x,
     };
-    lora_fwd(
-        MatMut::strided(&mut y[col..], rows, s.out_features, width),
-        &mut h[..rows * d.rank],
-        input,
-        a,
-        b,
-        &d,
-    );
+    lora_fwd(MatMut::strided(&mut y[col..], rows, s.out_features, width), &mut h[..rows * d.rank], input, a, b, &d);
 }
 
 /// Runs the decoder over `tokens` (`batch * seq` ids), saving activations; the residual stream leaving the
@@ -98,19 +89,11 @@ pub fn forward_blocks(
     let c = &base.config;
     let t = batch * seq;
     assert_eq!(tokens.len(), t);
-    assert!(
-        t <= ar.cap && seq <= ar.max_seq,
-        "batch larger than the arena"
-    );
+    assert!(t <= ar.cap && seq <= ar.max_seq, "batch larger than the arena");
     if lora.config.dropout <= 0.0 {
         drop = None;
     }
-    let (h, i, w, q) = (
-        c.hidden_size,
-        c.intermediate_size,
-        base.qkv_width(),
-        c.q_dim(),
-    );
+    let (h, i, w, q) = (c.hidden_size, c.intermediate_size, base.qkv_width(), c.q_dim());
     let eps = c.rms_norm_eps as f32;
     let shape = attn_shape(base, batch, seq);
     let np = batch * c.num_attention_heads * seq * seq;
@@ -133,27 +116,10 @@ pub fn forward_blocks(
             if let Some(s) = lora.slot(l, tg) {
                 let k = tg as usize;
                 let (hb, mb) = (&mut la.h[k], &mut la.mask[k]);
-                branch(
-                    lora,
-                    s,
-                    base.column(tg),
-                    &la.xn1[..t * h],
-                    qkv,
-                    w,
-                    hb,
-                    mb,
-                    &mut ar.drop_x,
-                    drop.as_deref_mut(),
-                );
+                branch(lora, s, base.column(tg), &la.xn1[..t * h], qkv, w, hb, mb, &mut ar.drop_x, drop.as_deref_mut());
             }
         }
-        base.rope.apply(
-            qkv,
-            w,
-            c.num_attention_heads + c.num_key_value_heads,
-            seq,
-            false,
-        );
+        base.rope.apply(qkv, w, c.num_attention_heads + c.num_key_value_heads, seq, false);
         attention_fwd(&mut la.attn[..t * q], &mut la.probs[..np], qkv, &shape);
         let x_mid = &mut la.x_mid[..t * h];
         x_mid.copy_from_slice(x_in);
@@ -164,18 +130,7 @@ pub fn forward_blocks(
         if let Some(s) = lora.slot(l, Target::O) {
             let k = Target::O as usize;
             let (hb, mb) = (&mut la.h[k], &mut la.mask[k]);
-            branch(
-                lora,
-                s,
-                0,
-                &la.attn[..t * q],
-                x_mid,
-                h,
-                hb,
-                mb,
-                &mut ar.drop_x,
-                drop.as_deref_mut(),
-            );
+            branch(lora, s, 0, &la.attn[..t * q], x_mid, h, hb, mb, &mut ar.drop_x, drop.as_deref_mut());
         }
         rmsnorm_fwd(&mut la.xn2[..t * h], &mut la.inv2[..t], x_mid, &bl.ln2, eps);
         let gu = &mut la.gu[..t * 2 * i];
@@ -188,18 +143,7 @@ pub fn forward_blocks(
                 let k = tg as usize;
                 let (hb, mb) = (&mut la.h[k], &mut la.mask[k]);
                 let col = base.column(tg);
-                branch(
-                    lora,
-                    s,
-                    col,
-                    &la.xn2[..t * h],
-                    gu,
-                    2 * i,
-                    hb,
-                    mb,
-                    &mut ar.drop_x,
-                    drop.as_deref_mut(),
-                );
+                branch(lora, s, col, &la.xn2[..t * h], gu, 2 * i, hb, mb, &mut ar.drop_x, drop.as_deref_mut());
             }
         }
         swiglu_fwd(&mut la.act[..t * i], gu, i);
@@ -211,18 +155,7 @@ pub fn forward_blocks(
         if let Some(s) = lora.slot(l, Target::Down) {
             let k = Target::Down as usize;
             let (hb, mb) = (&mut la.h[k], &mut la.mask[k]);
-            branch(
-                lora,
-                s,
-                0,
-                &la.act[..t * i],
-                x_out,
-                h,
-                hb,
-                mb,
-                &mut ar.drop_x,
-                drop.as_deref_mut(),
-            );
+            branch(lora, s, 0, &la.act[..t * i], x_out, h, hb, mb, &mut ar.drop_x, drop.as_deref_mut());
         }
     }
     ar.dropped = drop.is_some();
@@ -235,28 +168,14 @@ pub fn head_loss(base: &FrozenBase, ar: &mut Arena, targets: &[u32], weights: &[
     let (h, v) = (c.hidden_size, c.vocab_size);
     let t = targets.len();
     let top = &ar.xs[c.num_hidden_layers][..t * h];
-    rmsnorm_fwd(
-        &mut ar.xn_f[..t * h],
-        &mut ar.inv_f[..t],
-        top,
-        &base.norm,
-        c.rms_norm_eps as f32,
-    );
+    rmsnorm_fwd(&mut ar.xn_f[..t * h], &mut ar.inv_f[..t], top, &base.norm, c.rms_norm_eps as f32);
     ar.head_rows.clear();
     ar.head_rows.extend((0..t).filter(|&r| weights[r] != 0.0));
     let n = ar.head_rows.len();
     for (dst, &r) in ar.head_x.chunks_mut(h).zip(&ar.head_rows) {
         dst.copy_from_slice(&ar.xn_f[r * h..(r + 1) * h]);
     }
-    linear_fwd(
-        &mut ar.logits[..n * v],
-        &ar.head_x[..n * h],
-        base.head(),
-        n,
-        h,
-        v,
-        false,
-    );
+    linear_fwd(&mut ar.logits[..n * v], &ar.head_x[..n * h], base.head(), n, h, v, false);
     let tg: Vec<u32> = ar.head_rows.iter().map(|&r| targets[r]).collect();
     let wt: Vec<f32> = ar.head_rows.iter().map(|&r| weights[r]).collect();
     softmax_xent(&mut ar.logits[..n * v], v, &tg, &wt)
@@ -275,13 +194,7 @@ pub fn logits(
     let (h, v, t) = (c.hidden_size, c.vocab_size, batch * seq);
     forward_blocks(base, lora, ar, tokens, batch, seq, None);
     let top = &ar.xs[c.num_hidden_layers][..t * h];
-    rmsnorm_fwd(
-        &mut ar.xn_f[..t * h],
-        &mut ar.inv_f[..t],
-        top,
-        &base.norm,
-        c.rms_norm_eps as f32,
-    );
+    rmsnorm_fwd(&mut ar.xn_f[..t * h], &mut ar.inv_f[..t], top, &base.norm, c.rms_norm_eps as f32);
     let mut out = vec![0.0; t * v];
     linear_fwd(&mut out, &ar.xn_f[..t * h], base.head(), t, h, v, false);
     out

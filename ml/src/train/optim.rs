@@ -15,12 +15,7 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 }
 
@@ -35,12 +30,7 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(config: AdamWConfig, n: usize) -> Self {
-        Self {
-            config,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            t: 0,
-        }
+        Self { config, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
     }
 
     /// One update of `params` from `grads` at learning rate `lr`.
@@ -81,10 +71,8 @@ pub fn cosine_lr(base: f32, step: usize, warmup: usize, total: usize) -> f32 {
 /// before clipping.
 pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f32 {
     // Fixed chunks summed in order: deterministic, so a resumed run clips exactly as the original did.
-    let partial: Vec<f64> = grads
-        .par_chunks(4096)
-        .map(|c| c.iter().map(|g| (*g as f64) * (*g as f64)).sum::<f64>())
-        .collect();
+    let partial: Vec<f64> =
+        grads.par_chunks(4096).map(|c| c.iter().map(|g| (*g as f64) * (*g as f64)).sum::<f64>()).collect();
     let norm = partial.iter().sum::<f64>().sqrt() as f32;
     if max_norm > 0.0 && norm > max_norm {
         let s = max_norm / (norm + 1e-6);
@@ -111,10 +99,7 @@ mod tests {
         let mut opt = AdamW::new(AdamWConfig::default(), 2);
         let mut p = vec![1.0, -1.0];
         opt.step(&mut p, &[0.5, -2.0], 0.1);
-        assert!(
-            (p[0] - 0.9).abs() < 1e-5 && (p[1] + 0.9).abs() < 1e-5,
-            "{p:?}"
-        );
+        assert!((p[0] - 0.9).abs() < 1e-5 && (p[1] + 0.9).abs() < 1e-5, "{p:?}");
     }
 
     #[test]

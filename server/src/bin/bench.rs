@@ -83,7 +83,8 @@ async fn setup(args: &Args, client: &Client) -> anyhow::Result<Vec<BenchUser>> {
     }
     // Wait until the view knows them all.
     for u in &users {
-        while client.get(format!("{}/api/users/profile", args.url)).bearer_auth(&u.token).send().await?.status() != 200 {
+        while client.get(format!("{}/api/users/profile", args.url)).bearer_auth(&u.token).send().await?.status() != 200
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -96,7 +97,8 @@ async fn commands_per_second(args: &Args, client: &Client, users: &Arc<Vec<Bench
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut workers = Vec::new();
     for w in 0..users.len() {
-        let (client, users, ok, failed, url) = (client.clone(), users.clone(), ok.clone(), failed.clone(), args.url.clone());
+        let (client, users, ok, failed, url) =
+            (client.clone(), users.clone(), ok.clone(), failed.clone(), args.url.clone());
         workers.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
@@ -131,7 +133,8 @@ async fn query_latency(args: &Args, client: &Client, users: &Arc<Vec<BenchUser>>
     let mut tasks = Vec::new();
     for i in 0..(args.query_rate * args.seconds) {
         tick.tick().await;
-        let (client, users, latencies, errors, url) = (client.clone(), users.clone(), latencies.clone(), errors.clone(), args.url.clone());
+        let (client, users, latencies, errors, url) =
+            (client.clone(), users.clone(), latencies.clone(), errors.clone(), args.url.clone());
         tasks.push(tokio::spawn(async move {
             let u = &users[i as usize % users.len()];
             let t = Instant::now();
@@ -154,7 +157,12 @@ async fn query_latency(args: &Args, client: &Client, users: &Arc<Vec<BenchUser>>
     (v, errors.load(Ordering::Relaxed))
 }
 
-async fn projection_lag(args: &Args, client: &Client, users: &Arc<Vec<BenchUser>>, pool: &sqlx::PgPool) -> anyhow::Result<Vec<f64>> {
+async fn projection_lag(
+    args: &Args,
+    client: &Client,
+    users: &Arc<Vec<BenchUser>>,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<Vec<f64>> {
     // answered[user][n] = when the command writing marker "lag{n}" was answered.
     let answered: Arc<Mutex<HashMap<String, HashMap<u64, Instant>>>> = Arc::default();
     let ids: Vec<uuid::Uuid> = users.iter().map(|u| u.id.parse().unwrap()).collect();
@@ -171,8 +179,12 @@ async fn projection_lag(args: &Args, client: &Client, users: &Arc<Vec<BenchUser>
                 tasks.push(tokio::spawn(async move {
                     let u = &all[i as usize % all.len()];
                     let n = i / all.len() as u64;
-                    let r = client.put(format!("{url}/api/users/profile")).bearer_auth(&u.token)
-                        .json(&json!({"display_name": format!("lag{n}")})).send().await;
+                    let r = client
+                        .put(format!("{url}/api/users/profile"))
+                        .bearer_auth(&u.token)
+                        .json(&json!({"display_name": format!("lag{n}")}))
+                        .send()
+                        .await;
                     if matches!(r, Ok(ref r) if r.status() == 200) {
                         answered.lock().await.entry(u.id.clone()).or_default().insert(n, Instant::now());
                     }
@@ -193,10 +205,11 @@ async fn projection_lag(args: &Args, client: &Client, users: &Arc<Vec<BenchUser>
     let mut lags = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(args.seconds + 30);
     while Instant::now() < deadline {
-        let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as("SELECT id, display_name FROM users_view WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(pool)
-            .await?;
+        let rows: Vec<(uuid::Uuid, String)> =
+            sqlx::query_as("SELECT id, display_name FROM users_view WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(pool)
+                .await?;
         let now = Instant::now();
         let answered = answered.lock().await;
         for (id, name) in rows {
@@ -241,7 +254,19 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | value | target |");
     println!("|---|---|---|");
     println!("| commands/s sustained (profile updates, {} users, one client each) | {cps:.0} ({ok} ok, {failed} failed) | >= 1500 |", args.users);
-    println!("| query p50 / p99 at {} req/s (ms) | {:.2} / {:.2} ({} ok, {qerr} failed) | p99 <= 5 |", args.query_rate, percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len());
-    println!("| projection lag p50 / p99 at {} commands/s (ms) | {:.1} / {:.1} ({} samples) | p99 <= 100 |", args.lag_rate, percentile(&lags, 0.5), percentile(&lags, 0.99), lags.len());
+    println!(
+        "| query p50 / p99 at {} req/s (ms) | {:.2} / {:.2} ({} ok, {qerr} failed) | p99 <= 5 |",
+        args.query_rate,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.len()
+    );
+    println!(
+        "| projection lag p50 / p99 at {} commands/s (ms) | {:.1} / {:.1} ({} samples) | p99 <= 100 |",
+        args.lag_rate,
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        lags.len()
+    );
     Ok(())
 }

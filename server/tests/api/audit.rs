@@ -46,11 +46,13 @@ async fn the_audit_log_lists_every_event_in_order_with_metadata_and_no_password_
     // Paging with `after` walks the same log.
     let first: Value = app.get("/api/audit/events?limit=1", Some(&admin)).await.json().await.unwrap();
     let after = first["next_after"].as_i64().expect("a next page exists");
-    let rest: Value = app.get(&format!("/api/audit/events?after={after}&limit=1000"), Some(&admin)).await.json().await.unwrap();
+    let rest: Value =
+        app.get(&format!("/api/audit/events?after={after}&limit=1000"), Some(&admin)).await.json().await.unwrap();
     assert_eq!(rest["events"].as_array().unwrap().len(), events.len() - 1);
     assert_eq!(rest["events"][0]["position"], events[1]["position"]);
 
-    let history: Vec<Value> = app.get(&format!("/api/audit/User/{}", lena["id"].as_str().unwrap()), Some(&admin)).await.json().await.unwrap();
+    let history: Vec<Value> =
+        app.get(&format!("/api/audit/User/{}", lena["id"].as_str().unwrap()), Some(&admin)).await.json().await.unwrap();
     assert_eq!(history[0]["event_type"], "UserRegistered");
     assert_eq!(history[0]["sequence"], 1);
     let missing = app.get("/api/audit/User/00000000-0000-0000-0000-000000000000", Some(&admin)).await;

@@ -16,9 +16,8 @@ async fn malformed_json_is_400_and_unknown_fields_422_never_500() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(response).await, "malformed_json");
 
-    let response = app
-        .post("/api/auth/login", None, serde_json::json!({"username": "a", "password": "b", "admin": true}))
-        .await;
+    let response =
+        app.post("/api/auth/login", None, serde_json::json!({"username": "a", "password": "b", "admin": true})).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_body");

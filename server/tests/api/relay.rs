@@ -132,14 +132,19 @@ async fn a_long_open_transaction_does_not_make_the_relay_skip_its_events() {
 
     // A later command commits first.
     let quick = app
-        .post("/api/users", Some(&admin), json!({"username": "quick", "email": "quick@example.com", "password": "quick-password", "role": "user"}))
+        .post(
+            "/api/users",
+            Some(&admin),
+            json!({"username": "quick", "email": "quick@example.com", "password": "quick-password", "role": "user"}),
+        )
         .await;
     assert_eq!(quick.status(), StatusCode::CREATED);
     slow.commit().await.unwrap();
 
     eventually(|| async {
         let page: Value = app.get("/api/users?page_size=100", Some(&admin)).await.json().await.unwrap();
-        let names: Vec<&str> = page["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            page["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
         names.contains(&"slowpoke") && names.contains(&"quick")
     })
     .await;

@@ -39,5 +39,9 @@ async fn a_users_view_rebuilt_by_bonsai_replay_equals_the_live_one() {
         .output()
         .unwrap();
     assert!(!unknown.status.success());
-    assert_eq!(app.get("/api/users/profile", Some(&token)).await.status(), StatusCode::UNAUTHORIZED, "mona is deactivated");
+    assert_eq!(
+        app.get("/api/users/profile", Some(&token)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "mona is deactivated"
+    );
 }

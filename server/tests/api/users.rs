@@ -9,7 +9,12 @@ async fn a_user_calling_an_admin_endpoint_gets_403() {
     let (_, token) = app.create_user(&admin, "carol", "user").await;
     for response in [
         app.get("/api/users", Some(&token)).await,
-        app.post("/api/users", Some(&token), json!({"username": "x1x", "email": "x@x.io", "password": "12345678", "role": "admin"})).await,
+        app.post(
+            "/api/users",
+            Some(&token),
+            json!({"username": "x1x", "email": "x@x.io", "password": "12345678", "role": "admin"}),
+        )
+        .await,
         app.get("/api/audit/events", Some(&token)).await,
     ] {
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
@@ -26,7 +31,8 @@ async fn duplicate_usernames_and_emails_are_409() {
     let response = app.post("/api/users", Some(&admin), again).await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(response).await, "username_taken");
-    let same_email = json!({"username": "dave2", "email": "dave@example.com", "password": "password-9", "role": "user"});
+    let same_email =
+        json!({"username": "dave2", "email": "dave@example.com", "password": "password-9", "role": "user"});
     let response = app.post("/api/users", Some(&admin), same_email).await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(response).await, "email_taken");
@@ -38,8 +44,14 @@ async fn bad_emails_passwords_and_roles_are_422_with_the_field() {
     let admin = app.admin_token().await;
     for (body, field) in [
         (json!({"username": "erin", "email": "not-an-email", "password": "password-9", "role": "user"}), Some("email")),
-        (json!({"username": "erin", "email": "erin@example.com", "password": "short", "role": "user"}), Some("password")),
-        (json!({"username": "e", "email": "erin@example.com", "password": "password-9", "role": "user"}), Some("username")),
+        (
+            json!({"username": "erin", "email": "erin@example.com", "password": "short", "role": "user"}),
+            Some("password"),
+        ),
+        (
+            json!({"username": "e", "email": "erin@example.com", "password": "password-9", "role": "user"}),
+            Some("username"),
+        ),
         (json!({"username": "erin", "email": "erin@example.com", "password": "password-9", "role": "root"}), None),
     ] {
         let response = app.post("/api/users", Some(&admin), body.clone()).await;
@@ -63,7 +75,8 @@ async fn a_deactivated_user_cannot_log_in_and_their_tokens_stop_working() {
     let response = app.patch(&format!("/api/users/{id}"), &admin, json!({"is_active": false})).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.unwrap()["is_active"], false);
-    eventually(|| async { app.get("/api/users/profile", Some(&token)).await.status() == StatusCode::UNAUTHORIZED }).await;
+    eventually(|| async { app.get("/api/users/profile", Some(&token)).await.status() == StatusCode::UNAUTHORIZED })
+        .await;
     let response = app.get("/api/users/profile", Some(&token)).await;
     assert_eq!(error_code(response).await, "account_disabled");
     let response = app.login("frank", "frank-password").await;
@@ -89,7 +102,8 @@ async fn users_update_their_profile_and_password() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let (_, token) = app.create_user(&admin, "gina", "trainer").await;
-    let response = app.put("/api/users/profile", &token, json!({"display_name": "Gina G.", "email": "gina@corp.example"})).await;
+    let response =
+        app.put("/api/users/profile", &token, json!({"display_name": "Gina G.", "email": "gina@corp.example"})).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["display_name"], "Gina G.");
@@ -101,12 +115,30 @@ async fn users_update_their_profile_and_password() {
     })
     .await;
 
-    let response = app.put("/api/users/profile/password", &token, json!({"current_password": "wrong-one!", "new_password": "new-password-1"})).await;
+    let response = app
+        .put(
+            "/api/users/profile/password",
+            &token,
+            json!({"current_password": "wrong-one!", "new_password": "new-password-1"}),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(response).await, "wrong_password");
-    let response = app.put("/api/users/profile/password", &token, json!({"current_password": "gina-password", "new_password": "short"})).await;
+    let response = app
+        .put(
+            "/api/users/profile/password",
+            &token,
+            json!({"current_password": "gina-password", "new_password": "short"}),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let response = app.put("/api/users/profile/password", &token, json!({"current_password": "gina-password", "new_password": "new-password-1"})).await;
+    let response = app
+        .put(
+            "/api/users/profile/password",
+            &token,
+            json!({"current_password": "gina-password", "new_password": "new-password-1"}),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.login("gina", "gina-password").await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.login("gina", "new-password-1").await.status(), StatusCode::OK);

@@ -206,4 +206,3 @@ async fn sniff(state: &AppState, staged: Staged) -> Result<(Staged, String), Api
     let format = serde_json::to_value(detected.format).ok().and_then(|v| v.as_str().map(str::to_owned));
     Ok((staged, format.unwrap_or_else(|| "unknown".into())))
 }
-

@@ -50,9 +50,7 @@ impl AttnShape {
 }
 
 fn blocks(seq: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..seq)
-        .step_by(BLOCK)
-        .map(move |i0| (i0, (i0 + BLOCK).min(seq)))
+    (0..seq).step_by(BLOCK).map(move |i0| (i0, (i0 + BLOCK).min(seq)))
 }
 
 /// `o = softmax(q k^T / sqrt(d) + causal mask) v`, saving the probabilities into `probs`.
@@ -62,10 +60,8 @@ pub fn attention_fwd(o: &mut [f32], probs: &mut [f32], qkv: &[f32], s: &AttnShap
     assert_eq!(o.len(), s.batch * sq * ow);
     assert_eq!(probs.len(), s.batch * s.heads * sq * sq);
     assert_eq!(s.heads % s.kv_heads, 0);
-    o.par_chunks_mut(sq * ow)
-        .zip(probs.par_chunks_mut(s.heads * sq * sq))
-        .zip(qkv.par_chunks(sq * w))
-        .for_each(|((ob, pb), xb)| {
+    o.par_chunks_mut(sq * ow).zip(probs.par_chunks_mut(s.heads * sq * sq)).zip(qkv.par_chunks(sq * w)).for_each(
+        |((ob, pb), xb)| {
             for h in 0..s.heads {
                 let p = &mut pb[h * sq * sq..(h + 1) * sq * sq];
                 let (qc, kc, vc) = (h * d, s.k_col(h), s.v_col(h));
@@ -102,7 +98,8 @@ pub fn attention_fwd(o: &mut [f32], probs: &mut [f32], qkv: &[f32], s: &AttnShap
                     );
                 }
             }
-        });
+        },
+    );
 }
 
 /// Writes the gradients of q, k and v (into the fused `dqkv`, same layout as `qkv`) from `d_o`.
@@ -156,13 +153,7 @@ pub fn attention_bwd(dqkv: &mut [f32], d_o: &[f32], qkv: &[f32], probs: &[f32], 
                 // dK (+)= scale * dS^T Q and dV (+)= P^T dO; row j only sees rows i >= j.
                 for (j0, j1) in blocks(sq) {
                     let tail = sq - j0;
-                    let ds_t = MatRef {
-                        data: &ds[j0 * sq + j0..],
-                        rows: j1 - j0,
-                        cols: tail,
-                        rs: 1,
-                        cs: sq,
-                    };
+                    let ds_t = MatRef { data: &ds[j0 * sq + j0..], rows: j1 - j0, cols: tail, rs: 1, cs: sq };
                     matmul(
                         MatMut::strided(&mut gb[j0 * w + kc..], j1 - j0, d, w),
                         ds_t,
@@ -171,13 +162,7 @@ pub fn attention_bwd(dqkv: &mut [f32], d_o: &[f32], qkv: &[f32], probs: &[f32], 
                         !first,
                         Par::Single,
                     );
-                    let p_t = MatRef {
-                        data: &p[j0 * sq + j0..],
-                        rows: j1 - j0,
-                        cols: tail,
-                        rs: 1,
-                        cs: sq,
-                    };
+                    let p_t = MatRef { data: &p[j0 * sq + j0..], rows: j1 - j0, cols: tail, rs: 1, cs: sq };
                     matmul(
                         MatMut::strided(&mut gb[j0 * w + vc..], j1 - j0, d, w),
                         p_t,

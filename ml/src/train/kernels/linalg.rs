@@ -18,35 +18,17 @@ pub struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A dense row-major `[rows, cols]` matrix.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
+        Self { data, rows, cols, rs: cols, cs: 1 }
     }
 
     /// A row-major matrix whose rows are `rs` elements apart (a column block of a wider matrix).
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs,
-            cs: 1,
-        }
+        Self { data, rows, cols, rs, cs: 1 }
     }
 
     /// The transpose, as a view (no copy).
     pub fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
+        Self { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
 
     fn max_index(&self) -> Option<usize> {
@@ -67,21 +49,11 @@ pub struct MatMut<'a> {
 
 impl<'a> MatMut<'a> {
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-        }
+        Self { data, rows, cols, rs: cols }
     }
 
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs,
-        }
+        Self { data, rows, cols, rs }
     }
 }
 
@@ -95,21 +67,11 @@ pub enum Par {
 /// `dst = beta * a * b` when `accumulate` is false, `dst += beta * a * b` when it is true.
 ///
 /// Panics when the shapes disagree or a view reaches outside its slice.
-pub fn matmul(
-    dst: MatMut<'_>,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    accumulate: bool,
-    par: Par,
-) {
+pub fn matmul(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, beta: f32, accumulate: bool, par: Par) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     assert_eq!(dst.rows, a.rows, "output rows differ");
     assert_eq!(dst.cols, b.cols, "output columns differ");
-    assert!(
-        dst.rs >= dst.cols || dst.rows <= 1,
-        "destination rows overlap"
-    );
+    assert!(dst.rs >= dst.cols || dst.rows <= 1, "destination rows overlap");
     if dst.rows == 0 || dst.cols == 0 {
         return;
     }
@@ -166,34 +128,12 @@ pub fn matmul(
 
 /// `y[m, n] (+)= x[m, k] * w[n, k]^T`: a linear layer with an `[out, in]` weight.
 pub fn linear_fwd(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize, acc: bool) {
-    matmul(
-        MatMut::new(y, m, n),
-        MatRef::new(x, m, k),
-        MatRef::new(w, n, k).t(),
-        1.0,
-        acc,
-        Par::Threads,
-    );
+    matmul(MatMut::new(y, m, n), MatRef::new(x, m, k), MatRef::new(w, n, k).t(), 1.0, acc, Par::Threads);
 }
 
 /// `dx[m, k] (+)= dy[m, n] * w[n, k]`: the input gradient of a linear layer.
-pub fn linear_bwd_x(
-    dx: &mut [f32],
-    dy: &[f32],
-    w: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    acc: bool,
-) {
-    matmul(
-        MatMut::new(dx, m, k),
-        MatRef::new(dy, m, n),
-        MatRef::new(w, n, k),
-        1.0,
-        acc,
-        Par::Threads,
-    );
+pub fn linear_bwd_x(dx: &mut [f32], dy: &[f32], w: &[f32], m: usize, k: usize, n: usize, acc: bool) {
+    matmul(MatMut::new(dx, m, k), MatRef::new(dy, m, n), MatRef::new(w, n, k), 1.0, acc, Par::Threads);
 }
 
 #[cfg(test)]
@@ -205,14 +145,7 @@ mod tests {
         let a: Vec<f32> = (0..12).map(|v| v as f32 * 0.5 - 2.0).collect(); // [3, 4]
         let b: Vec<f32> = (0..8).map(|v| (v as f32).sin()).collect(); // [2, 4] used as b^T
         let mut out = vec![1.0f32; 6];
-        matmul(
-            MatMut::new(&mut out, 3, 2),
-            MatRef::new(&a, 3, 4),
-            MatRef::new(&b, 2, 4).t(),
-            2.0,
-            true,
-            Par::Single,
-        );
+        matmul(MatMut::new(&mut out, 3, 2), MatRef::new(&a, 3, 4), MatRef::new(&b, 2, 4).t(), 2.0, true, Par::Single);
         for i in 0..3 {
             for j in 0..2 {
                 let dot: f32 = (0..4).map(|k| a[i * 4 + k] * b[j * 4 + k]).sum();
@@ -242,13 +175,6 @@ mod tests {
     fn a_view_past_the_slice_is_refused() {
         let a = vec![0.0f32; 5];
         let mut out = vec![0.0f32; 4];
-        matmul(
-            MatMut::new(&mut out, 2, 2),
-            MatRef::new(&a, 2, 3),
-            MatRef::new(&a, 3, 2),
-            1.0,
-            false,
-            Par::Single,
-        );
+        matmul(MatMut::new(&mut out, 2, 2), MatRef::new(&a, 2, 3), MatRef::new(&a, 3, 2), 1.0, false, Par::Single);
     }
 }

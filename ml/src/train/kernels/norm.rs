@@ -13,29 +13,20 @@ pub fn rmsnorm_fwd(y: &mut [f32], inv_rms: &mut [f32], x: &[f32], w: &[f32], eps
     let n = w.len();
     assert_eq!(y.len(), x.len());
     assert_eq!(x.len(), inv_rms.len() * n);
-    y.par_chunks_mut(n)
-        .zip(inv_rms.par_iter_mut())
-        .zip(x.par_chunks(n))
-        .with_min_len(ROWS_PER_TASK)
-        .for_each(|((yr, r), xr)| {
+    y.par_chunks_mut(n).zip(inv_rms.par_iter_mut()).zip(x.par_chunks(n)).with_min_len(ROWS_PER_TASK).for_each(
+        |((yr, r), xr)| {
             let ss: f32 = xr.iter().map(|v| v * v).sum();
             let inv = 1.0 / (ss / n as f32 + eps).sqrt();
             *r = inv;
             for ((yv, xv), wv) in yr.iter_mut().zip(xr).zip(w) {
                 *yv = xv * inv * wv;
             }
-        });
+        },
+    );
 }
 
 /// Writes (or with `accumulate`, adds) the input gradient of [`rmsnorm_fwd`] into `dx`.
-pub fn rmsnorm_bwd(
-    dx: &mut [f32],
-    dy: &[f32],
-    x: &[f32],
-    w: &[f32],
-    inv_rms: &[f32],
-    accumulate: bool,
-) {
+pub fn rmsnorm_bwd(dx: &mut [f32], dy: &[f32], x: &[f32], w: &[f32], inv_rms: &[f32], accumulate: bool) {
     let n = w.len();
     assert_eq!(dx.len(), x.len());
     assert_eq!(dy.len(), x.len());
@@ -46,12 +37,7 @@ pub fn rmsnorm_bwd(
         .zip(inv_rms.par_iter())
         .with_min_len(ROWS_PER_TASK)
         .for_each(|(((dxr, dyr), xr), &r)| {
-            let dot: f32 = dyr
-                .iter()
-                .zip(w)
-                .zip(xr)
-                .map(|((g, wv), xv)| g * wv * xv)
-                .sum();
+            let dot: f32 = dyr.iter().zip(w).zip(xr).map(|((g, wv), xv)| g * wv * xv).sum();
             let c = r * r * r * dot / n as f32;
             if accumulate {
                 for (((d, g), wv), xv) in dxr.iter_mut().zip(dyr).zip(w).zip(xr) {

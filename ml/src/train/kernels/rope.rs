@@ -17,9 +17,7 @@ pub struct RopeTable {
 impl RopeTable {
     /// Builds the table for plain RoPE (`inv_freq = 1 / theta^(2i/d)`).
     pub fn new(head_dim: usize, max_pos: usize, theta: f64) -> Self {
-        let inv: Vec<f64> = (0..head_dim / 2)
-            .map(|i| 1.0 / theta.powf((2 * i) as f64 / head_dim as f64))
-            .collect();
+        let inv: Vec<f64> = (0..head_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f64 / head_dim as f64)).collect();
         Self::from_inv_freq(&inv, head_dim, max_pos)
     }
 
@@ -37,12 +35,7 @@ impl RopeTable {
                 sin.push(angle.sin() as f32);
             }
         }
-        Self {
-            cos,
-            sin,
-            half,
-            max_pos,
-        }
+        Self { cos, sin, half, max_pos }
     }
 
     /// Rotates, in place, the first `heads` head vectors of every row of `x` (rows `row_stride` apart, one
@@ -53,22 +46,19 @@ impl RopeTable {
         assert!(heads * 2 * half <= row_stride);
         assert_eq!(x.len() % row_stride, 0);
         let sign = if inverse { -1.0f32 } else { 1.0 };
-        x.par_chunks_mut(row_stride)
-            .enumerate()
-            .with_min_len(8)
-            .for_each(|(t, row)| {
-                let p = t % seq;
-                let cos = &self.cos[p * half..(p + 1) * half];
-                let sin = &self.sin[p * half..(p + 1) * half];
-                for h in 0..heads {
-                    let (lo, hi) = row[h * 2 * half..(h + 1) * 2 * half].split_at_mut(half);
-                    for i in 0..half {
-                        let (a, b) = (lo[i], hi[i]);
-                        let s = sign * sin[i];
-                        lo[i] = a * cos[i] - b * s;
-                        hi[i] = b * cos[i] + a * s;
-                    }
+        x.par_chunks_mut(row_stride).enumerate().with_min_len(8).for_each(|(t, row)| {
+            let p = t % seq;
+            let cos = &self.cos[p * half..(p + 1) * half];
+            let sin = &self.sin[p * half..(p + 1) * half];
+            for h in 0..heads {
+                let (lo, hi) = row[h * 2 * half..(h + 1) * 2 * half].split_at_mut(half);
+                for i in 0..half {
+                    let (a, b) = (lo[i], hi[i]);
+                    let s = sign * sin[i];
+                    lo[i] = a * cos[i] - b * s;
+                    hi[i] = b * cos[i] + a * s;
                 }
-            });
+            }
+        });
     }
 }
