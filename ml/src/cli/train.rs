@@ -72,6 +72,9 @@ pub struct TrainArgs {
     /// Also write the merged model to <out>/merged.
     #[arg(long)]
     pub merge: bool,
+    /// Then export the merged model to ONNX in <out>/onnx (implies --merge), ready to serve.
+    #[arg(long)]
+    pub export_onnx: bool,
     /// cpu or cuda (cuda needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -119,7 +122,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         max_seq_len: args.max_seq_len,
         eval_split: args.eval_split,
         resume: args.resume,
-        merge: args.merge,
+        merge: args.merge || args.export_onnx,
         device,
     };
     let bar = ProgressBar::new(0);
@@ -152,6 +155,18 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(m) = outcome.merged_dir {
         println!("merged model in {}", m.display());
+        if args.export_onnx {
+            // The last step of a training job: the merged weights as a self-contained ONNX folder.
+            let out = args.out.join("onnx");
+            let report = crate::onnx::export_dir(&m, &out).context("exporting the merged model to ONNX")?;
+            println!(
+                "ONNX export in {} ({:.2} s; model.onnx {} bytes, weights {} bytes)",
+                out.display(),
+                report.seconds,
+                report.model_bytes,
+                report.data_bytes
+            );
+        }
     }
     Ok(())
 }
@@ -212,9 +227,17 @@ mod tests {
             "--checkpoint-every",
             "1",
             "--merge",
+            "--export-onnx",
         ];
         run(Cli::parse_from(args).train).unwrap();
-        for f in ["adapter/adapter_config.json", "checkpoint-1/optimizer.safetensors", "merged/model.safetensors"] {
+        for f in [
+            "adapter/adapter_config.json",
+            "checkpoint-1/optimizer.safetensors",
+            "merged/model.safetensors",
+            "onnx/model.onnx",
+            "onnx/model.onnx.data",
+            "onnx/tokenizer.json",
+        ] {
             assert!(d.join("out").join(f).exists(), "{f} written");
         }
         let cfg = std::fs::read_to_string(d.join("out/adapter/adapter_config.json")).unwrap();
