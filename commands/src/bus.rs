@@ -2,8 +2,8 @@ use crate::{Argon2Passwords, CommandError, CommandMetadata};
 use bonsai_domain::dataset::{Dataset, DatasetCommand};
 use bonsai_domain::user::{User, UserCommand};
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::AggregateError;
 use cqrs_es::CqrsFramework;
+use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -41,19 +41,7 @@ impl CommandBus {
     /// (each retry reloads the aggregate and decides again).
     #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err)]
     pub async fn user(&self, user_id: Uuid, command: UserCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
-        let id = user_id.to_string();
-        for attempt in 1..=self.max_attempts {
-            match self.users.execute_with_metadata(&id, command.clone(), meta.to_map()).await {
-                Ok(()) => return Ok(()),
-                Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
-                    // Jittered back-off so that racing writers stop colliding in lock-step.
-                    let jitter = rand::random::<u64>() % (2 * u64::from(attempt) + 1);
-                    tokio::time::sleep(Duration::from_millis(jitter)).await;
-                }
-                Err(e) => return Err(convert(e, attempt)),
-            }
-        }
-        Err(CommandError::Conflict { attempts: self.max_attempts })
+        self.execute(&self.users, user_id, command, meta).await
     }
 
     /// Executes a dataset command, with the same bounded conflict retries as [`CommandBus::user`].
@@ -64,11 +52,27 @@ impl CommandBus {
         command: DatasetCommand,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let id = dataset_id.to_string();
+        self.execute(&self.datasets, dataset_id, command, meta).await
+    }
+
+    async fn execute<A>(
+        &self,
+        cqrs: &PostgresCqrs<A>,
+        id: Uuid,
+        command: A::Command,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        A::Error: Into<CommandError>,
+    {
+        let id = id.to_string();
         for attempt in 1..=self.max_attempts {
-            match self.datasets.execute_with_metadata(&id, command.clone(), meta.to_map()).await {
+            match cqrs.execute_with_metadata(&id, command.clone(), meta.to_map()).await {
                 Ok(()) => return Ok(()),
                 Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
+                    // Jittered back-off so that racing writers stop colliding in lock-step.
                     let jitter = rand::random::<u64>() % (2 * u64::from(attempt) + 1);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
                 }
