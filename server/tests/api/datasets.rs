@@ -58,7 +58,9 @@ impl TestApp {
             .unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let accepted: Value = response.json().await.unwrap();
-        assert_eq!(accepted["status"], "validating");
+        // The worker may already have decided by the time the answer is built (small files validate in
+        // milliseconds), so any status from "validating" on is right here; "uploaded" is not.
+        assert!(["validating", "valid", "invalid"].contains(&accepted["status"].as_str().unwrap()), "{accepted}");
         let path = format!("/api/data/datasets/{id}");
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
