@@ -1,3 +1,4 @@
+use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::{self, stream};
 use std::time::Duration;
 
@@ -35,5 +36,14 @@ impl EventBus {
             ..Default::default()
         };
         Ok(self.js.get_or_create_stream(config).await?)
+    }
+
+    /// The message stream of the durable pull consumer `config.durable_name` on the events stream,
+    /// creating stream and consumer if needed.
+    pub async fn durable_messages(&self, config: pull::Config) -> Result<pull::Stream, async_nats::Error> {
+        let name = config.durable_name.clone().ok_or("a durable consumer needs a name")?;
+        let stream = self.ensure_stream().await?;
+        let consumer = stream.get_or_create_consumer(&name, config).await?;
+        Ok(consumer.messages().await?)
     }
 }

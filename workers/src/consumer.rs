@@ -42,7 +42,6 @@ impl ProjectionConsumer {
     }
 
     async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
-        let stream = self.bus.ensure_stream().await?;
         let config = pull::Config {
             durable_name: Some(self.durable_name()),
             deliver_policy: DeliverPolicy::All,
@@ -51,8 +50,7 @@ impl ProjectionConsumer {
             max_ack_pending: 1024,
             ..Default::default()
         };
-        let consumer = stream.get_or_create_consumer(&self.durable_name(), config).await?;
-        Ok(consumer.messages().await?)
+        self.bus.durable_messages(config).await
     }
 
     /// Runs until `shutdown`, reconnecting the message stream after errors.

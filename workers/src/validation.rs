@@ -77,7 +77,6 @@ impl ValidationWorker {
     }
 
     async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
-        let stream = self.bus.ensure_stream().await?;
         let config = pull::Config {
             durable_name: Some(self.durable_name()),
             filter_subject: format!("{}.events.Dataset.>", self.bus.prefix),
@@ -88,8 +87,7 @@ impl ValidationWorker {
             max_ack_pending: 16,
             ..Default::default()
         };
-        let consumer = stream.get_or_create_consumer(&self.durable_name(), config).await?;
-        Ok(consumer.messages().await?)
+        self.bus.durable_messages(config).await
     }
 
     /// Runs until `shutdown`, reconnecting the message stream after errors. A validation in progress
