@@ -1,10 +1,14 @@
 use crate::auth::{RateLimits, TokenService};
-use bonsai_commands::{CommandBus, FileStore};
+use bonsai_commands::{CommandBus, FileStore, LocalModels};
+use bonsai_projections::user_cache::UserCache;
 use sqlx::PgPool;
 use std::sync::Arc;
 
 /// The default upload limit: 100 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 << 20;
+
+/// The longest a cached users view row is used without news of its user (see [`UserCache`]).
+pub(crate) const DEFAULT_USER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -13,12 +17,17 @@ pub struct AppState {
     pub commands: CommandBus,
     pub tokens: Arc<TokenService>,
     pub limits: Arc<RateLimits>,
+    /// The users view rows that authentication reads, kept as fresh as the view (feed it with
+    /// `bonsai_workers::follow_user_events`; unfed, rows are re-read after its time limit).
+    pub user_cache: Arc<UserCache>,
     /// For `/readyz`.
     pub nats: async_nats::Client,
     /// Uploaded dataset files (see [`AppState::with_datasets`]).
     pub files: Arc<dyn FileStore>,
     /// Largest dataset upload, in bytes.
     pub max_upload_bytes: u64,
+    /// Installed base models, for `tokenizer_model_id` (see [`AppState::with_models`]).
+    pub models: Option<LocalModels>,
 }
 
 impl AppState {
@@ -34,9 +43,11 @@ impl AppState {
             commands,
             tokens: Arc::new(TokenService::new(tokens)),
             limits: Arc::new(RateLimits::new(limits)),
+            user_cache: Arc::new(UserCache::new(DEFAULT_USER_CACHE_TTL)),
             nats,
             files: Arc::new(crate::routes::NoFileStore),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            models: None,
         }
     }
 
@@ -44,6 +55,18 @@ impl AppState {
     pub fn with_datasets(mut self, files: Arc<dyn FileStore>, max_upload_bytes: u64) -> Self {
         self.files = files;
         self.max_upload_bytes = max_upload_bytes;
+        self
+    }
+
+    /// Where base models are installed. Without this, every `tokenizer_model_id` is unknown.
+    pub fn with_models(mut self, models: LocalModels) -> Self {
+        self.models = Some(models);
+        self
+    }
+
+    /// How long a cached users view row may be used without news of its user.
+    pub fn with_user_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.user_cache = Arc::new(UserCache::new(ttl));
         self
     }
 }

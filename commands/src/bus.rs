@@ -1,47 +1,77 @@
+use crate::store::EventRepository;
 use crate::{Argon2Passwords, CommandError, CommandMetadata};
 use bonsai_domain::dataset::{Dataset, DatasetCommand};
-use bonsai_domain::user::{User, UserCommand};
+use bonsai_domain::user::{User, UserCommand, UserServices};
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::CqrsFramework;
-use cqrs_es::{Aggregate, AggregateError};
-use postgres_es::{PostgresCqrs, PostgresEventRepository};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Events between snapshots of one aggregate: a user who logs in daily has a long history.
-const SNAPSHOT_EVERY: usize = 50;
+type Store<A> = PersistedEventStore<EventRepository, A>;
 
 /// Executes commands against the event store. Cheap to clone.
+///
+/// The loop is cqrs-es's own (`CqrsFramework::execute`: load, handle, commit) run on its event store
+/// directly, so that a caller can have the aggregate's state after the command without reading a view
+/// that may lag. No cqrs-es queries are attached: read models are built from NATS by durable consumers
+/// (ARCHITECTURE.md), never in-process after commit.
 #[derive(Clone)]
 pub struct CommandBus {
-    users: Arc<PostgresCqrs<User>>,
-    datasets: Arc<PostgresCqrs<Dataset>>,
+    users: Arc<Store<User>>,
+    user_services: Arc<Box<dyn UserServices>>,
+    datasets: Arc<Store<Dataset>>,
     pool: PgPool,
     max_attempts: u32,
+    /// Called after every successful command (see [`CommandBus::on_append`]).
+    appended: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl CommandBus {
     pub fn new(pool: PgPool) -> Self {
-        // No cqrs-es queries are attached: read models are built from NATS by durable consumers
-        // (ARCHITECTURE.md), never in-process after commit.
-        let store = PersistedEventStore::new_snapshot_store(PostgresEventRepository::new(pool.clone()), SNAPSHOT_EVERY)
+        // A user who logs in daily has a long history: the User's state is kept in its snapshot, written
+        // with every append (one statement, see store.rs), so loading it is one row whatever its age.
+        let users = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
-        let users =
-            CqrsFramework::new(store, vec![], Box::new(Argon2Passwords) as Box<dyn bonsai_domain::user::UserServices>);
         // Dataset histories are short (a few versions and validations): no snapshots.
-        let dataset_store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+        let datasets = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
-        let datasets = CqrsFramework::new(dataset_store, vec![], ());
-        Self { users: Arc::new(users), datasets: Arc::new(datasets), pool, max_attempts: 8 }
+        Self {
+            users: Arc::new(users),
+            user_services: Arc::new(Box::new(Argon2Passwords)),
+            datasets: Arc::new(datasets),
+            pool,
+            max_attempts: 8,
+            appended: None,
+        }
+    }
+
+    /// Calls `hook` after every command that succeeded (it may have appended events): the binary uses
+    /// it to wake the relay at once instead of waiting for its next poll.
+    pub fn on_append(mut self, hook: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.appended = Some(hook);
+        self
     }
 
     /// Executes a user command, retrying optimistic-concurrency conflicts a bounded number of times
     /// (each retry reloads the aggregate and decides again).
     #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err)]
     pub async fn user(&self, user_id: Uuid, command: UserCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
-        self.execute(&self.users, user_id, command, meta).await
+        self.execute(&self.users, &self.user_services, user_id, command, meta, false).await.map(drop)
+    }
+
+    /// [`CommandBus::user`], answering the user's state as the command left it.
+    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err)]
+    pub async fn user_state(
+        &self,
+        user_id: Uuid,
+        command: UserCommand,
+        meta: &CommandMetadata,
+    ) -> Result<User, CommandError> {
+        let state = self.execute(&self.users, &self.user_services, user_id, command, meta, true).await?;
+        Ok(state.unwrap_or_default())
     }
 
     /// Executes a dataset command, with the same bounded conflict retries as [`CommandBus::user`].
@@ -52,25 +82,34 @@ impl CommandBus {
         command: DatasetCommand,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        self.execute(&self.datasets, dataset_id, command, meta).await
+        self.execute(&self.datasets, &(), dataset_id, command, meta, false).await.map(drop)
     }
 
+    /// Load, decide, append; on a conflict (another writer appended first) again from the load, a
+    /// bounded number of times. With `want_state`, answers the aggregate as the command left it.
     async fn execute<A>(
         &self,
-        cqrs: &PostgresCqrs<A>,
+        store: &Store<A>,
+        services: &A::Services,
         id: Uuid,
         command: A::Command,
         meta: &CommandMetadata,
-    ) -> Result<(), CommandError>
+        want_state: bool,
+    ) -> Result<Option<A>, CommandError>
     where
-        A: Aggregate,
+        A: Aggregate + Clone,
         A::Command: Clone,
         A::Error: Into<CommandError>,
     {
         let id = id.to_string();
         for attempt in 1..=self.max_attempts {
-            match cqrs.execute_with_metadata(&id, command.clone(), meta.to_map()).await {
-                Ok(()) => return Ok(()),
+            match Self::attempt(store, services, &id, command.clone(), meta, want_state).await {
+                Ok(state) => {
+                    if let Some(hook) = &self.appended {
+                        hook();
+                    }
+                    return Ok(state);
+                }
                 Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
                     // Jittered back-off so that racing writers stop colliding in lock-step.
                     let jitter = rand::random::<u64>() % (2 * u64::from(attempt) + 1);
@@ -80,6 +119,23 @@ impl CommandBus {
             }
         }
         Err(CommandError::Conflict { attempts: self.max_attempts })
+    }
+
+    async fn attempt<A: Aggregate + Clone>(
+        store: &Store<A>,
+        services: &A::Services,
+        id: &str,
+        command: A::Command,
+        meta: &CommandMetadata,
+        want_state: bool,
+    ) -> Result<Option<A>, AggregateError<A::Error>> {
+        let mut context = store.load_aggregate(id).await?;
+        let sink: EventSink<A> = EventSink::default();
+        // The sink applies each event to the aggregate as the command decides it.
+        context.aggregate().handle(command, services, &sink).await.map_err(AggregateError::UserError)?;
+        let state = want_state.then(|| context.aggregate().clone());
+        store.commit(sink.collect().await, context, meta.to_map()).await?;
+        Ok(state)
     }
 
     /// Whether any user was ever registered (first-start bootstrap).

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 
 /// A stream of upload bytes. A failing stream (a client that went away, a broken multipart body) ends
@@ -19,6 +20,15 @@ pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, io::Error>>;
 pub struct StoredBlob {
     pub sha256: String,
     pub size: u64,
+}
+
+/// A stored file as a listing shows it, for garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub sha256: String,
+    pub size: u64,
+    /// When it was stored, or last committed again (storing the same content refreshes it).
+    pub modified: SystemTime,
 }
 
 /// An upload that has arrived whole but is not stored yet: it can be read (to sniff it), then
@@ -61,7 +71,8 @@ pub trait FileStore: Send + Sync {
     async fn stage(&self, bytes: ByteStream<'_>, max_bytes: u64) -> Result<Staged, FileStoreError>;
     /// Reads a staged upload. The reader blocks: use it on a blocking thread.
     fn open_staged(&self, staged: &Staged) -> Result<Box<dyn Read + Send>, FileStoreError>;
-    /// Stores a staged upload under its sha256. Storing the same content twice keeps one copy.
+    /// Stores a staged upload under its sha256. Storing the same content twice keeps one copy and
+    /// refreshes its modification time (so a garbage collection in progress does not take it).
     async fn commit(&self, staged: Staged) -> Result<StoredBlob, FileStoreError>;
     /// Stage and commit in one go.
     async fn put(&self, bytes: ByteStream<'_>, max_bytes: u64) -> Result<StoredBlob, FileStoreError> {
@@ -72,6 +83,10 @@ pub trait FileStore: Send + Sync {
     fn open(&self, sha256: &str) -> Result<Box<dyn Read + Send>, FileStoreError>;
     /// Removes a stored file; removing a missing one is not an error.
     async fn remove(&self, sha256: &str) -> Result<(), FileStoreError>;
+    /// Every stored file.
+    async fn list(&self) -> Result<Vec<BlobInfo>, FileStoreError>;
+    /// Removes uploads left unfinished (by a crash) before `before`; returns how many.
+    async fn remove_stale_partials(&self, before: SystemTime) -> Result<u64, FileStoreError>;
 }
 
 /// Files in a local directory: `<root>/blobs/<first two hex digits>/<sha256>`, and uploads in progress
@@ -95,12 +110,16 @@ impl LocalFileStore {
 
     /// The path of a stored file, for keys that are a sha256 and nothing else.
     pub fn path_of(&self, sha256: &str) -> Result<PathBuf, FileStoreError> {
-        let is_key = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !is_key {
+        if !is_key(sha256) {
             return Err(FileStoreError::InvalidKey);
         }
         Ok(self.root.join("blobs").join(&sha256[..2]).join(sha256))
     }
+}
+
+/// Whether `name` is a key: a lower-case hex sha256.
+fn is_key(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Removes an unfinished upload when dropped, also when the request is cancelled mid-stream.
@@ -145,8 +164,16 @@ impl FileStore for LocalFileStore {
     async fn commit(&self, mut staged: Staged) -> Result<StoredBlob, FileStoreError> {
         let path = self.path_of(&staged.sha256)?;
         tokio::fs::create_dir_all(path.parent().expect("blob paths have a parent")).await?;
-        // Same content already stored: keep the one copy; the staged file goes when `staged` drops.
-        if !tokio::fs::try_exists(&path).await? {
+        // Same content already stored: keep the one copy (touched, see the trait); the staged file goes
+        // when `staged` drops.
+        if tokio::fs::try_exists(&path).await? {
+            let touched = path.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::File::options().append(true).open(touched)?.set_modified(SystemTime::now())
+            })
+            .await
+            .map_err(io::Error::other)??;
+        } else {
             tokio::fs::rename(staged.path(), &path).await?;
             staged.partial.0 = None;
         }
@@ -168,6 +195,48 @@ impl FileStore for LocalFileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn list(&self) -> Result<Vec<BlobInfo>, FileStoreError> {
+        let blobs = self.root.join("blobs");
+        let listed = tokio::task::spawn_blocking(move || -> io::Result<Vec<BlobInfo>> {
+            let mut found = Vec::new();
+            for shard in std::fs::read_dir(blobs)? {
+                let shard = shard?;
+                if !shard.file_type()?.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(shard.path())? {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    // Only names that are keys: anything else in the folder is not ours to judge.
+                    if meta.is_file() && is_key(&name) {
+                        found.push(BlobInfo { sha256: name, size: meta.len(), modified: meta.modified()? });
+                    }
+                }
+            }
+            Ok(found)
+        });
+        Ok(listed.await.map_err(io::Error::other)??)
+    }
+
+    async fn remove_stale_partials(&self, before: SystemTime) -> Result<u64, FileStoreError> {
+        let tmp = self.root.join("tmp");
+        let removed = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(tmp)? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                let is_partial = entry.file_name().to_string_lossy().ends_with(".part");
+                if meta.is_file() && is_partial && meta.modified()? < before {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        });
+        Ok(removed.await.map_err(io::Error::other)??)
     }
 }
 
@@ -232,6 +301,30 @@ mod tests {
         let refused = store.put(futures::stream::iter(parts).boxed(), 100).await;
         assert!(matches!(refused, Err(FileStoreError::Source(_))));
         assert_eq!(files_in(&dir.path().join("tmp")), 0);
+    }
+
+    #[tokio::test]
+    async fn listing_shows_stored_files_and_committing_again_refreshes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileStore::new(dir.path()).unwrap();
+        let blob = store.put(chunks(&[b"abc"]), 100).await.unwrap();
+        let path = store.path_of(&blob.sha256).unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(3 * 24 * 3600);
+        std::fs::File::options().append(true).open(&path).unwrap().set_modified(old).unwrap();
+        std::fs::write(path.with_file_name("not-a-key"), b"x").unwrap();
+        let listed = store.list().await.unwrap();
+        assert_eq!(listed, vec![BlobInfo { sha256: blob.sha256.clone(), size: 3, modified: old }]);
+        store.put(chunks(&[b"abc"]), 100).await.unwrap();
+        assert!(store.list().await.unwrap()[0].modified > old, "storing it again touched it");
+
+        let partial = dir.path().join("tmp").join("left-by-a-crash.part");
+        std::fs::write(&partial, b"half").unwrap();
+        assert_eq!(store.remove_stale_partials(old).await.unwrap(), 0, "younger than the cut-off");
+        assert_eq!(
+            store.remove_stale_partials(SystemTime::now() + std::time::Duration::from_secs(1)).await.unwrap(),
+            1
+        );
+        assert!(!partial.exists());
     }
 
     #[test]

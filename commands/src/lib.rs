@@ -3,13 +3,19 @@
 
 mod bus;
 mod error;
+mod file_gc;
 pub mod files;
 mod metadata;
+mod models;
 mod passwords;
+mod store;
 mod upcasters;
 
 pub use bus::CommandBus;
 pub use error::CommandError;
+pub use file_gc::{sweep_unreferenced_files, SweepError, SweepReport};
 pub use files::{FileStore, FileStoreError, LocalFileStore, Staged, StoredBlob};
 pub use metadata::CommandMetadata;
+pub use models::{LocalModels, ModelLookupError};
 pub use passwords::Argon2Passwords;
+pub use store::EventRepository;

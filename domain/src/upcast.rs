@@ -13,19 +13,32 @@ pub struct Upcaster {
 }
 
 /// Every upcaster of the platform, applied in chains until none matches.
-pub const UPCASTERS: &[Upcaster] = &[Upcaster {
-    // Version 0 of UserRegistered (written before display names existed) had no `display_name`.
-    aggregate_type: "User",
-    event_type: "UserRegistered",
-    from: "0",
-    to: "1",
-    f: |mut payload| {
-        if let Some(body) = payload.get_mut("UserRegistered").and_then(Value::as_object_mut) {
-            body.entry("display_name").or_insert(Value::String(String::new()));
-        }
-        payload
+pub const UPCASTERS: &[Upcaster] = &[
+    Upcaster {
+        // Version 0 of UserRegistered (written before display names existed) had no `display_name`.
+        aggregate_type: "User",
+        event_type: "UserRegistered",
+        from: "0",
+        to: "1",
+        f: |payload| with_default(payload, "UserRegistered", "display_name", Value::String(String::new())),
     },
-}];
+    Upcaster {
+        // Version 1 of DatasetValidationRequested predates token counts: no tokenizer was asked for.
+        aggregate_type: "Dataset",
+        event_type: "DatasetValidationRequested",
+        from: "1",
+        to: "2",
+        f: |payload| with_default(payload, "DatasetValidationRequested", "tokenizer_model_id", Value::Null),
+    },
+];
+
+/// `payload` (`{"<Variant>": {...}}`) with `field` set to `value` where it is missing.
+fn with_default(mut payload: Value, variant: &str, field: &str, value: Value) -> Value {
+    if let Some(body) = payload.get_mut(variant).and_then(Value::as_object_mut) {
+        body.entry(field).or_insert(value);
+    }
+    payload
+}
 
 /// Whether any upcaster applies to this event.
 pub fn needs_upcast(aggregate_type: &str, event_type: &str, version: &str) -> bool {
@@ -59,6 +72,22 @@ mod tests {
         assert_eq!(version, "1");
         let event: UserEvent = serde_json::from_value(payload).unwrap();
         assert!(matches!(event, UserEvent::UserRegistered { display_name, .. } if display_name.is_empty()));
+    }
+
+    #[test]
+    fn a_version_1_validation_request_reads_as_one_without_a_tokenizer() {
+        let old = json!({"DatasetValidationRequested": {"version": 3, "sha256": "ab"}});
+        let (version, payload) = upcast("Dataset", "DatasetValidationRequested", "1", old);
+        assert_eq!(version, "2");
+        let event: crate::dataset::DatasetEvent = serde_json::from_value(payload).unwrap();
+        assert_eq!(
+            event,
+            crate::dataset::DatasetEvent::DatasetValidationRequested {
+                version: 3,
+                sha256: "ab".into(),
+                tokenizer_model_id: None
+            }
+        );
     }
 
     #[test]

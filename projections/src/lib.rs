@@ -7,6 +7,7 @@ pub mod datasets;
 mod error;
 pub mod log;
 mod projection;
+pub mod user_cache;
 pub mod users;
 
 pub use checkpoint::Cursor;

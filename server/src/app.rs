@@ -6,11 +6,11 @@ use crate::db;
 use crate::settings::Settings;
 use anyhow::Context;
 use bonsai_api::{AppState, RateLimitSettings, TokenSettings};
-use bonsai_commands::{CommandBus, CommandMetadata, FileStore, LocalFileStore};
+use bonsai_commands::{CommandBus, CommandMetadata, FileStore, LocalFileStore, LocalModels};
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
-use bonsai_workers::{EventBus, ProjectionConsumer, Relay, ValidationWorker};
+use bonsai_workers::{follow_user_events, EventBus, ProjectionConsumer, Relay, RelayWaker, ValidationWorker};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +26,11 @@ pub struct Application {
     pub commands: CommandBus,
     /// Uploaded dataset files, under `<data_dir>/datasets`.
     pub files: Arc<dyn FileStore>,
+    /// Installed base models (`<data_dir>/models` unless `BONSAI_MODELS_DIR` says otherwise).
+    pub models: LocalModels,
+    waker: RelayWaker,
+    file_gc_interval: Duration,
+    file_gc_grace: Duration,
     state: AppState,
 }
 
@@ -38,7 +43,8 @@ impl Application {
             .await
             .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
         let bus = EventBus::new(nats.clone(), settings.nats_prefix.clone());
-        let commands = CommandBus::new(pool.clone());
+        let waker = RelayWaker::new();
+        let commands = CommandBus::new(pool.clone()).on_append(waker.hook());
         bootstrap_admin(&commands, settings).await?;
         let secret = if settings.jwt_secret.is_empty() {
             tracing::warn!("BONSAI_JWT_SECRET is not set: using a random secret, tokens will not survive a restart");
@@ -61,16 +67,18 @@ impl Application {
             burst: r.burst,
             ..RateLimitSettings::default()
         };
-        let datasets_dir = settings.data_dir.join("datasets");
-        let files: Arc<dyn FileStore> = Arc::new(
-            LocalFileStore::new(&datasets_dir).with_context(|| format!("cannot create {}", datasets_dir.display()))?,
-        );
+        let files = file_store(settings)?;
+        let models = LocalModels::new(settings.models_dir());
         let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
-            .with_datasets(files.clone(), settings.max_upload_bytes);
+            .with_datasets(files.clone(), settings.max_upload_bytes)
+            .with_models(models.clone())
+            .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms));
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
-        Ok(Self { listener, pool, bus, commands, files, state })
+        let file_gc_interval = Duration::from_secs(settings.file_gc_interval_secs);
+        let file_gc_grace = Duration::from_secs(settings.file_gc_grace_secs);
+        Ok(Self { listener, pool, bus, commands, files, models, waker, file_gc_interval, file_gc_grace, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -91,6 +99,10 @@ impl Application {
                 .context("http server");
             ("http".to_owned(), served)
         });
+        let (cache, bus, stop) = (self.state.user_cache.clone(), self.bus.clone(), shutdown.clone());
+        tasks.spawn(async move { ("user-cache".to_owned(), follow_user_events(bus, cache, stop).await) });
+        let (waker, bus, stop) = (self.waker, self.bus.clone(), shutdown.clone());
+        tasks.spawn(async move { ("relay-waker".to_owned(), waker.run(bus, stop).await) });
         let relay = Relay::new(self.pool.clone(), self.bus.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move { ("relay".to_owned(), relay.run(stop).await) });
@@ -100,9 +112,19 @@ impl Application {
             let stop = shutdown.clone();
             tasks.spawn(async move { (name, consumer.run(stop).await) });
         }
-        let validation = ValidationWorker::new(self.bus.clone(), self.commands.clone(), self.files.clone());
+        let validation = ValidationWorker::new(
+            self.bus.clone(),
+            self.commands.clone(),
+            self.files.clone(),
+            Some(self.models.clone()),
+        );
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:dataset-validation".to_owned(), validation.run(stop).await) });
+        if self.file_gc_interval > Duration::ZERO {
+            let (pool, files, stop) = (self.pool.clone(), self.files.clone(), shutdown.clone());
+            let (every, grace) = (self.file_gc_interval, self.file_gc_grace);
+            tasks.spawn(async move { ("file-gc".to_owned(), collect_files(pool, files, every, grace, stop).await) });
+        }
         let mut failed = None;
         while let Some(joined) = tasks.join_next().await {
             match joined {
@@ -120,6 +142,40 @@ impl Application {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+}
+
+/// The store of uploaded dataset files: `<data_dir>/datasets`.
+pub fn file_store(settings: &Settings) -> anyhow::Result<Arc<dyn FileStore>> {
+    let dir = settings.data_dir.join("datasets");
+    let store = LocalFileStore::new(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Every `every`, removes stored files no event names that are older than `grace`. A failed sweep is
+/// logged and tried again next time: it never stops the platform.
+async fn collect_files(
+    pool: PgPool,
+    files: Arc<dyn FileStore>,
+    every: Duration,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+        match bonsai_commands::sweep_unreferenced_files(&pool, files.as_ref(), grace, false).await {
+            Ok(report) if report.removed.is_empty() && report.partials_removed == 0 => {}
+            Ok(report) => tracing::info!(
+                removed = report.removed.len(),
+                bytes = report.removed_bytes,
+                partials = report.partials_removed,
+                "file store swept"
+            ),
+            Err(error) => tracing::warn!(%error, "file store sweep failed; trying again later"),
+        }
     }
 }
 

@@ -31,6 +31,15 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Remove stored dataset files that no event names (left by refused or interrupted uploads).
+    GcFiles {
+        /// Only files unreferenced for longer than this many hours (uploads in flight are younger).
+        #[arg(long, default_value_t = 24.0)]
+        grace_hours: f64,
+        /// Report what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     #[command(flatten)]
     Ml(bonsai_ml::cli::MlCommand),
 }
@@ -57,6 +66,26 @@ fn main() -> anyhow::Result<()> {
             for (name, n) in replay::replay(&pool, projection.as_deref()).await? {
                 println!("rebuilt {name}: {n} events replayed");
             }
+            Ok(())
+        }),
+        Command::GcFiles { grace_hours, dry_run } => runtime()?.block_on(async {
+            anyhow::ensure!(grace_hours.is_finite() && grace_hours >= 0.0, "--grace-hours must be 0 or more");
+            let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
+            let files = bonsai_server::app::file_store(&settings)?;
+            let grace = std::time::Duration::from_secs_f64(grace_hours * 3600.0);
+            let report = bonsai_commands::sweep_unreferenced_files(&pool, files.as_ref(), grace, dry_run).await?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for sha256 in &report.removed {
+                println!("{verb} {sha256}");
+            }
+            println!(
+                "{verb} {} unreferenced files ({} bytes) and {} unfinished uploads; kept {} referenced, {} recent",
+                report.removed.len(),
+                report.removed_bytes,
+                report.partials_removed,
+                report.referenced,
+                report.young
+            );
             Ok(())
         }),
         // CPU-bound ML commands run on the main thread, outside any async runtime.

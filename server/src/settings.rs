@@ -45,6 +45,15 @@ pub struct Settings {
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
     pub data_dir: PathBuf,
+    /// Installed base models, one Hugging Face folder each, named by model id. Default `<data_dir>/models`.
+    pub models_dir: Option<PathBuf>,
+    /// The longest (ms) a node uses a cached user row (role, active) without news of that user; news
+    /// arrives on NATS with every role change or deactivation, so this only matters when NATS is down.
+    pub auth_cache_ttl_ms: u64,
+    /// How often `serve` removes stored files that no event names (seconds; 0 = never).
+    pub file_gc_interval_secs: u64,
+    /// How old an unreferenced file must be before it is removed (seconds).
+    pub file_gc_grace_secs: u64,
     /// Largest dataset upload in bytes (`BONSAI__MAX_UPLOAD_BYTES`); larger ones are refused with 413.
     pub max_upload_bytes: u64,
     pub admin_username: String,
@@ -77,6 +86,10 @@ impl Default for Settings {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             data_dir: PathBuf::from("data"),
+            models_dir: None,
+            auth_cache_ttl_ms: 2000,
+            file_gc_interval_secs: 3600,
+            file_gc_grace_secs: 24 * 3600,
             max_upload_bytes: 100 << 20,
             admin_username: "admin".into(),
             admin_password: Secret::default(),
@@ -101,12 +114,18 @@ const WELL_KNOWN: &[(&str, &str)] = &[
     ("BONSAI_HTTP_ADDR", "http_addr"),
     ("BONSAI_JWT_SECRET", "jwt_secret"),
     ("BONSAI_DATA_DIR", "data_dir"),
+    ("BONSAI_MODELS_DIR", "models_dir"),
     ("BONSAI_ADMIN_USERNAME", "admin_username"),
     ("BONSAI_ADMIN_PASSWORD", "admin_password"),
     ("BONSAI_LOG_FORMAT", "log_format"),
 ];
 
 impl Settings {
+    /// Where base models are installed.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
     pub fn load() -> Result<Self, figment::Error> {
         let file = std::env::var("BONSAI_CONFIG").unwrap_or_else(|_| "bonsai.toml".into());
         let mut figment = Figment::from(Serialized::defaults(Settings::default()))

@@ -25,6 +25,16 @@ impl EventBus {
         stream_name(&self.prefix)
     }
 
+    /// Core NATS subject on which the relay leader is woken: `<prefix>.relay.wake`.
+    pub fn wake_subject(&self) -> String {
+        format!("{}.relay.wake", self.prefix)
+    }
+
+    /// Wakes the relay leader, wherever it runs (fire and forget: the relay also polls).
+    pub async fn wake_relay(&self) -> Result<(), async_nats::PublishError> {
+        self.js.client().publish(self.wake_subject(), bytes::Bytes::new()).await
+    }
+
     /// Creates the events stream if it does not exist. Publishes are de-duplicated by message id
     /// within the duplicate window, which covers a relay that crashed between publish and checkpoint.
     pub async fn ensure_stream(&self) -> Result<stream::Stream, async_nats::Error> {

@@ -4,9 +4,11 @@
 mod bus;
 mod consumer;
 mod relay;
+mod user_notices;
 mod validation;
 
 pub use bus::{stream_name, EventBus};
 pub use consumer::{Processed, ProjectionConsumer};
-pub use relay::{Relay, RelayError};
+pub use relay::{Relay, RelayError, RelayWaker};
+pub use user_notices::follow_user_events;
 pub use validation::ValidationWorker;

@@ -2,21 +2,30 @@
 //! describes. One leader per database (advisory lock); cursor `(tx_id, global_position)` read below the
 //! snapshot's xmin; `Nats-Msg-Id = <type>/<id>/<sequence>`; every publish ack awaited before the
 //! checkpoint advances. After NATS or the relay itself was down, it simply continues from the checkpoint.
+//!
+//! Waking: a command that appended events makes the binary publish an (empty) core NATS message on
+//! `<prefix>.relay.wake` ([`EventBus::wake_relay`]), from whichever node ran it; the leader reads
+//! whatever has committed when one arrives, and polls as a safety net. (A PostgreSQL NOTIFY from the
+//! events table was used before: NOTIFY takes a database-wide lock from before commit until after the
+//! WAL flush, which serialises every appending transaction and capped the store's commit rate.)
 
 use crate::EventBus;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::HeaderMap;
 use bonsai_projections::{log::read_committed_after, Cursor, ProjectionError};
-use sqlx::postgres::PgListener;
+use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The advisory-lock key of the relay leader ("bonsai relay").
 const LEADER_LOCK: i64 = 0x626f_6e73_6169_0001;
 const BATCH: i64 = 512;
-/// Polling is the safety net under NOTIFY.
-const POLL: Duration = Duration::from_millis(200);
+/// Polling is the safety net under the wake-up messages (and what picks up events appended by a
+/// process that does not send them).
+const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -26,6 +35,39 @@ pub enum RelayError {
     Log(#[from] ProjectionError),
     #[error("publish to NATS: {0}")]
     Publish(String),
+}
+
+/// Tells the relay leader that this process appended events: any number of signals arriving while a
+/// wake-up is being sent become one more message, so the cost does not grow with the command rate.
+#[derive(Clone, Default)]
+pub struct RelayWaker {
+    appended: Arc<Notify>,
+}
+
+impl RelayWaker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The signal to give after appending (cheap, never blocks): for `CommandBus::on_append`.
+    pub fn hook(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let appended = Arc::clone(&self.appended);
+        Arc::new(move || appended.notify_one())
+    }
+
+    /// Sends the wake-ups until `shutdown`.
+    pub async fn run(self, bus: EventBus, shutdown: CancellationToken) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = self.appended.notified() => {
+                    if let Err(error) = bus.wake_relay().await {
+                        tracing::debug!(%error, "could not wake the relay; it will poll");
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub struct Relay {
@@ -58,21 +100,25 @@ impl Relay {
             }
         }
         tracing::info!(stream = %self.bus.stream_name(), "relay is the leader");
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen("bonsai_events").await?;
+        let mut wake = self.bus.js.client().subscribe(self.bus.wake_subject()).await?;
+        let mut cursor = None;
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            match self.publish_batch().await {
+            match self.publish_batch(&mut cursor).await {
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = listener.recv() => {}
+                        _ = wake.next() => {
+                            // Many commands, one read: take every wake-up that is already here.
+                            while let Some(Some(_)) = wake.next().now_or_never() {}
+                        }
                         _ = tokio::time::sleep(POLL) => {}
                     }
                 }
                 Err(error) => {
+                    cursor = None; // read it again from the database
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay batch failed");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -87,10 +133,8 @@ impl Relay {
         Ok(())
     }
 
-    /// Publishes the next batch of committed events and advances the checkpoint once NATS acked them
-    /// all. Returns how many were published.
-    #[tracing::instrument(skip_all, err)]
-    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+    /// The stored checkpoint (created at the start if missing).
+    async fn load_checkpoint(&self) -> Result<Cursor, RelayError> {
         let name = self.checkpoint_name();
         sqlx::query("INSERT INTO relay_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
             .bind(&name)
@@ -101,7 +145,20 @@ impl Relay {
                 .bind(&name)
                 .fetch_one(&self.pool)
                 .await?;
-        let events = read_committed_after(&self.pool, Cursor { tx_id, position }, BATCH).await?;
+        Ok(Cursor { tx_id, position })
+    }
+
+    /// Publishes the next batch of committed events and advances the checkpoint once NATS acked them
+    /// all. Returns how many were published. `cursor` is the leader's copy of the checkpoint (read
+    /// from the database when `None`); only the leader writes the checkpoint, so the copy stays true.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn publish_batch(&self, cursor: &mut Option<Cursor>) -> Result<usize, RelayError> {
+        let name = self.checkpoint_name();
+        let from = match *cursor {
+            Some(from) => from,
+            None => *cursor.insert(self.load_checkpoint().await?),
+        };
+        let events = read_committed_after(&self.pool, from, BATCH).await?;
         let Some(last) = events.last().map(|e| e.cursor()) else {
             return Ok(0);
         };
@@ -132,6 +189,7 @@ impl Relay {
         .bind(last.position)
         .execute(&self.pool)
         .await?;
+        *cursor = Some(last);
         tracing::debug!(published = events.len(), "relay batch");
         Ok(events.len())
     }

@@ -2,13 +2,16 @@
 //! answers every `DatasetValidationRequested` by streaming the stored file through
 //! `bonsai_datasets::validate` on a blocking thread and recording the outcome through the command bus.
 //!
+//! With a `tokenizer_model_id` the model's tokenizer (from the local models folder) counts prompt and
+//! answer tokens; a model that cannot be loaded any more leaves the token counts out, with a warning.
+//!
 //! Idempotent by construction: the Dataset aggregate ignores a result for a version that is no longer
 //! being validated, so a redelivered request costs one read of the file and changes nothing.
 
 use crate::{EventBus, Processed};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
-use bonsai_commands::{CommandBus, CommandError, CommandMetadata, FileStore, FileStoreError};
+use bonsai_commands::{CommandBus, CommandError, CommandMetadata, FileStore, FileStoreError, LocalModels};
 use bonsai_datasets::{DatasetError as FormatError, ValidateOptions, ValidationReport};
 use bonsai_domain::dataset::{DatasetCommand, DatasetError, DatasetEvent, ValidationSummary};
 use bonsai_projections::StoredEvent;
@@ -23,6 +26,15 @@ pub struct ValidationWorker {
     bus: EventBus,
     commands: CommandBus,
     files: Arc<dyn FileStore>,
+    models: Option<LocalModels>,
+}
+
+/// What one validation request asks for.
+struct Request {
+    dataset_id: Uuid,
+    version: u32,
+    sha256: String,
+    tokenizer_model_id: Option<String>,
 }
 
 /// Why a request could not be answered now; a retry may succeed.
@@ -38,8 +50,13 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-/// The command that records `outcome` for `version`.
-fn command_for(version: u32, outcome: Result<ValidationReport, FormatError>) -> Result<DatasetCommand, Transient> {
+/// The command that records `outcome` for `version`; `extra_warnings` are the worker's own (a tokenizer
+/// that could not be loaded).
+fn command_for(
+    version: u32,
+    outcome: Result<ValidationReport, FormatError>,
+    extra_warnings: Vec<Value>,
+) -> Result<DatasetCommand, Transient> {
     match outcome {
         Ok(report) if report.valid => Ok(DatasetCommand::RecordValidation {
             version,
@@ -47,7 +64,13 @@ fn command_for(version: u32, outcome: Result<ValidationReport, FormatError>) -> 
                 record_count: report.record_count,
                 shape: report.shape.map(|s| to_value(&s).as_str().unwrap_or_default().to_owned()),
                 stats: to_value(&report.stats),
-                warnings: to_value(&report.warnings),
+                warnings: match to_value(&report.warnings) {
+                    Value::Array(mut warnings) => {
+                        warnings.extend(extra_warnings);
+                        Value::Array(warnings)
+                    }
+                    other => other,
+                },
             },
         }),
         Ok(report) => Ok(DatasetCommand::RecordValidationFailure {
@@ -68,8 +91,24 @@ fn command_for(version: u32, outcome: Result<ValidationReport, FormatError>) -> 
 }
 
 impl ValidationWorker {
-    pub fn new(bus: EventBus, commands: CommandBus, files: Arc<dyn FileStore>) -> Self {
-        Self { bus, commands, files }
+    /// `models` is where `tokenizer_model_id`s are looked up; without it no token counts are made.
+    pub fn new(bus: EventBus, commands: CommandBus, files: Arc<dyn FileStore>, models: Option<LocalModels>) -> Self {
+        Self { bus, commands, files, models }
+    }
+
+    /// The token counter of model `id`, or the warning that says why there is none.
+    fn load_tokenizer(models: Option<&LocalModels>, id: &str) -> Result<bonsai_ml::tokenizer::TextTokenizer, Value> {
+        let loaded = match models {
+            Some(models) => models
+                .tokenizer_dir(id)
+                .map_err(|e| e.to_string())
+                .and_then(|dir| bonsai_ml::tokenizer::TextTokenizer::load(&dir).map_err(|e| e.to_string())),
+            None => Err("no models folder is configured".to_owned()),
+        };
+        loaded.map_err(|reason| {
+            tracing::warn!(model = id, %reason, "no tokenizer; validating without token counts");
+            json!({"kind": "tokenizer_unavailable", "model_id": id, "message": reason})
+        })
     }
 
     fn durable_name(&self) -> String {
@@ -151,16 +190,19 @@ impl ValidationWorker {
         if event.event_type != "DatasetValidationRequested" {
             return Processed::AlreadyApplied;
         }
-        let (dataset_id, version, sha256) =
+        let request =
             match (event.aggregate_id.parse::<Uuid>(), serde_json::from_value::<DatasetEvent>(event.payload.clone())) {
-                (Ok(id), Ok(DatasetEvent::DatasetValidationRequested { version, sha256 })) => (id, version, sha256),
+                (
+                    Ok(dataset_id),
+                    Ok(DatasetEvent::DatasetValidationRequested { version, sha256, tokenizer_model_id }),
+                ) => Request { dataset_id, version, sha256, tokenizer_model_id },
                 _ => {
                     tracing::error!(payload = %event.payload, "undecodable validation request, terminating");
                     return Processed::Terminated;
                 }
             };
         let meta = CommandMetadata::system(event.message_id());
-        match self.validate(dataset_id, version, &sha256, &meta).await {
+        match self.validate(request, &meta).await {
             Ok(()) => Processed::Applied,
             Err(Transient::Command(CommandError::Dataset(
                 e @ (DatasetError::NotFound | DatasetError::UnknownVersion(_)),
@@ -175,21 +217,26 @@ impl ValidationWorker {
         }
     }
 
-    async fn validate(
-        &self,
-        dataset_id: Uuid,
-        version: u32,
-        sha256: &str,
-        meta: &CommandMetadata,
-    ) -> Result<(), Transient> {
+    async fn validate(&self, request: Request, meta: &CommandMetadata) -> Result<(), Transient> {
+        let Request { dataset_id, version, sha256, tokenizer_model_id } = request;
         let files = Arc::clone(&self.files);
-        let key = sha256.to_owned();
+        let models = self.models.clone();
         let span = tracing::Span::current();
         let started = Instant::now();
         // Reading and parsing a file of up to hundreds of MB is CPU work: never on the runtime's threads.
-        let read = tokio::task::spawn_blocking(move || {
+        let (read, extra_warnings) = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            files.open(&key).map(|reader| bonsai_datasets::validate(reader, &ValidateOptions::default()))
+            let tokenizer = tokenizer_model_id.map(|id| Self::load_tokenizer(models.as_ref(), &id));
+            let count = |text: &str| match &tokenizer {
+                Some(Ok(t)) => t.encode(text, false).map_or(0, |ids| ids.len()),
+                _ => 0,
+            };
+            let options = ValidateOptions {
+                tokenizer: matches!(tokenizer, Some(Ok(_))).then_some(&count as &dyn Fn(&str) -> usize),
+                ..ValidateOptions::default()
+            };
+            let read = files.open(&sha256).map(|reader| bonsai_datasets::validate(reader, &options));
+            (read, tokenizer.and_then(Result::err).into_iter().collect::<Vec<_>>())
         })
         .await
         .map_err(|e| Transient::Read(format!("the validation thread failed: {e}")))?;
@@ -204,7 +251,7 @@ impl ValidationWorker {
                         "dataset validated"
                     );
                 }
-                command_for(version, outcome)?
+                command_for(version, outcome, extra_warnings)?
             }
             // The file is gone (removed by hand): nothing will bring it back, so say so in the result.
             Err(FileStoreError::NotFound(_)) => DatasetCommand::RecordValidationFailure {

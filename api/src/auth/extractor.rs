@@ -2,7 +2,6 @@ use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use bonsai_domain::{Permission, Role};
-use bonsai_projections::users;
 use uuid::Uuid;
 
 /// An authenticated, active user. Its role comes from the users view, not the token, so a role
@@ -13,6 +12,7 @@ pub struct AuthUser {
     pub username: String,
     pub role: Role,
     pub session_id: Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl AuthUser {
@@ -44,7 +44,9 @@ impl FromRequestParts<AppState> for AuthUser {
             };
             ApiError::unauthenticated(code, format!("the access token is not valid: {e}"))
         })?;
-        let row = users::find(&state.pool, claims.sub)
+        let row = state
+            .user_cache
+            .find(&state.pool, claims.sub)
             .await?
             .ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token's user does not exist"))?;
         if !row.is_active {
@@ -55,6 +57,6 @@ impl FromRequestParts<AppState> for AuthUser {
             .request(row.id)
             .map_err(|retry| ApiError::TooManyRequests { retry_after_secs: retry.as_secs().max(1) })?;
         let role = row.role.parse().map_err(ApiError::Internal)?;
-        Ok(AuthUser { id: row.id, username: row.username, role, session_id: claims.sid })
+        Ok(AuthUser { id: row.id, username: row.username, role, session_id: claims.sid, created_at: row.created_at })
     }
 }

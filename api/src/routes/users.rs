@@ -134,17 +134,20 @@ pub(crate) async fn update_profile(
     if let Some(email) = &email {
         ensure_email_free(&state, email, Some(user.id)).await?;
     }
-    let command = UserCommand::UpdateProfile { email: email.clone(), display_name: display_name.clone() };
-    state.commands.user(user.id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
-    // The view catches up within milliseconds; answer with the profile as it now is.
-    let mut dto: UserDto = view_of(&state, user.id).await?.try_into()?;
-    if let Some(email) = email {
-        dto.email = email.into();
-    }
-    if let Some(name) = display_name {
-        dto.display_name = name.into();
-    }
-    dto.updated_at = Utc::now();
+    let command = UserCommand::UpdateProfile { email, display_name };
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    // Answered from the user's state as the command left it: the view may not show the change yet.
+    let after = state.commands.user_state(user.id, command, &meta).await?;
+    let dto = UserDto {
+        id: user.id,
+        email: after.email.map(String::from).unwrap_or_default(),
+        display_name: after.display_name,
+        role: after.role.unwrap_or(user.role),
+        is_active: after.active,
+        username: user.username,
+        created_at: user.created_at,
+        updated_at: Utc::now(),
+    };
     Ok(Json(dto))
 }
 

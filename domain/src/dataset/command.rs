@@ -41,9 +41,10 @@ pub enum DatasetCommand {
         by: Actor,
         file: DatasetFile,
     },
-    /// Validates the latest version.
+    /// Validates the latest version; with `tokenizer_model_id`, the stats count that model's tokens.
     RequestValidation {
         by: Actor,
+        tokenizer_model_id: Option<String>,
     },
     /// The worker's answer for `version`; ignored unless that version is being validated, so a
     /// redelivered request changes nothing once decided.
@@ -73,7 +74,7 @@ pub(super) fn decide(dataset: &Dataset, command: DatasetCommand) -> Result<Vec<D
         return Err(DatasetError::NotFound);
     }
     if let DatasetCommand::AddDatasetVersion { by, .. }
-    | DatasetCommand::RequestValidation { by }
+    | DatasetCommand::RequestValidation { by, .. }
     | DatasetCommand::ArchiveDataset { by } = &command
     {
         if !by.may_see(dataset) {
@@ -86,7 +87,7 @@ pub(super) fn decide(dataset: &Dataset, command: DatasetCommand) -> Result<Vec<D
             refuse_if_archived(dataset)?;
             Ok(vec![DatasetEvent::DatasetVersionAdded { version: dataset.latest_version() + 1, file }])
         }
-        DatasetCommand::RequestValidation { .. } => {
+        DatasetCommand::RequestValidation { tokenizer_model_id, .. } => {
             refuse_if_archived(dataset)?;
             let latest = dataset.versions.last().ok_or(DatasetError::NotFound)?;
             if latest.status == VersionStatus::Validating {
@@ -95,6 +96,7 @@ pub(super) fn decide(dataset: &Dataset, command: DatasetCommand) -> Result<Vec<D
             Ok(vec![DatasetEvent::DatasetValidationRequested {
                 version: latest.number,
                 sha256: latest.file.sha256.clone(),
+                tokenizer_model_id,
             }])
         }
         DatasetCommand::RecordValidation { version, summary } => {

@@ -18,7 +18,8 @@ pub enum DatasetEvent {
     /// A new immutable version; earlier versions stay readable.
     DatasetVersionAdded { version: u32, file: DatasetFile },
     /// `sha256` names the stored file to validate, so the validation worker needs no read model.
-    DatasetValidationRequested { version: u32, sha256: String },
+    /// `tokenizer_model_id` (version 2) names the model whose tokenizer counts tokens for the stats.
+    DatasetValidationRequested { version: u32, sha256: String, tokenizer_model_id: Option<String> },
     DatasetValidated {
         version: u32,
         record_count: u64,
@@ -56,6 +57,10 @@ impl DomainEvent for DatasetEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        match self {
+            DatasetEvent::DatasetValidationRequested { .. } => "2",
+            _ => "1",
+        }
+        .to_owned()
     }
 }

@@ -36,7 +36,7 @@ fn uploaded() -> DatasetEvent {
 }
 
 fn requested(version: u32, sha: &str) -> DatasetEvent {
-    DatasetEvent::DatasetValidationRequested { version, sha256: sha.repeat(64) }
+    DatasetEvent::DatasetValidationRequested { version, sha256: sha.repeat(64), tokenizer_model_id: None }
 }
 
 fn summary() -> ValidationSummary {
@@ -93,7 +93,7 @@ fn a_new_version_gets_the_next_number() {
 fn commands_to_an_unknown_dataset_are_not_found() {
     framework()
         .given_no_previous_events()
-        .when(DatasetCommand::RequestValidation { by: me() })
+        .when(DatasetCommand::RequestValidation { by: me(), tokenizer_model_id: None })
         .then_expect_error(DatasetError::NotFound);
 }
 
@@ -101,15 +101,27 @@ fn commands_to_an_unknown_dataset_are_not_found() {
 fn validation_is_requested_for_the_latest_version_and_names_its_file() {
     framework()
         .given(vec![uploaded(), DatasetEvent::DatasetVersionAdded { version: 2, file: file("b") }])
-        .when(DatasetCommand::RequestValidation { by: me() })
+        .when(DatasetCommand::RequestValidation { by: me(), tokenizer_model_id: None })
         .then_expect_events(vec![requested(2, "b")]);
+}
+
+#[test]
+fn the_requested_tokenizer_travels_with_the_request() {
+    framework()
+        .given(vec![uploaded()])
+        .when(DatasetCommand::RequestValidation { by: me(), tokenizer_model_id: Some("smollm2".into()) })
+        .then_expect_events(vec![DatasetEvent::DatasetValidationRequested {
+            version: 1,
+            sha256: "a".repeat(64),
+            tokenizer_model_id: Some("smollm2".into()),
+        }]);
 }
 
 #[test]
 fn asking_again_while_validating_changes_nothing() {
     framework()
         .given(vec![uploaded(), requested(1, "a")])
-        .when(DatasetCommand::RequestValidation { by: me() })
+        .when(DatasetCommand::RequestValidation { by: me(), tokenizer_model_id: None })
         .then_expect_events(vec![]);
 }
 
@@ -162,7 +174,7 @@ fn a_result_for_an_unknown_version_is_refused() {
 fn a_validated_dataset_may_be_validated_again() {
     framework()
         .given(vec![uploaded(), requested(1, "a"), validated(1)])
-        .when(DatasetCommand::RequestValidation { by: me() })
+        .when(DatasetCommand::RequestValidation { by: me(), tokenizer_model_id: None })
         .then_expect_events(vec![requested(1, "a")]);
 }
 
@@ -175,7 +187,7 @@ fn an_archived_dataset_refuses_new_versions_and_validation() {
         .then_expect_error(DatasetError::Archived);
     framework()
         .given(given())
-        .when(DatasetCommand::RequestValidation { by: me() })
+        .when(DatasetCommand::RequestValidation { by: me(), tokenizer_model_id: None })
         .then_expect_error(DatasetError::Archived);
     framework().given(given()).when(DatasetCommand::ArchiveDataset { by: me() }).then_expect_events(vec![]);
 }
@@ -214,6 +226,6 @@ fn another_users_dataset_is_not_found_unless_the_actor_reads_every_dataset() {
     let admin = Actor { id: Uuid::from_u128(6), role: Role::Admin };
     framework()
         .given(vec![uploaded()])
-        .when(DatasetCommand::RequestValidation { by: admin })
+        .when(DatasetCommand::RequestValidation { by: admin, tokenizer_model_id: None })
         .then_expect_events(vec![requested(1, "a")]);
 }

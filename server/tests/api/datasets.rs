@@ -49,13 +49,18 @@ impl TestApp {
 
     /// Asks for validation and waits until the latest version is `valid` or `invalid`; returns the detail.
     pub async fn validated(&self, token: &str, id: &str) -> Value {
-        let response = self
-            .client
-            .post(self.url(&format!("/api/data/datasets/{id}/validate")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        self.validated_with(token, id, &[]).await
+    }
+
+    /// Asks for validation of dataset `id`, with `query` parameters.
+    pub async fn request_validation(&self, token: &str, id: &str, query: &[(&str, &str)]) -> Response {
+        let url = self.url(&format!("/api/data/datasets/{id}/validate"));
+        self.client.post(url).query(query).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// [`TestApp::validated`] with `query` parameters on the request.
+    pub async fn validated_with(&self, token: &str, id: &str, query: &[(&str, &str)]) -> Value {
+        let response = self.request_validation(token, id, query).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let accepted: Value = response.json().await.unwrap();
         // The worker may already have decided by the time the answer is built (small files validate in
@@ -120,6 +125,7 @@ async fn an_uploaded_dataset_is_validated_by_the_worker_with_stats() {
     assert_eq!(detail["stats"]["answer_chars"]["max"], "answer 10".len());
     assert_eq!(detail["error_count"], 0);
     assert_eq!(detail["versions"][0]["shape"], "question_answer");
+    assert!(detail["stats"]["prompt_tokens"].is_null(), "no tokenizer was named: {detail}");
 
     let listed: Value = app.get("/api/data/datasets?status=valid", Some(&trainer)).await.json().await.unwrap();
     assert_eq!(listed["total"], 1);
@@ -251,4 +257,56 @@ async fn the_datasets_view_rebuilt_by_replay_equals_the_live_one() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(all_rows(&app.pool).await.unwrap(), live);
+}
+
+#[tokio::test]
+async fn token_counts_come_from_the_named_models_tokenizer() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    // A tiny model with a tokenizer trained on the demo FAQ, installed as `tiny` in the models folder.
+    let model_dir = app.settings.models_dir().join("tiny");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/faq.jsonl");
+    bonsai_ml::tiny::init_tiny(&model_dir, &bonsai_ml::tiny::TinySpec::default(), Some(&corpus)).unwrap();
+    let tokenizer = bonsai_ml::tokenizer::TextTokenizer::load(&model_dir).unwrap();
+    let count = |text: String| tokenizer.encode(&text, false).unwrap().len() as u64;
+    let id = app.upload_ok(&admin, qa_jsonl(12)).await;
+
+    for (model, code) in
+        [("nope", "unknown_tokenizer_model"), ("../tiny", "validation_failed"), ("/etc", "validation_failed")]
+    {
+        let response = app.request_validation(&admin, &id, &[("tokenizer_model_id", model)]).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{model}");
+        assert_eq!(error_code(response).await, code, "{model}");
+    }
+    let unknown = app.request_validation(&admin, &id, &[("tokenizer", "tiny")]).await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST, "unknown query parameters are refused");
+    let history = bonsai_projections::log::aggregate_history(&app.pool, "Dataset", &id).await.unwrap();
+    assert_eq!(history.len(), 1, "refused requests record nothing: {history:?}");
+
+    let detail = app.validated_with(&admin, &id, &[("tokenizer_model_id", "tiny")]).await;
+    assert_eq!(detail["status"], "valid", "{detail}");
+    let prompts: Vec<u64> = (1..=12).map(|i| count(format!("question {i}"))).collect();
+    let answers: Vec<u64> = (1..=12).map(|i| count(format!("answer {i}"))).collect();
+    let stats = &detail["stats"];
+    assert_eq!(stats["prompt_tokens"]["total"], prompts.iter().sum::<u64>(), "{stats}");
+    assert_eq!(stats["prompt_tokens"]["min"], *prompts.iter().min().unwrap());
+    assert_eq!(stats["prompt_tokens"]["max"], *prompts.iter().max().unwrap());
+    assert_eq!(stats["answer_tokens"]["total"], answers.iter().sum::<u64>());
+    assert!(stats["answer_tokens"]["total"].as_u64().unwrap() >= 12, "every answer has a token at least");
+    let history = bonsai_projections::log::aggregate_history(&app.pool, "Dataset", &id).await.unwrap();
+    let request = history.iter().find(|e| e.event_type == "DatasetValidationRequested").unwrap();
+    let asked = &request.payload["DatasetValidationRequested"]["tokenizer_model_id"];
+    assert_eq!((request.event_version.as_str(), asked), ("2", &Value::from("tiny")));
+
+    // A model whose tokenizer cannot be loaded (here: a broken tokenizer.json) still validates the data,
+    // without token counts and with a warning that says why.
+    let broken = app.settings.models_dir().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("tokenizer.json"), "{}").unwrap();
+    let second = app.upload_ok(&admin, qa_jsonl(12)).await;
+    let detail = app.validated_with(&admin, &second, &[("tokenizer_model_id", "broken")]).await;
+    assert_eq!(detail["status"], "valid", "{detail}");
+    assert!(detail["stats"]["prompt_tokens"].is_null(), "{detail}");
+    let warnings = detail["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w["kind"] == "tokenizer_unavailable" && w["model_id"] == "broken"), "{detail}");
 }

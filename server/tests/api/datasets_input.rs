@@ -5,6 +5,7 @@ use crate::helpers::*;
 use bonsai_commands::{CommandBus, FileStore, LocalFileStore};
 use bonsai_projections::log::aggregate_history;
 use bonsai_workers::{EventBus, Processed, ValidationWorker};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
@@ -142,9 +143,63 @@ async fn a_redelivered_validation_request_changes_nothing() {
         EventBus::new(nats, app.settings.nats_prefix.clone()),
         CommandBus::new(app.pool.clone()),
         files,
+        None,
     );
     assert_eq!(worker.handle(&request).await, Processed::Applied);
     let after = aggregate_history(&app.pool, "Dataset", &id).await.unwrap();
     assert_eq!(after.len(), history.len(), "no second result recorded");
     assert_eq!(worker.handle(&history[0]).await, Processed::AlreadyApplied, "other events are skipped");
+}
+
+#[tokio::test]
+async fn files_no_event_names_are_collected_after_a_grace_period() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let id = app.upload_ok(&admin, qa_jsonl(12)).await;
+    let store = LocalFileStore::new(app.settings.data_dir.join("datasets")).unwrap();
+    let bytes = |text: &'static str| futures::stream::iter([Ok(bytes::Bytes::from_static(text.as_bytes()))]).boxed();
+    // What a refused command leaves behind: a stored file that no event names. One old, one recent.
+    let orphan = store.put(bytes("{\"question\": \"q\", \"answer\": \"orphan\"}\n"), 1 << 20).await.unwrap();
+    let recent = store.put(bytes("{\"question\": \"q\", \"answer\": \"recent\"}\n"), 1 << 20).await.unwrap();
+    let three_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 24 * 3600);
+    let listed = store.list().await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for blob in &listed {
+        if blob.sha256 != recent.sha256 {
+            let path = store.path_of(&blob.sha256).unwrap();
+            std::fs::File::options().append(true).open(path).unwrap().set_modified(three_days_ago).unwrap();
+        }
+    }
+    let partial = app.settings.data_dir.join("datasets/tmp/crashed.part");
+    std::fs::write(&partial, b"half an upload").unwrap();
+    std::fs::File::options().append(true).open(&partial).unwrap().set_modified(three_days_ago).unwrap();
+
+    let gc = |dry_run: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bonsai"));
+        command.arg("gc-files").args(dry_run.then_some("--dry-run"));
+        let output = command
+            .env("DATABASE_URL", &app.settings.database_url)
+            .env("BONSAI_DATA_DIR", &app.settings.data_dir)
+            .env("BONSAI_CONFIG", "/nonexistent.toml")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let planned = gc(true);
+    assert!(planned.contains(&format!("would remove {}", orphan.sha256)), "{planned}");
+    assert!(planned.contains("kept 1 referenced, 1 recent"), "{planned}");
+    assert_eq!(store.list().await.unwrap().len(), 3, "a dry run removes nothing");
+
+    let done = gc(false);
+    assert!(done.contains(&format!("removed {}", orphan.sha256)), "{done}");
+    assert!(done.contains("and 1 unfinished uploads"), "{done}");
+    let left: Vec<String> = store.list().await.unwrap().into_iter().map(|b| b.sha256).collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&recent.sha256) && !left.contains(&orphan.sha256));
+    assert!(!partial.exists(), "the crashed upload's partial file is gone");
+    // The dataset's own file was kept: it still validates and previews.
+    assert_eq!(app.validated(&admin, &id).await["status"], "valid");
+    let preview = app.get(&format!("/api/data/datasets/{id}/preview?limit=1"), Some(&admin)).await;
+    assert_eq!(preview.status(), StatusCode::OK);
 }

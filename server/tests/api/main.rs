@@ -6,6 +6,7 @@ mod auth;
 mod datasets;
 mod datasets_input;
 mod errors;
+mod event_store;
 mod helpers;
 mod relay;
 mod replay;

@@ -87,6 +87,32 @@ async fn a_deactivated_user_cannot_log_in_and_their_tokens_stop_working() {
 }
 
 #[tokio::test]
+async fn role_changes_and_deactivation_reach_a_warm_authentication_cache_through_nats() {
+    // A time limit that never runs out in a test: only the NATS notices can make the change visible.
+    let mut settings = test_settings();
+    settings.auth_cache_ttl_ms = 3_600_000;
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    let (id, token) = app.create_user(&admin, "rita", "user").await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/users", Some(&token)).await.status(), StatusCode::FORBIDDEN, "cached as a user");
+    }
+    let promoted = app.patch(&format!("/api/users/{id}"), &admin, json!({"role": "admin"})).await;
+    assert_eq!(promoted.status(), StatusCode::OK);
+    eventually(|| async { app.get("/api/users", Some(&token)).await.status() == StatusCode::OK }).await;
+    // Her own profile changes do not invalidate anything (and need not): she stays an admin.
+    let renamed = app.put("/api/users/profile", &token, json!({"display_name": "Rita"})).await;
+    assert_eq!(renamed.json::<Value>().await.unwrap()["role"], "admin");
+    assert_eq!(app.get("/api/users", Some(&token)).await.status(), StatusCode::OK);
+
+    let off = app.patch(&format!("/api/users/{id}"), &admin, json!({"is_active": false})).await;
+    assert_eq!(off.status(), StatusCode::OK);
+    eventually(|| async { app.get("/api/users/profile", Some(&token)).await.status() == StatusCode::UNAUTHORIZED })
+        .await;
+    assert_eq!(error_code(app.get("/api/users", Some(&token)).await).await, "account_disabled");
+}
+
+#[tokio::test]
 async fn an_admin_cannot_deactivate_or_demote_themselves() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;

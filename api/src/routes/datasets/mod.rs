@@ -16,7 +16,7 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use bonsai_commands::{CommandMetadata, FileStore, FileStoreError, Staged, StoredBlob};
+use bonsai_commands::{CommandMetadata, FileStore, FileStoreError, ModelLookupError, Staged, StoredBlob};
 use bonsai_domain::dataset::{Actor, DatasetCommand};
 use bonsai_domain::Permission;
 use bonsai_projections::datasets::{self, DatasetRow};
@@ -44,6 +44,12 @@ impl FileStore for NoFileStore {
     }
     async fn remove(&self, _: &str) -> Result<(), FileStoreError> {
         Ok(())
+    }
+    async fn list(&self) -> Result<Vec<bonsai_commands::files::BlobInfo>, FileStoreError> {
+        Ok(Vec::new())
+    }
+    async fn remove_stale_partials(&self, _: std::time::SystemTime) -> Result<u64, FileStoreError> {
+        Ok(0)
     }
 }
 
@@ -118,20 +124,51 @@ pub(crate) async fn get_dataset(
     Ok(Json(DatasetDetail::new(row.into(), versions)))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ValidateQuery {
+    /// An installed base model (a folder of `BONSAI_MODELS_DIR`): its tokenizer counts the prompt and
+    /// answer tokens in the stats, and examples over 4,096 tokens are flagged as long.
+    pub tokenizer_model_id: Option<String>,
+}
+
+/// The installed model `id`, checked before the request is recorded (the worker resolves it again).
+fn tokenizer_model(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let lookup = match &state.models {
+        Some(models) => models.tokenizer_dir(id).map(drop),
+        None => Err(ModelLookupError::NotFound(id.to_owned())),
+    };
+    lookup.map_err(|e| {
+        let code = match e {
+            ModelLookupError::InvalidId(_) => "validation_failed",
+            ModelLookupError::NotFound(_) => "unknown_tokenizer_model",
+        };
+        let details = Some(serde_json::json!({ "field": "tokenizer_model_id" }));
+        ApiError::Unprocessable { code, message: e.to_string(), details }
+    })
+}
+
 /// Validates the latest version in the background; poll the dataset for `valid` or `invalid`.
 #[utoipa::path(post, path = "/api/data/datasets/{id}/validate", tag = "datasets", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "dataset id")),
+    params(("id" = Uuid, Path, description = "dataset id"), ValidateQuery),
     responses((status = 202, body = ValidationAccepted), (status = 404, body = crate::ErrorBody),
-    (status = 409, description = "dataset_archived", body = crate::ErrorBody)))]
+    (status = 409, description = "dataset_archived", body = crate::ErrorBody),
+    (status = 422, description = "unknown_tokenizer_model or validation_failed", body = crate::ErrorBody)))]
 pub(crate) async fn validate_dataset(
     State(state): State<AppState>,
     user: AuthUser,
     Correlation(correlation): Correlation,
     ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ValidateQuery>,
 ) -> Result<(StatusCode, Json<ValidationAccepted>), ApiError> {
     user.require(Permission::ManageDatasets)?;
+    let tokenizer_model_id = query.tokenizer_model_id.map(|id| id.trim().to_owned()).filter(|id| !id.is_empty());
+    if let Some(model) = &tokenizer_model_id {
+        tokenizer_model(&state, model)?;
+    }
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    state.commands.dataset(id, DatasetCommand::RequestValidation { by: actor(&user) }, &meta).await?;
+    let command = DatasetCommand::RequestValidation { by: actor(&user), tokenizer_model_id };
+    state.commands.dataset(id, command, &meta).await?;
     let current = dto::current(&state, id).await?;
     Ok((StatusCode::ACCEPTED, Json(ValidationAccepted { id, version: current.version, status: current.status })))
 }
