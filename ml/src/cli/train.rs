@@ -75,7 +75,8 @@ pub struct TrainArgs {
     /// Then export the merged model to ONNX in <out>/onnx (implies --merge), ready to serve.
     #[arg(long)]
     pub export_onnx: bool,
-    /// cpu or cuda (cuda needs a build with the `cuda` feature).
+    /// cpu or cuda. Training runs on the CPU only so far: cuda is refused with a clear error (serving
+    /// through ONNX Runtime does use CUDA where present).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Worker threads (default: all cores).
