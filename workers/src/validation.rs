@@ -50,12 +50,19 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-/// The command that records `outcome` for `version`; `extra_warnings` are the worker's own (a tokenizer
-/// that could not be loaded).
+/// What the worker adds to the library's report: which model's tokenizer counted the tokens, or the
+/// warning that says why none did.
+#[derive(Default)]
+struct Tokens {
+    counted_by: Option<String>,
+    warnings: Vec<Value>,
+}
+
+/// The command that records `outcome` for `version`.
 fn command_for(
     version: u32,
     outcome: Result<ValidationReport, FormatError>,
-    extra_warnings: Vec<Value>,
+    tokens: Tokens,
 ) -> Result<DatasetCommand, Transient> {
     match outcome {
         Ok(report) if report.valid => Ok(DatasetCommand::RecordValidation {
@@ -63,10 +70,16 @@ fn command_for(
             summary: ValidationSummary {
                 record_count: report.record_count,
                 shape: report.shape.map(|s| to_value(&s).as_str().unwrap_or_default().to_owned()),
-                stats: to_value(&report.stats),
+                stats: match (to_value(&report.stats), tokens.counted_by) {
+                    (Value::Object(mut stats), Some(model)) => {
+                        stats.insert("tokenizer_model_id".into(), Value::String(model));
+                        Value::Object(stats)
+                    }
+                    (stats, _) => stats,
+                },
                 warnings: match to_value(&report.warnings) {
                     Value::Array(mut warnings) => {
-                        warnings.extend(extra_warnings);
+                        warnings.extend(tokens.warnings);
                         Value::Array(warnings)
                     }
                     other => other,
@@ -224,9 +237,9 @@ impl ValidationWorker {
         let span = tracing::Span::current();
         let started = Instant::now();
         // Reading and parsing a file of up to hundreds of MB is CPU work: never on the runtime's threads.
-        let (read, extra_warnings) = tokio::task::spawn_blocking(move || {
+        let (read, tokens) = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let tokenizer = tokenizer_model_id.map(|id| Self::load_tokenizer(models.as_ref(), &id));
+            let tokenizer = tokenizer_model_id.as_deref().map(|id| Self::load_tokenizer(models.as_ref(), id));
             let count = |text: &str| match &tokenizer {
                 Some(Ok(t)) => t.encode(text, false).map_or(0, |ids| ids.len()),
                 _ => 0,
@@ -236,7 +249,12 @@ impl ValidationWorker {
                 ..ValidateOptions::default()
             };
             let read = files.open(&sha256).map(|reader| bonsai_datasets::validate(reader, &options));
-            (read, tokenizer.and_then(Result::err).into_iter().collect::<Vec<_>>())
+            let tokens = match tokenizer {
+                Some(Ok(_)) => Tokens { counted_by: tokenizer_model_id, warnings: Vec::new() },
+                Some(Err(warning)) => Tokens { counted_by: None, warnings: vec![warning] },
+                None => Tokens::default(),
+            };
+            (read, tokens)
         })
         .await
         .map_err(|e| Transient::Read(format!("the validation thread failed: {e}")))?;
@@ -251,7 +269,7 @@ impl ValidationWorker {
                         "dataset validated"
                     );
                 }
-                command_for(version, outcome, extra_warnings)?
+                command_for(version, outcome, tokens)?
             }
             // The file is gone (removed by hand): nothing will bring it back, so say so in the result.
             Err(FileStoreError::NotFound(_)) => DatasetCommand::RecordValidationFailure {

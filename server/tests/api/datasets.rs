@@ -293,6 +293,7 @@ async fn token_counts_come_from_the_named_models_tokenizer() {
     assert_eq!(stats["prompt_tokens"]["max"], *prompts.iter().max().unwrap());
     assert_eq!(stats["answer_tokens"]["total"], answers.iter().sum::<u64>());
     assert!(stats["answer_tokens"]["total"].as_u64().unwrap() >= 12, "every answer has a token at least");
+    assert_eq!(stats["tokenizer_model_id"], "tiny", "the stats say whose tokens they count");
     let history = bonsai_projections::log::aggregate_history(&app.pool, "Dataset", &id).await.unwrap();
     let request = history.iter().find(|e| e.event_type == "DatasetValidationRequested").unwrap();
     let asked = &request.payload["DatasetValidationRequested"]["tokenizer_model_id"];
@@ -307,6 +308,7 @@ async fn token_counts_come_from_the_named_models_tokenizer() {
     let detail = app.validated_with(&admin, &second, &[("tokenizer_model_id", "broken")]).await;
     assert_eq!(detail["status"], "valid", "{detail}");
     assert!(detail["stats"]["prompt_tokens"].is_null(), "{detail}");
+    assert!(detail["stats"].get("tokenizer_model_id").is_none(), "{detail}");
     let warnings = detail["warnings"].as_array().unwrap();
     assert!(warnings.iter().any(|w| w["kind"] == "tokenizer_unavailable" && w["model_id"] == "broken"), "{detail}");
 }
