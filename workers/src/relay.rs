@@ -14,15 +14,18 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::HeaderMap;
 use bonsai_projections::{log::read_committed_after, Cursor, ProjectionError};
 use futures::{FutureExt, StreamExt};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The advisory-lock key of the relay leader ("bonsai relay").
 const LEADER_LOCK: i64 = 0x626f_6e73_6169_0001;
 const BATCH: i64 = 512;
+/// How often the leader makes sure its lock's connection is still there.
+const LEADER_CHECK: Duration = Duration::from_secs(1);
 /// Polling is the safety net under the wake-up messages (and what picks up events appended by a
 /// process that does not send them).
 const POLL: Duration = Duration::from_millis(100);
@@ -85,35 +88,79 @@ impl Relay {
     }
 
     /// Runs until `shutdown`: waits for leadership, then publishes whatever commits. Errors (NATS or
-    /// the database down) are logged and retried with back-off; nothing is skipped.
+    /// the database down) are logged and retried with back-off; nothing is skipped. Leadership is the
+    /// advisory lock's session: when that connection is lost, the relay steps down and competes again.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut leader = self.pool.acquire().await?;
-        loop {
-            let got: bool =
-                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut *leader).await?;
-            if got {
-                break;
+        while let Some(mut leader) = self.become_leader(&shutdown).await {
+            tracing::info!(stream = %self.bus.stream_name(), "relay is the leader");
+            self.lead(&mut leader, &shutdown).await;
+            // Leadership ends with the connection; say so explicitly for a clean hand-over.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut *leader).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until this relay holds the leader lock (on the returned connection); `None` on shutdown.
+    async fn become_leader(&self, shutdown: &CancellationToken) -> Option<PoolConnection<Postgres>> {
+        while !shutdown.is_cancelled() {
+            let attempt = async {
+                let mut conn = self.pool.acquire().await?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(LEADER_LOCK)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok::<_, sqlx::Error>(got.then_some(conn))
+            };
+            match attempt.await {
+                Ok(Some(conn)) => return Some(conn),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot compete for relay leadership; retrying"),
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
-        tracing::info!(stream = %self.bus.stream_name(), "relay is the leader");
-        let mut wake = self.bus.js.client().subscribe(self.bus.wake_subject()).await?;
+        None
+    }
+
+    /// Publishes until `shutdown` or until the leader connection is gone (checked every second).
+    async fn lead(&self, leader: &mut PoolConnection<Postgres>, shutdown: &CancellationToken) {
+        let mut wake = match self.bus.js.client().subscribe(self.bus.wake_subject()).await {
+            Ok(wake) => Some(wake),
+            Err(error) => {
+                tracing::warn!(%error, "no wake-up subscription; the relay polls");
+                None
+            }
+        };
         let mut cursor = None;
         let mut backoff = Duration::from_millis(100);
+        let mut checked = Instant::now();
         while !shutdown.is_cancelled() {
+            if checked.elapsed() >= LEADER_CHECK {
+                if let Err(error) = sqlx::query("SELECT 1").execute(&mut **leader).await {
+                    tracing::warn!(%error, "the relay lock's connection is gone; stepping down");
+                    return;
+                }
+                checked = Instant::now();
+            }
             match self.publish_batch(&mut cursor).await {
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = wake.next() => {
-                            // Many commands, one read: take every wake-up that is already here.
-                            while let Some(Some(_)) = wake.next().now_or_never() {}
+                    let woken = async {
+                        match wake.as_mut() {
+                            Some(wake) => {
+                                wake.next().await;
+                                // Many commands, one read: take every wake-up that is already here.
+                                while let Some(Some(_)) = wake.next().now_or_never() {}
+                            }
+                            None => std::future::pending().await,
                         }
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = woken => {}
                         _ = tokio::time::sleep(POLL) => {}
                     }
                 }
@@ -121,16 +168,13 @@ impl Relay {
                     cursor = None; // read it again from the database
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay batch failed");
                     tokio::select! {
-                        _ = shutdown.cancelled() => break,
+                        _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        // Leadership ends with the connection; say so explicitly for a clean hand-over.
-        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut *leader).await;
-        Ok(())
     }
 
     /// The stored checkpoint (created at the start if missing).
@@ -181,15 +225,22 @@ impl Relay {
         for ack in acks {
             ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
         }
-        sqlx::query(
-            "UPDATE relay_checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() WHERE name = $1",
+        // Only forwards: a relay that lost its lock without noticing yet cannot move the checkpoint back.
+        let moved = sqlx::query(
+            "UPDATE relay_checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() \
+             WHERE name = $1 AND (tx_id, position) < ($2::text::xid8, $3)",
         )
         .bind(&name)
         .bind(last.tx_id.to_string())
         .bind(last.position)
         .execute(&self.pool)
         .await?;
-        *cursor = Some(last);
+        if moved.rows_affected() == 1 {
+            *cursor = Some(last);
+        } else {
+            tracing::warn!("the relay checkpoint was already past this batch (another relay?); reading it again");
+            *cursor = None;
+        }
         tracing::debug!(published = events.len(), "relay batch");
         Ok(events.len())
     }

@@ -149,3 +149,40 @@ async fn a_long_open_transaction_does_not_make_the_relay_skip_its_events() {
     })
     .await;
 }
+
+/// The backend that holds the relay's leader lock in this test's database, if any.
+async fn relay_leader_pid(app: &TestApp) -> Option<i32> {
+    // pg_try_advisory_lock(bigint) shows as classid = high 32 bits, objid = low 32 bits, objsubid = 1.
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+         AND classid::bigint = $1 AND objid::bigint = $2 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(0x626f_6e73_i64)
+    .bind(0x6169_0001_i64)
+    .fetch_optional(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_relay_that_loses_its_lock_connection_steps_down_and_leads_again() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    eventually(|| async { relay_leader_pid(&app).await.is_some() }).await;
+    let leader = relay_leader_pid(&app).await;
+    let killed: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(leader.unwrap()).fetch_one(&app.pool).await.unwrap();
+    assert!(killed);
+    // The relay notices within a second, competes again and wins (it is the only one here)...
+    eventually(|| async { matches!(relay_leader_pid(&app).await, Some(pid) if Some(pid) != leader) }).await;
+    // ... and events keep flowing to the views.
+    let (_, token) = app.create_user(&admin, "lena", "user").await;
+    let response = app.put("/api/users/profile", &token, json!({"display_name": "after the takeover"})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    eventually(|| async {
+        let me: Value = app.get("/api/users/profile", Some(&token)).await.json().await.unwrap();
+        me["display_name"] == "after the takeover"
+    })
+    .await;
+}
