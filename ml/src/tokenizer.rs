@@ -86,6 +86,12 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// How many tokens `text` is (no special tokens added). Faster than [`TextTokenizer::encode`]: no
+    /// offsets are tracked. A text the tokenizer cannot handle counts 0.
+    pub fn count(&self, text: &str) -> usize {
+        self.inner.encode_fast(text, false).map_or(0, |enc| enc.len())
+    }
+
     /// Text of token ids, optionally leaving special tokens out.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| MlError::Tokenizer(e.to_string()))

@@ -67,6 +67,8 @@ fn the_tiny_model_loads_and_its_tokenizer_round_trips_a_chat() {
         )
         .unwrap();
     let ids = tok.encode(&text, false).unwrap();
+    assert_eq!(tok.count(&text), ids.len(), "counting agrees with encoding");
+    assert_eq!(tok.count(""), 0);
     // Special tokens are single ids; the rest decodes back to the exact text, including unseen characters.
     assert_eq!(ids[0], 1);
     assert_eq!(ids.iter().filter(|t| **t == 2).count(), 2);

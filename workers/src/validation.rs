@@ -241,7 +241,7 @@ impl ValidationWorker {
             let _entered = span.enter();
             let tokenizer = tokenizer_model_id.as_deref().map(|id| Self::load_tokenizer(models.as_ref(), id));
             let count = |text: &str| match &tokenizer {
-                Some(Ok(t)) => t.encode(text, false).map_or(0, |ids| ids.len()),
+                Some(Ok(t)) => t.count(text),
                 _ => 0,
             };
             let options = ValidateOptions {
