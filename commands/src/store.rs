@@ -3,7 +3,9 @@
 //! postgres-es appends with `BEGIN`, one `INSERT` per event, the snapshot write and `COMMIT`: four
 //! round trips or more per command. Here the events go in with one `INSERT ... SELECT FROM UNNEST` and
 //! the snapshot is written by the same statement (a data-modifying CTE), so a command costs one round
-//! trip to load and one to append, and the append is atomic without an explicit transaction.
+//! trip to load and one to append, and the append is atomic without an explicit transaction. The rows
+//! are inserted in sequence order, so their global positions (the relay's order within a transaction)
+//! follow the aggregate's sequence.
 //!
 //! Optimistic concurrency rests on the events' primary key (aggregate, id, sequence): a writer that
 //! decided on an outdated state appends a sequence number that exists and the whole statement fails
@@ -23,11 +25,11 @@ use sqlx::{PgPool, Row};
 
 const APPEND: &str =
     "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])";
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) AS e(t, i, s, k, v, p, m) ORDER BY s";
 
 const APPEND_WITH_SNAPSHOT: &str = "WITH appended AS ( \
        INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-       SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+       SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) AS e(t, i, s, k, v, p, m) ORDER BY s \
        RETURNING sequence) \
      INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload) \
      SELECT $1[1], $8, max(sequence), $9, $10 FROM appended \

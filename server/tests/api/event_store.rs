@@ -39,6 +39,28 @@ async fn every_append_keeps_the_snapshot_at_the_last_event() {
         .await
         .unwrap();
     assert_eq!(rows, 1, "one snapshot row per aggregate");
+
+    // Three sessions, then a password change ends them: one append of four events (PasswordChanged and
+    // three SessionEnded), in sequence order also by global position (the relay's order).
+    app.tokens("sara", "sara-password").await;
+    app.tokens("sara", "sara-password").await;
+    let (_, before) = snapshot_and_last_event(&app, &id).await;
+    let change = json!({"current_password": "sara-password", "new_password": "another-password"});
+    assert_eq!(app.put("/api/users/profile/password", &token, change).await.status(), StatusCode::NO_CONTENT);
+    let appended: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT sequence, global_position, event_type FROM events \
+         WHERE aggregate_type = 'User' AND aggregate_id = $1 AND sequence > $2 ORDER BY sequence",
+    )
+    .bind(&id)
+    .bind(before)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let kinds: Vec<&str> = appended.iter().map(|(_, _, kind)| kind.as_str()).collect();
+    assert_eq!(kinds, ["PasswordChanged", "SessionEnded", "SessionEnded", "SessionEnded"]);
+    assert!(appended.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 > w[0].1), "{appended:?}");
+    let (snapshot, last) = snapshot_and_last_event(&app, &id).await;
+    assert_eq!((snapshot, last), (Some(before + 4), before + 4));
 }
 
 #[tokio::test]
