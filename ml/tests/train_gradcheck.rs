@@ -92,17 +92,17 @@ fn attention_case(seq: usize, stride: usize, window: Option<usize>) {
     let s = AttnShape { batch: 2, seq, heads: 4, kv_heads: 2, head_dim: 4, window };
     let qkv = rng.vec(s.batch * seq * s.qkv_width(), 1.5);
     let r = rng.vec(s.batch * seq * s.out_width(), 1.0);
-    let mut probs = vec![0.0; s.batch * s.heads * seq * seq];
-    let fwd = |x: &[f32], probs: &mut Vec<f32>| {
+    let mut lse = vec![0.0; s.batch * s.heads * seq];
+    let fwd = |x: &[f32], lse: &mut Vec<f32>| {
         let mut o = vec![0.0; r.len()];
-        attention_fwd(&mut o, probs, x, &s);
+        attention_fwd(&mut o, lse, x, &s);
         dot(&o, &r)
     };
-    fwd(&qkv, &mut probs);
+    fwd(&qkv, &mut lse);
     let mut dqkv = vec![f32::NAN; qkv.len()];
-    attention_bwd(&mut dqkv, &r, &qkv, &probs, &s);
+    attention_bwd(&mut dqkv, &r, &qkv, &lse, &s);
     assert!(dqkv.iter().all(|v| v.is_finite()), "every gradient element is written");
-    let mut scratch = probs.clone();
+    let mut scratch = lse.clone();
     check(&format!("attention seq {seq}"), &qkv, &dqkv, stride, &mut |x| fwd(x, &mut scratch));
 }
 
@@ -118,12 +118,12 @@ fn attention_is_causal() {
     let mut rng = Rng(9);
     let s = AttnShape { batch: 1, seq: 6, heads: 2, kv_heads: 1, head_dim: 4, window: None };
     let mut qkv = rng.vec(s.seq * s.qkv_width(), 1.0);
-    let mut probs = vec![0.0; s.heads * 36];
+    let mut lse = vec![0.0; s.heads * s.seq];
     let (mut o1, mut o2) = (vec![0.0; s.seq * s.out_width()], vec![0.0; s.seq * s.out_width()]);
-    attention_fwd(&mut o1, &mut probs, &qkv, &s);
+    attention_fwd(&mut o1, &mut lse, &qkv, &s);
     let last = (s.seq - 1) * s.qkv_width();
     qkv[last..].iter_mut().for_each(|v| *v += 3.0); // change only the last token
-    attention_fwd(&mut o2, &mut probs, &qkv, &s);
+    attention_fwd(&mut o2, &mut lse, &qkv, &s);
     let row = s.out_width();
     assert_eq!(o1[..(s.seq - 1) * row], o2[..(s.seq - 1) * row]);
     assert_ne!(o1[(s.seq - 1) * row..], o2[(s.seq - 1) * row..]);

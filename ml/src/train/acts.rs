@@ -11,7 +11,8 @@ pub struct LayerActs {
     pub xn1: Vec<f32>,
     /// q|k|v after RoPE.
     pub qkv: Vec<f32>,
-    pub probs: Vec<f32>,
+    /// Log-sum-exp of each attention row `[batch, heads, seq]` (the backward recomputes the probabilities).
+    pub lse: Vec<f32>,
     pub attn: Vec<f32>,
     pub x_mid: Vec<f32>,
     pub inv2: Vec<f32>,
@@ -60,7 +61,7 @@ impl Arena {
         let c = &base.config;
         let cap = max_batch * max_seq;
         let (h, i, qkv_w, q) = (c.hidden_size, c.intermediate_size, base.qkv_width(), c.q_dim());
-        let probs = max_batch * c.num_attention_heads * max_seq * max_seq;
+        let lse = max_batch * c.num_attention_heads * max_seq;
         let r = lora.config.rank;
         let dropout = lora.config.dropout > 0.0;
         let z = |n: usize| vec![0.0f32; n];
@@ -70,7 +71,7 @@ impl Arena {
                     inv1: z(cap),
                     xn1: z(cap * h),
                     qkv: z(cap * qkv_w),
-                    probs: z(probs),
+                    lse: z(lse),
                     attn: z(cap * q),
                     x_mid: z(cap * h),
                     inv2: z(cap),
@@ -120,7 +121,7 @@ impl Arena {
             .layers
             .iter()
             .map(|a| {
-                let fixed = [&a.inv1, &a.xn1, &a.qkv, &a.probs, &a.attn, &a.x_mid, &a.inv2, &a.xn2, &a.gu, &a.act];
+                let fixed = [&a.inv1, &a.xn1, &a.qkv, &a.lse, &a.attn, &a.x_mid, &a.inv2, &a.xn2, &a.gu, &a.act];
                 fixed.iter().map(|v| v.len()).sum::<usize>() + a.h.iter().chain(&a.mask).map(Vec::len).sum::<usize>()
             })
             .sum();

@@ -67,7 +67,7 @@ pub fn backward(base: &FrozenBase, lora: &LoraParams, ar: &mut Arena, grads: &mu
     let top = &ar.xs[c.num_hidden_layers][..t * h];
     rmsnorm_bwd(&mut ar.dx[..t * h], dxn, top, &base.norm, &ar.inv_f[..t], false);
     let shape = attn_shape(base, batch, seq);
-    let np = batch * c.num_attention_heads * seq * seq;
+    let np = batch * c.num_attention_heads * seq;
     let mut sc = Scratch { dh: &mut ar.dh, drop_x: &mut ar.drop_x, drop_dx: &mut ar.drop_dx, dropped: ar.dropped };
     for (l, bl) in base.layers.iter().enumerate().rev() {
         let la = &ar.layers[l];
@@ -102,7 +102,7 @@ pub fn backward(base: &FrozenBase, lora: &LoraParams, ar: &mut Arena, grads: &mu
             branch_bwd(lora, s, grads, dy, &la.attn[..t * q], &la.h[k], &la.mask[k], d_o, &mut sc);
         }
         let d_qkv = &mut ar.d_qkv[..t * w];
-        attention_bwd(d_qkv, d_o, &la.qkv[..t * w], &la.probs[..np], &shape);
+        attention_bwd(d_qkv, d_o, &la.qkv[..t * w], &la.lse[..np], &shape);
         base.rope.apply(d_qkv, w, c.num_attention_heads + c.num_key_value_heads, seq, true);
         linear_bwd_x(dxn, d_qkv, &bl.w_qkv, t, h, w, false);
         for tg in [Target::Q, Target::K, Target::V] {

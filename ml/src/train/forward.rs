@@ -96,7 +96,7 @@ pub fn forward_blocks(
     let (h, i, w, q) = (c.hidden_size, c.intermediate_size, base.qkv_width(), c.q_dim());
     let eps = c.rms_norm_eps as f32;
     let shape = attn_shape(base, batch, seq);
-    let np = batch * c.num_attention_heads * seq * seq;
+    let np = batch * c.num_attention_heads * seq;
     for (row, &tok) in ar.xs[0][..t * h].chunks_mut(h).zip(tokens) {
         let tok = tok as usize;
         row.copy_from_slice(&base.embed[tok * h..(tok + 1) * h]);
@@ -120,7 +120,7 @@ pub fn forward_blocks(
             }
         }
         base.rope.apply(qkv, w, c.num_attention_heads + c.num_key_value_heads, seq, false);
-        attention_fwd(&mut la.attn[..t * q], &mut la.probs[..np], qkv, &shape);
+        attention_fwd(&mut la.attn[..t * q], &mut la.lse[..np], qkv, &shape);
         let x_mid = &mut la.x_mid[..t * h];
         x_mid.copy_from_slice(x_in);
         linear_fwd(x_mid, &la.attn[..t * q], &bl.w_o, t, q, h, true);

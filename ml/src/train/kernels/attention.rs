@@ -3,8 +3,10 @@
 //! Inputs live in the fused projection buffer `qkv` of shape `[batch * seq, (heads + 2 * kv_heads) * d]`
 //! (q heads, then k heads, then v heads on each row, as the fused q|k|v linear writes them), so a head is a
 //! strided view and nothing is copied. Query head `h` reads kv head `h / (heads / kv_heads)`, as
-//! transformers' `repeat_kv` does. The forward saves the probabilities `[batch, heads, seq, seq]` for the
-//! backward. Products are done in row blocks that skip the masked upper triangle.
+//! transformers' `repeat_kv` does. The forward saves only each row's log-sum-exp `[batch, heads, seq]`;
+//! the backward recomputes the probabilities from it one head at a time (as flash attention does), so the
+//! memory kept per layer grows with the sequence length, not with its square. Products are done in row
+//! blocks that skip the masked upper triangle.
 
 use super::fastmath;
 use super::linalg::{matmul, MatMut, MatRef, Par};
@@ -53,32 +55,43 @@ fn blocks(seq: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..seq).step_by(BLOCK).map(move |i0| (i0, (i0 + BLOCK).min(seq)))
 }
 
-/// `o = softmax(q k^T / sqrt(d) + causal mask) v`, saving the probabilities into `probs`.
-pub fn attention_fwd(o: &mut [f32], probs: &mut [f32], qkv: &[f32], s: &AttnShape) {
+/// The scaled scores `q k^T / sqrt(d)` of head `h` into `p` (`[seq, seq]`), on the causal blocks only.
+fn scores(p: &mut [f32], xb: &[f32], h: usize, s: &AttnShape) {
+    let (sq, d, w) = (s.seq, s.head_dim, s.qkv_width());
+    let (qc, kc) = (h * d, s.k_col(h));
+    for (i0, i1) in blocks(sq) {
+        matmul(
+            MatMut::strided(&mut p[i0 * sq..], i1 - i0, i1, sq),
+            MatRef::strided(&xb[i0 * w + qc..], i1 - i0, d, w),
+            MatRef::strided(&xb[kc..], i1, d, w).t(),
+            s.scale(),
+            false,
+            Par::Single,
+        );
+    }
+}
+
+/// The keys query `i` sees: `first..=i` (all earlier keys, or the sliding window's).
+fn live_range(i: usize, s: &AttnShape) -> usize {
+    s.window.map_or(0, |w| (i + 1).saturating_sub(w))
+}
+
+/// `o = softmax(q k^T / sqrt(d) + causal mask) v`, saving each row's log-sum-exp into `lse`.
+pub fn attention_fwd(o: &mut [f32], lse: &mut [f32], qkv: &[f32], s: &AttnShape) {
     let (sq, d, w, ow) = (s.seq, s.head_dim, s.qkv_width(), s.out_width());
     assert_eq!(qkv.len(), s.batch * sq * w);
     assert_eq!(o.len(), s.batch * sq * ow);
-    assert_eq!(probs.len(), s.batch * s.heads * sq * sq);
+    assert_eq!(lse.len(), s.batch * s.heads * sq);
     assert_eq!(s.heads % s.kv_heads, 0);
-    o.par_chunks_mut(sq * ow).zip(probs.par_chunks_mut(s.heads * sq * sq)).zip(qkv.par_chunks(sq * w)).for_each(
-        |((ob, pb), xb)| {
+    o.par_chunks_mut(sq * ow).zip(lse.par_chunks_mut(s.heads * sq)).zip(qkv.par_chunks(sq * w)).for_each(
+        |((ob, lb), xb)| {
+            let mut p = vec![0.0f32; sq * sq];
             for h in 0..s.heads {
-                let p = &mut pb[h * sq * sq..(h + 1) * sq * sq];
-                let (qc, kc, vc) = (h * d, s.k_col(h), s.v_col(h));
-                for (i0, i1) in blocks(sq) {
-                    matmul(
-                        MatMut::strided(&mut p[i0 * sq..], i1 - i0, i1, sq),
-                        MatRef::strided(&xb[i0 * w + qc..], i1 - i0, d, w),
-                        MatRef::strided(&xb[kc..], i1, d, w).t(),
-                        s.scale(),
-                        false,
-                        Par::Single,
-                    );
-                }
-                for (i, row) in p.chunks_mut(sq).enumerate() {
-                    let first = s.window.map_or(0, |w| (i + 1).saturating_sub(w));
+                let vc = s.v_col(h);
+                scores(&mut p, xb, h, s);
+                for (i, (row, l)) in p.chunks_mut(sq).zip(&mut lb[h * sq..(h + 1) * sq]).enumerate() {
                     let (seen, masked) = row.split_at_mut(i + 1);
-                    let (outside, live) = seen.split_at_mut(first);
+                    let (outside, live) = seen.split_at_mut(live_range(i, s));
                     outside.fill(0.0);
                     let max = fastmath::max(live);
                     live.iter_mut().for_each(|v| *v = fastmath::exp(*v - max));
@@ -86,6 +99,7 @@ pub fn attention_fwd(o: &mut [f32], probs: &mut [f32], qkv: &[f32], s: &AttnShap
                     let inv = 1.0 / sum;
                     live.iter_mut().for_each(|v| *v *= inv);
                     masked.fill(0.0);
+                    *l = max + sum.ln();
                 }
                 for (i0, i1) in blocks(sq) {
                     matmul(
@@ -102,23 +116,34 @@ pub fn attention_fwd(o: &mut [f32], probs: &mut [f32], qkv: &[f32], s: &AttnShap
     );
 }
 
-/// Writes the gradients of q, k and v (into the fused `dqkv`, same layout as `qkv`) from `d_o`.
-pub fn attention_bwd(dqkv: &mut [f32], d_o: &[f32], qkv: &[f32], probs: &[f32], s: &AttnShape) {
+/// Writes the gradients of q, k and v (into the fused `dqkv`, same layout as `qkv`) from `d_o`, with
+/// the probabilities recomputed from the forward's `lse`.
+pub fn attention_bwd(dqkv: &mut [f32], d_o: &[f32], qkv: &[f32], lse: &[f32], s: &AttnShape) {
     let (sq, d, w, ow) = (s.seq, s.head_dim, s.qkv_width(), s.out_width());
     assert_eq!(qkv.len(), s.batch * sq * w);
     assert_eq!(dqkv.len(), qkv.len());
     assert_eq!(d_o.len(), s.batch * sq * ow);
-    assert_eq!(probs.len(), s.batch * s.heads * sq * sq);
+    assert_eq!(lse.len(), s.batch * s.heads * sq);
     let rep = s.heads / s.kv_heads;
     let scale = s.scale();
     dqkv.par_chunks_mut(sq * w)
         .zip(d_o.par_chunks(sq * ow))
         .zip(qkv.par_chunks(sq * w))
-        .zip(probs.par_chunks(s.heads * sq * sq))
-        .for_each(|(((gb, dob), xb), pb)| {
+        .zip(lse.par_chunks(s.heads * sq))
+        .for_each(|(((gb, dob), xb), lb)| {
             let mut ds = vec![0.0f32; sq * sq];
+            let mut p = vec![0.0f32; sq * sq];
             for h in 0..s.heads {
-                let p = &pb[h * sq * sq..(h + 1) * sq * sq];
+                // P = exp(S - lse) on the live keys of each row, as the forward had it.
+                scores(&mut p, xb, h, s);
+                for (i, (row, l)) in p.chunks_mut(sq).zip(&lb[h * sq..(h + 1) * sq]).enumerate() {
+                    let (seen, masked) = row.split_at_mut(i + 1);
+                    let (outside, live) = seen.split_at_mut(live_range(i, s));
+                    outside.fill(0.0);
+                    live.iter_mut().for_each(|v| *v = fastmath::exp(*v - l));
+                    masked.fill(0.0);
+                }
+                let p = &p[..];
                 let (qc, kc, vc) = (h * d, s.k_col(h), s.v_col(h));
                 let first = h % rep == 0;
                 // dP = dO V^T on the causal blocks, then dS = P * (dP - rowsum(P * dP)).
