@@ -5,4 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
 if [ -x scripts/install-onnxruntime.sh ]; then scripts/install-onnxruntime.sh; fi
+# Every black-box test makes its own database and data folder; drop those that earlier runs left (one
+# still in use by a concurrent run refuses the drop and stays).
+for db in $(psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'bonsai\_test\_%'" 2>/dev/null); do
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE \"$db\"" >/dev/null 2>&1 || true
+done
+find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'bonsai_test_*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 cargo test --workspace --no-fail-fast "$@"
