@@ -40,7 +40,9 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let (new_tokens, threads, runs) = (flag("--new-tokens", 128)?, flag("--threads", 2)?, flag("--runs", 3)?);
-    let options = EngineOptions { device: Device::Cpu, threads, sessions: 1, spin: false };
+    // BONSAI_ORT_SPIN=1: let ORT's idle intra-op threads spin (see EngineOptions::spin).
+    let spin = std::env::var("BONSAI_ORT_SPIN").is_ok_and(|v| v == "1");
+    let options = EngineOptions { device: Device::Cpu, threads, sessions: 1, spin };
     let engine = Engine::load(&dir, options)?;
     let params = GenerationParams { max_new_tokens: new_tokens, ignore_eos: true, ..GenerationParams::default() };
     // Warm-up: the first run pays for lazy allocations and weight pre-packing.

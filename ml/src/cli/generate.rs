@@ -41,10 +41,14 @@ pub struct GenerateArgs {
     /// Intra-op threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Let idle ONNX Runtime threads spin between kernels: faster on cores nothing else uses, slower on
+    /// shared or busy ones.
+    #[arg(long)]
+    pub spin: bool,
 }
 
 pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let options = EngineOptions { device: args.device, threads: args.threads, sessions: 1, spin: false };
+    let options = EngineOptions { device: args.device, threads: args.threads, sessions: 1, spin: args.spin };
     let engine = Engine::load(&args.model, options)
         .with_context(|| format!("loading the export folder {}", args.model.display()))?;
     let mut messages = Vec::new();
