@@ -66,7 +66,8 @@ impl GraphBuilder {
         Ok((self.nodes, self.initializers, self.external.offset))
     }
 
-    fn fresh(&mut self, hint: &str) -> String {
+    /// A new value name, unique in the graph.
+    pub(crate) fn fresh(&mut self, hint: &str) -> String {
         self.counter += 1;
         format!("{hint}_{}", self.counter)
     }

@@ -9,7 +9,7 @@
 //! Only standard ONNX ops (opset 17). Grouped-query attention does not copy the shared K/V heads: the query
 //! heads are viewed as [batch, kv_heads, group, seq, head_dim] and MatMul broadcasts the K/V over the group.
 
-use super::builder::{attr_i, attr_ints, GraphBuilder};
+use super::builder::{attr_f, attr_i, attr_ints, GraphBuilder};
 use super::linear::{fused_linear, load, load_transposed, Part};
 use super::proto::data_type;
 use super::OnnxError;
@@ -50,17 +50,37 @@ pub(crate) fn build(
         Attn::Standard { mask, cos, sin }
     };
 
+    // With contrib ops allowed, each residual Add and the RMSNorm after it are one
+    // com.microsoft.SkipSimplifiedLayerNormalization, as ONNX Runtime GenAI's builder writes them (ONNX Runtime
+    // fuses the RMSNorm pattern itself but leaves the residual Add apart).
+    let fused_norms = matches!(attention_inputs, Attn::Fused(_));
+    let mut h = rms_norm(g, spec, weights, &x, "model.layers.0.input_layernorm.weight")?;
     for layer in 0..spec.num_hidden_layers {
         let p = format!("model.layers.{layer}");
-        let h = rms_norm(g, spec, weights, &x, &format!("{p}.input_layernorm.weight"))?;
         let attn = match &attention_inputs {
             Attn::Fused(inputs) => gqa::attention(g, spec, weights, layer, &h, inputs)?,
             Attn::Standard { mask, cos, sin } => attention(g, spec, weights, layer, &h, mask, cos, sin)?,
         };
-        x = g.op("Add", &[&x, &attn], vec![]);
-        let h = rms_norm(g, spec, weights, &x, &format!("{p}.post_attention_layernorm.weight"))?;
-        let mlp = mlp(g, spec, weights, &p, &h)?;
-        x = g.op("Add", &[&x, &mlp], vec![]);
+        let post = format!("{p}.post_attention_layernorm.weight");
+        let h2 = if fused_norms {
+            let (normed, sum) = skip_rms_norm(g, spec, weights, &attn, &x, &post)?;
+            x = sum;
+            normed
+        } else {
+            x = g.op("Add", &[&x, &attn], vec![]);
+            rms_norm(g, spec, weights, &x, &post)?
+        };
+        let mlp = mlp(g, spec, weights, &p, &h2, fused_norms)?;
+        let next = format!("model.layers.{}.input_layernorm.weight", layer + 1);
+        if fused_norms && layer + 1 < spec.num_hidden_layers {
+            let (normed, sum) = skip_rms_norm(g, spec, weights, &mlp, &x, &next)?;
+            (h, x) = (normed, sum);
+        } else {
+            x = g.op("Add", &[&x, &mlp], vec![]);
+            if layer + 1 < spec.num_hidden_layers {
+                h = rms_norm(g, spec, weights, &x, &next)?;
+            }
+        }
     }
 
     if options.last_token_logits {
@@ -96,6 +116,27 @@ fn rms_norm(
     let rms = g.op("Sqrt", &[&var], vec![]);
     let normed = g.op("Div", &[x, &rms], vec![]);
     Ok(g.op("Mul", &[&normed, &w], vec![]))
+}
+
+/// `x + residual` and its RMSNorm in one `com.microsoft.SkipSimplifiedLayerNormalization`; returns
+/// (normalised, sum).
+fn skip_rms_norm(
+    g: &mut GraphBuilder,
+    spec: &ModelConfig,
+    weights: &Weights,
+    x: &str,
+    residual: &str,
+    name: &str,
+) -> Result<(String, String), OnnxError> {
+    let w = load(g, weights, name, &[spec.hidden_size])?;
+    let (normed, sum) = (g.fresh("skip_norm"), g.fresh("residual"));
+    g.op_contrib(
+        "SkipSimplifiedLayerNormalization",
+        &[x, residual, &w],
+        vec![attr_f("epsilon", spec.rms_norm_eps as f32)],
+        vec![normed.clone(), String::new(), String::new(), sum.clone()],
+    );
+    Ok((normed, sum))
 }
 
 /// Additive attention bias [batch, 1, 1, seq, total]: 0 where a query may attend a key (key position at most
@@ -190,12 +231,26 @@ fn split_heads(g: &mut GraphBuilder, y: &str, heads: i64, hd: i64) -> String {
     g.op("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1, 3])])
 }
 
-/// SwiGLU: down(silu(gate(h)) * up(h)), gate and up fused into one MatMul.
-fn mlp(g: &mut GraphBuilder, spec: &ModelConfig, weights: &Weights, p: &str, h: &str) -> Result<String, OnnxError> {
+/// SwiGLU: down(silu(gate(h)) * up(h)). With `separate`, gate and up are two MatMuls (what ONNX Runtime's
+/// CPU kernels run fastest); otherwise one MatMul and a Split.
+fn mlp(
+    g: &mut GraphBuilder,
+    spec: &ModelConfig,
+    weights: &Weights,
+    p: &str,
+    h: &str,
+    separate: bool,
+) -> Result<String, OnnxError> {
     let (hid, inter) = (spec.hidden_size, spec.intermediate_size);
     let (gm, um, dm) = (format!("{p}.mlp.gate_proj"), format!("{p}.mlp.up_proj"), format!("{p}.mlp.down_proj"));
-    let parts = [Part { module: &gm, out: inter }, Part { module: &um, out: inter }];
-    let gate_up = fused_linear(g, weights, h, &parts, hid, spec.mlp_bias)?;
+    let (gate, up) = (Part { module: &gm, out: inter }, Part { module: &um, out: inter });
+    let gate_up = if separate {
+        let mut gate = fused_linear(g, weights, h, &[gate], hid, spec.mlp_bias)?;
+        let mut up = fused_linear(g, weights, h, &[up], hid, spec.mlp_bias)?;
+        vec![gate.remove(0), up.remove(0)]
+    } else {
+        fused_linear(g, weights, h, &[gate, up], hid, spec.mlp_bias)?
+    };
     let sig = g.op("Sigmoid", &[&gate_up[0]], vec![]);
     let act = g.op("Mul", &[&gate_up[0], &sig], vec![]);
     let act = g.op("Mul", &[&act, &gate_up[1]], vec![]);
