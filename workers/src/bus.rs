@@ -1,6 +1,7 @@
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::{self, stream};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The JetStream stream that carries the events of the instance whose subjects start with `prefix`.
 pub fn stream_name(prefix: &str) -> String {
@@ -56,4 +57,30 @@ impl EventBus {
         let consumer = stream.get_or_create_consumer(&name, config).await?;
         Ok(consumer.messages().await?)
     }
+}
+
+/// Opens something with `open` (a consumer, a subscription) until it succeeds, waiting a second after each
+/// failure, which is logged as `what`; `None` once `shutdown` fires.
+pub(crate) async fn open_with_retry<T, E, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut open: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    while !shutdown.is_cancelled() {
+        match open().await {
+            Ok(opened) => return Some(opened),
+            Err(error) => {
+                tracing::warn!(%error, what, "unavailable, retrying in 1 s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    None
 }

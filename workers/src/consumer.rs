@@ -1,6 +1,7 @@
 //! Durable JetStream pull consumers that feed projections: explicit ack after the view transaction
 //! commits, `nak` with delay on a transient failure, `term` for a message that can never be applied.
 
+use crate::bus::open_with_retry;
 use crate::EventBus;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
@@ -55,17 +56,8 @@ impl ProjectionConsumer {
 
     /// Runs until `shutdown`, reconnecting the message stream after errors.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        while !shutdown.is_cancelled() {
-            let mut messages = match self.consumer().await {
-                Ok(m) => m,
-                Err(error) => {
-                    tracing::warn!(%error, projection = self.projection.name(), "consumer unavailable, retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
+        let what = format!("the {} projection's consumer", self.projection.name());
+        while let Some(mut messages) = open_with_retry(&what, &shutdown, || self.consumer()).await {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),

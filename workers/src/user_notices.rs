@@ -2,11 +2,11 @@
 //! to the User events the relay publishes, each one raising the version its user's cached row must have.
 //! Every node runs one, so every node hears of every event, whichever node's consumer applies it.
 
+use crate::bus::open_with_retry;
 use crate::EventBus;
 use bonsai_projections::user_cache::UserCache;
 use futures::StreamExt;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -26,17 +26,10 @@ pub async fn follow_user_events(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let subject = format!("{}.events.User.*", bus.prefix);
-    while !shutdown.is_cancelled() {
-        let mut messages = match bus.js.client().subscribe(subject.clone()).await {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "cannot follow user events; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
+    let client = bus.js.client();
+    while let Some(mut messages) =
+        open_with_retry("the user events subscription", &shutdown, || client.subscribe(subject.clone())).await
+    {
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

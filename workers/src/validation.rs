@@ -8,6 +8,7 @@
 //! Idempotent by construction: the Dataset aggregate ignores a result for a version that is no longer
 //! being validated, so a redelivered request costs one read of the file and changes nothing.
 
+use crate::bus::open_with_retry;
 use crate::{EventBus, Processed};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
@@ -145,17 +146,7 @@ impl ValidationWorker {
     /// Runs until `shutdown`, reconnecting the message stream after errors. A validation in progress
     /// finishes before the worker stops (it is not acked otherwise, so it would be redone).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        while !shutdown.is_cancelled() {
-            let mut messages = match self.consumer().await {
-                Ok(m) => m,
-                Err(error) => {
-                    tracing::warn!(%error, "validation consumer unavailable, retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
+        while let Some(mut messages) = open_with_retry("the validation consumer", &shutdown, || self.consumer()).await {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
