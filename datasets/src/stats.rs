@@ -87,16 +87,15 @@ impl Hasher for PassThrough {
     }
 }
 
-/// What one record measured, for the caller's warnings.
+/// What one record measured, for the caller's warnings (tokens are counted apart, see [`StatsBuilder::add_tokens`]).
 pub(crate) struct Measured {
     pub(crate) chars: u64,
-    pub(crate) tokens: Option<u64>,
     pub(crate) duplicate: bool,
     pub(crate) empty_answer: bool,
 }
 
-pub(crate) struct StatsBuilder<'t> {
-    tokenizer: Option<&'t dyn Fn(&str) -> usize>,
+pub(crate) struct StatsBuilder {
+    counts_tokens: bool,
     records: u64,
     duplicates: u64,
     empty_answers: u64,
@@ -109,10 +108,11 @@ pub(crate) struct StatsBuilder<'t> {
     pub(crate) tracking_truncated: bool,
 }
 
-impl<'t> StatsBuilder<'t> {
-    pub(crate) fn new(tokenizer: Option<&'t dyn Fn(&str) -> usize>) -> Self {
+impl StatsBuilder {
+    /// With `counts_tokens`, every record's token counts must be given to [`StatsBuilder::add_tokens`].
+    pub(crate) fn new(counts_tokens: bool) -> Self {
         StatsBuilder {
-            tokenizer,
+            counts_tokens,
             records: 0,
             duplicates: 0,
             empty_answers: 0,
@@ -127,27 +127,19 @@ impl<'t> StatsBuilder<'t> {
 
     pub(crate) fn add(&mut self, record: &RecordRef<'_>) -> Measured {
         let (mut prompt, mut answer) = (0u64, 0u64);
-        let (mut prompt_tok, mut answer_tok) = (0u64, 0u64);
         let mut answer_blank = true;
         for (role, content) in &record.messages {
             let chars = content.chars().count() as u64;
-            let tokens = self.tokenizer.map_or(0, |t| t(content) as u64);
             if *role == Role::Assistant {
                 answer += chars;
-                answer_tok += tokens;
                 answer_blank &= content.trim().is_empty();
             } else {
                 prompt += chars;
-                prompt_tok += tokens;
             }
         }
         self.records += 1;
         self.prompt_chars.add(prompt);
         self.answer_chars.add(answer);
-        if self.tokenizer.is_some() {
-            self.prompt_tokens.add(prompt_tok);
-            self.answer_tokens.add(answer_tok);
-        }
         if answer_blank {
             self.empty_answers += 1;
         }
@@ -165,12 +157,13 @@ impl<'t> StatsBuilder<'t> {
         if duplicate {
             self.duplicates += 1;
         }
-        Measured {
-            chars: prompt + answer,
-            tokens: self.tokenizer.map(|_| prompt_tok + answer_tok),
-            duplicate,
-            empty_answer: answer_blank,
-        }
+        Measured { chars: prompt + answer, duplicate, empty_answer: answer_blank }
+    }
+
+    /// One record's prompt and answer token counts.
+    pub(crate) fn add_tokens(&mut self, prompt: u64, answer: u64) {
+        self.prompt_tokens.add(prompt);
+        self.answer_tokens.add(answer);
     }
 
     pub(crate) fn finish(self) -> Stats {
@@ -180,8 +173,8 @@ impl<'t> StatsBuilder<'t> {
             empty_answers: self.empty_answers,
             prompt_chars: self.prompt_chars.finish(),
             answer_chars: self.answer_chars.finish(),
-            prompt_tokens: self.prompt_tokens.finish(),
-            answer_tokens: self.answer_tokens.finish(),
+            prompt_tokens: if self.counts_tokens { self.prompt_tokens.finish() } else { None },
+            answer_tokens: if self.counts_tokens { self.answer_tokens.finish() } else { None },
         }
     }
 }

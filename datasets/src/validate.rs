@@ -6,7 +6,7 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DatasetError, RecordError};
-use crate::record::{Format, Shape};
+use crate::record::{Format, Role, Shape};
 use crate::stats::{Stats, StatsBuilder};
 use crate::stream::RecordStream;
 use crate::{DUPLICATE_TRACKING_LIMIT, MAX_ERRORS_KEPT};
@@ -14,8 +14,9 @@ use crate::{DUPLICATE_TRACKING_LIMIT, MAX_ERRORS_KEPT};
 /// Knobs for [`validate`]; `ValidateOptions::default()` is what the data service uses.
 #[derive(Clone, Copy)]
 pub struct ValidateOptions<'t> {
-    /// Counts tokens in a text; with one, the stats include token counts. Called once per message.
-    pub tokenizer: Option<&'t dyn Fn(&str) -> usize>,
+    /// Counts tokens in a text; with one, the stats include token counts. Called once per message, from
+    /// several threads at once (records are counted in parallel batches).
+    pub tokenizer: Option<&'t (dyn Fn(&str) -> usize + Sync)>,
     /// Fewer valid records than this is a warning. Default 10.
     pub min_records: u64,
     /// A record with more characters (prompt + answer) than this is "very long". Default 32,768.
@@ -119,23 +120,82 @@ impl Tally {
     }
 }
 
+/// Valid records waiting for their token counts: at most this many, or this many bytes of text.
+const TOKEN_BATCH_RECORDS: usize = 1024;
+const TOKEN_BATCH_BYTES: usize = 8 << 20;
+
+/// A valid record whose tokens are still to be counted.
+struct Pending {
+    line: u64,
+    chars: u64,
+    /// (is the assistant's, text) per message.
+    texts: Vec<(bool, String)>,
+}
+
+/// Counts the tokens of `pending` in parallel, then adds them to `stats` and the long-example tally in
+/// file order.
+fn count_tokens(
+    pending: &mut Vec<Pending>,
+    tokenizer: &(dyn Fn(&str) -> usize + Sync),
+    stats: &mut StatsBuilder,
+    long: &mut Tally,
+    options: &ValidateOptions<'_>,
+) {
+    use rayon::prelude::*;
+    let counts: Vec<(u64, u64)> = pending
+        .par_iter()
+        .map(|p| {
+            p.texts.iter().fold((0, 0), |(prompt, answer), (is_answer, text)| {
+                let n = tokenizer(text) as u64;
+                if *is_answer {
+                    (prompt, answer + n)
+                } else {
+                    (prompt + n, answer)
+                }
+            })
+        })
+        .collect();
+    for (p, (prompt, answer)) in pending.drain(..).zip(counts) {
+        stats.add_tokens(prompt, answer);
+        if p.chars > options.long_example_chars || prompt + answer > options.long_example_tokens {
+            long.hit(p.line);
+        }
+    }
+}
+
 /// Reads a whole dataset once, in constant memory, and reports what is in it and what is wrong.
 ///
 /// Fails only when the file as a whole is unusable (not text, not UTF-8, unknown format, empty or
 /// without a single record) or on I/O errors; bad records are reported in the returned report.
 pub fn validate<R: Read>(reader: R, options: &ValidateOptions<'_>) -> Result<ValidationReport, DatasetError> {
     let mut stream = RecordStream::open(reader)?;
-    let mut stats = StatsBuilder::new(options.tokenizer);
+    let mut stats = StatsBuilder::new(options.tokenizer.is_some());
     let (mut errors, mut error_count, mut seen) = (Vec::new(), 0u64, 0u64);
     let (mut long, mut dups, mut empty) = (Tally::default(), Tally::default(), Tally::default());
+    let (mut pending, mut pending_bytes) = (Vec::new(), 0usize);
     while let Some((loc, result)) = stream.next()? {
         seen += 1;
         match result {
             Ok(record) => {
                 let m = stats.add(&record);
-                let too_long_tokens = m.tokens.is_some_and(|t| t > options.long_example_tokens);
-                if m.chars > options.long_example_chars || too_long_tokens {
-                    long.hit(loc.line);
+                match options.tokenizer {
+                    // Tokenising is far slower than parsing: records wait in a bounded batch and are counted
+                    // on every core; the long-example check then needs their counts, so it waits too.
+                    Some(tokenizer) => {
+                        let texts: Vec<(bool, String)> = record
+                            .messages
+                            .iter()
+                            .map(|(role, text)| (*role == Role::Assistant, text.to_string()))
+                            .collect();
+                        pending_bytes += texts.iter().map(|(_, t)| t.len()).sum::<usize>();
+                        pending.push(Pending { line: loc.line, chars: m.chars, texts });
+                        if pending.len() >= TOKEN_BATCH_RECORDS || pending_bytes >= TOKEN_BATCH_BYTES {
+                            count_tokens(&mut pending, tokenizer, &mut stats, &mut long, options);
+                            pending_bytes = 0;
+                        }
+                    }
+                    None if m.chars > options.long_example_chars => long.hit(loc.line),
+                    None => {}
                 }
                 if m.duplicate {
                     dups.hit(loc.line);
@@ -151,6 +211,9 @@ pub fn validate<R: Read>(reader: R, options: &ValidateOptions<'_>) -> Result<Val
                 }
             }
         }
+    }
+    if let Some(tokenizer) = options.tokenizer {
+        count_tokens(&mut pending, tokenizer, &mut stats, &mut long, options);
     }
     if seen == 0 {
         return Err(DatasetError::Empty);

@@ -37,6 +37,22 @@ fn counts_tokens_with_the_callers_tokenizer() {
 }
 
 #[test]
+fn token_counts_cross_batches_in_file_order() {
+    // More records than one counting batch (1,024): totals and the first long line must not depend on it.
+    let answers: Vec<String> = (0..3000).map(|i| if i == 2499 { "w ".repeat(50) } else { format!("a{i} b") }).collect();
+    let pairs: Vec<(String, &str)> = (0..3000).map(|i| (format!("q{i} x y"), answers[i].as_str())).collect();
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(q, a)| (q.as_str(), *a)).collect();
+    let data = jsonl(&refs);
+    let words = |s: &str| s.split_whitespace().count();
+    let options = ValidateOptions { tokenizer: Some(&words), long_example_tokens: 40, ..Default::default() };
+    let r = validate(data.as_bytes(), &options).unwrap();
+    let (p, a) = (r.stats.prompt_tokens.unwrap(), r.stats.answer_tokens.unwrap());
+    assert_eq!((p.total, p.min, p.max), (9000, 3, 3));
+    assert_eq!((a.total, a.min, a.max), (2 * 2999 + 50, 2, 50));
+    assert!(r.warnings.contains(&Warning::LongExamples { count: 1, first_line: 2500, threshold_chars: 32_768 }));
+}
+
+#[test]
 fn warns_about_very_long_examples_by_characters() {
     let long = "x".repeat(40_000);
     let mut pairs = vec![("q", "a"); 12];

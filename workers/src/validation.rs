@@ -236,7 +236,7 @@ impl ValidationWorker {
                 _ => 0,
             };
             let options = ValidateOptions {
-                tokenizer: matches!(tokenizer, Some(Ok(_))).then_some(&count as &dyn Fn(&str) -> usize),
+                tokenizer: matches!(tokenizer, Some(Ok(_))).then_some(&count as &(dyn Fn(&str) -> usize + Sync)),
                 ..ValidateOptions::default()
             };
             let read = files.open(&sha256).map(|reader| bonsai_datasets::validate(reader, &options));
