@@ -24,6 +24,23 @@ pub enum Processed {
     Terminated,
 }
 
+impl Processed {
+    /// Acknowledges `message` as this outcome says: ack when done, nak (redeliver after `retry_after`) when
+    /// it may succeed later, term when it never will. A failed ack is only logged: the message comes
+    /// again and is recognised as done.
+    pub(crate) async fn acknowledge(self, message: &Message, retry_after: Duration) -> Self {
+        let ack = match self {
+            Processed::Applied | Processed::AlreadyApplied => AckKind::Ack,
+            Processed::Retried => AckKind::Nak(Some(retry_after)),
+            Processed::Terminated => AckKind::Term,
+        };
+        if let Err(error) = message.ack_with(ack).await {
+            tracing::warn!(%error, "ack failed; the message will be redelivered and skipped");
+        }
+        self
+    }
+}
+
 /// The most messages applied in one transaction.
 const MAX_BATCH: usize = 256;
 
@@ -94,12 +111,8 @@ impl ProjectionConsumer {
                 messages.iter().map(|m| serde_json::from_slice::<StoredEvent>(&m.payload)).collect();
             if let Ok(events) = events {
                 if apply_batch(&self.pool, self.projection.as_ref(), &events).await.is_ok() {
-                    let acks = messages.iter().map(|m| m.ack_with(AckKind::Ack));
-                    for result in futures::future::join_all(acks).await {
-                        if let Err(error) = result {
-                            tracing::warn!(%error, "ack failed; the message will be redelivered and skipped");
-                        }
-                    }
+                    let acks = messages.iter().map(|m| Processed::Applied.acknowledge(m, Duration::ZERO));
+                    futures::future::join_all(acks).await;
                     return;
                 }
             }
@@ -131,14 +144,6 @@ impl ProjectionConsumer {
                 Processed::Terminated
             }
         };
-        let ack = match outcome {
-            Processed::Applied | Processed::AlreadyApplied => AckKind::Ack,
-            Processed::Retried => AckKind::Nak(Some(Duration::from_secs(1))),
-            Processed::Terminated => AckKind::Term,
-        };
-        if let Err(error) = message.ack_with(ack).await {
-            tracing::warn!(%error, "ack failed; the message will be redelivered and skipped");
-        }
-        outcome
+        outcome.acknowledge(message, Duration::from_secs(1)).await
     }
 }

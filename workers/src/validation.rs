@@ -11,7 +11,7 @@
 use crate::bus::open_with_retry;
 use crate::{EventBus, Processed};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::Message;
 use bonsai_commands::{CommandBus, CommandError, CommandMetadata, FileStore, FileStoreError, LocalModels};
 use bonsai_datasets::{DatasetError as FormatError, ValidateOptions, ValidationReport};
 use bonsai_domain::dataset::{DatasetCommand, DatasetError, DatasetEvent, ValidationSummary};
@@ -176,15 +176,7 @@ impl ValidationWorker {
                 Processed::Terminated
             }
         };
-        let ack = match outcome {
-            Processed::Applied | Processed::AlreadyApplied => AckKind::Ack,
-            Processed::Retried => AckKind::Nak(Some(Duration::from_secs(2))),
-            Processed::Terminated => AckKind::Term,
-        };
-        if let Err(error) = message.ack_with(ack).await {
-            tracing::warn!(%error, "ack failed; the request will be redelivered and ignored");
-        }
-        outcome
+        outcome.acknowledge(message, Duration::from_secs(2)).await
     }
 
     /// Validates the file a `DatasetValidationRequested` names and records the result; every other
