@@ -43,6 +43,17 @@ struct BenchUser {
     token: String,
 }
 
+/// The benchmark's command: one profile update; whether it was answered 200.
+async fn rename(client: &Client, url: &str, token: &str, display_name: String) -> bool {
+    let sent = client
+        .put(format!("{url}/api/users/profile"))
+        .bearer_auth(token)
+        .json(&json!({ "display_name": display_name }))
+        .send()
+        .await;
+    matches!(sent, Ok(r) if r.status() == 200)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -104,16 +115,8 @@ async fn commands_per_second(args: &Args, client: &Client, users: &Arc<Vec<Bench
             while Instant::now() < deadline {
                 let u = &users[w];
                 n += 1;
-                let r = client
-                    .put(format!("{url}/api/users/profile"))
-                    .bearer_auth(&u.token)
-                    .json(&json!({"display_name": format!("w{w}n{n}")}))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
+                let counter = if rename(&client, &url, &u.token, format!("w{w}n{n}")).await { &ok } else { &failed };
+                counter.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
@@ -179,13 +182,7 @@ async fn projection_lag(
                 tasks.push(tokio::spawn(async move {
                     let u = &all[i as usize % all.len()];
                     let n = i / all.len() as u64;
-                    let r = client
-                        .put(format!("{url}/api/users/profile"))
-                        .bearer_auth(&u.token)
-                        .json(&json!({"display_name": format!("lag{n}")}))
-                        .send()
-                        .await;
-                    if matches!(r, Ok(ref r) if r.status() == 200) {
+                    if rename(&client, &url, &u.token, format!("lag{n}")).await {
                         answered.lock().await.entry(u.id.clone()).or_default().insert(n, Instant::now());
                     }
                 }));
