@@ -107,14 +107,14 @@ fn main() {
     };
     let mut session = Session::new(base, lora, hyper, examples, Vec::new()).expect("session");
     for _ in 0..warmup {
-        session.train_step();
+        session.train_step().expect("step");
     }
     let t = Instant::now();
     let cpu0 = cpu_secs();
     let mut tokens = 0;
     let mut loss = 0.0;
     for _ in 0..steps {
-        let (l, n) = session.train_step();
+        let (l, n) = session.train_step().expect("step");
         tokens += n;
         loss = l;
     }

@@ -1,4 +1,5 @@
-//! LoRA fine-tuning of Llama-family models on the CPU, with a hand-written backward pass.
+//! LoRA fine-tuning of Llama-family models with a hand-written backward pass, on the CPU or (through
+//! [`gpu`]) a CUDA GPU.
 //!
 //! Entry point: [`train`] (see [`api`]). Under it, [`session::Session`] runs the steps; [`forward`] and
 //! [`backward`] are the model with LoRA branches over the kernels of [`kernels`], with activations kept in
@@ -12,6 +13,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod forward;
+pub mod gpu;
 pub mod kernels;
 pub mod optim;
 pub mod session;

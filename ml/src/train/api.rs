@@ -6,6 +6,7 @@ use super::base::FrozenBase;
 use super::checkpoint;
 use super::data::{encode, read_records, Example};
 use super::error::TrainError;
+use super::gpu::Accelerator;
 use super::session::{Hyper, Progress, Session, StepRecord, StopReason};
 use crate::lora::{merge, peft, LoraConfig, LoraParams};
 use crate::model::LlamaModel;
@@ -21,7 +22,21 @@ use std::sync::atomic::AtomicBool;
 pub enum Device {
     #[default]
     Cpu,
+    /// The first visible CUDA GPU (choose with `CUDA_VISIBLE_DEVICES`); needs the `cuda` feature.
     Cuda,
+    /// The CUDA trainer's code path emulated on the CPU: slow, for testing it where no GPU is.
+    EmulatedGpu,
+}
+
+impl Device {
+    /// The device trainer to open (`None` for the CPU trainer).
+    pub fn accelerator(self) -> Option<Accelerator> {
+        match self {
+            Device::Cpu => None,
+            Device::Cuda => Some(Accelerator::Cuda(0)),
+            Device::EmulatedGpu => Some(Accelerator::Emulated),
+        }
+    }
 }
 
 /// Everything a training run needs.
@@ -111,8 +126,10 @@ pub fn train(
     progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
 ) -> Result<TrainOutcome, TrainError> {
-    if cfg.device == Device::Cuda {
-        return Err(TrainError::DeviceUnavailable("cuda".into()));
+    if cfg.device == Device::Cuda && !cfg!(feature = "cuda") {
+        return Err(TrainError::DeviceUnavailable(
+            "cuda: this build has no CUDA support (rebuild with `--features cuda`)".into(),
+        ));
     }
     if cfg.lora.rank == 0 || cfg.lora.targets.is_empty() {
         return Err(TrainError::Config("LoRA needs a rank of at least 1 and one target".into()));
@@ -128,7 +145,7 @@ pub fn train(
     let lora = LoraParams::init(cfg.lora.clone(), &model.config, hyper.seed);
     let base = FrozenBase::from_model(model, cfg.max_seq_len);
     let (n_train, n_eval) = (train_set.len(), eval_set.len());
-    let mut session = Session::new(base, lora, hyper, train_set, eval_set)?;
+    let mut session = Session::on(cfg.device.accelerator(), base, lora, hyper, train_set, eval_set)?;
     if let Some(dir) = &cfg.resume {
         checkpoint::load(&mut session, dir)?;
     }

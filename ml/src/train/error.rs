@@ -30,9 +30,12 @@ pub enum TrainError {
     /// The loss became NaN or infinite (learning rate too high, or corrupt data).
     #[error("training diverged at step {step}: loss {loss}")]
     Diverged { step: usize, loss: f64 },
-    /// The requested device is not available in this build.
-    #[error("device {0:?} is not available: the trainer runs on the CPU only in this build; use --device cpu")]
+    /// The requested device is not available (not built in, no driver, no GPU).
+    #[error("device {0} is not available; use --device cpu")]
     DeviceUnavailable(String),
+    /// The device failed while training (a driver, cuBLAS or kernel error).
+    #[error("device error: {0}")]
+    Device(String),
 }
 
 impl TrainError {

@@ -9,6 +9,7 @@ use super::base::FrozenBase;
 use super::data::{Batch, Example};
 use super::error::TrainError;
 use super::forward::{forward_blocks, head_loss};
+use super::gpu::{self, Accelerator, DeviceSteps};
 use super::optim::{clip_grad_norm, cosine_lr, AdamW, AdamWConfig};
 use crate::lora::LoraParams;
 use rand::rngs::StdRng;
@@ -87,6 +88,12 @@ pub enum StopReason {
     EarlyStopped,
 }
 
+/// Where the steps are computed: the CPU kernels over an activation arena, or a device trainer.
+enum Compute {
+    Cpu(Arena),
+    Device(Box<dyn DeviceSteps>),
+}
+
 /// A run in memory.
 pub struct Session {
     pub base: FrozenBase,
@@ -97,7 +104,7 @@ pub struct Session {
     pub train: Vec<Example>,
     pub eval: Vec<Example>,
     grads: Vec<f32>,
-    arena: Arena,
+    compute: Compute,
 }
 
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -108,8 +115,21 @@ fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 impl Session {
-    /// Sets up a fresh run. Fails when there is nothing to train on.
+    /// Sets up a fresh run on the CPU. Fails when there is nothing to train on.
     pub fn new(
+        base: FrozenBase,
+        lora: LoraParams,
+        hyper: Hyper,
+        train: Vec<Example>,
+        eval: Vec<Example>,
+    ) -> Result<Self, TrainError> {
+        Self::on(None, base, lora, hyper, train, eval)
+    }
+
+    /// Sets up a fresh run on `device` (`None`: the CPU). Fails when there is nothing to train on or the
+    /// device cannot be opened.
+    pub fn on(
+        device: Option<Accelerator>,
         base: FrozenBase,
         lora: LoraParams,
         hyper: Hyper,
@@ -127,7 +147,10 @@ impl Session {
         if train.iter().chain(&eval).any(|e| e.tokens.iter().any(|&t| t >= vocab)) || hyper.pad_id >= vocab {
             return Err(TrainError::Data("a token id is outside the model's vocabulary".into()));
         }
-        let arena = Arena::new(&base, &lora, hyper.batch_size, max_seq);
+        let compute = match device {
+            None => Compute::Cpu(Arena::new(&base, &lora, hyper.batch_size, max_seq)),
+            Some(acc) => Compute::Device(gpu::open(acc, &base, &lora, hyper.batch_size, max_seq)?),
+        };
         let n = lora.values.len();
         let state = RunState {
             step: 0,
@@ -138,7 +161,7 @@ impl Session {
             bad_evals: 0,
             history: Vec::new(),
         };
-        Ok(Self { base, lora, opt: AdamW::new(hyper.adamw, n), hyper, state, train, eval, grads: vec![0.0; n], arena })
+        Ok(Self { base, lora, opt: AdamW::new(hyper.adamw, n), hyper, state, train, eval, grads: vec![0.0; n], compute })
     }
 
     fn micro_batches_per_epoch(&self) -> usize {
@@ -161,7 +184,19 @@ impl Session {
         let base: usize = b.embed.len()
             + b.lm_head.as_ref().map_or(0, Vec::len)
             + b.layers.iter().map(|l| l.w_qkv.len() + l.w_o.len() + l.w_gu.len() + l.w_down.len()).sum::<usize>();
-        4 * (base + 4 * self.lora.values.len()) + self.arena.bytes()
+        let acts = match &self.compute {
+            Compute::Cpu(arena) => arena.bytes(),
+            Compute::Device(d) => d.device_bytes(),
+        };
+        4 * (base + 4 * self.lora.values.len()) + acts
+    }
+
+    /// Where the run computes, in words.
+    pub fn device(&self) -> String {
+        match &self.compute {
+            Compute::Cpu(_) => format!("cpu ({} threads)", rayon::current_num_threads()),
+            Compute::Device(d) => d.describe(),
+        }
     }
 
     /// The next step's micro-batches, advancing the epoch when it runs out.
@@ -186,7 +221,7 @@ impl Session {
     }
 
     /// One optimiser step; returns the mean loss over its counted tokens and the tokens processed.
-    pub fn train_step(&mut self) -> (f64, usize) {
+    pub fn train_step(&mut self) -> Result<(f64, usize), TrainError> {
         let batches = self.next_batches();
         let denom: usize = batches.iter().map(|b| b.counted).sum();
         self.grads.fill(0.0);
@@ -194,12 +229,25 @@ impl Session {
             StdRng::seed_from_u64(self.hyper.seed.wrapping_add(0xD1B5_4A32_D192_ED03) ^ self.state.step as u64);
         let mut loss = 0.0;
         let mut tokens = 0;
+        if let Compute::Device(d) = &mut self.compute {
+            d.set_lora(&self.lora)?;
+            d.zero_grads()?;
+        }
         for b in &batches {
             let weights = b.weights(denom);
-            forward_blocks(&self.base, &self.lora, &mut self.arena, &b.tokens, b.batch, b.seq, Some(&mut rng));
-            loss += head_loss(&self.base, &mut self.arena, &b.targets, &weights);
-            backward(&self.base, &self.lora, &mut self.arena, &mut self.grads, b.batch, b.seq);
+            loss += match &mut self.compute {
+                Compute::Cpu(arena) => {
+                    forward_blocks(&self.base, &self.lora, arena, &b.tokens, b.batch, b.seq, Some(&mut rng));
+                    let l = head_loss(&self.base, arena, &b.targets, &weights);
+                    backward(&self.base, &self.lora, arena, &mut self.grads, b.batch, b.seq);
+                    l
+                }
+                Compute::Device(d) => d.micro_batch(b, &weights, Some(&mut rng), true)?,
+            };
             tokens += b.batch * b.seq;
+        }
+        if let Compute::Device(d) = &mut self.compute {
+            d.read_grads(&mut self.grads)?;
         }
         let total = self.total_steps();
         let lr = cosine_lr(self.hyper.lr, self.state.step, self.hyper.warmup_steps, total);
@@ -207,23 +255,31 @@ impl Session {
         self.opt.step(&mut self.lora.values, &self.grads, lr);
         self.state.step += 1;
         self.state.history.push(StepRecord { step: self.state.step, loss, lr, eval_loss: None });
-        (loss, tokens)
+        Ok((loss, tokens))
     }
 
     /// Mean loss over the counted tokens of the validation examples (`None` without any).
-    pub fn eval_loss(&mut self) -> Option<f64> {
+    pub fn eval_loss(&mut self) -> Result<Option<f64>, TrainError> {
         let denom: usize = self.eval.iter().map(Example::counted).sum();
         if denom == 0 {
-            return None;
+            return Ok(None);
+        }
+        if let Compute::Device(d) = &mut self.compute {
+            d.set_lora(&self.lora)?;
         }
         let mut loss = 0.0;
         for chunk in self.eval.chunks(self.hyper.batch_size) {
             let b = Batch::new(&chunk.iter().collect::<Vec<_>>(), self.hyper.pad_id);
             let weights = b.weights(denom);
-            forward_blocks(&self.base, &self.lora, &mut self.arena, &b.tokens, b.batch, b.seq, None);
-            loss += head_loss(&self.base, &mut self.arena, &b.targets, &weights);
+            loss += match &mut self.compute {
+                Compute::Cpu(arena) => {
+                    forward_blocks(&self.base, &self.lora, arena, &b.tokens, b.batch, b.seq, None);
+                    head_loss(&self.base, arena, &b.targets, &weights)
+                }
+                Compute::Device(d) => d.micro_batch(&b, &weights, None, false)?,
+            };
         }
-        Some(loss)
+        Ok(Some(loss))
     }
 
     /// Runs until the last step, cancellation or early stopping. `checkpoint` is called after every
@@ -242,14 +298,14 @@ impl Session {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(StopReason::Cancelled);
             }
-            let (loss, tokens) = self.train_step();
+            let (loss, tokens) = self.train_step()?;
             tokens_done += tokens;
             if !loss.is_finite() {
                 return Err(TrainError::Diverged { step: self.state.step, loss });
             }
             let step = self.state.step;
             let due = self.hyper.eval_every > 0 && step.is_multiple_of(self.hyper.eval_every);
-            let eval_loss = if due || step == total { self.eval_loss() } else { None };
+            let eval_loss = if due || step == total { self.eval_loss()? } else { None };
             let mut stop = false;
             if let Some(e) = eval_loss {
                 self.state.history.last_mut().expect("a step was recorded").eval_loss = Some(e);

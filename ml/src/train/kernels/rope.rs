@@ -38,6 +38,21 @@ impl RopeTable {
         Self { cos, sin, half, max_pos }
     }
 
+    /// `cos(p * inv_freq[i])` at `p * half + i`.
+    pub fn cos(&self) -> &[f32] {
+        &self.cos
+    }
+
+    /// `sin(p * inv_freq[i])` at `p * half + i`.
+    pub fn sin(&self) -> &[f32] {
+        &self.sin
+    }
+
+    /// Positions the table covers.
+    pub fn max_pos(&self) -> usize {
+        self.max_pos
+    }
+
     /// Rotates, in place, the first `heads` head vectors of every row of `x` (rows `row_stride` apart, one
     /// row per token; token `t` is at position `t % seq`). `inverse` applies the backward rotation.
     pub fn apply(&self, x: &mut [f32], row_stride: usize, heads: usize, seq: usize, inverse: bool) {
