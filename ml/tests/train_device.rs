@@ -206,3 +206,20 @@ fn the_cuda_device_computes_the_cpu_trainers_loss_gradients_and_logits() {
         Err(e) => panic!("CUDA trainer: {e}"),
     }
 }
+
+/// With the `cuda` feature and libnvrtc present (no GPU needed): the kernel source compiles for the GPU and
+/// defines every kernel the backend loads.
+#[cfg(feature = "cuda")]
+#[test]
+fn the_kernel_source_compiles_with_nvrtc() {
+    match bonsai_ml::train::gpu::cuda::compile_kernels("compute_90") {
+        Ok(ptx) => {
+            let text = ptx.to_src();
+            for k in bonsai_ml::train::gpu::backend::KERNELS {
+                assert!(text.contains(&format!(".entry {k}(")), "kernel {k} missing from the PTX");
+            }
+        }
+        Err(TrainError::DeviceUnavailable(why)) => eprintln!("skipped: {why}"),
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -73,7 +73,9 @@ pub fn open(
     max_seq: usize,
 ) -> Result<Box<dyn DeviceSteps>, TrainError> {
     match acc {
-        Accelerator::Emulated => Ok(Box::new(DeviceTrainer::new(emu::Emulated::new(), base, lora, max_batch, max_seq)?)),
+        Accelerator::Emulated => {
+            Ok(Box::new(DeviceTrainer::new(emu::Emulated::new(), base, lora, max_batch, max_seq)?))
+        }
         #[cfg(feature = "cuda")]
         Accelerator::Cuda(ordinal) => {
             Ok(Box::new(DeviceTrainer::new(cuda::Cuda::new(ordinal)?, base, lora, max_batch, max_seq)?))

@@ -90,7 +90,7 @@ pub enum StopReason {
 
 /// Where the steps are computed: the CPU kernels over an activation arena, or a device trainer.
 enum Compute {
-    Cpu(Arena),
+    Cpu(Box<Arena>),
     Device(Box<dyn DeviceSteps>),
 }
 
@@ -148,7 +148,7 @@ impl Session {
             return Err(TrainError::Data("a token id is outside the model's vocabulary".into()));
         }
         let compute = match device {
-            None => Compute::Cpu(Arena::new(&base, &lora, hyper.batch_size, max_seq)),
+            None => Compute::Cpu(Box::new(Arena::new(&base, &lora, hyper.batch_size, max_seq))),
             Some(acc) => Compute::Device(gpu::open(acc, &base, &lora, hyper.batch_size, max_seq)?),
         };
         let n = lora.values.len();
@@ -161,7 +161,17 @@ impl Session {
             bad_evals: 0,
             history: Vec::new(),
         };
-        Ok(Self { base, lora, opt: AdamW::new(hyper.adamw, n), hyper, state, train, eval, grads: vec![0.0; n], compute })
+        Ok(Self {
+            base,
+            lora,
+            opt: AdamW::new(hyper.adamw, n),
+            hyper,
+            state,
+            train,
+            eval,
+            grads: vec![0.0; n],
+            compute,
+        })
     }
 
     fn micro_batches_per_epoch(&self) -> usize {

@@ -37,7 +37,10 @@ impl Emulated {
             return;
         }
         let a = addr as usize;
-        let ok = self.allocs.iter().any(|al| a >= al.addr && a + 4 * n <= al.addr + 4 * al.len && (a - al.addr) % 4 == 0);
+        let ok = self
+            .allocs
+            .iter()
+            .any(|al| a >= al.addr && a + 4 * n <= al.addr + 4 * al.len && (a - al.addr).is_multiple_of(4));
         assert!(ok, "emulated device: {what} of {n} f32 at {addr:#x} is outside every buffer");
     }
 

@@ -179,7 +179,8 @@ impl<B: Backend> DeviceTrainer<B> {
             });
         }
         let xs = (0..=c.num_hidden_layers).map(|_| z(cap * h)).collect::<Result<Vec<_>, _>>()?;
-        let max_in = if lora.config.dropout > 0.0 { lora.slots.iter().map(|s| s.in_features).max().unwrap_or(0) } else { 0 };
+        let max_in =
+            if lora.config.dropout > 0.0 { lora.slots.iter().map(|s| s.in_features).max().unwrap_or(0) } else { 0 };
         let wk = Work {
             inv_f: z(cap)?,
             xn_f: z(cap * h)?,
@@ -246,7 +247,19 @@ impl<B: Backend> DeviceTrainer<B> {
 
     /// One (unbatched) row-major product `c = alpha op(a) op(b) + beta c`.
     #[allow(clippy::too_many_arguments)]
-    fn mm(&mut self, ta: bool, tb: bool, m: usize, n: usize, k: usize, alpha: f32, a: Mat, b: Mat, beta: f32, c: Mat) -> Result<(), TrainError> {
+    fn mm(
+        &mut self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: Mat,
+        b: Mat,
+        beta: f32,
+        c: Mat,
+    ) -> Result<(), TrainError> {
         self.gemm(RowGemm { ta, tb, m, n, k, alpha, a, b, beta, c, batch: 1, stride_a: 0, stride_b: 0, stride_c: 0 })
     }
 
@@ -278,7 +291,16 @@ impl<B: Backend> DeviceTrainer<B> {
 
     /// One LoRA branch: `h = x A^T` saved, `y[:, col..] += scale h B^T` (x dropped out when `seed`).
     #[allow(clippy::too_many_arguments)]
-    fn branch_fwd(&mut self, s: Slot, x: u64, y: u64, col: usize, width: usize, t: usize, seed: Option<u64>) -> Result<(), TrainError> {
+    fn branch_fwd(
+        &mut self,
+        s: Slot,
+        x: u64,
+        y: u64,
+        col: usize,
+        width: usize,
+        t: usize,
+        seed: Option<u64>,
+    ) -> Result<(), TrainError> {
         let (r, scale) = (self.lora.config.rank, self.lora.config.scale());
         let (inf, outf) = (s.in_features, s.out_features);
         let input = match seed {
@@ -440,7 +462,15 @@ impl<B: Backend> DeviceTrainer<B> {
                 stride_c: seq * w,
             };
             // dQ = scale dS K; dK (+)= scale dS^T Q; dV (+)= P^T dO.
-            self.gemm(g(false, scale, ds_h, Mat::new(at(la.qkv, kc), w), seq * w, 0.0, Mat::new(at(d_qkv, hh * d), w)))?;
+            self.gemm(g(
+                false,
+                scale,
+                ds_h,
+                Mat::new(at(la.qkv, kc), w),
+                seq * w,
+                0.0,
+                Mat::new(at(d_qkv, hh * d), w),
+            ))?;
             self.gemm(g(true, scale, ds_h, Mat::new(at(la.qkv, hh * d), w), seq * w, acc, Mat::new(at(d_qkv, kc), w)))?;
             self.gemm(g(true, 1.0, p_h, Mat::new(at(d_o, hh * d), q), seq * q, acc, Mat::new(at(d_qkv, vc), w)))?;
         }
@@ -459,7 +489,13 @@ impl<B: Backend> DeviceTrainer<B> {
     }
 
     /// The decoder over `tokens`, saving activations; dropout seeds drawn from `rng` when given.
-    fn forward(&mut self, tokens: &[u32], batch: usize, seq: usize, mut rng: Option<&mut StdRng>) -> Result<(), TrainError> {
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        batch: usize,
+        seq: usize,
+        mut rng: Option<&mut StdRng>,
+    ) -> Result<(), TrainError> {
         let t = batch * seq;
         assert_eq!(tokens.len(), t);
         assert!(t <= self.cap && seq <= self.max_seq, "batch larger than the device buffers");
