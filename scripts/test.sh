@@ -5,10 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
 if [ -x scripts/install-onnxruntime.sh ]; then scripts/install-onnxruntime.sh; fi
+# NVRTC, so the tests compile the GPU trainer's kernels for a GPU (no GPU or driver needed for that); the
+# tests build with the `cuda` feature, which checks the CUDA backend compiles and makes `--device cuda` say
+# what is missing on a machine without a GPU.
+scripts/install-nvrtc.sh
+export LD_LIBRARY_PATH="$PWD/.local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # Every black-box test makes its own database and data folder; drop those that earlier runs left (one
 # still in use by a concurrent run refuses the drop and stays).
 for db in $(psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'bonsai\_test\_%'" 2>/dev/null); do
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE \"$db\"" >/dev/null 2>&1 || true
 done
 find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'bonsai_test_*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
-cargo test --workspace --no-fail-fast "$@"
+cargo test --workspace --features bonsai-ml/cuda --no-fail-fast "$@"

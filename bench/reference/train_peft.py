@@ -6,8 +6,10 @@ dropout) and AdamW on a fixed random batch whose every token is a label, as the 
 one JSON line: tokens/s, seconds per step, peak resident memory, and the GFLOP/s of a 1024^3 fp32 matmul.
 
 usage: train_peft.py <tiny|smol> [timed steps] [warmup steps] [threads]
+environment: BENCH_DEVICE=cpu|cuda (default cpu), BENCH_BATCH / BENCH_SEQ override the batch shape.
 """
 import json
+import os
 import resource
 import sys
 import time
@@ -42,14 +44,17 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     shape, batch, seq = CONFIGS[name]
+    batch = int(os.environ.get("BENCH_BATCH", batch))
+    seq = int(os.environ.get("BENCH_SEQ", seq))
+    device = os.environ.get("BENCH_DEVICE", "cpu")
     config = LlamaConfig(**shape, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=True,
                          hidden_act="silu")
-    model = LlamaForCausalLM(config).float()
+    model = LlamaForCausalLM(config).float().to(device)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
                                              target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.0)
-    ids = torch.randint(0, shape["vocab_size"], (batch, seq))
+    ids = torch.randint(0, shape["vocab_size"], (batch, seq)).to(device)
 
     def step():
         loss = model(input_ids=ids, labels=ids).loss
@@ -67,12 +72,14 @@ def main():
     secs = time.perf_counter() - t
     cpu = time.process_time() - cpu0
     print(json.dumps({
-        "impl": "pytorch+peft", "config": name, "threads": torch.get_num_threads(),
+        "impl": "pytorch+peft", "config": name, "device": device, "batch": batch, "seq": seq,
+        "threads": torch.get_num_threads(),
         "tokens_per_s": round(batch * seq * steps / secs, 1), "step_s": round(secs / steps, 4),
         "tokens_per_cpu_s": round(batch * seq * steps / cpu, 1),
         "loss": round(loss, 4),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "gemm_gflops": round(gemm_gflops(), 1),
+        "gpu_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else 0,
+        "gemm_gflops": round(gemm_gflops(), 1) if device == "cpu" else 0,
     }))
 
 

@@ -3,12 +3,16 @@
 //!
 //! `cargo run -p bonsai-ml --example train_bench -- <tiny|smol> [timed steps] [warmup steps]`
 //! prints one JSON line: tokens/s, seconds per step, peak resident memory, measured GEMM GFLOP/s.
+//!
+//! Environment: `BENCH_DEVICE` = `cpu` (default), `cuda` (needs `--features bonsai-ml/cuda`) or
+//! `emulated-gpu`; `BENCH_BATCH` / `BENCH_SEQ` override the configuration's batch shape.
 
 use bonsai_ml::config::ModelConfig;
 use bonsai_ml::lora::{LoraConfig, LoraParams, Target};
 use bonsai_ml::tiny::{random_model, TinySpec};
 use bonsai_ml::train::base::FrozenBase;
 use bonsai_ml::train::data::Example;
+use bonsai_ml::train::gpu::Accelerator;
 use bonsai_ml::train::optim::AdamWConfig;
 use bonsai_ml::train::{Hyper, Session};
 use rand::{Rng, SeedableRng};
@@ -79,6 +83,15 @@ fn main() {
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let warmup: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
     let (config, batch, seq) = config(name);
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let (batch, seq) = (env("BENCH_BATCH").unwrap_or(batch), env("BENCH_SEQ").unwrap_or(seq));
+    let device = std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let accelerator = match device.as_str() {
+        "cpu" => None,
+        "cuda" => Some(Accelerator::Cuda(0)),
+        "emulated-gpu" => Some(Accelerator::Emulated),
+        other => panic!("unknown BENCH_DEVICE {other:?} (cpu, cuda or emulated-gpu)"),
+    };
     let vocab = config.vocab_size as u32;
     let model = random_model(config.clone(), 0);
     let lora_cfg =
@@ -105,7 +118,7 @@ fn main() {
         checkpoint_every: 0,
         pad_id: 0,
     };
-    let mut session = Session::new(base, lora, hyper, examples, Vec::new()).expect("session");
+    let mut session = Session::on(accelerator, base, lora, hyper, examples, Vec::new()).expect("session");
     for _ in 0..warmup {
         session.train_step().expect("step");
     }
@@ -121,12 +134,14 @@ fn main() {
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
     println!(
-        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"tokens_per_cpu_s\": {:.1}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
+        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"device\": \"{}\", \"batch\": {batch}, \"seq\": {seq}, \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"tokens_per_cpu_s\": {:.1}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"trainer_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
+        session.device(),
         rayon::current_num_threads(),
         tokens as f64 / secs,
         secs / steps as f64,
         tokens as f64 / cpu.max(1e-9),
         peak_rss_mib(),
-        gemm_gflops()
+        session.memory_bytes() as f64 / (1 << 20) as f64,
+        if accelerator.is_none() { gemm_gflops() } else { 0.0 }
     );
 }

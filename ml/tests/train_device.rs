@@ -212,11 +212,12 @@ fn the_cuda_device_computes_the_cpu_trainers_loss_gradients_and_logits() {
 #[cfg(feature = "cuda")]
 #[test]
 fn the_kernel_source_compiles_with_nvrtc() {
-    match bonsai_ml::train::gpu::cuda::compile_kernels("compute_90") {
-        Ok(ptx) => {
-            let text = ptx.to_src();
+    match bonsai_ml::train::gpu::cuda::compile_kernels("sm_90") {
+        Ok(cubin) => {
+            assert_eq!(&cubin[..4], b"\x7fELF", "a CUBIN is an ELF file");
             for k in bonsai_ml::train::gpu::backend::KERNELS {
-                assert!(text.contains(&format!(".entry {k}(")), "kernel {k} missing from the PTX");
+                let sym = format!("\0{k}\0");
+                assert!(cubin.windows(sym.len()).any(|w| w == sym.as_bytes()), "kernel {k} missing from the CUBIN");
             }
         }
         Err(TrainError::DeviceUnavailable(why)) => eprintln!("skipped: {why}"),

@@ -71,6 +71,8 @@ pub struct TrainOutcome {
     pub merged_dir: Option<PathBuf>,
     pub train_examples: usize,
     pub eval_examples: usize,
+    /// Where it ran, in words (`cpu (2 threads)`, `cuda:0 (NVIDIA H200, sm_90)`).
+    pub device: String,
 }
 
 /// Tokenises a dataset for a model folder, dropping examples with nothing to learn after truncation.
@@ -172,5 +174,6 @@ pub fn train(
         merged_dir,
         train_examples: n_train,
         eval_examples: n_eval,
+        device: session.device(),
     })
 }

@@ -12,7 +12,7 @@ use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     result as drv, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
 };
-use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -45,14 +45,45 @@ fn driver<T>(what: &str, r: Result<T, drv::DriverError>) -> Result<T, TrainError
     r.map_err(|e| dev_err(what)(&e))
 }
 
-/// Compiles `kernels.cu` with NVRTC for a virtual architecture (`compute_90`); needs only libnvrtc, no GPU.
-pub fn compile_kernels(arch: &str) -> Result<Ptx, TrainError> {
+/// Compiles `kernels.cu` with NVRTC into machine code (a CUBIN) for one GPU architecture (`sm_90`). Machine
+/// code, not PTX: the driver need not JIT it, so an NVRTC newer than the driver still works. Needs only
+/// libnvrtc, no GPU.
+pub fn compile_kernels(arch: &str) -> Result<Vec<u8>, TrainError> {
     // SAFETY: only tries to dlopen libnvrtc.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+    if !unsafe { nvrtc_sys::is_culib_present() } {
         return Err(TrainError::DeviceUnavailable("cuda: libnvrtc (CUDA 13) is not on LD_LIBRARY_PATH".into()));
     }
-    let opts = CompileOptions { options: vec![format!("--gpu-architecture={arch}")], ..Default::default() };
-    compile_ptx_with_opts(SOURCE, opts).map_err(|e| dev_err("compiling kernels.cu with NVRTC")(&e))
+    let fail = |step: &str, e: &dyn std::fmt::Display| {
+        TrainError::Device(format!("NVRTC {step} kernels.cu: {e:?}", e = e.to_string()))
+    };
+    let src = std::ffi::CString::new(SOURCE).expect("no NUL in the kernel source");
+    let name = std::ffi::CString::new("kernels.cu").expect("no NUL");
+    let prog = nvrtc::create_program(&src, Some(&name)).map_err(|e| fail("creating", &format!("{e:?}")))?;
+    let opts = [format!("--gpu-architecture={arch}"), "--std=c++17".to_string()];
+    // SAFETY: `prog` was created above and is destroyed once, at the end; the buffers passed to the size and
+    // copy calls are sized from NVRTC's own answers.
+    let out = unsafe {
+        let compiled = nvrtc::compile_program(prog, &opts);
+        let result = match compiled {
+            Err(e) => {
+                let log = nvrtc::get_program_log(prog).unwrap_or_default();
+                let log: String = log.iter().take_while(|c| **c != 0).map(|c| *c as u8 as char).collect();
+                Err(fail("compiling", &format!("{e:?}: {log}")))
+            }
+            Ok(()) => {
+                let mut size = 0usize;
+                let mut r = nvrtc_sys::nvrtcGetCUBINSize(prog, &mut size).result();
+                let mut cubin = vec![0u8; size];
+                if r.is_ok() {
+                    r = nvrtc_sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()).result();
+                }
+                r.map(|_| cubin).map_err(|e| fail("reading the CUBIN of", &format!("{e:?}")))
+            }
+        };
+        let _ = nvrtc::destroy_program(prog);
+        result
+    };
+    out
 }
 
 impl Cuda {
@@ -100,8 +131,8 @@ impl Cuda {
         let stream = ctx.default_stream();
         let (major, minor) = driver("compute capability", ctx.compute_capability())?;
         let name = driver("device name", ctx.name())?;
-        let ptx = compile_kernels(&format!("compute_{major}{minor}"))?;
-        let module = driver("loading the kernels", ctx.load_module(ptx))?;
+        let cubin = compile_kernels(&format!("sm_{major}{minor}"))?;
+        let module = driver("loading the kernels", ctx.load_module(Ptx::from_binary(cubin)))?;
         let mut funcs = HashMap::new();
         for k in KERNELS {
             funcs.insert(k, driver(k, module.load_function(k))?);
