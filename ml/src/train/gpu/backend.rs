@@ -26,8 +26,7 @@ impl KArgs {
 }
 
 /// The kernels `kernels.cu` defines (what the CUDA backend loads).
-pub const KERNELS: [&str; 13] = [
-    "embed",
+pub const KERNELS: [&str; 12] = [
     "rmsnorm_fwd",
     "rmsnorm_bwd",
     "add_bias",

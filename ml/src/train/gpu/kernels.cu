@@ -79,16 +79,6 @@ DEV float uniform(u64 seed, u64 idx) {
     return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 
-/* out[r, :] = table[tokens[r], :]. p: out, table, tokens(u32). i: width. Grid: rows. */
-KERNEL(embed) {
-    float *out = F(0);
-    const float *table = F(1);
-    const unsigned *tok = U(2);
-    i64 h = a.i[0], r = blockIdx.x;
-    const float *src = table + (i64)tok[r] * h;
-    for (i64 c = TID; c < h; c += NT) out[r * h + c] = src[c];
-}
-
 /* y = x * inv_rms * w per row, inv_rms saved. p: y, inv, x, w. i: width. f: eps. Grid: rows. */
 KERNEL(rmsnorm_fwd) {
     SHARED float sh[MAX_THREADS];
@@ -230,7 +220,7 @@ KERNEL(swiglu_bwd) {
     }
 }
 
-/* dst[k, :] = src[rows[k], :]. p: dst, src, rows(u32). i: width. Grid: len(rows). */
+/* dst[k, :] = src[rows[k], :] (also the embedding lookup). p: dst, src, rows(u32). i: width. Grid: len(rows). */
 KERNEL(gather_rows) {
     float *dst = F(0);
     const float *src = F(1);
@@ -298,7 +288,6 @@ static const struct {
     const char *name;
     emu_kernel f;
 } EMU_KERNELS[] = {
-    {"embed", embed},
     {"rmsnorm_fwd", rmsnorm_fwd},
     {"rmsnorm_bwd", rmsnorm_bwd},
     {"add_bias", add_bias},

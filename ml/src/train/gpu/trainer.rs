@@ -351,29 +351,36 @@ impl<B: Backend> DeviceTrainer<B> {
         (heads, kvh, d, heads / kvh, (heads + 2 * kvh) * d, heads * d)
     }
 
-    /// Scaled scores of every head into `scores` (`[heads][batch][seq][seq]`).
+    /// `[seq, seq]` products `alpha x y^T` of every sequence of the batch, `x` and `y` being one head's
+    /// columns of `[batch * seq, ld]` buffers, into `out` (`[batch][seq][seq]`).
+    #[allow(clippy::too_many_arguments)]
+    fn head_nt(&mut self, x: Mat, y: Mat, alpha: f32, out: u64, batch: usize, seq: usize) -> Result<(), TrainError> {
+        let d = self.c.head_dim;
+        self.gemm(RowGemm {
+            ta: false,
+            tb: true,
+            m: seq,
+            n: seq,
+            k: d,
+            alpha,
+            a: x,
+            b: y,
+            beta: 0.0,
+            c: Mat::new(out, seq),
+            batch,
+            stride_a: seq * x.ld,
+            stride_b: seq * y.ld,
+            stride_c: seq * seq,
+        })
+    }
+
+    /// Scaled scores `q k^T / sqrt(d)` of every head into `scores` (`[heads][batch][seq][seq]`).
     fn scores(&mut self, qkv: u64, batch: usize, seq: usize) -> Result<(), TrainError> {
         let (heads, _, d, rep, w, _) = self.head_geometry();
-        let ss = seq * seq;
         let scale = 1.0 / (d as f32).sqrt();
         for hh in 0..heads {
-            let kc = (heads + hh / rep) * d;
-            self.gemm(RowGemm {
-                ta: false,
-                tb: true,
-                m: seq,
-                n: seq,
-                k: d,
-                alpha: scale,
-                a: Mat::new(at(qkv, hh * d), w),
-                b: Mat::new(at(qkv, kc), w),
-                beta: 0.0,
-                c: Mat::new(at(self.wk.scores, hh * batch * ss), seq),
-                batch,
-                stride_a: seq * w,
-                stride_b: seq * w,
-                stride_c: ss,
-            })?;
+            let (q_h, k_g) = (Mat::new(at(qkv, hh * d), w), Mat::new(at(qkv, (heads + hh / rep) * d), w));
+            self.head_nt(q_h, k_g, scale, at(self.wk.scores, hh * batch * seq * seq), batch, seq)?;
         }
         Ok(())
     }
@@ -415,27 +422,10 @@ impl<B: Backend> DeviceTrainer<B> {
         let window = self.c.sliding_window.unwrap_or(0) as i64;
         let (d_o, d_qkv, sc, dsc) = (self.wk.d_o, self.wk.d_qkv, self.wk.scores, self.wk.dscores);
         self.scores(la.qkv, batch, seq)?;
-        let b = |addr: u64, ld: usize, stride: usize| (Mat::new(addr, ld), stride);
         for hh in 0..heads {
-            let vc = (heads + kvh + hh / rep) * d;
             // dP = dO V^T.
-            let ((a_m, sa), (b_m, sb)) = (b(at(d_o, hh * d), q, seq * q), b(at(la.qkv, vc), w, seq * w));
-            self.gemm(RowGemm {
-                ta: false,
-                tb: true,
-                m: seq,
-                n: seq,
-                k: d,
-                alpha: 1.0,
-                a: a_m,
-                b: b_m,
-                beta: 0.0,
-                c: Mat::new(at(dsc, hh * batch * ss), seq),
-                batch,
-                stride_a: sa,
-                stride_b: sb,
-                stride_c: ss,
-            })?;
+            let (do_h, v_g) = (Mat::new(at(d_o, hh * d), q), Mat::new(at(la.qkv, (heads + kvh + hh / rep) * d), w));
+            self.head_nt(do_h, v_g, 1.0, at(dsc, hh * batch * ss), batch, seq)?;
         }
         let ints = [seq as i64, batch as i64, window, heads as i64];
         self.rows("attn_dsoftmax", heads * batch * seq, &[sc, dsc, la.lse], &ints, &[])?;
@@ -505,7 +495,7 @@ impl<B: Backend> DeviceTrainer<B> {
         let eps = c.rms_norm_eps as f32;
         let dropout = self.lora.config.dropout > 0.0;
         self.be.upload(self.wk.tokens, &bits(tokens))?;
-        self.rows("embed", t, &[self.xs[0], self.embed, self.wk.tokens], &[h as i64], &[])?;
+        self.rows("gather_rows", t, &[self.xs[0], self.embed, self.wk.tokens], &[h as i64], &[])?;
         let col = |tg: Target| match tg {
             Target::K => c.q_dim(),
             Target::V => c.q_dim() + c.kv_dim(),
