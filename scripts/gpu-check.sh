@@ -57,7 +57,7 @@ print(":".join(sorted(dirs)))')
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 keys = sorted({(r["config"], r["batch"], r["seq"]) for r in rows}, key=lambda k: (k[0] != "tiny", k[1] * k[2]))
-print("| config | batch x seq | bonsai tok/s | pytorch+peft tok/s | ratio | bonsai trainer MiB | torch peak GPU MiB |")
+print("| config | batch x seq | bonsai tok/s | pytorch+peft tok/s | ratio | bonsai GPU MiB (all buffers) | torch peak GPU MiB |")
 print("|---|---|---|---|---|---|---|")
 for k in keys:
     mine = [r for r in rows if (r["config"], r["batch"], r["seq"]) == k]
@@ -66,7 +66,7 @@ for k in keys:
     if not ours or not ref:
         continue
     o, p = statistics.median(ours), statistics.median(ref)
-    mib = max(r.get("trainer_mib", 0) for r in mine if r["impl"] == "bonsai")
+    mib = max(r.get("device_mib", 0) for r in mine if r["impl"] == "bonsai")
     gpu = max(r.get("gpu_peak_mib", 0) for r in mine if r["impl"] != "bonsai")
     print(f"| {k[0]} | {k[1]} x {k[2]} | {o:.0f} | {p:.0f} | {o / p:.2f}x | {mib:.0f} | {gpu:.0f} |")
 PY

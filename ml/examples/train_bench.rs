@@ -134,7 +134,7 @@ fn main() {
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
     println!(
-        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"device\": \"{}\", \"batch\": {batch}, \"seq\": {seq}, \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"tokens_per_cpu_s\": {:.1}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"trainer_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
+        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"device\": \"{}\", \"batch\": {batch}, \"seq\": {seq}, \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"tokens_per_cpu_s\": {:.1}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"trainer_mib\": {:.1}, \"device_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
         session.device(),
         rayon::current_num_threads(),
         tokens as f64 / secs,
@@ -142,6 +142,7 @@ fn main() {
         tokens as f64 / cpu.max(1e-9),
         peak_rss_mib(),
         session.memory_bytes() as f64 / (1 << 20) as f64,
+        session.device_bytes().unwrap_or(0) as f64 / (1 << 20) as f64,
         if accelerator.is_none() { gemm_gflops() } else { 0.0 }
     );
 }

@@ -201,6 +201,14 @@ impl Session {
         4 * (base + 4 * self.lora.values.len()) + acts
     }
 
+    /// Bytes the run holds on its device (`None` on the CPU).
+    pub fn device_bytes(&self) -> Option<usize> {
+        match &self.compute {
+            Compute::Cpu(_) => None,
+            Compute::Device(d) => Some(d.device_bytes()),
+        }
+    }
+
     /// Where the run computes, in words.
     pub fn device(&self) -> String {
         match &self.compute {
