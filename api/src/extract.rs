@@ -15,6 +15,20 @@ pub(crate) struct ApiJson<T>(pub(crate) T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub(crate) struct ApiQuery<T>(pub(crate) T);
 
+/// The page and page size of a list query (defaults 1 and 20); a page below 1 or a size outside 1..=100 is
+/// 422 `validation_failed`.
+pub(crate) fn page_window(page: Option<i64>, page_size: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let (page, page_size) = (page.unwrap_or(1), page_size.unwrap_or(20));
+    if page < 1 || !(1..=100).contains(&page_size) {
+        return Err(ApiError::Unprocessable {
+            code: "validation_failed",
+            message: "page must be >= 1 and page_size between 1 and 100".into(),
+            details: None,
+        });
+    }
+    Ok((page, page_size))
+}
+
 /// Path parameters; a bad one is 400 `invalid_path`.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]

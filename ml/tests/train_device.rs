@@ -60,8 +60,16 @@ fn batch(examples: &[Example]) -> Batch {
     Batch::new(&examples.iter().collect::<Vec<_>>(), 0)
 }
 
-/// Loss, LoRA gradients and logits of one micro-batch on the device equal the CPU trainer's.
+/// Loss, LoRA gradients and logits of one micro-batch on the device equal the CPU trainer's, with every
+/// head's attention scores in one pass and with one head per pass (a scratch budget of one byte).
 fn compare_with_cpu(acc: Accelerator) -> Result<(), TrainError> {
+    for scratch in [gpu::trainer::SCRATCH_BYTES, 1] {
+        compare_with_cpu_in(acc, scratch)?;
+    }
+    Ok(())
+}
+
+fn compare_with_cpu_in(acc: Accelerator, scratch: usize) -> Result<(), TrainError> {
     for case in &CASES {
         let model = (case.model)();
         let lora = random_lora(&model.config, case.targets, 4, 0.0);
@@ -77,7 +85,7 @@ fn compare_with_cpu(acc: Accelerator) -> Result<(), TrainError> {
         backward(&base, &lora, &mut arena, &mut cpu_grads, b.batch, b.seq);
         let cpu_logits = logits(&base, &lora, &mut arena, &b.tokens, b.batch, b.seq);
 
-        let mut dev = gpu::open(acc, &base, &lora, b.batch, b.seq)?;
+        let mut dev = gpu::open_with(acc, &base, &lora, b.batch, b.seq, scratch)?;
         dev.set_lora(&lora)?;
         dev.zero_grads()?;
         let dev_loss = dev.micro_batch(&b, &weights, None, true)?;
@@ -87,7 +95,7 @@ fn compare_with_cpu(acc: Accelerator) -> Result<(), TrainError> {
         dev.read_grads(&mut dev_grads)?;
         let dev_logits = dev.logits(&b.tokens, b.batch, b.seq)?;
 
-        let name = case.name;
+        let name = &format!("{} (scratch {scratch} B)", case.name);
         assert!((dev_loss - cpu_loss).abs() < 1e-5 * cpu_loss.abs(), "{name}: loss {dev_loss} vs {cpu_loss}");
         let twice: Vec<f32> = cpu_grads.iter().map(|g| 2.0 * g).collect();
         assert_close(&format!("{name}: gradients"), &dev_grads, &twice, 1e-4);

@@ -1,5 +1,5 @@
 use crate::auth::AuthUser;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Correlation};
+use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -178,15 +178,7 @@ pub(crate) async fn list_users(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<UserPage>, ApiError> {
     user.require(Permission::ManageUsers)?;
-    let page = query.page.unwrap_or(1);
-    let page_size = query.page_size.unwrap_or(20);
-    if page < 1 || !(1..=100).contains(&page_size) {
-        return Err(ApiError::Unprocessable {
-            code: "validation_failed",
-            message: "page must be >= 1 and page_size between 1 and 100".into(),
-            details: None,
-        });
-    }
+    let (page, page_size) = page_window(query.page, query.page_size)?;
     let (rows, total) = users::list(&state.pool, page, page_size).await?;
     let items = rows.into_iter().map(UserDto::try_from).collect::<Result<_, _>>()?;
     Ok(Json(UserPage { items, total, page, page_size }))

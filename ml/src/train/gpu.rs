@@ -72,14 +72,23 @@ pub fn open(
     max_batch: usize,
     max_seq: usize,
 ) -> Result<Box<dyn DeviceSteps>, TrainError> {
+    open_with(acc, base, lora, max_batch, max_seq, trainer::SCRATCH_BYTES)
+}
+
+/// [`open`] with at most `scratch_bytes` of device memory for attention scores (fewer heads per pass).
+pub fn open_with(
+    acc: Accelerator,
+    base: &FrozenBase,
+    lora: &LoraParams,
+    max_batch: usize,
+    max_seq: usize,
+    scratch_bytes: usize,
+) -> Result<Box<dyn DeviceSteps>, TrainError> {
+    let (b, s, x) = (max_batch, max_seq, scratch_bytes);
     match acc {
-        Accelerator::Emulated => {
-            Ok(Box::new(DeviceTrainer::new(emu::Emulated::new(), base, lora, max_batch, max_seq)?))
-        }
+        Accelerator::Emulated => Ok(Box::new(DeviceTrainer::new(emu::Emulated::new(), base, lora, b, s, x)?)),
         #[cfg(feature = "cuda")]
-        Accelerator::Cuda(ordinal) => {
-            Ok(Box::new(DeviceTrainer::new(cuda::Cuda::new(ordinal)?, base, lora, max_batch, max_seq)?))
-        }
+        Accelerator::Cuda(ordinal) => Ok(Box::new(DeviceTrainer::new(cuda::Cuda::new(ordinal)?, base, lora, b, s, x)?)),
         #[cfg(not(feature = "cuda"))]
         Accelerator::Cuda(_) => Err(TrainError::DeviceUnavailable(
             "cuda: this build has no CUDA support (rebuild with `--features cuda`)".into(),

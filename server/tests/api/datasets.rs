@@ -134,6 +134,12 @@ async fn an_uploaded_dataset_is_validated_by_the_worker_with_stats() {
     assert_eq!(none["total"], 0);
     let bad = app.get("/api/data/datasets?status=bogus", Some(&trainer)).await;
     assert_eq!(error_code(bad).await, "validation_failed");
+    for query in ["page=0", "page_size=0", "page_size=101"] {
+        let bad = app.get(&format!("/api/data/datasets?{query}"), Some(&trainer)).await;
+        assert_eq!(error_code(bad).await, "validation_failed", "{query}");
+    }
+    let second: Value = app.get("/api/data/datasets?page=2&page_size=1", Some(&trainer)).await.json().await.unwrap();
+    assert_eq!((second["page"].as_i64(), second["page_size"].as_i64()), (Some(2), Some(1)));
 }
 
 #[tokio::test]

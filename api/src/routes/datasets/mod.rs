@@ -11,7 +11,7 @@ pub(crate) use dto::{DatasetDetail, DatasetDto, DatasetPage, PreviewPage, Upload
 pub(crate) use upload::{__path_upload, upload};
 
 use crate::auth::AuthUser;
-use crate::extract::{ApiPath, ApiQuery, Correlation};
+use crate::extract::{page_window, ApiPath, ApiQuery, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -93,11 +93,7 @@ pub(crate) async fn list_datasets(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<DatasetPage>, ApiError> {
     user.require(Permission::ManageDatasets)?;
-    let page = query.page.unwrap_or(1);
-    let page_size = query.page_size.unwrap_or(20);
-    if page < 1 || !(1..=100).contains(&page_size) {
-        return Err(unprocessable("page must be >= 1 and page_size between 1 and 100"));
-    }
+    let (page, page_size) = page_window(query.page, query.page_size)?;
     if let Some(status) = &query.status {
         if !STATUSES.contains(&status.as_str()) {
             return Err(unprocessable(format!("status must be one of {}", STATUSES.join(", "))));

@@ -143,14 +143,14 @@ KERNEL(rope) {
 /* Live keys of query i: first..=i (the sliding window's, or all earlier ones when window is 0). */
 DEV i64 first_live(i64 i, i64 window) { return (window > 0 && i + 1 > window) ? i + 1 - window : 0; }
 
-/* Scores -> causal softmax probabilities in place, saving each row's log-sum-exp. Scores are laid out
- * [heads][batch][seq][seq]; lse is [batch][heads][seq]. p: scores, lse. i: seq, batch, window, heads.
- * Grid: heads * batch * seq rows. */
+/* Scores -> causal softmax probabilities in place, saving each row's log-sum-exp. Scores hold a pass of
+ * consecutive heads from head h0 on, laid out [head][batch][seq][seq]; lse is [batch][heads][seq].
+ * p: scores, lse. i: seq, batch, window, heads, h0. Grid: (heads in the pass) * batch * seq rows. */
 KERNEL(attn_softmax) {
     SHARED float sh[MAX_THREADS];
     float *s = F(0), *lse = F(1);
     i64 seq = a.i[0], batch = a.i[1], window = a.i[2], heads = a.i[3], r = blockIdx.x;
-    i64 i = r % seq, b = (r / seq) % batch, h = r / (seq * batch);
+    i64 i = r % seq, b = (r / seq) % batch, h = a.i[4] + r / (seq * batch);
     i64 first = first_live(i, window);
     float *row = s + r * seq;
     float m = NEG_MAX;
@@ -177,7 +177,7 @@ KERNEL(attn_dsoftmax) {
     float *s = F(0), *d = F(1);
     const float *lse = F(2);
     i64 seq = a.i[0], batch = a.i[1], window = a.i[2], heads = a.i[3], r = blockIdx.x;
-    i64 i = r % seq, b = (r / seq) % batch, h = r / (seq * batch);
+    i64 i = r % seq, b = (r / seq) % batch, h = a.i[4] + r / (seq * batch);
     i64 first = first_live(i, window);
     float *row = s + r * seq, *drow = d + r * seq;
     float l = lse[(b * heads + h) * seq + i];

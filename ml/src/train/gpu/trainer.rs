@@ -2,9 +2,10 @@
 //! the hand-written backward, step for step the CPU trainer's ([`crate::train::forward`],
 //! [`crate::train::backward`]) with the same fused q|k|v and gate|up weights. Differences, all in how the
 //! work is laid out for a GPU:
-//! - attention materialises each head's `[seq, seq]` scores for all sequences of the batch at once
-//!   (strided-batched GEMMs over the batch, one softmax launch over every row), keeps only the
-//!   log-sum-exp per row, and the backward recomputes the probabilities from it;
+//! - attention materialises the `[seq, seq]` scores of a pass of heads for all sequences of the batch at
+//!   once (strided-batched GEMMs over the batch, one softmax launch over the pass's rows; as many heads
+//!   per pass as [`SCRATCH_BYTES`] allows, so long sequences need not hold every head's scores), keeps
+//!   only the log-sum-exp per row, and the backward recomputes the probabilities from it;
 //! - dropout masks are drawn on the device from a per-branch seed (taken from the step's RNG, so runs
 //!   and resumed runs repeat) and recomputed in the backward instead of stored.
 
@@ -17,6 +18,9 @@ use crate::train::data::Batch;
 use crate::train::error::TrainError;
 use rand::rngs::StdRng;
 use rand::Rng;
+
+/// Device memory the attention scores and their gradient may take (both buffers together) by default.
+pub const SCRATCH_BYTES: usize = 1 << 30;
 
 /// Address of element `off` of an f32 buffer at `addr`.
 fn at(addr: u64, off: usize) -> u64 {
@@ -102,6 +106,8 @@ pub struct DeviceTrainer<B: Backend> {
     grads: u64,
     cap: usize,
     max_seq: usize,
+    /// Attention heads whose scores fit the scratch buffers at once.
+    heads_per_pass: usize,
     /// Dropout seed per layer and target of the last forward (`None`: no dropout there).
     seeds: Vec<[Option<u64>; 7]>,
     /// Gathered loss rows of the last forward.
@@ -109,13 +115,15 @@ pub struct DeviceTrainer<B: Backend> {
 }
 
 impl<B: Backend> DeviceTrainer<B> {
-    /// Copies the frozen model to the device and allocates activations for `max_batch` x `max_seq` tokens.
+    /// Copies the frozen model to the device and allocates activations for `max_batch` x `max_seq` tokens,
+    /// with at most `scratch_bytes` (at least one head's worth) for the attention scores.
     pub fn new(
         mut be: B,
         base: &FrozenBase,
         lora: &LoraParams,
         max_batch: usize,
         max_seq: usize,
+        scratch_bytes: usize,
     ) -> Result<Self, TrainError> {
         let c = base.config.clone();
         if max_seq > base.rope.max_pos() {
@@ -155,6 +163,8 @@ impl<B: Backend> DeviceTrainer<B> {
         let (h, i, w, q, v) = (c.hidden_size, c.intermediate_size, base.qkv_width(), c.q_dim(), c.vocab_size);
         let r = lora.config.rank;
         let heads = c.num_attention_heads;
+        let per_head = cap * max_seq;
+        let heads_per_pass = (scratch_bytes / (8 * per_head.max(1))).clamp(1, heads);
         let mut z = |n: usize| be.alloc(n);
         let mut acts = Vec::with_capacity(c.num_hidden_layers);
         for l in 0..c.num_hidden_layers {
@@ -196,8 +206,8 @@ impl<B: Backend> DeviceTrainer<B> {
             dh: z(cap * r)?,
             drop_x: z(cap * max_in)?,
             drop_dx: z(cap * max_in)?,
-            scores: z(heads * cap * max_seq)?,
-            dscores: z(heads * cap * max_seq)?,
+            scores: z(heads_per_pass * per_head)?,
+            dscores: z(heads_per_pass * per_head)?,
             tokens: z(cap)?,
             targets: z(cap)?,
             weights: z(cap)?,
@@ -223,6 +233,7 @@ impl<B: Backend> DeviceTrainer<B> {
             grads,
             cap,
             max_seq,
+            heads_per_pass,
             seeds: Vec::new(),
             n_rows: 0,
         };
@@ -374,42 +385,73 @@ impl<B: Backend> DeviceTrainer<B> {
         })
     }
 
-    /// Scaled scores `q k^T / sqrt(d)` of every head into `scores` (`[heads][batch][seq][seq]`).
-    fn scores(&mut self, qkv: u64, batch: usize, seq: usize) -> Result<(), TrainError> {
+    /// The passes of heads: `(first head, heads in the pass)`.
+    fn passes(&self) -> Vec<(usize, usize)> {
+        let (heads, hp) = (self.c.num_attention_heads, self.heads_per_pass);
+        (0..heads).step_by(hp).map(|h0| (h0, hp.min(heads - h0))).collect()
+    }
+
+    /// Where head `hh`'s `[batch][seq][seq]` block of a scratch buffer starts in a pass from head `h0`.
+    fn block(buf: u64, hh: usize, h0: usize, batch: usize, seq: usize) -> u64 {
+        at(buf, (hh - h0) * batch * seq * seq)
+    }
+
+    /// `o_h = P_h V_g` (or any `[seq, seq] x [seq, d]` product over the batch): `p` a `[batch][seq][seq]`
+    /// block, `v` and `out` head columns of `[batch * seq, ld]` buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn head_nn(
+        &mut self,
+        ta: bool,
+        alpha: f32,
+        p: u64,
+        v: Mat,
+        beta: f32,
+        out: Mat,
+        batch: usize,
+        seq: usize,
+    ) -> Result<(), TrainError> {
+        self.gemm(RowGemm {
+            ta,
+            tb: false,
+            m: seq,
+            n: self.c.head_dim,
+            k: seq,
+            alpha,
+            a: Mat::new(p, seq),
+            b: v,
+            beta,
+            c: out,
+            batch,
+            stride_a: seq * seq,
+            stride_b: seq * v.ld,
+            stride_c: seq * out.ld,
+        })
+    }
+
+    /// Scaled scores `q k^T / sqrt(d)` of heads `h0..h0 + hn` into `scores`.
+    fn scores(&mut self, qkv: u64, (h0, hn): (usize, usize), batch: usize, seq: usize) -> Result<(), TrainError> {
         let (heads, _, d, rep, w, _) = self.head_geometry();
         let scale = 1.0 / (d as f32).sqrt();
-        for hh in 0..heads {
+        for hh in h0..h0 + hn {
             let (q_h, k_g) = (Mat::new(at(qkv, hh * d), w), Mat::new(at(qkv, (heads + hh / rep) * d), w));
-            self.head_nt(q_h, k_g, scale, at(self.wk.scores, hh * batch * seq * seq), batch, seq)?;
+            self.head_nt(q_h, k_g, scale, Self::block(self.wk.scores, hh, h0, batch, seq), batch, seq)?;
         }
         Ok(())
     }
 
     fn attention_fwd(&mut self, la: LayerActs, batch: usize, seq: usize) -> Result<(), TrainError> {
         let (heads, kvh, d, rep, w, q) = self.head_geometry();
-        let ss = seq * seq;
         let window = self.c.sliding_window.unwrap_or(0) as i64;
-        self.scores(la.qkv, batch, seq)?;
-        let ints = [seq as i64, batch as i64, window, heads as i64];
-        self.rows("attn_softmax", heads * batch * seq, &[self.wk.scores, la.lse], &ints, &[])?;
-        for hh in 0..heads {
-            let vc = (heads + kvh + hh / rep) * d;
-            self.gemm(RowGemm {
-                ta: false,
-                tb: false,
-                m: seq,
-                n: d,
-                k: seq,
-                alpha: 1.0,
-                a: Mat::new(at(self.wk.scores, hh * batch * ss), seq),
-                b: Mat::new(at(la.qkv, vc), w),
-                beta: 0.0,
-                c: Mat::new(at(la.attn, hh * d), q),
-                batch,
-                stride_a: ss,
-                stride_b: seq * w,
-                stride_c: seq * q,
-            })?;
+        let sc = self.wk.scores;
+        for (h0, hn) in self.passes() {
+            self.scores(la.qkv, (h0, hn), batch, seq)?;
+            let ints = [seq as i64, batch as i64, window, heads as i64, h0 as i64];
+            self.rows("attn_softmax", hn * batch * seq, &[sc, la.lse], &ints, &[])?;
+            for hh in h0..h0 + hn {
+                let v_g = Mat::new(at(la.qkv, (heads + kvh + hh / rep) * d), w);
+                let o_h = Mat::new(at(la.attn, hh * d), q);
+                self.head_nn(false, 1.0, Self::block(sc, hh, h0, batch, seq), v_g, 0.0, o_h, batch, seq)?;
+            }
         }
         Ok(())
     }
@@ -417,52 +459,29 @@ impl<B: Backend> DeviceTrainer<B> {
     /// Gradients of q, k and v into `d_qkv` from `d_o`, probabilities recomputed from the saved lse.
     fn attention_bwd(&mut self, la: LayerActs, batch: usize, seq: usize) -> Result<(), TrainError> {
         let (heads, kvh, d, rep, w, q) = self.head_geometry();
-        let ss = seq * seq;
         let scale = 1.0 / (d as f32).sqrt();
         let window = self.c.sliding_window.unwrap_or(0) as i64;
         let (d_o, d_qkv, sc, dsc) = (self.wk.d_o, self.wk.d_qkv, self.wk.scores, self.wk.dscores);
-        self.scores(la.qkv, batch, seq)?;
-        for hh in 0..heads {
-            // dP = dO V^T.
-            let (do_h, v_g) = (Mat::new(at(d_o, hh * d), q), Mat::new(at(la.qkv, (heads + kvh + hh / rep) * d), w));
-            self.head_nt(do_h, v_g, 1.0, at(dsc, hh * batch * ss), batch, seq)?;
-        }
-        let ints = [seq as i64, batch as i64, window, heads as i64];
-        self.rows("attn_dsoftmax", heads * batch * seq, &[sc, dsc, la.lse], &ints, &[])?;
-        for hh in 0..heads {
-            let (kc, vc) = ((heads + hh / rep) * d, (heads + kvh + hh / rep) * d);
-            let first = hh % rep == 0;
-            let acc = if first { 0.0 } else { 1.0 };
-            let ds_h = Mat::new(at(dsc, hh * batch * ss), seq);
-            let p_h = Mat::new(at(sc, hh * batch * ss), seq);
-            let g = |ta, alpha, a, b, stride_b, beta, c| RowGemm {
-                ta,
-                tb: false,
-                m: seq,
-                n: d,
-                k: seq,
-                alpha,
-                a,
-                b,
-                beta,
-                c,
-                batch,
-                stride_a: ss,
-                stride_b,
-                stride_c: seq * w,
-            };
-            // dQ = scale dS K; dK (+)= scale dS^T Q; dV (+)= P^T dO.
-            self.gemm(g(
-                false,
-                scale,
-                ds_h,
-                Mat::new(at(la.qkv, kc), w),
-                seq * w,
-                0.0,
-                Mat::new(at(d_qkv, hh * d), w),
-            ))?;
-            self.gemm(g(true, scale, ds_h, Mat::new(at(la.qkv, hh * d), w), seq * w, acc, Mat::new(at(d_qkv, kc), w)))?;
-            self.gemm(g(true, 1.0, p_h, Mat::new(at(d_o, hh * d), q), seq * q, acc, Mat::new(at(d_qkv, vc), w)))?;
+        for (h0, hn) in self.passes() {
+            self.scores(la.qkv, (h0, hn), batch, seq)?;
+            for hh in h0..h0 + hn {
+                // dP = dO V^T.
+                let (do_h, v_g) = (Mat::new(at(d_o, hh * d), q), Mat::new(at(la.qkv, (heads + kvh + hh / rep) * d), w));
+                self.head_nt(do_h, v_g, 1.0, Self::block(dsc, hh, h0, batch, seq), batch, seq)?;
+            }
+            let ints = [seq as i64, batch as i64, window, heads as i64, h0 as i64];
+            self.rows("attn_dsoftmax", hn * batch * seq, &[sc, dsc, la.lse], &ints, &[])?;
+            for hh in h0..h0 + hn {
+                let (kc, vc) = ((heads + hh / rep) * d, (heads + kvh + hh / rep) * d);
+                // The first query head of a kv group writes its k and v gradients, the others add to them.
+                let acc = if hh % rep == 0 { 0.0 } else { 1.0 };
+                let (ds_h, p_h) = (Self::block(dsc, hh, h0, batch, seq), Self::block(sc, hh, h0, batch, seq));
+                let col = |buf: u64, c: usize, ld: usize| Mat::new(at(buf, c), ld);
+                // dQ = scale dS K; dK (+)= scale dS^T Q; dV (+)= P^T dO.
+                self.head_nn(false, scale, ds_h, col(la.qkv, kc, w), 0.0, col(d_qkv, hh * d, w), batch, seq)?;
+                self.head_nn(true, scale, ds_h, col(la.qkv, hh * d, w), acc, col(d_qkv, kc, w), batch, seq)?;
+                self.head_nn(true, 1.0, p_h, col(d_o, hh * d, q), acc, col(d_qkv, vc, w), batch, seq)?;
+            }
         }
         Ok(())
     }
