@@ -567,31 +567,42 @@ impl<B: Backend> DeviceTrainer<B> {
         Ok(())
     }
 
-    /// Final norm, LM head on the rows with a weight, weighted cross-entropy; leaves d loss / d logits.
-    fn head_loss(&mut self, targets: &[u32], weights: &[f32]) -> Result<f64, TrainError> {
-        let c = &self.c;
-        let (h, v, t) = (c.hidden_size, c.vocab_size, targets.len());
-        let (eps, top) = (c.rms_norm_eps as f32, self.xs[c.num_hidden_layers]);
-        let wk = self.wk;
-        self.rows("rmsnorm_fwd", t, &[wk.xn_f, wk.inv_f, top, self.norm], &[h as i64], &[eps])?;
-        let rows: Vec<u32> = (0..t as u32).filter(|&r| weights[r as usize] != 0.0).collect();
-        let n = rows.len();
-        self.n_rows = n;
-        if n == 0 {
-            return Ok(0.0);
-        }
+    /// Uploads the rows whose loss counts (weight non-zero), their targets and weights; returns the weights
+    /// of those rows. Done before the forward is queued, so the copies wait for nothing.
+    fn upload_targets(&mut self, targets: &[u32], weights: &[f32]) -> Result<Vec<f32>, TrainError> {
+        let rows: Vec<u32> = (0..targets.len() as u32).filter(|&r| weights[r as usize] != 0.0).collect();
+        self.n_rows = rows.len();
         let tg: Vec<u32> = rows.iter().map(|&r| targets[r as usize]).collect();
         let wt: Vec<f32> = rows.iter().map(|&r| weights[r as usize]).collect();
+        let wk = self.wk;
         self.be.upload(wk.rows, &bits(&rows))?;
         self.be.upload(wk.targets, &bits(&tg))?;
         self.be.upload(wk.weights, &wt)?;
+        Ok(wt)
+    }
+
+    /// Final norm, LM head on the rows with a weight, weighted cross-entropy (per-row losses into `nll`);
+    /// leaves d loss / d logits.
+    fn head_loss(&mut self, t: usize) -> Result<(), TrainError> {
+        let c = &self.c;
+        let (h, v, n) = (c.hidden_size, c.vocab_size, self.n_rows);
+        let (eps, top) = (c.rms_norm_eps as f32, self.xs[c.num_hidden_layers]);
+        let wk = self.wk;
+        self.rows("rmsnorm_fwd", t, &[wk.xn_f, wk.inv_f, top, self.norm], &[h as i64], &[eps])?;
+        if n == 0 {
+            return Ok(());
+        }
         self.rows("gather_rows", n, &[wk.head_x, wk.xn_f, wk.rows], &[h as i64], &[])?;
         self.linear(wk.logits, wk.head_x, self.head, n, h, v, false)?;
-        self.rows("xent", n, &[wk.logits, wk.targets, wk.weights, wk.nll], &[v as i64], &[])?;
-        let mut nll = vec![0.0f32; n];
-        self.be.download(wk.nll, &mut nll)?;
-        // Summed on the host in row order, as the CPU trainer does (deterministic).
-        Ok(nll.iter().zip(&wt).map(|(l, w)| *l as f64 * *w as f64).sum())
+        self.rows("xent", n, &[wk.logits, wk.targets, wk.weights, wk.nll], &[v as i64], &[])
+    }
+
+    /// `sum(weight * nll)` of the last `head_loss`, summed on the host in row order as the CPU trainer
+    /// does (deterministic). Waits for the device.
+    fn read_loss(&mut self, wt: &[f32]) -> Result<f64, TrainError> {
+        let mut nll = vec![0.0f32; wt.len()];
+        self.be.download(self.wk.nll, &mut nll)?;
+        Ok(nll.iter().zip(wt).map(|(l, w)| *l as f64 * *w as f64).sum())
     }
 
     /// Backpropagates the loss left by `head_loss`, adding the LoRA gradients into the accumulator.
@@ -667,12 +678,14 @@ impl<B: Backend> DeviceSteps for DeviceTrainer<B> {
         rng: Option<&mut StdRng>,
         backward: bool,
     ) -> Result<f64, TrainError> {
+        let wt = self.upload_targets(&batch.targets, weights)?;
         self.forward(&batch.tokens, batch.batch, batch.seq, rng)?;
-        let loss = self.head_loss(&batch.targets, weights)?;
+        self.head_loss(batch.batch * batch.seq)?;
         if backward {
             self.backward(batch.batch, batch.seq)?;
         }
-        Ok(loss)
+        // Read last, so the backward is already queued while the host waits.
+        self.read_loss(&wt)
     }
 
     fn read_grads(&mut self, grads: &mut [f32]) -> Result<(), TrainError> {
