@@ -9,7 +9,8 @@
 #                                  then the training bench, ours vs PyTorch + PEFT on the same GPU, interleaved,
 #                                  and prints the comparison. With $OUT set, the raw lines go to $OUT too.
 #
-# Environment for run: ROUNDS (2), STEPS (20), SHAPES ("tiny 8 128,smol 4 128,smol 16 512"), PYTHON (python3),
+# Environment for run: ROUNDS (2), STEPS (20), SHAPES ("tiny 8 128,smol 4 128,smol 16 512,smol 16 512 tf32";
+# a fourth word `tf32` lets both sides use TF32 tensor cores), PYTHON (python3),
 # DEVICE (cuda; `emulated-gpu` dry-runs this script on a machine without a GPU, the reference then on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,26 +42,29 @@ print(":".join(sorted(dirs)))')
   export LD_LIBRARY_PATH="$LIBS:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   echo "== device tests"
-  .gpu/train_device --test-threads=1 --nocapture 2>&1 | grep -vE '^\s*$'
+  .gpu/train_device --test-threads=1 --nocapture 2>&1 | grep -vE '^\s*$' || echo "DEVICE TESTS FAILED (bench follows)"
   echo "== training bench (tokens/s; ours vs PyTorch + PEFT, same GPU, interleaved)"
   LINES=$(mktemp)
-  IFS=, read -ra SHAPE_LIST <<<"${SHAPES:-tiny 8 128,smol 4 128,smol 16 512}"
+  IFS=, read -ra SHAPE_LIST <<<"${SHAPES:-tiny 8 128,smol 4 128,smol 16 512,smol 16 512 tf32}"
   for round in $(seq "${ROUNDS:-2}"); do
     for shape in "${SHAPE_LIST[@]}"; do
-      read -r cfg batch seq <<<"$shape"
-      BENCH_DEVICE=$DEVICE BENCH_BATCH=$batch BENCH_SEQ=$seq .gpu/train_bench "$cfg" "${STEPS:-20}" 3 | tee -a "$LINES"
+      read -r cfg batch seq math <<<"$shape"
+      export BONSAI_CUDA_TF32=$([ "${math:-}" = tf32 ] && echo 1 || echo 0)
+      BENCH_DEVICE=$DEVICE BENCH_BATCH=$batch BENCH_SEQ=$seq .gpu/train_bench "$cfg" "${STEPS:-20}" 3 | tee -a "$LINES" ||
+        echo "bonsai failed ($shape)" >&2
       BENCH_DEVICE=$REF_DEVICE BENCH_BATCH=$batch BENCH_SEQ=$seq "$PY" bench/reference/train_peft.py "$cfg" "${STEPS:-20}" 3 \
-        2>/dev/null | tee -a "$LINES" || echo "reference failed ($cfg $batch x $seq)" >&2
+        2>/dev/null | tee -a "$LINES" || echo "reference failed ($shape)" >&2
     done
   done
   "$PY" - "$LINES" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-keys = sorted({(r["config"], r["batch"], r["seq"]) for r in rows}, key=lambda k: (k[0] != "tiny", k[1] * k[2]))
-print("| config | batch x seq | bonsai tok/s | pytorch+peft tok/s | ratio | bonsai GPU MiB (all buffers) | torch peak GPU MiB |")
+keys = sorted({(r["config"], r["batch"], r["seq"], r.get("tf32", False)) for r in rows},
+              key=lambda k: (k[0] != "tiny", k[1] * k[2], k[3]))
+print("| config | batch x seq (math) | bonsai tok/s | pytorch+peft tok/s | ratio | bonsai GPU MiB (all buffers) | torch peak GPU MiB |")
 print("|---|---|---|---|---|---|---|")
 for k in keys:
-    mine = [r for r in rows if (r["config"], r["batch"], r["seq"]) == k]
+    mine = [r for r in rows if (r["config"], r["batch"], r["seq"], r.get("tf32", False)) == k]
     ours = [r["tokens_per_s"] for r in mine if r["impl"] == "bonsai"]
     ref = [r["tokens_per_s"] for r in mine if r["impl"] != "bonsai"]
     if not ours or not ref:
@@ -68,7 +72,7 @@ for k in keys:
     o, p = statistics.median(ours), statistics.median(ref)
     mib = max(r.get("device_mib", 0) for r in mine if r["impl"] == "bonsai")
     gpu = max(r.get("gpu_peak_mib", 0) for r in mine if r["impl"] != "bonsai")
-    print(f"| {k[0]} | {k[1]} x {k[2]} | {o:.0f} | {p:.0f} | {o / p:.2f}x | {mib:.0f} | {gpu:.0f} |")
+    print(f"| {k[0]} | {k[1]} x {k[2]} ({'tf32' if k[3] else 'fp32'}) | {o:.0f} | {p:.0f} | {o / p:.2f}x | {mib:.0f} | {gpu:.0f} |")
 PY
   if [ -n "${OUT:-}" ]; then cp "$LINES" "$OUT/gpu-bench.jsonl"; fi
   ;;

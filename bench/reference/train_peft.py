@@ -47,6 +47,8 @@ def main():
     batch = int(os.environ.get("BENCH_BATCH", batch))
     seq = int(os.environ.get("BENCH_SEQ", seq))
     device = os.environ.get("BENCH_DEVICE", "cpu")
+    tf32 = os.environ.get("BONSAI_CUDA_TF32") == "1"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     config = LlamaConfig(**shape, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=True,
                          hidden_act="silu")
     model = LlamaForCausalLM(config).float().to(device)
@@ -72,7 +74,7 @@ def main():
     secs = time.perf_counter() - t
     cpu = time.process_time() - cpu0
     print(json.dumps({
-        "impl": "pytorch+peft", "config": name, "device": device, "batch": batch, "seq": seq,
+        "impl": "pytorch+peft", "config": name, "device": device, "batch": batch, "seq": seq, "tf32": tf32,
         "threads": torch.get_num_threads(),
         "tokens_per_s": round(batch * seq * steps / secs, 1), "step_s": round(secs / steps, 4),
         "tokens_per_cpu_s": round(batch * seq * steps / cpu, 1),

@@ -118,6 +118,8 @@ fn main() {
         checkpoint_every: 0,
         pad_id: 0,
     };
+    // The CUDA backend reads the same variable (cuBLAS TF32 tensor-op math).
+    let tf32 = accelerator == Some(Accelerator::Cuda(0)) && std::env::var("BONSAI_CUDA_TF32").is_ok_and(|v| v == "1");
     let mut session = Session::on(accelerator, base, lora, hyper, examples, Vec::new()).expect("session");
     for _ in 0..warmup {
         session.train_step().expect("step");
@@ -134,7 +136,7 @@ fn main() {
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
     println!(
-        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"device\": \"{}\", \"batch\": {batch}, \"seq\": {seq}, \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"tokens_per_cpu_s\": {:.1}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"trainer_mib\": {:.1}, \"device_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
+        "{{\"impl\": \"bonsai\", \"config\": \"{name}\", \"device\": \"{}\", \"batch\": {batch}, \"seq\": {seq}, \"tf32\": {tf32}, \"threads\": {}, \"tokens_per_s\": {:.1}, \"step_s\": {:.4}, \"tokens_per_cpu_s\": {:.1}, \"loss\": {loss:.4}, \"peak_rss_mib\": {:.1}, \"trainer_mib\": {:.1}, \"device_mib\": {:.1}, \"gemm_gflops\": {:.1}}}",
         session.device(),
         rayon::current_num_threads(),
         tokens as f64 / secs,
