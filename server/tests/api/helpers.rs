@@ -18,6 +18,28 @@ pub fn base_url() -> String {
     std::env::var("TEST_DATABASE_BASE").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// Whether this test binary has removed the JetStream streams earlier runs left.
+static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Every test has a stream of its own (`TEST<id>_EVENTS`), which outlives the test in the NATS server; those
+/// created over an hour ago (`BONSAI_TEST_STREAM_MAX_AGE_SECS`) belong to finished runs and are removed (once
+/// per test binary, best effort).
+async fn remove_old_test_streams(nats_url: &str) {
+    use futures::StreamExt;
+    let Ok(client) = async_nats::connect(nats_url).await else { return };
+    let js = async_nats::jetstream::new(client);
+    let names: Vec<String> = js.stream_names().filter_map(|n| async { n.ok() }).collect().await;
+    let max_age = std::env::var("BONSAI_TEST_STREAM_MAX_AGE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(3600);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    for name in names.into_iter().filter(|n| n.starts_with("TEST") && n.ends_with("_EVENTS")) {
+        let Ok(mut stream) = js.get_stream(&name).await else { continue };
+        let Ok(info) = stream.info().await else { continue };
+        if now - info.created.unix_timestamp() > max_age {
+            let _ = js.delete_stream(&name).await;
+        }
+    }
+}
+
 pub struct TestApp {
     pub addr: String,
     pub client: Client,
@@ -50,6 +72,7 @@ impl TestApp {
 
     pub async fn spawn_with(settings: Settings) -> Self {
         bonsai_server::telemetry::init("text");
+        SWEPT.get_or_init(|| remove_old_test_streams(&settings.nats_url)).await;
         let app = Application::build(&settings).await.expect("application builds");
         let addr = format!("http://{}", app.local_addr());
         let pool = app.pool.clone();
