@@ -1,7 +1,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --bin bonsai
+# FEATURES=cuda builds `bonsai train --device cuda` in (the CUDA libraries are loaded at run time: run the image
+# with the NVIDIA container runtime and the CUDA 13 cuBLAS/NVRTC libraries on LD_LIBRARY_PATH).
+ARG FEATURES=""
+RUN cargo build --release --bin bonsai ${FEATURES:+--features "$FEATURES"}
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends python3-pip ca-certificates && rm -rf /var/lib/apt/lists/*
