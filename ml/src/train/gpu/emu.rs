@@ -1,8 +1,8 @@
 //! The device code path on the CPU: buffers in host memory, the kernels of `kernels.cu` compiled as C by
 //! `build.rs` and run one thread per block, and each GEMM done as cuBLAS would do the column-major call
 //! it is given. Every access is checked against the buffer it lands in, and cuBLAS's leading-dimension
-//! rules are enforced, so a wrong offset or stride in the trainer fails here instead of corrupting GPU
-//! memory. Slow; meant for tests.
+//! rules are enforced, and canaries around every buffer catch kernel writes past its ends, so a wrong offset
+//! or stride in the trainer fails here instead of corrupting GPU memory. Slow; meant for tests.
 
 #![allow(unsafe_code)]
 
@@ -14,10 +14,21 @@ extern "C" {
     fn bonsai_emu_launch(name: *const c_char, grid: u32, args: *const KArgs) -> c_int;
 }
 
-/// One host allocation: `len` f32 from `addr`.
+/// One host allocation: `len` f32 from `addr`, inside a block that has [`GUARD`] canary values on each side.
 struct Alloc {
     addr: usize,
     len: usize,
+}
+
+/// Canary values around every buffer; a kernel that writes past either end of its buffer changes one and
+/// fails its launch (reads out of bounds go unnoticed).
+const GUARD: usize = 64;
+const CANARY: u32 = 0x0bad_c0de; // a tiny normal float: any add, scale or store changes it (a NaN would absorb adds)
+
+impl Alloc {
+    fn block(&self) -> (*mut f32, usize) {
+        ((self.addr - 4 * GUARD) as *mut f32, self.len + 2 * GUARD)
+    }
 }
 
 /// The emulated device.
@@ -44,6 +55,22 @@ impl Emulated {
         assert!(ok, "emulated device: {what} of {n} f32 at {addr:#x} is outside every buffer");
     }
 
+    /// Panics naming `after` when a canary around any buffer has changed.
+    fn check_guards(&self, after: &str) {
+        for al in &self.allocs {
+            let (base, total) = al.block();
+            // SAFETY: `block` is the live allocation made in `alloc`; it is only read here.
+            let block = unsafe { std::slice::from_raw_parts(base, total) };
+            let intact = |g: &[f32]| g.iter().all(|v| v.to_bits() == CANARY);
+            assert!(
+                intact(&block[..GUARD]) && intact(&block[GUARD + al.len..]),
+                "emulated device: {after} wrote outside the buffer of {} f32 at {:#x}",
+                al.len,
+                al.addr
+            );
+        }
+    }
+
     /// Checks one column-major operand `[rows, cols]` (stored transposed when `t`) with leading dimension `ld`.
     fn check_operand(&self, addr: u64, t: bool, rows: usize, cols: usize, ld: usize, what: &str) {
         let (sr, sc) = if t { (cols, rows) } else { (rows, cols) };
@@ -57,9 +84,10 @@ impl Emulated {
 impl Drop for Emulated {
     fn drop(&mut self) {
         for al in self.allocs.drain(..) {
-            // SAFETY: every entry was made by `Box::into_raw` of a boxed slice of exactly `len` f32 in
+            let (base, total) = al.block();
+            // SAFETY: every block was made by `Box::into_raw` of a boxed slice of exactly `total` f32 in
             // `alloc`, and is freed once, here.
-            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(al.addr as *mut f32, al.len)) });
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(base, total)) });
         }
     }
 }
@@ -70,9 +98,12 @@ impl Backend for Emulated {
     }
 
     fn alloc(&mut self, n: usize) -> Result<u64, TrainError> {
-        let b: Box<[f32]> = vec![0.0f32; n.max(1)].into_boxed_slice();
-        let len = b.len();
-        let addr = Box::into_raw(b) as *mut f32 as usize;
+        let len = n.max(1);
+        let mut b: Box<[f32]> = vec![0.0f32; len + 2 * GUARD].into_boxed_slice();
+        b[..GUARD].fill(f32::from_bits(CANARY));
+        b[GUARD + len..].fill(f32::from_bits(CANARY));
+        let base = Box::into_raw(b) as *mut f32 as usize;
+        let addr = base + 4 * GUARD;
         self.allocs.push(Alloc { addr, len });
         Ok(addr as u64)
     }
@@ -115,6 +146,7 @@ impl Backend for Emulated {
         if rc != 0 {
             return Err(TrainError::Device(format!("emulated device: no kernel named {name}")));
         }
+        self.check_guards(name);
         Ok(())
     }
 
@@ -235,5 +267,15 @@ mod tests {
         e.download(y, &mut out).unwrap();
         assert_eq!(out, vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
         assert!(e.launch("no_such_kernel", 1, &KArgs::new(&[x], &[], &[])).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "add_bias wrote outside the buffer")]
+    fn a_kernel_writing_past_its_buffer_is_caught() {
+        let mut e = Emulated::new();
+        let (y, b) = (e.alloc(6).unwrap(), e.alloc(3).unwrap());
+        e.upload(b, &[1.0, 2.0, 3.0]).unwrap();
+        // Three rows of three into a buffer of six.
+        e.launch("add_bias", 3, &KArgs::new(&[y, b], &[3], &[])).unwrap();
     }
 }
