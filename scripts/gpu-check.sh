@@ -41,6 +41,8 @@ dirs = {os.path.dirname(p) for sp in site.getsitepackages()
 print(":".join(sorted(dirs)))')
   export LD_LIBRARY_PATH="$LIBS:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  echo "CUDA libraries from: $LIBS"
+  for d in ${LIBS//:/ }; do ls "$d"; done 2>/dev/null | grep -E '^lib(cublas|nvrtc)\.' || true
   echo "== device tests"
   .gpu/train_device --test-threads=1 --nocapture 2>&1 | grep -vE '^\s*$' || echo "DEVICE TESTS FAILED (bench follows)"
   echo "== training bench (tokens/s; ours vs PyTorch + PEFT, same GPU, interleaved)"

@@ -53,9 +53,7 @@ pub fn compile_kernels(arch: &str) -> Result<Vec<u8>, TrainError> {
     if !unsafe { nvrtc_sys::is_culib_present() } {
         return Err(TrainError::DeviceUnavailable("cuda: libnvrtc (CUDA 13) is not on LD_LIBRARY_PATH".into()));
     }
-    let fail = |step: &str, e: &dyn std::fmt::Display| {
-        TrainError::Device(format!("NVRTC {step} kernels.cu: {e:?}", e = e.to_string()))
-    };
+    let fail = |step: &str, e: &dyn std::fmt::Display| TrainError::Device(format!("NVRTC {step} kernels.cu: {e}"));
     let src = std::ffi::CString::new(SOURCE).expect("no NUL in the kernel source");
     let name = std::ffi::CString::new("kernels.cu").expect("no NUL");
     let prog = nvrtc::create_program(&src, Some(&name)).map_err(|e| fail("creating", &format!("{e:?}")))?;
