@@ -14,7 +14,7 @@ use bonsai_ml::train::base::FrozenBase;
 use bonsai_ml::train::data::Example;
 use bonsai_ml::train::gpu::Accelerator;
 use bonsai_ml::train::optim::AdamWConfig;
-use bonsai_ml::train::{Hyper, Session};
+use bonsai_ml::train::{Device, Hyper, Session};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
@@ -86,12 +86,7 @@ fn main() {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     let (batch, seq) = (env("BENCH_BATCH").unwrap_or(batch), env("BENCH_SEQ").unwrap_or(seq));
     let device = std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let accelerator = match device.as_str() {
-        "cpu" => None,
-        "cuda" => Some(Accelerator::Cuda(0)),
-        "emulated-gpu" => Some(Accelerator::Emulated),
-        other => panic!("unknown BENCH_DEVICE {other:?} (cpu, cuda or emulated-gpu)"),
-    };
+    let accelerator = device.parse::<Device>().unwrap_or_else(|e| panic!("BENCH_DEVICE: {e}")).accelerator();
     let vocab = config.vocab_size as u32;
     let model = random_model(config.clone(), 0);
     let lora_cfg =

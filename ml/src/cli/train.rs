@@ -86,12 +86,7 @@ pub struct TrainArgs {
 }
 
 pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let device = match args.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda,
-        "emulated-gpu" => Device::EmulatedGpu,
-        other => anyhow::bail!("unknown device {other:?} (cpu, cuda or emulated-gpu)"),
-    };
+    let device: Device = args.device.parse().map_err(anyhow::Error::msg)?;
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("configuring worker threads")?;
     }

@@ -6,7 +6,7 @@ use super::base::FrozenBase;
 use super::checkpoint;
 use super::data::{encode, read_records, Example};
 use super::error::TrainError;
-use super::gpu::Accelerator;
+use super::gpu::{self, Accelerator};
 use super::session::{Hyper, Progress, Session, StepRecord, StopReason};
 use crate::lora::{merge, peft, LoraConfig, LoraParams};
 use crate::model::LlamaModel;
@@ -26,6 +26,20 @@ pub enum Device {
     Cuda,
     /// The CUDA trainer's code path emulated on the CPU: slow, for testing it where no GPU is.
     EmulatedGpu,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    /// `cpu`, `cuda` or `emulated-gpu` (the names the CLI and the bench take).
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            "emulated-gpu" => Ok(Device::EmulatedGpu),
+            other => Err(format!("unknown device {other:?} (cpu, cuda or emulated-gpu)")),
+        }
+    }
 }
 
 impl Device {
@@ -128,10 +142,8 @@ pub fn train(
     progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
 ) -> Result<TrainOutcome, TrainError> {
-    if cfg.device == Device::Cuda && !cfg!(feature = "cuda") {
-        return Err(TrainError::DeviceUnavailable(
-            "cuda: this build has no CUDA support (rebuild with `--features cuda`)".into(),
-        ));
+    if let Some(acc) = cfg.device.accelerator() {
+        gpu::check_built(acc)?;
     }
     if cfg.lora.rank == 0 || cfg.lora.targets.is_empty() {
         return Err(TrainError::Config("LoRA needs a rank of at least 1 and one target".into()));

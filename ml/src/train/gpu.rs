@@ -64,6 +64,17 @@ pub enum Accelerator {
     Emulated,
 }
 
+/// Fails at once when this build cannot use `acc` (CUDA without the `cuda` feature), before any data or
+/// model is loaded.
+pub fn check_built(acc: Accelerator) -> Result<(), TrainError> {
+    match acc {
+        Accelerator::Cuda(_) if !cfg!(feature = "cuda") => Err(TrainError::DeviceUnavailable(
+            "cuda: this build has no CUDA support (rebuild with `--features cuda`)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Opens a device trainer for `base` and `lora` with room for `max_batch` sequences of `max_seq` tokens.
 pub fn open(
     acc: Accelerator,
@@ -84,14 +95,13 @@ pub fn open_with(
     max_seq: usize,
     scratch_bytes: usize,
 ) -> Result<Box<dyn DeviceSteps>, TrainError> {
+    check_built(acc)?;
     let (b, s, x) = (max_batch, max_seq, scratch_bytes);
     match acc {
         Accelerator::Emulated => Ok(Box::new(DeviceTrainer::new(emu::Emulated::new(), base, lora, b, s, x)?)),
         #[cfg(feature = "cuda")]
         Accelerator::Cuda(ordinal) => Ok(Box::new(DeviceTrainer::new(cuda::Cuda::new(ordinal)?, base, lora, b, s, x)?)),
         #[cfg(not(feature = "cuda"))]
-        Accelerator::Cuda(_) => Err(TrainError::DeviceUnavailable(
-            "cuda: this build has no CUDA support (rebuild with `--features cuda`)".into(),
-        )),
+        Accelerator::Cuda(_) => unreachable!("check_built refuses CUDA in a build without it"),
     }
 }

@@ -108,6 +108,10 @@ pub struct DeviceTrainer<B: Backend> {
     max_seq: usize,
     /// Attention heads whose scores fit the scratch buffers at once.
     heads_per_pass: usize,
+    /// Width of the fused q|k|v rows, and the column where each target's output starts inside its fused
+    /// buffer (from [`FrozenBase::qkv_width`] and [`FrozenBase::column`]).
+    qkv_w: usize,
+    cols: [usize; 7],
     /// Dropout seed per layer and target of the last forward (`None`: no dropout there).
     seeds: Vec<[Option<u64>; 7]>,
     /// Gathered loss rows of the last forward.
@@ -234,6 +238,8 @@ impl<B: Backend> DeviceTrainer<B> {
             cap,
             max_seq,
             heads_per_pass,
+            qkv_w: base.qkv_width(),
+            cols: Target::ALL.map(|t| base.column(t)),
             seeds: Vec::new(),
             n_rows: 0,
         };
@@ -359,7 +365,7 @@ impl<B: Backend> DeviceTrainer<B> {
     fn head_geometry(&self) -> (usize, usize, usize, usize, usize, usize) {
         let c = &self.c;
         let (heads, kvh, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        (heads, kvh, d, heads / kvh, (heads + 2 * kvh) * d, heads * d)
+        (heads, kvh, d, heads / kvh, self.qkv_w, heads * d)
     }
 
     /// `[seq, seq]` products `alpha x y^T` of every sequence of the batch, `x` and `y` being one head's
@@ -489,7 +495,7 @@ impl<B: Backend> DeviceTrainer<B> {
     fn rope(&mut self, x: u64, t: usize, seq: usize, sign: f32) -> Result<(), TrainError> {
         let c = &self.c;
         let ints = [
-            (c.q_dim() + 2 * c.kv_dim()) as i64,
+            self.qkv_w as i64,
             (c.num_attention_heads + c.num_key_value_heads) as i64,
             (c.head_dim / 2) as i64,
             seq as i64,
@@ -510,17 +516,11 @@ impl<B: Backend> DeviceTrainer<B> {
         assert!(t <= self.cap && seq <= self.max_seq, "batch larger than the device buffers");
         let c = self.c.clone();
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let (w, q) = (c.q_dim() + 2 * c.kv_dim(), c.q_dim());
+        let (w, q) = (self.qkv_w, c.q_dim());
         let eps = c.rms_norm_eps as f32;
         let dropout = self.lora.config.dropout > 0.0;
         self.be.upload(self.wk.tokens, &bits(tokens))?;
         self.rows("gather_rows", t, &[self.xs[0], self.embed, self.wk.tokens], &[h as i64], &[])?;
-        let col = |tg: Target| match tg {
-            Target::K => c.q_dim(),
-            Target::V => c.q_dim() + c.kv_dim(),
-            Target::Up => c.intermediate_size,
-            _ => 0,
-        };
         for l in 0..c.num_hidden_layers {
             let (la, bl) = (self.acts[l], self.layers[l]);
             let (x_in, x_out) = (self.xs[l], self.xs[l + 1]);
@@ -537,7 +537,7 @@ impl<B: Backend> DeviceTrainer<B> {
             self.bias(la.qkv, bl.b_qkv, t, w)?;
             for tg in [Target::Q, Target::K, Target::V] {
                 if let Some(s) = slot(self, tg) {
-                    self.branch_fwd(s, la.xn1, la.qkv, col(tg), w, t, seeds[tg as usize])?;
+                    self.branch_fwd(s, la.xn1, la.qkv, self.cols[tg as usize], w, t, seeds[tg as usize])?;
                 }
             }
             self.rope(la.qkv, t, seq, 1.0)?;
@@ -553,7 +553,7 @@ impl<B: Backend> DeviceTrainer<B> {
             self.bias(la.gu, bl.b_gu, t, 2 * i)?;
             for tg in [Target::Gate, Target::Up] {
                 if let Some(s) = slot(self, tg) {
-                    self.branch_fwd(s, la.xn2, la.gu, col(tg), 2 * i, t, seeds[tg as usize])?;
+                    self.branch_fwd(s, la.xn2, la.gu, self.cols[tg as usize], 2 * i, t, seeds[tg as usize])?;
                 }
             }
             self.rows("swiglu_fwd", t, &[la.act, la.gu], &[i as i64], &[])?;
@@ -610,7 +610,7 @@ impl<B: Backend> DeviceTrainer<B> {
         let c = self.c.clone();
         let t = batch * seq;
         let (h, i, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
-        let (w, q) = (c.q_dim() + 2 * c.kv_dim(), c.q_dim());
+        let (w, q) = (self.qkv_w, c.q_dim());
         let wk = self.wk;
         let n = self.n_rows;
         self.be.zero(wk.dxn, t * h)?;
@@ -620,12 +620,6 @@ impl<B: Backend> DeviceTrainer<B> {
         }
         let top = self.xs[c.num_hidden_layers];
         self.rows("rmsnorm_bwd", t, &[wk.dx, wk.dxn, top, self.norm, wk.inv_f], &[h as i64, 0], &[])?;
-        let col = |tg: Target| match tg {
-            Target::K => c.q_dim(),
-            Target::V => c.q_dim() + c.kv_dim(),
-            Target::Up => c.intermediate_size,
-            _ => 0,
-        };
         for l in (0..c.num_hidden_layers).rev() {
             let (la, bl, x_in) = (self.acts[l], self.layers[l], self.xs[l]);
             let slot = |me: &Self, tg: Target| me.lora.slot(l, tg).copied();
@@ -638,7 +632,7 @@ impl<B: Backend> DeviceTrainer<B> {
             self.linear_bwd_x(wk.dxn, wk.d_gu, bl.w_gu, t, h, 2 * i)?;
             for tg in [Target::Gate, Target::Up] {
                 if let Some(s) = slot(self, tg) {
-                    self.branch_bwd(s, Mat::new(at(wk.d_gu, col(tg)), 2 * i), la.xn2, wk.dxn, t)?;
+                    self.branch_bwd(s, Mat::new(at(wk.d_gu, self.cols[tg as usize]), 2 * i), la.xn2, wk.dxn, t)?;
                 }
             }
             self.rows("rmsnorm_bwd", t, &[wk.dx, wk.dxn, la.x_mid, bl.ln2, la.inv2], &[h as i64, 1], &[])?;
@@ -652,7 +646,7 @@ impl<B: Backend> DeviceTrainer<B> {
             self.linear_bwd_x(wk.dxn, wk.d_qkv, bl.w_qkv, t, h, w)?;
             for tg in [Target::Q, Target::K, Target::V] {
                 if let Some(s) = slot(self, tg) {
-                    self.branch_bwd(s, Mat::new(at(wk.d_qkv, col(tg)), w), la.xn1, wk.dxn, t)?;
+                    self.branch_bwd(s, Mat::new(at(wk.d_qkv, self.cols[tg as usize]), w), la.xn1, wk.dxn, t)?;
                 }
             }
             self.rows("rmsnorm_bwd", t, &[wk.dx, wk.dxn, x_in, bl.ln1, la.inv1], &[h as i64, 1], &[])?;
