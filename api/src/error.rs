@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bonsai_commands::CommandError;
 use bonsai_domain::dataset::DatasetError;
+use bonsai_domain::training::TrainingTaskError;
 use bonsai_domain::user::UserError;
 use bonsai_domain::values::InvalidValue;
 use bonsai_projections::ProjectionError;
@@ -119,6 +120,7 @@ impl From<CommandError> for ApiError {
         match error {
             CommandError::User(e) => e.into(),
             CommandError::Dataset(e) => e.into(),
+            CommandError::Training(e) => e.into(),
             CommandError::Conflict { .. } => ApiError::Conflict {
                 code: "concurrent_modification",
                 message: "the resource was modified concurrently; try again".into(),
@@ -152,6 +154,27 @@ impl From<DatasetError> for ApiError {
             DatasetError::AlreadyExists => ApiError::Conflict { code: "dataset_exists", message },
             DatasetError::NotFound | DatasetError::UnknownVersion(_) => ApiError::NotFound(message),
             DatasetError::Archived => ApiError::Conflict { code: "dataset_archived", message },
+        }
+    }
+}
+
+impl From<TrainingTaskError> for ApiError {
+    fn from(error: TrainingTaskError) -> Self {
+        let message = error.to_string();
+        match error {
+            TrainingTaskError::AlreadyExists => ApiError::Conflict { code: "training_task_exists", message },
+            TrainingTaskError::NotFound => ApiError::NotFound(message),
+            TrainingTaskError::InvalidConfig(e) => ApiError::Unprocessable {
+                code: "validation_failed",
+                message,
+                details: Some(serde_json::json!({ "field": format!("config.{}", e.field), "reason": e.message })),
+            },
+            TrainingTaskError::InvalidName => ApiError::Unprocessable {
+                code: "validation_failed",
+                message,
+                details: Some(serde_json::json!({ "field": "name" })),
+            },
+            TrainingTaskError::InvalidState { .. } => ApiError::Conflict { code: "invalid_state", message },
         }
     }
 }

@@ -1,6 +1,7 @@
 use crate::store::EventRepository;
 use crate::{Argon2Passwords, CommandError, CommandMetadata};
 use bonsai_domain::dataset::{Dataset, DatasetCommand};
+use bonsai_domain::training::{TrainingTask, TrainingTaskCommand};
 use bonsai_domain::user::{User, UserCommand, UserServices};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
@@ -23,6 +24,7 @@ pub struct CommandBus {
     users: Arc<Store<User>>,
     user_services: Arc<Box<dyn UserServices>>,
     datasets: Arc<Store<Dataset>>,
+    training: Arc<Store<TrainingTask>>,
     pool: PgPool,
     max_attempts: u32,
     /// Called after every successful command (see [`CommandBus::on_append`]).
@@ -38,10 +40,15 @@ impl CommandBus {
         // Dataset histories are short (a few versions and validations): no snapshots.
         let datasets = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
+        // A task's history is its progress reports (bounded rate) and a few transitions per run: the state
+        // is kept in its snapshot, as for users, so that loading it stays one row however long it trained.
+        let training = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
+            .with_upcasters(crate::upcasters::all());
         Self {
             users: Arc::new(users),
             user_services: Arc::new(Box::new(Argon2Passwords)),
             datasets: Arc::new(datasets),
+            training: Arc::new(training),
             pool,
             max_attempts: 8,
             appended: None,
@@ -83,6 +90,48 @@ impl CommandBus {
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
         self.execute(&self.datasets, &(), dataset_id, command, meta, false).await.map(drop)
+    }
+
+    /// Executes a training task command, with the same bounded conflict retries as [`CommandBus::user`].
+    #[tracing::instrument(skip_all, fields(aggregate = "TrainingTask", %task_id, correlation_id = %meta.correlation_id), err)]
+    pub async fn training(
+        &self,
+        task_id: Uuid,
+        command: TrainingTaskCommand,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        self.execute(&self.training, &(), task_id, command, meta, false).await.map(drop)
+    }
+
+    /// [`CommandBus::training`], answering the task's state as the command left it.
+    pub async fn training_state_after(
+        &self,
+        task_id: Uuid,
+        command: TrainingTaskCommand,
+        meta: &CommandMetadata,
+    ) -> Result<TrainingTask, CommandError> {
+        let state = self.execute(&self.training, &(), task_id, command, meta, true).await?;
+        Ok(state.unwrap_or_default())
+    }
+
+    /// A training task as its committed events leave it (never behind, unlike a view): what a worker
+    /// checks before and while it runs the task.
+    pub async fn training_state(&self, task_id: Uuid) -> Result<TrainingTask, CommandError> {
+        Self::load(&self.training, task_id).await
+    }
+
+    /// A dataset as its committed events leave it: what creating a training task checks.
+    pub async fn dataset_state(&self, dataset_id: Uuid) -> Result<Dataset, CommandError> {
+        Self::load(&self.datasets, dataset_id).await
+    }
+
+    async fn load<A>(store: &Store<A>, id: Uuid) -> Result<A, CommandError>
+    where
+        A: Aggregate,
+        A::Error: Into<CommandError>,
+    {
+        let context = store.load_aggregate(&id.to_string()).await.map_err(|e| convert(e, 1))?;
+        Ok(context.aggregate)
     }
 
     /// Load, decide, append; on a conflict (another writer appended first) again from the load, a

@@ -1,4 +1,5 @@
 use bonsai_domain::dataset::DatasetError;
+use bonsai_domain::training::TrainingTaskError;
 use bonsai_domain::user::UserError;
 
 /// Why a command was not carried out.
@@ -10,6 +11,9 @@ pub enum CommandError {
     /// The Dataset aggregate refused the command.
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// The TrainingTask aggregate refused the command.
+    #[error(transparent)]
+    Training(#[from] TrainingTaskError),
     /// Other writers kept winning the race for this aggregate; the caller may try again.
     #[error("the aggregate was changed concurrently {attempts} times in a row")]
     Conflict { attempts: u32 },

@@ -10,7 +10,7 @@ pub enum ModelLookupError {
     /// Not a plain folder name: empty, too long, a path, `..`, control characters.
     #[error("`{0}` is not a model id: use 1 to 128 letters, digits, `.`, `_` or `-`, not starting with `.`")]
     InvalidId(String),
-    #[error("no model `{0}` with a tokenizer.json is installed")]
+    #[error("no model `{0}` is installed in the models folder")]
     NotFound(String),
 }
 
@@ -34,6 +34,17 @@ impl LocalModels {
         (1..=128).contains(&id.len())
             && !id.starts_with('.')
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    }
+
+    /// The folder of model `id`, if it holds a whole model (`config.json` and `tokenizer.json`): what
+    /// training starts from.
+    pub fn model_dir(&self, id: &str) -> Result<PathBuf, ModelLookupError> {
+        let dir = self.tokenizer_dir(id)?;
+        if dir.join("config.json").is_file() {
+            Ok(dir)
+        } else {
+            Err(ModelLookupError::NotFound(id.to_owned()))
+        }
     }
 
     /// The folder of model `id`, if it holds a `tokenizer.json`.

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod dataset;
 pub mod permissions;
+pub mod training;
 pub mod upcast;
 pub mod user;
 pub mod values;

@@ -34,7 +34,7 @@ impl Role {
         match permission {
             ReadOwnProfile | UpdateOwnProfile | AskQuestions | ReadDeployedModels => true,
             ManageDatasets | ManageTraining | ManageModels => matches!(self, Role::Admin | Role::Trainer),
-            ManageUsers | ReadAudit | ReadAllDatasets => self == Role::Admin,
+            ManageUsers | ReadAudit | ReadAllDatasets | ReadAllTraining => self == Role::Admin,
         }
     }
 }
@@ -68,6 +68,8 @@ pub enum Permission {
     ManageTraining,
     ManageModels,
     ReadAllDatasets,
+    /// Every user's training tasks (others see their own).
+    ReadAllTraining,
     ManageUsers,
     ReadAudit,
 }

@@ -7,6 +7,7 @@ pub mod datasets;
 mod error;
 pub mod log;
 mod projection;
+pub mod training;
 pub mod user_cache;
 pub mod users;
 
@@ -17,5 +18,9 @@ pub use projection::{apply_batch, apply_event, rebuild, Applied, Projection};
 
 /// Every projection of the platform, by name (for `bonsai replay` and the consumers).
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(users::UsersProjection), std::sync::Arc::new(datasets::DatasetsProjection)]
+    vec![
+        std::sync::Arc::new(users::UsersProjection),
+        std::sync::Arc::new(datasets::DatasetsProjection),
+        std::sync::Arc::new(training::TrainingProjection),
+    ]
 }

@@ -10,7 +10,9 @@ use bonsai_commands::{CommandBus, CommandMetadata, FileStore, LocalFileStore, Lo
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
-use bonsai_workers::{follow_user_events, EventBus, ProjectionConsumer, Relay, RelayWaker, ValidationWorker};
+use bonsai_workers::{
+    follow_user_events, EventBus, ProjectionConsumer, Relay, RelayWaker, TrainingWorker, ValidationWorker,
+};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct Application {
     pub files: Arc<dyn FileStore>,
     /// Installed base models (`<data_dir>/models` unless `BONSAI_MODELS_DIR` says otherwise).
     pub models: LocalModels,
+    /// Where the platform keeps its files (training runs under `training/`).
+    pub data_dir: std::path::PathBuf,
     waker: RelayWaker,
     file_gc_interval: Duration,
     file_gc_grace: Duration,
@@ -78,7 +82,20 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let file_gc_interval = Duration::from_secs(settings.file_gc_interval_secs);
         let file_gc_grace = Duration::from_secs(settings.file_gc_grace_secs);
-        Ok(Self { listener, pool, bus, commands, files, models, waker, file_gc_interval, file_gc_grace, state })
+        let data_dir = settings.data_dir.clone();
+        Ok(Self {
+            listener,
+            pool,
+            bus,
+            commands,
+            files,
+            models,
+            data_dir,
+            waker,
+            file_gc_interval,
+            file_gc_grace,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -120,6 +137,15 @@ impl Application {
         );
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:dataset-validation".to_owned(), validation.run(stop).await) });
+        let trainer = TrainingWorker::new(
+            self.bus.clone(),
+            self.commands.clone(),
+            self.files.clone(),
+            self.models.clone(),
+            self.data_dir.clone(),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn(async move { ("worker:training".to_owned(), trainer.run(stop).await) });
         if self.file_gc_interval > Duration::ZERO {
             let (pool, files, stop) = (self.pool.clone(), self.files.clone(), shutdown.clone());
             let (every, grace) = (self.file_gc_interval, self.file_gc_grace);

@@ -4,11 +4,13 @@
 mod bus;
 mod consumer;
 mod relay;
+mod training;
 mod user_notices;
 mod validation;
 
 pub use bus::{stream_name, EventBus};
 pub use consumer::{Processed, ProjectionConsumer};
 pub use relay::{Relay, RelayError, RelayWaker};
+pub use training::{latest_checkpoint, TrainingWorker};
 pub use user_notices::follow_user_events;
 pub use validation::ValidationWorker;

@@ -2,12 +2,16 @@ mod audit;
 mod auth;
 mod datasets;
 mod health;
+mod training;
 mod users;
 
 pub(crate) use audit::{AuditEventDto, AuditPage};
 pub(crate) use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 pub(crate) use datasets::{
     DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto,
+};
+pub(crate) use training::{
+    CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage,
 };
 pub(crate) use users::{
     ChangePasswordRequest, CreateUserRequest, PatchUserRequest, UpdateProfileRequest, UserDto, UserPage,
@@ -41,6 +45,11 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/data/datasets/{id}", get(datasets::get_dataset).delete(datasets::archive_dataset))
         .route("/api/data/datasets/{id}/validate", post(datasets::validate_dataset))
         .route("/api/data/datasets/{id}/preview", get(datasets::preview_dataset))
+        .route("/api/training/tasks", get(training::list_tasks).post(training::create_task))
+        .route("/api/training/tasks/{id}", get(training::get_task))
+        .route("/api/training/tasks/{id}/progress", get(training::task_progress))
+        .route("/api/training/tasks/{id}/start", post(training::start_task))
+        .route("/api/training/tasks/{id}/stop", post(training::stop_task))
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -58,6 +67,9 @@ pub(crate) use datasets::{
 };
 pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
+pub(crate) use training::{
+    __path_create_task, __path_get_task, __path_list_tasks, __path_start_task, __path_stop_task, __path_task_progress,
+};
 pub(crate) use users::{
     __path_change_password, __path_create_user, __path_get_profile, __path_get_user, __path_list_users,
     __path_patch_user, __path_update_profile,

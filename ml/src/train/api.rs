@@ -136,7 +136,8 @@ pub fn merge_folders(base: &Path, adapter: &Path, out: &Path) -> Result<(), Trai
 }
 
 /// Runs a LoRA fine-tuning job to completion, cancellation or early stop. `progress` is called after
-/// every optimiser step; `cancel` is checked before every step (a cancelled run still saves its adapter).
+/// every optimiser step; `cancel` is checked before every step (a cancelled run still saves its adapter, and
+/// a checkpoint of the step it reached).
 pub fn train(
     cfg: TrainConfig,
     progress: &mut dyn FnMut(&Progress),
@@ -168,6 +169,10 @@ pub fn train(
     let out = cfg.out.clone();
     let mut save_ckpt = |s: &Session| checkpoint::save(s, &checkpoint::dir_for(&out, s.state.step), &base_name);
     let stop = session.run(progress, cancel, &mut save_ckpt)?;
+    // A cancelled run is a pause: its checkpoint lets `resume` continue exactly where it stopped.
+    if stop == StopReason::Cancelled && session.state.step > 0 {
+        save_ckpt(&session)?;
+    }
     let adapter_dir = cfg.out.join("adapter");
     peft::save(&adapter_dir, &session.lora, &base_name)?;
     let merged_dir = if cfg.merge && stop != StopReason::Cancelled {

@@ -10,4 +10,5 @@ mod event_store;
 mod helpers;
 mod relay;
 mod replay;
+mod training;
 mod users;

@@ -1,0 +1,236 @@
+//! `/api/training`: fine-tuning tasks. Creating one fixes the base model, the dataset version and the
+//! settings; starting it queues a run for a training worker, which records progress as events; stopping
+//! it pauses the run at a step boundary, and a later start resumes from the last checkpoint.
+//!
+//! Commands go through the TrainingTask aggregate, which also decides who may touch a task (another
+//! user's is "not found"). Reads come from the training view.
+
+mod dto;
+
+pub(crate) use dto::{CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage};
+
+use crate::auth::AuthUser;
+use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use bonsai_commands::{CommandMetadata, ModelLookupError};
+use bonsai_domain::dataset::{Actor, VersionStatus};
+use bonsai_domain::training::{DatasetRef, TaskStatus, TrainingTaskCommand};
+use bonsai_domain::Permission;
+use bonsai_projections::training::{self, TaskRow};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+fn actor(user: &AuthUser) -> Actor {
+    Actor { id: user.id, role: user.role }
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>, field: &str) -> ApiError {
+    ApiError::Unprocessable { code, message: message.into(), details: Some(json!({ "field": field })) }
+}
+
+/// The task as the view has it, if `user` may see it; otherwise (also for another user's) 404.
+async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<TaskRow, ApiError> {
+    match training::find(&state.pool, id).await? {
+        Some(row) if row.owner_id == user.id || user.role.can(Permission::ReadAllTraining) => Ok(row),
+        _ => Err(ApiError::NotFound("no such training task".into())),
+    }
+}
+
+/// The installed base model `id`, checked before the task is recorded (the worker resolves it again).
+fn base_model(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let lookup = match &state.models {
+        Some(models) => models.model_dir(id).map(drop),
+        None => Err(ModelLookupError::NotFound(id.to_owned())),
+    };
+    lookup.map_err(|e| {
+        let code = match e {
+            ModelLookupError::InvalidId(_) => "validation_failed",
+            ModelLookupError::NotFound(_) => "unknown_base_model",
+        };
+        unprocessable(code, e.to_string(), "base_model_id")
+    })
+}
+
+/// The dataset version to train on, from the Dataset's own events (never behind): it must be visible to
+/// `user`, not archived, and `valid`.
+async fn dataset_ref(
+    state: &AppState,
+    user: &AuthUser,
+    dataset_id: Uuid,
+    version: Option<u32>,
+) -> Result<DatasetRef, ApiError> {
+    let dataset = state.commands.dataset_state(dataset_id).await?;
+    let visible = dataset.owner_id == Some(user.id) || user.role.can(Permission::ReadAllDatasets);
+    if dataset.id.is_none() || !visible {
+        return Err(unprocessable("unknown_dataset", "no such dataset", "dataset_id"));
+    }
+    if dataset.archived {
+        return Err(ApiError::Conflict { code: "dataset_archived", message: "the dataset is archived".into() });
+    }
+    let number = version.unwrap_or_else(|| dataset.latest_version());
+    let v = dataset.version(number).ok_or_else(|| {
+        unprocessable("unknown_dataset_version", format!("the dataset has no version {number}"), "dataset_version")
+    })?;
+    if v.status != VersionStatus::Valid {
+        return Err(ApiError::Unprocessable {
+            code: "dataset_not_valid",
+            message: format!("version {number} of the dataset is {}; validate it first", v.status.as_str()),
+            details: Some(json!({ "field": "dataset_id", "version": number, "status": v.status.as_str() })),
+        });
+    }
+    Ok(DatasetRef { dataset_id, version: number, sha256: v.file.sha256.clone() })
+}
+
+/// Creates a fine-tuning task (and, with `start`, queues its first run).
+#[utoipa::path(post, path = "/api/training/tasks", tag = "training", security(("bearer" = [])),
+    request_body = CreateTaskRequest,
+    responses((status = 201, body = TaskAccepted), (status = 403, body = crate::ErrorBody),
+    (status = 409, description = "dataset_archived", body = crate::ErrorBody),
+    (status = 422, description = "validation_failed, invalid_body, unknown_base_model, unknown_dataset, \
+        unknown_dataset_version or dataset_not_valid", body = crate::ErrorBody)))]
+pub(crate) async fn create_task(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiJson(request): ApiJson<CreateTaskRequest>,
+) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
+    user.require(Permission::ManageTraining)?;
+    let base_model_id = request.base_model_id.trim().to_owned();
+    base_model(&state, &base_model_id)?;
+    let dataset = dataset_ref(&state, &user, request.dataset_id, request.dataset_version).await?;
+    let id = Uuid::now_v7();
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    let command = TrainingTaskCommand::CreateTrainingTask {
+        task_id: id,
+        owner_id: user.id,
+        name: request.name,
+        description: request.description,
+        base_model_id,
+        dataset,
+        config: request.config.unwrap_or_default(),
+    };
+    let mut task = state.commands.training_state_after(id, command, &meta).await?;
+    if request.start {
+        let start = TrainingTaskCommand::StartTraining { by: actor(&user) };
+        task = state.commands.training_state_after(id, start, &meta).await?;
+    }
+    Ok((StatusCode::CREATED, Json(TaskAccepted { id, status: task.status.to_string(), attempt: task.attempt })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// 1-based page number (default 1).
+    pub page: Option<i64>,
+    /// 1 to 100 (default 20).
+    pub page_size: Option<i64>,
+    /// `created`, `queued`, `running`, `stopping`, `stopped`, `completed` or `failed`.
+    pub status: Option<String>,
+    /// Only tasks that train on this dataset.
+    pub dataset_id: Option<Uuid>,
+}
+
+/// Training tasks, newest first: the caller's own, or every user's for an admin.
+#[utoipa::path(get, path = "/api/training/tasks", tag = "training", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = TaskPage), (status = 403, body = crate::ErrorBody),
+    (status = 422, description = "validation_failed", body = crate::ErrorBody)))]
+pub(crate) async fn list_tasks(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<TaskPage>, ApiError> {
+    user.require(Permission::ManageTraining)?;
+    let (page, page_size) = page_window(query.page, query.page_size)?;
+    if let Some(status) = &query.status {
+        if !TaskStatus::ALL.iter().any(|s| s.as_str() == status) {
+            let names: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(unprocessable(
+                "validation_failed",
+                format!("status must be one of {}", names.join(", ")),
+                "status",
+            ));
+        }
+    }
+    let owner = (!user.role.can(Permission::ReadAllTraining)).then_some(user.id);
+    let (rows, total) =
+        training::list(&state.pool, owner, query.status.as_deref(), query.dataset_id, page, page_size).await?;
+    Ok(Json(TaskPage { items: rows.into_iter().map(TaskDto::from).collect(), total, page, page_size }))
+}
+
+/// One task: settings, status, latest progress, and its result or error.
+#[utoipa::path(get, path = "/api/training/tasks/{id}", tag = "training", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses((status = 200, body = TaskDto), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get_task(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<TaskDto>, ApiError> {
+    user.require(Permission::ManageTraining)?;
+    Ok(Json(visible(&state, &user, id).await?.into()))
+}
+
+/// The task's status, latest progress and loss curve (every recorded report of every run).
+#[utoipa::path(get, path = "/api/training/tasks/{id}/progress", tag = "training", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses((status = 200, body = ProgressReport), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn task_progress(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ProgressReport>, ApiError> {
+    user.require(Permission::ManageTraining)?;
+    let row = visible(&state, &user, id).await?;
+    let history = training::progress(&state.pool, id).await?.into_iter().map(ProgressPoint::from).collect();
+    let task = TaskDto::from(row);
+    Ok(Json(ProgressReport { id, status: task.status, attempt: task.attempt, latest: task.progress, history }))
+}
+
+async fn command(
+    state: &AppState,
+    user: &AuthUser,
+    correlation: String,
+    id: Uuid,
+    command: TrainingTaskCommand,
+) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
+    user.require(Permission::ManageTraining)?;
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    let task = state.commands.training_state_after(id, command, &meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(TaskAccepted { id, status: task.status.to_string(), attempt: task.attempt })))
+}
+
+/// Queues a new run: the first, or (after a stop or a failure) one that resumes from the last checkpoint.
+#[utoipa::path(post, path = "/api/training/tasks/{id}/start", tag = "training", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses((status = 202, body = TaskAccepted), (status = 404, body = crate::ErrorBody),
+    (status = 409, description = "invalid_state (already queued, running or completed)", body = crate::ErrorBody)))]
+pub(crate) async fn start_task(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
+    let by = actor(&user);
+    command(&state, &user, correlation, id, TrainingTaskCommand::StartTraining { by }).await
+}
+
+/// Stops the task: a queued run at once, a running one after its current step (status `stopping`, then
+/// `stopped`). The run's checkpoint is kept; start the task again to resume.
+#[utoipa::path(post, path = "/api/training/tasks/{id}/stop", tag = "training", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses((status = 202, body = TaskAccepted), (status = 404, body = crate::ErrorBody),
+    (status = 409, description = "invalid_state (not queued or running)", body = crate::ErrorBody)))]
+pub(crate) async fn stop_task(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
+    let by = actor(&user);
+    command(&state, &user, correlation, id, TrainingTaskCommand::StopTraining { by }).await
+}

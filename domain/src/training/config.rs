@@ -1,0 +1,203 @@
+//! What a training task trains with: the LoRA adapter and the optimiser settings, checked once when the
+//! task is created (parse, don't validate), so that a worker never starts a run that cannot work.
+//!
+//! Defaults follow the `bonsai train` CLI (and PEFT's usual LoRA settings). The domain does not depend on
+//! the ML crate: target names are checked here against the Llama-family projection names it knows.
+
+use serde::{Deserialize, Serialize};
+
+/// The LoRA target names, in their canonical short form and order.
+pub const TARGETS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
+
+/// Devices a task may ask for.
+pub const DEVICES: [&str; 2] = ["cpu", "cuda"];
+
+/// Hyper-parameters of one fine-tuning run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    pub rank: u32,
+    pub alpha: f32,
+    pub dropout: f32,
+    /// LoRA targets: short (`q`) or PEFT (`q_proj`) names, or `all`; stored canonical (short, sorted).
+    pub targets: Vec<String>,
+    /// rsLoRA scaling (`alpha / sqrt(rank)`).
+    pub use_rslora: bool,
+    pub learning_rate: f32,
+    pub epochs: u32,
+    /// Stop after this many optimiser steps (overrides `epochs`).
+    pub max_steps: Option<u32>,
+    pub batch_size: u32,
+    pub grad_accum: u32,
+    pub max_seq_len: u32,
+    pub warmup_steps: u32,
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0 disables).
+    pub max_grad_norm: f32,
+    pub seed: u64,
+    /// Fraction of the examples held out for evaluation.
+    pub eval_split: f32,
+    /// Evaluate every this many steps (0: at the end only).
+    pub eval_every: u32,
+    /// Early stopping after this many evaluations without improvement.
+    pub patience: Option<u32>,
+    /// Checkpoint every this many steps (0: only when stopped); a restarted task resumes from the last one.
+    pub checkpoint_every: u32,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// Also write the merged model (base + adapter), ready to export and serve.
+    pub merge: bool,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: vec!["q".into(), "v".into()],
+            use_rslora: false,
+            learning_rate: 2e-4,
+            epochs: 3,
+            max_steps: None,
+            batch_size: 4,
+            grad_accum: 1,
+            max_seq_len: 512,
+            warmup_steps: 0,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            seed: 42,
+            eval_split: 0.0,
+            eval_every: 0,
+            patience: None,
+            checkpoint_every: 50,
+            device: "cpu".into(),
+            merge: true,
+        }
+    }
+}
+
+/// The first thing wrong with a configuration: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn check(ok: bool, field: &'static str, message: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError { field, message: message.to_owned() })
+    }
+}
+
+/// The canonical short name of a target (`q_proj`, `self_attn.q_proj` and `q` are all `q`).
+fn canonical_target(name: &str) -> Option<&'static str> {
+    let last = name.trim().rsplit('.').next().unwrap_or(name);
+    let bare = last.strip_suffix("_proj").unwrap_or(last);
+    TARGETS.iter().copied().find(|t| *t == bare)
+}
+
+impl TrainingConfig {
+    /// Checks every field and returns the configuration with its targets in canonical form.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        check((1..=256).contains(&self.rank), "rank", "must be 1 to 256")?;
+        check(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 4096.0, "alpha", "must be in (0, 4096]")?;
+        check((0.0..1.0).contains(&self.dropout), "dropout", "must be in [0, 1)")?;
+        let mut targets = Vec::new();
+        for name in &self.targets {
+            if name == "all" || name == "all-linear" {
+                targets.extend(TARGETS);
+                continue;
+            }
+            let t = canonical_target(name).ok_or_else(|| ConfigError {
+                field: "targets",
+                message: format!("unknown target {name:?}: use q, k, v, o, gate, up, down, their *_proj names or all"),
+            })?;
+            targets.push(t);
+        }
+        check(!targets.is_empty(), "targets", "name at least one target")?;
+        targets.sort_by_key(|t| TARGETS.iter().position(|x| x == t));
+        targets.dedup();
+        self.targets = targets.into_iter().map(str::to_owned).collect();
+        check(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0,
+            "learning_rate",
+            "must be in (0, 1]",
+        )?;
+        check((1..=1000).contains(&self.epochs), "epochs", "must be 1 to 1000")?;
+        check(self.max_steps.is_none_or(|s| (1..=10_000_000).contains(&s)), "max_steps", "must be 1 to 10000000")?;
+        check((1..=1024).contains(&self.batch_size), "batch_size", "must be 1 to 1024")?;
+        check((1..=1024).contains(&self.grad_accum), "grad_accum", "must be 1 to 1024")?;
+        check((8..=131_072).contains(&self.max_seq_len), "max_seq_len", "must be 8 to 131072")?;
+        check(self.warmup_steps <= 10_000_000, "warmup_steps", "must be at most 10000000")?;
+        check((0.0..=1.0).contains(&self.weight_decay), "weight_decay", "must be in [0, 1]")?;
+        check(
+            self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0,
+            "max_grad_norm",
+            "must be 0 (off) or positive",
+        )?;
+        check((0.0..=0.5).contains(&self.eval_split), "eval_split", "must be in [0, 0.5]")?;
+        check(
+            self.patience.is_none_or(|p| p >= 1) && (self.patience.is_none() || self.eval_split > 0.0),
+            "patience",
+            "must be at least 1, and needs an eval_split above 0",
+        )?;
+        check(DEVICES.contains(&self.device.as_str()), "device", "must be cpu or cuda")?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_target_q_and_v() {
+        let c = TrainingConfig::default().validated().unwrap();
+        assert_eq!(c.targets, ["q", "v"]);
+    }
+
+    #[test]
+    fn targets_become_canonical_sorted_and_unique() {
+        let c = TrainingConfig {
+            targets: vec!["v_proj".into(), "q".into(), "self_attn.q_proj".into()],
+            ..Default::default()
+        };
+        assert_eq!(c.validated().unwrap().targets, ["q", "v"]);
+        let all = TrainingConfig { targets: vec!["all".into()], ..Default::default() };
+        assert_eq!(all.validated().unwrap().targets, TARGETS);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(TrainingConfig, &str)> = vec![
+            (TrainingConfig { rank: 0, ..Default::default() }, "rank"),
+            (TrainingConfig { alpha: f32::NAN, ..Default::default() }, "alpha"),
+            (TrainingConfig { dropout: 1.0, ..Default::default() }, "dropout"),
+            (TrainingConfig { targets: vec!["lm_head".into()], ..Default::default() }, "targets"),
+            (TrainingConfig { targets: vec![], ..Default::default() }, "targets"),
+            (TrainingConfig { learning_rate: 0.0, ..Default::default() }, "learning_rate"),
+            (TrainingConfig { epochs: 0, ..Default::default() }, "epochs"),
+            (TrainingConfig { max_steps: Some(0), ..Default::default() }, "max_steps"),
+            (TrainingConfig { batch_size: 0, ..Default::default() }, "batch_size"),
+            (TrainingConfig { max_seq_len: 4, ..Default::default() }, "max_seq_len"),
+            (TrainingConfig { eval_split: 0.9, ..Default::default() }, "eval_split"),
+            (TrainingConfig { patience: Some(2), ..Default::default() }, "patience"),
+            (TrainingConfig { device: "tpu".into(), ..Default::default() }, "device"),
+        ];
+        for (config, field) in cases {
+            assert_eq!(config.validated().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_when_parsed() {
+        let parsed = serde_json::from_str::<TrainingConfig>(r#"{"rank": 4, "lerning_rate": 0.1}"#);
+        assert!(parsed.is_err());
+        let parsed = serde_json::from_str::<TrainingConfig>(r#"{"rank": 4}"#).unwrap();
+        assert_eq!((parsed.rank, parsed.alpha), (4, 16.0));
+    }
+}

@@ -1,0 +1,207 @@
+//! Given/when/then tests of the TrainingTask aggregate.
+
+use super::*;
+use crate::Role;
+use cqrs_es::test::TestFramework;
+
+fn framework() -> TestFramework<TrainingTask> {
+    TestFramework::with(())
+}
+
+fn owner() -> Actor {
+    Actor { id: Uuid::from_u128(42), role: Role::Trainer }
+}
+
+fn dataset() -> DatasetRef {
+    DatasetRef { dataset_id: Uuid::from_u128(7), version: 2, sha256: "a".repeat(64) }
+}
+
+fn create(config: TrainingConfig) -> TrainingTaskCommand {
+    TrainingTaskCommand::CreateTrainingTask {
+        task_id: Uuid::from_u128(1),
+        owner_id: owner().id,
+        name: "  faq bot ".into(),
+        description: String::new(),
+        base_model_id: "tiny".into(),
+        dataset: dataset(),
+        config,
+    }
+}
+
+fn created() -> TrainingTaskEvent {
+    TrainingTaskEvent::TrainingTaskCreated {
+        task_id: Uuid::from_u128(1),
+        owner_id: owner().id,
+        name: "faq bot".into(),
+        description: String::new(),
+        base_model_id: "tiny".into(),
+        dataset: dataset(),
+        config: TrainingConfig::default(),
+    }
+}
+
+fn metrics(step: u64) -> TrainingMetrics {
+    TrainingMetrics {
+        step,
+        total_steps: 10,
+        epoch: 0.5,
+        loss: 2.0,
+        learning_rate: 1e-4,
+        tokens_per_sec: 100.0,
+        eta_secs: 3.0,
+        eval_loss: None,
+    }
+}
+
+fn requested(attempt: u32) -> TrainingTaskEvent {
+    TrainingTaskEvent::TrainingStartRequested { attempt }
+}
+
+fn started(attempt: u32) -> TrainingTaskEvent {
+    TrainingTaskEvent::TrainingStarted { attempt, worker: "w".into(), resumed_from_step: None }
+}
+
+#[test]
+fn creating_validates_the_config_and_trims_the_name() {
+    framework().given_no_previous_events().when(create(TrainingConfig::default())).then_expect_events(vec![created()]);
+    let bad = TrainingConfig { rank: 0, ..Default::default() };
+    let refused = framework().given_no_previous_events().when(create(bad)).inspect_result();
+    assert!(matches!(refused, Err(TrainingTaskError::InvalidConfig(e)) if e.field == "rank"));
+    framework()
+        .given(vec![created()])
+        .when(create(TrainingConfig::default()))
+        .then_expect_error(TrainingTaskError::AlreadyExists);
+}
+
+#[test]
+fn starting_queues_a_new_run_and_only_from_a_resting_state() {
+    framework()
+        .given(vec![created()])
+        .when(TrainingTaskCommand::StartTraining { by: owner() })
+        .then_expect_events(vec![requested(1)]);
+    framework()
+        .given(vec![created(), requested(1), started(1), TrainingTaskEvent::TrainingStopped { attempt: 1, step: 4 }])
+        .when(TrainingTaskCommand::StartTraining { by: owner() })
+        .then_expect_events(vec![requested(2)]);
+    framework()
+        .given(vec![created(), requested(1)])
+        .when(TrainingTaskCommand::StartTraining { by: owner() })
+        .then_expect_error(TrainingTaskError::InvalidState { status: TaskStatus::Queued, action: "started" });
+}
+
+#[test]
+fn another_users_task_is_not_found_but_an_admin_sees_it() {
+    let stranger = Actor { id: Uuid::from_u128(9), role: Role::Trainer };
+    framework()
+        .given(vec![created()])
+        .when(TrainingTaskCommand::StartTraining { by: stranger })
+        .then_expect_error(TrainingTaskError::NotFound);
+    let admin = Actor { id: Uuid::from_u128(9), role: Role::Admin };
+    framework()
+        .given(vec![created()])
+        .when(TrainingTaskCommand::StartTraining { by: admin })
+        .then_expect_events(vec![requested(1)]);
+}
+
+#[test]
+fn stopping_a_queued_run_stops_it_at_once_and_a_running_one_through_the_worker() {
+    framework()
+        .given(vec![created(), requested(1)])
+        .when(TrainingTaskCommand::StopTraining { by: owner() })
+        .then_expect_events(vec![TrainingTaskEvent::TrainingStopped { attempt: 1, step: 0 }]);
+    framework()
+        .given(vec![created(), requested(1), started(1)])
+        .when(TrainingTaskCommand::StopTraining { by: owner() })
+        .then_expect_events(vec![TrainingTaskEvent::TrainingStopRequested { attempt: 1 }]);
+    framework()
+        .given(vec![created()])
+        .when(TrainingTaskCommand::StopTraining { by: owner() })
+        .then_expect_error(TrainingTaskError::InvalidState { status: TaskStatus::Created, action: "stopped" });
+}
+
+#[test]
+fn reports_of_an_older_run_change_nothing() {
+    let history = vec![
+        created(),
+        requested(1),
+        started(1),
+        TrainingTaskEvent::TrainingStopped { attempt: 1, step: 3 },
+        requested(2),
+    ];
+    framework()
+        .given(history.clone())
+        .when(TrainingTaskCommand::RecordTrainingProgress { attempt: 1, metrics: metrics(4) })
+        .then_expect_events(vec![]);
+    framework()
+        .given(history.clone())
+        .when(TrainingTaskCommand::FailTraining { attempt: 1, code: "x".into(), message: "y".into() })
+        .then_expect_events(vec![]);
+    framework()
+        .given(history)
+        .when(TrainingTaskCommand::MarkTrainingStarted { attempt: 2, worker: "w".into(), resumed_from_step: Some(3) })
+        .then_expect_events(vec![TrainingTaskEvent::TrainingStarted {
+            attempt: 2,
+            worker: "w".into(),
+            resumed_from_step: Some(3),
+        }]);
+}
+
+#[test]
+fn a_run_stopped_while_queued_is_not_started_by_a_late_worker() {
+    framework()
+        .given(vec![created(), requested(1), TrainingTaskEvent::TrainingStopped { attempt: 1, step: 0 }])
+        .when(TrainingTaskCommand::MarkTrainingStarted { attempt: 1, worker: "w".into(), resumed_from_step: None })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn progress_and_completion_are_recorded_for_the_running_run() {
+    framework()
+        .given(vec![created(), requested(1), started(1)])
+        .when(TrainingTaskCommand::RecordTrainingProgress { attempt: 1, metrics: metrics(2) })
+        .then_expect_events(vec![TrainingTaskEvent::TrainingProgressed { attempt: 1, metrics: metrics(2) }]);
+    let result = TrainingResult {
+        steps: 10,
+        stop_reason: "completed".into(),
+        final_loss: Some(1.0),
+        best_eval_loss: None,
+        train_examples: 20,
+        eval_examples: 0,
+        device: "cpu".into(),
+        adapter_path: "training/1/adapter".into(),
+        merged_path: None,
+        duration_secs: 1.0,
+    };
+    framework()
+        .given(vec![created(), requested(1), started(1), TrainingTaskEvent::TrainingStopRequested { attempt: 1 }])
+        .when(TrainingTaskCommand::CompleteTraining { attempt: 1, result: result.clone() })
+        .then_expect_events(vec![TrainingTaskEvent::TrainingCompleted { attempt: 1, result }]);
+}
+
+#[test]
+fn a_completed_task_cannot_be_started_or_stopped() {
+    let done = TrainingTaskEvent::TrainingCompleted {
+        attempt: 1,
+        result: TrainingResult {
+            steps: 1,
+            stop_reason: "completed".into(),
+            final_loss: None,
+            best_eval_loss: None,
+            train_examples: 1,
+            eval_examples: 0,
+            device: "cpu".into(),
+            adapter_path: "a".into(),
+            merged_path: None,
+            duration_secs: 0.0,
+        },
+    };
+    let history = vec![created(), requested(1), started(1), done];
+    framework()
+        .given(history.clone())
+        .when(TrainingTaskCommand::StartTraining { by: owner() })
+        .then_expect_error(TrainingTaskError::InvalidState { status: TaskStatus::Completed, action: "started" });
+    framework()
+        .given(history)
+        .when(TrainingTaskCommand::StopTraining { by: owner() })
+        .then_expect_error(TrainingTaskError::InvalidState { status: TaskStatus::Completed, action: "stopped" });
+}

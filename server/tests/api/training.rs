@@ -1,0 +1,254 @@
+//! The training service end to end: a task created over HTTP is trained by the training worker (through
+//! NATS), reports progress as events, stops and resumes from its checkpoint, and fails with a code.
+
+use crate::helpers::*;
+use bonsai_projections::training::{all_rows, TrainingProjection};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+impl TestApp {
+    /// Installs a tiny model (tokenizer trained on the demo FAQ) as `tiny`, and uploads and validates the
+    /// demo FAQ; returns the dataset id.
+    pub async fn training_fixture(&self, token: &str) -> String {
+        let model_dir = self.settings.models_dir().join("tiny");
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/faq.jsonl");
+        bonsai_ml::tiny::init_tiny(&model_dir, &bonsai_ml::tiny::TinySpec::default(), Some(&corpus)).unwrap();
+        let id = self.upload_ok(token, std::fs::read(&corpus).unwrap()).await;
+        assert_eq!(self.validated(token, &id).await["status"], "valid");
+        id
+    }
+
+    /// Creates a task on `tiny` and `dataset` with `config`; returns the answer's status and body.
+    pub async fn create_task(&self, token: &str, dataset: &str, config: Value, start: bool) -> (StatusCode, Value) {
+        let body = json!({"name": "faq bot", "base_model_id": "tiny", "dataset_id": dataset, "config": config,
+            "start": start});
+        let response = self.post("/api/training/tasks", Some(token), body).await;
+        (response.status(), response.json().await.unwrap())
+    }
+
+    /// Polls task `id` until `done` holds for it, failing after `secs` seconds.
+    pub async fn task_until(&self, token: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let path = format!("/api/training/tasks/{id}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let response = self.get(&path, Some(token)).await;
+            if response.status() == StatusCode::OK {
+                let task: Value = response.json().await.unwrap();
+                if done(&task) {
+                    return task;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "condition not met within {secs} s: {task}");
+            } else {
+                assert!(tokio::time::Instant::now() < deadline, "task {id} not visible within {secs} s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn task_command(&self, token: &str, id: &str, action: &str) -> (StatusCode, Value) {
+        let response = self.post(&format!("/api/training/tasks/{id}/{action}"), Some(token), json!({})).await;
+        (response.status(), response.json().await.unwrap())
+    }
+
+    /// The types of task `id`'s events, in order.
+    async fn task_event_types(&self, id: &str) -> Vec<String> {
+        let history = bonsai_projections::log::aggregate_history(&self.pool, "TrainingTask", id).await.unwrap();
+        history.into_iter().map(|e| e.event_type).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_task_trains_to_completion_and_reports_its_progress() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let config = json!({"max_steps": 6, "learning_rate": 1e-3, "eval_split": 0.1, "eval_every": 3,
+        "checkpoint_every": 3, "targets": ["q_proj", "v", "q"]});
+    let (status, created) = app.create_task(&admin, &dataset, config, true).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!((created["status"].as_str(), created["attempt"].as_u64()), (Some("queued"), Some(1)));
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let task = app.task_until(&admin, &id, 180, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["config"]["targets"], json!(["q", "v"]), "targets are stored canonical");
+    assert_eq!(task["progress"]["step"], 6);
+    assert_eq!(task["progress"]["fraction"], 1.0);
+    let result = &task["result"];
+    assert_eq!((result["steps"].as_u64(), result["stop_reason"].as_str()), (Some(6), Some("completed")));
+    assert!(result["final_loss"].as_f64().unwrap().is_finite(), "{result}");
+    assert!(result["best_eval_loss"].as_f64().is_some(), "an eval split gives an eval loss: {result}");
+    let data_dir = &app.settings.data_dir;
+    let adapter = data_dir.join(result["adapter_path"].as_str().unwrap());
+    let peft: Value = serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!((peft["peft_type"].as_str(), peft["r"].as_u64()), (Some("LORA"), Some(8)));
+    let merged = data_dir.join(result["merged_path"].as_str().unwrap());
+    assert!(merged.join("config.json").is_file() && merged.join("tokenizer.json").is_file(), "a whole model");
+
+    let progress: Value =
+        app.get(&format!("/api/training/tasks/{id}/progress"), Some(&admin)).await.json().await.unwrap();
+    let history = progress["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["step"], 6, "the last step is always recorded: {progress}");
+    let evaluated: Vec<u64> =
+        history.iter().filter(|p| p["eval_loss"].is_number()).map(|p| p["step"].as_u64().unwrap()).collect();
+    assert_eq!(evaluated, [3, 6], "every evaluation is recorded");
+    assert!(history.windows(2).all(|w| w[0]["step"].as_u64() < w[1]["step"].as_u64()), "in step order");
+
+    let types = app.task_event_types(&id).await;
+    assert_eq!(&types[..3], ["TrainingTaskCreated", "TrainingStartRequested", "TrainingStarted"]);
+    assert_eq!(types.last().unwrap(), "TrainingCompleted");
+    assert!(types.iter().filter(|t| *t == "TrainingProgressed").count() >= 2, "{types:?}");
+
+    let (status, body) = app.task_command(&admin, &id, "start").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
+    let listed: Value = app.get("/api/training/tasks?status=completed", Some(&admin)).await.json().await.unwrap();
+    assert_eq!((listed["total"].as_i64(), listed["items"][0]["id"].as_str()), (Some(1), Some(id.as_str())));
+
+    // The view is rebuilt from the events to the same rows.
+    let live = all_rows(&app.pool).await.unwrap();
+    bonsai_projections::rebuild(&app.pool, &TrainingProjection).await.unwrap();
+    assert_eq!(all_rows(&app.pool).await.unwrap(), live);
+}
+
+#[tokio::test]
+async fn a_stopped_task_resumes_from_the_step_it_reached() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let config = json!({"max_steps": 1000000, "checkpoint_every": 0, "merge": false});
+    let (status, created) = app.create_task(&admin, &dataset, config, false).await;
+    assert_eq!((status, created["status"].as_str()), (StatusCode::CREATED, Some("created")));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, body) = app.task_command(&admin, &id, "stop").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
+
+    let (status, started) = app.task_command(&admin, &id, "start").await;
+    assert_eq!((status, started["status"].as_str()), (StatusCode::ACCEPTED, Some("queued")));
+    app.task_until(&admin, &id, 120, |t| t["status"] == "running" && t["progress"]["step"].as_u64() >= Some(2)).await;
+    let (status, stopping) = app.task_command(&admin, &id, "stop").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(["stopping", "stopped"].contains(&stopping["status"].as_str().unwrap()), "{stopping}");
+    let stopped = app.task_until(&admin, &id, 60, |t| t["status"] == "stopped").await;
+    let reached = stopped["progress"]["step"].as_u64().unwrap();
+    let task_dir = app.settings.data_dir.join("training").join(&id);
+    assert!(task_dir.join(format!("checkpoint-{reached}/trainer_state.json")).is_file(), "a stop writes a checkpoint");
+
+    let (status, again) = app.task_command(&admin, &id, "start").await;
+    assert_eq!((status, again["attempt"].as_u64()), (StatusCode::ACCEPTED, Some(2)));
+    app.task_until(&admin, &id, 120, |t| t["attempt"] == 2 && t["progress"]["step"].as_u64() > Some(reached)).await;
+    let history = bonsai_projections::log::aggregate_history(&app.pool, "TrainingTask", &id).await.unwrap();
+    let resumed: Vec<Value> = history
+        .iter()
+        .filter(|e| e.event_type == "TrainingStarted")
+        .map(|e| e.payload["TrainingStarted"]["resumed_from_step"].clone())
+        .collect();
+    assert_eq!(resumed, [Value::Null, json!(reached)], "the second run continues from the first one's checkpoint");
+    let progress: Value =
+        app.get(&format!("/api/training/tasks/{id}/progress"), Some(&admin)).await.json().await.unwrap();
+    let second: Vec<u64> = progress["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["attempt"] == 2)
+        .map(|p| p["step"].as_u64().unwrap())
+        .collect();
+    assert!(second.first().is_some_and(|s| *s > reached), "run 2 counts on from step {reached}: {second:?}");
+
+    app.task_command(&admin, &id, "stop").await;
+    app.task_until(&admin, &id, 60, |t| t["status"] == "stopped").await;
+    let types = app.task_event_types(&id).await;
+    assert_eq!(types.iter().filter(|t| *t == "TrainingStopped").count(), 2, "{types:?}");
+}
+
+#[tokio::test]
+async fn a_task_whose_base_model_is_gone_fails_with_a_code() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (status, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2}), false).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_owned();
+    std::fs::remove_dir_all(app.settings.models_dir().join("tiny")).unwrap();
+    app.task_command(&admin, &id, "start").await;
+    let failed = app.task_until(&admin, &id, 60, |t| t["status"] == "failed").await;
+    assert_eq!(failed["error"]["code"], "base_model_missing", "{failed}");
+    // A failed task may be started again (and fails again the same way here).
+    let (status, again) = app.task_command(&admin, &id, "start").await;
+    assert_eq!((status, again["attempt"].as_u64()), (StatusCode::ACCEPTED, Some(2)));
+}
+
+#[tokio::test]
+async fn bad_task_requests_are_refused_and_record_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, user) = app.create_user(&admin, "reader", "user").await;
+    let (_, trainer) = app.create_user(&admin, "trainer", "trainer").await;
+
+    let (status, _) = app.create_task(&user, &dataset, json!({}), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the user role does not train");
+    let cases: Vec<(Value, &str, Option<&str>)> = vec![
+        (json!({"base_model_id": "nope"}), "unknown_base_model", Some("base_model_id")),
+        (json!({"base_model_id": "../tiny"}), "validation_failed", Some("base_model_id")),
+        (json!({"dataset_id": uuid::Uuid::new_v4()}), "unknown_dataset", Some("dataset_id")),
+        (json!({"dataset_version": 9}), "unknown_dataset_version", Some("dataset_version")),
+        (json!({"config": {"rank": 0}}), "validation_failed", Some("config.rank")),
+        (json!({"config": {"targets": ["lm_head"]}}), "validation_failed", Some("config.targets")),
+        (json!({"config": {"device": "tpu"}}), "validation_failed", Some("config.device")),
+        (json!({"config": {"lerning_rate": 0.1}}), "invalid_body", None),
+        (json!({"name": " "}), "validation_failed", Some("name")),
+        (json!({"extra": 1}), "invalid_body", None),
+    ];
+    for (change, code, field) in cases {
+        let mut body = json!({"name": "t", "base_model_id": "tiny", "dataset_id": dataset});
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let response = app.post("/api/training/tasks", Some(&admin), body.clone()).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{body}: {error}");
+        if let Some(field) = field {
+            assert_eq!(error["error"]["details"]["field"], field, "{body}: {error}");
+        }
+    }
+    let malformed = app.client.post(app.url("/api/training/tasks")).bearer_auth(&admin);
+    let malformed = malformed.header("content-type", "application/json").body("{").send().await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    // Another trainer's dataset is unknown to this trainer; a dataset not yet validated is refused.
+    let (status, body) = app.create_task(&trainer, &dataset, json!({}), false).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_dataset")));
+    let fresh = app
+        .upload_ok(&admin, std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/faq.jsonl")).unwrap())
+        .await;
+    let (status, body) = app.create_task(&admin, &fresh, json!({}), false).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("dataset_not_valid")));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'TrainingTask'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "refused requests record nothing");
+
+    // A task is its owner's (and the admins'): another trainer neither sees nor commands it.
+    let (status, created) = app.create_task(&admin, &dataset, json!({"max_steps": 1}), false).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.task_until(&admin, &id, 20, |_| true).await;
+    for path in [format!("/api/training/tasks/{id}"), format!("/api/training/tasks/{id}/progress")] {
+        assert_eq!(app.get(&path, Some(&trainer)).await.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = app.task_command(&trainer, &id, "start").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mine: Value = app.get("/api/training/tasks", Some(&trainer)).await.json().await.unwrap();
+    assert_eq!(mine["total"], 0);
+    let bad_filter = app.get("/api/training/tasks?status=done", Some(&admin)).await;
+    assert_eq!(bad_filter.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_id = app.get("/api/training/tasks/not-a-uuid", Some(&admin)).await;
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get(&format!("/api/training/tasks/{}", uuid::Uuid::new_v4()), Some(&admin)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

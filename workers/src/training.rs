@@ -1,0 +1,518 @@
+//! The training worker: a durable JetStream consumer of `<prefix>.events.TrainingTask.>` that runs every
+//! `TrainingStartRequested` with `bonsai_ml::train::train` on a dedicated thread and records what happens
+//! through the command bus: started, progress (at a bounded rate), stopped, completed or failed.
+//!
+//! - A task's files live in `<data_dir>/training/<task_id>/`: the dataset file it trains on, its
+//!   checkpoints, `adapter/` and (with `merge`) `merged/`.
+//! - Stop: the worker reads the task's state every second while it trains; a stop request sets the
+//!   trainer's cancel flag, which is checked before every step. The trainer then writes a checkpoint of the
+//!   step it reached, so a later start resumes from there.
+//! - Crash or shutdown: the message is not acknowledged while training (JetStream is told the work is in
+//!   progress instead), so a run whose worker died is redelivered, and the next worker resumes it from its
+//!   last checkpoint. A worker that shuts down stops the run at a step boundary the same way.
+//! - The consumer delivers one message at a time, so one worker process trains one task at a time; more
+//!   workers on the same durable consumer train more tasks at once.
+
+use crate::bus::open_with_retry;
+use crate::{EventBus, Processed};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{AckKind, Message};
+use bonsai_commands::{CommandBus, CommandError, CommandMetadata, FileStore, FileStoreError, LocalModels};
+use bonsai_domain::training::{
+    TaskStatus, TrainingConfig, TrainingMetrics, TrainingResult, TrainingTaskCommand, TrainingTaskEvent,
+};
+use bonsai_ml::lora::{LoraConfig, Target};
+use bonsai_ml::train::optim::AdamWConfig;
+use bonsai_ml::train::{Device, Hyper, Progress, StopReason, TrainConfig, TrainError, TrainOutcome};
+use bonsai_projections::StoredEvent;
+use futures::StreamExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often a running task's progress is recorded at most (evaluations are always recorded).
+pub(crate) const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the worker tells JetStream that a long run is still in progress.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+pub struct TrainingWorker {
+    bus: EventBus,
+    commands: CommandBus,
+    files: Arc<dyn FileStore>,
+    models: LocalModels,
+    data_dir: PathBuf,
+    name: String,
+    progress_interval: Duration,
+}
+
+/// Why a run could not be carried out: recorded as the task's failure.
+struct Failure {
+    code: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<TrainError> for Failure {
+    fn from(error: TrainError) -> Self {
+        let code = match &error {
+            TrainError::Config(_) => "invalid_config",
+            TrainError::Data(_) => "invalid_data",
+            TrainError::Diverged { .. } => "diverged",
+            TrainError::DeviceUnavailable(_) | TrainError::Device(_) => "device_unavailable",
+            TrainError::Model(_) => "base_model_unusable",
+            TrainError::Adapter(_) | TrainError::Checkpoint { .. } | TrainError::Io { .. } => "training_error",
+        };
+        Failure::new(code, error.to_string())
+    }
+}
+
+/// How a run on the training thread ended, as the worker saw it.
+enum Ended {
+    Trained(TrainOutcome),
+    Failed(Failure),
+    /// The worker is shutting down: the run stays the task's current one and is picked up again.
+    Interrupted,
+}
+
+/// The trainer's configuration for a task's settings.
+fn train_config(config: &TrainingConfig, base: PathBuf, data: PathBuf, out: PathBuf) -> Result<TrainConfig, Failure> {
+    let targets =
+        Target::parse_list(&config.targets.join(",")).map_err(|e| Failure::new("invalid_config", e.to_string()))?;
+    let device: Device = config.device.parse().map_err(|e: String| Failure::new("invalid_config", e))?;
+    Ok(TrainConfig {
+        base,
+        data,
+        out,
+        lora: LoraConfig {
+            rank: config.rank as usize,
+            alpha: config.alpha,
+            dropout: config.dropout,
+            targets,
+            use_rslora: config.use_rslora,
+        },
+        hyper: Hyper {
+            lr: config.learning_rate,
+            epochs: config.epochs as usize,
+            max_steps: config.max_steps.map(|s| s as usize),
+            batch_size: config.batch_size as usize,
+            grad_accum: config.grad_accum as usize,
+            warmup_steps: config.warmup_steps as usize,
+            max_grad_norm: config.max_grad_norm,
+            seed: config.seed,
+            adamw: AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() },
+            eval_every: config.eval_every as usize,
+            patience: config.patience.map(|p| p as usize),
+            checkpoint_every: config.checkpoint_every as usize,
+            pad_id: 0,
+        },
+        max_seq_len: config.max_seq_len as usize,
+        eval_split: config.eval_split,
+        resume: None,
+        merge: config.merge,
+        device,
+    })
+}
+
+/// The newest complete checkpoint in `dir` (`checkpoint-<step>`; `.partial` folders are unfinished).
+pub fn latest_checkpoint(dir: &Path) -> Option<(u64, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
+            Some((step, entry.path()))
+        })
+        .max_by_key(|(step, _)| *step)
+}
+
+fn metrics(p: &Progress) -> TrainingMetrics {
+    TrainingMetrics {
+        step: p.step as u64,
+        total_steps: p.total_steps as u64,
+        epoch: p.epoch,
+        loss: p.loss,
+        learning_rate: f64::from(p.lr),
+        tokens_per_sec: p.tokens_per_sec,
+        eta_secs: p.eta_secs,
+        eval_loss: p.eval_loss,
+    }
+}
+
+/// `path` relative to `root` (as recorded in events: the data folder may move between machines).
+fn relative(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
+}
+
+impl TrainingWorker {
+    pub fn new(
+        bus: EventBus,
+        commands: CommandBus,
+        files: Arc<dyn FileStore>,
+        models: LocalModels,
+        data_dir: PathBuf,
+    ) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "bonsai".to_owned());
+        Self {
+            bus,
+            commands,
+            files,
+            models,
+            data_dir,
+            name: format!("{host}/{}", std::process::id()),
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
+        }
+    }
+
+    /// Records progress at most this often (evaluations and the last step always).
+    pub fn with_progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
+        self
+    }
+
+    /// Where task `id` keeps its files.
+    pub fn task_dir(data_dir: &Path, id: Uuid) -> PathBuf {
+        data_dir.join("training").join(id.to_string())
+    }
+
+    fn durable_name(&self) -> String {
+        format!("{}_worker_training", self.bus.stream_name().to_lowercase())
+    }
+
+    async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
+        let config = pull::Config {
+            durable_name: Some(self.durable_name()),
+            filter_subject: format!("{}.events.TrainingTask.>", self.bus.prefix),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            // A run keeps its message alive every KEEP_ALIVE; a worker silent for this long has died.
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 1,
+            ..Default::default()
+        };
+        self.bus.durable_messages(config).await
+    }
+
+    /// Runs until `shutdown`; a run in progress is stopped at its next step and left to be resumed.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        while let Some(mut messages) = open_with_retry("the training consumer", &shutdown, || self.consumer()).await {
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        self.process(&message, &shutdown).await;
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "training message stream error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one message and acknowledges it accordingly.
+    pub async fn process(&self, message: &Message, shutdown: &CancellationToken) -> Processed {
+        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+            Ok(event) => self.handle(&event, Some(message), shutdown).await,
+            Err(error) => {
+                tracing::error!(%error, "message is not an event envelope, terminating");
+                Processed::Terminated
+            }
+        };
+        outcome.acknowledge(message, Duration::from_secs(2)).await
+    }
+
+    /// Runs the training a `TrainingStartRequested` asks for, if its run is still the task's current one;
+    /// every other event is skipped. `message`, when given, is kept alive while the run lasts.
+    #[tracing::instrument(skip_all, fields(task_id = %event.aggregate_id, sequence = event.sequence))]
+    pub async fn handle(
+        &self,
+        event: &StoredEvent,
+        message: Option<&Message>,
+        shutdown: &CancellationToken,
+    ) -> Processed {
+        if event.event_type != "TrainingStartRequested" {
+            return Processed::AlreadyApplied;
+        }
+        let (Ok(task_id), Ok(TrainingTaskEvent::TrainingStartRequested { attempt })) =
+            (event.aggregate_id.parse::<Uuid>(), serde_json::from_value::<TrainingTaskEvent>(event.payload.clone()))
+        else {
+            tracing::error!(payload = %event.payload, "undecodable start request, terminating");
+            return Processed::Terminated;
+        };
+        let meta = CommandMetadata::system(event.message_id());
+        match self.train(task_id, attempt, message, shutdown, &meta).await {
+            Ok(processed) => processed,
+            Err(error) => {
+                tracing::warn!(%error, "recording the run failed, will retry");
+                Processed::Retried
+            }
+        }
+    }
+
+    async fn train(
+        &self,
+        task_id: Uuid,
+        attempt: u32,
+        message: Option<&Message>,
+        shutdown: &CancellationToken,
+        meta: &CommandMetadata,
+    ) -> Result<Processed, CommandError> {
+        let task = self.commands.training_state(task_id).await?;
+        if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
+            return Ok(Processed::AlreadyApplied);
+        }
+        let (Some(config), Some(dataset)) = (task.config.clone(), task.dataset.clone()) else {
+            return Ok(Processed::Terminated);
+        };
+        let dir = Self::task_dir(&self.data_dir, task_id);
+        let prepared = self.prepare(&dir, &task.base_model_id, &dataset.sha256, &config).await;
+        let mut train_cfg = match prepared {
+            Ok(cfg) => cfg,
+            Err(failure) => {
+                self.record_failure(task_id, attempt, failure, meta).await?;
+                return Ok(Processed::Applied);
+            }
+        };
+        let resumed = latest_checkpoint(&dir);
+        train_cfg.resume = resumed.as_ref().map(|(_, path)| path.clone());
+        let resumed_from_step = resumed.map(|(step, _)| step);
+        let started =
+            TrainingTaskCommand::MarkTrainingStarted { attempt, worker: self.name.clone(), resumed_from_step };
+        let state = self.commands.training_state_after(task_id, started, meta).await?;
+        if state.status != TaskStatus::Running || state.attempt != attempt {
+            return Ok(Processed::AlreadyApplied);
+        }
+        tracing::info!(attempt, ?resumed_from_step, "training started");
+        let began = Instant::now();
+        let ended = self.supervise(task_id, attempt, train_cfg, message, shutdown, meta).await;
+        let command = match ended {
+            Ended::Interrupted => {
+                tracing::info!(attempt, "training interrupted by shutdown; it resumes when a worker restarts");
+                return Ok(Processed::Retried);
+            }
+            Ended::Failed(failure) => {
+                self.record_failure(task_id, attempt, failure, meta).await?;
+                return Ok(Processed::Applied);
+            }
+            Ended::Trained(outcome) if outcome.stop == StopReason::Cancelled => {
+                TrainingTaskCommand::RecordTrainingStopped { attempt, step: outcome.steps as u64 }
+            }
+            Ended::Trained(outcome) => TrainingTaskCommand::CompleteTraining {
+                attempt,
+                result: TrainingResult {
+                    steps: outcome.steps as u64,
+                    stop_reason: match outcome.stop {
+                        StopReason::EarlyStopped => "early_stopped",
+                        _ => "completed",
+                    }
+                    .to_owned(),
+                    final_loss: outcome.history.last().map(|r| r.loss),
+                    best_eval_loss: outcome.best_eval_loss,
+                    train_examples: outcome.train_examples as u64,
+                    eval_examples: outcome.eval_examples as u64,
+                    device: outcome.device.clone(),
+                    adapter_path: relative(&outcome.adapter_dir, &self.data_dir),
+                    merged_path: outcome.merged_dir.as_deref().map(|d| relative(d, &self.data_dir)),
+                    duration_secs: began.elapsed().as_secs_f64(),
+                },
+            },
+        };
+        self.commands.training(task_id, command, meta).await?;
+        Ok(Processed::Applied)
+    }
+
+    async fn record_failure(
+        &self,
+        task_id: Uuid,
+        attempt: u32,
+        failure: Failure,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        tracing::warn!(attempt, code = failure.code, message = %failure.message, "training failed");
+        let command =
+            TrainingTaskCommand::FailTraining { attempt, code: failure.code.to_owned(), message: failure.message };
+        self.commands.training(task_id, command, meta).await
+    }
+
+    /// The task folder with the dataset file in it, and the trainer's configuration.
+    async fn prepare(
+        &self,
+        dir: &Path,
+        base_model_id: &str,
+        sha256: &str,
+        config: &TrainingConfig,
+    ) -> Result<TrainConfig, Failure> {
+        let base =
+            self.models.model_dir(base_model_id).map_err(|e| Failure::new("base_model_missing", e.to_string()))?;
+        let data = dir.join("data");
+        let (files, sha, target) = (Arc::clone(&self.files), sha256.to_owned(), data.clone());
+        let dir_owned = dir.to_path_buf();
+        // Copying up to hundreds of MB is blocking I/O: not on the runtime's threads.
+        let copied = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+            std::fs::create_dir_all(&dir_owned).map_err(|e| Failure::new("training_error", e.to_string()))?;
+            if target.is_file() {
+                return Ok(());
+            }
+            let mut reader = files.open(&sha).map_err(|e| match e {
+                FileStoreError::NotFound(_) => Failure::new("dataset_missing", "the dataset's stored file is missing"),
+                other => Failure::new("training_error", other.to_string()),
+            })?;
+            let partial = target.with_extension("partial");
+            let mut out = std::fs::File::create(&partial).map_err(|e| Failure::new("training_error", e.to_string()))?;
+            std::io::copy(&mut reader, &mut out).map_err(|e| Failure::new("training_error", e.to_string()))?;
+            std::fs::rename(&partial, &target).map_err(|e| Failure::new("training_error", e.to_string()))
+        })
+        .await
+        .map_err(|e| Failure::new("training_error", format!("the copying thread failed: {e}")))?;
+        copied?;
+        train_config(config, base, data, dir.to_path_buf())
+    }
+
+    /// Runs the trainer on its own thread and, meanwhile, records its progress, watches for a stop request
+    /// and keeps the message alive.
+    async fn supervise(
+        &self,
+        task_id: Uuid,
+        attempt: u32,
+        cfg: TrainConfig,
+        message: Option<&Message>,
+        shutdown: &CancellationToken,
+        meta: &CommandMetadata,
+    ) -> Ended {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+        let span = tracing::Span::current();
+        let flag = Arc::clone(&cancel);
+        // Training is minutes of CPU (or GPU) work: a thread of its own, never the runtime's.
+        let thread = std::thread::Builder::new().name(format!("train-{}", &task_id.simple().to_string()[..8])).spawn(
+            move || {
+                let _entered = span.enter();
+                let mut on_progress = |p: &Progress| {
+                    let _ = progress_tx.send(p.clone());
+                };
+                let outcome = bonsai_ml::train::train(cfg, &mut on_progress, &flag);
+                let _ = done_tx.send(outcome);
+            },
+        );
+        if let Err(e) = thread {
+            return Ended::Failed(Failure::new("training_error", format!("cannot start the training thread: {e}")));
+        }
+        let mut last_recorded: Option<Instant> = None;
+        let mut pending: Option<Progress> = None;
+        let mut interrupted = false;
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        let outcome = loop {
+            tokio::select! {
+                done = &mut done_rx => break done,
+                Some(p) = progress_rx.recv() => {
+                    let due = last_recorded.is_none_or(|t| t.elapsed() >= self.progress_interval)
+                        || p.eval_loss.is_some()
+                        || p.step == p.total_steps;
+                    if due {
+                        self.record_progress(task_id, attempt, &p, meta).await;
+                        last_recorded = Some(Instant::now());
+                        pending = None;
+                    } else {
+                        pending = Some(p);
+                    }
+                }
+                _ = watch.tick() => {
+                    if let Some(p) = pending.take() {
+                        if last_recorded.is_none_or(|t| t.elapsed() >= self.progress_interval) {
+                            self.record_progress(task_id, attempt, &p, meta).await;
+                            last_recorded = Some(Instant::now());
+                        } else {
+                            pending = Some(p);
+                        }
+                    }
+                    // A store that cannot be read now is asked again next second; the run goes on.
+                    match self.commands.training_state(task_id).await {
+                        Ok(state) if state.attempt != attempt || state.status != TaskStatus::Running => {
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "could not read the task's state"),
+                    }
+                }
+                _ = keep_alive.tick() => {
+                    if let Some(message) = message {
+                        if let Err(error) = message.ack_with(AckKind::Progress).await {
+                            tracing::warn!(%error, "could not extend the run's message");
+                        }
+                    }
+                }
+                _ = shutdown.cancelled(), if !interrupted => {
+                    interrupted = true;
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        // Reports the thread sent before it finished.
+        while let Ok(p) = progress_rx.try_recv() {
+            pending = Some(p);
+        }
+        if let Some(p) = pending {
+            self.record_progress(task_id, attempt, &p, meta).await;
+        }
+        match outcome {
+            Err(_) => Ended::Failed(Failure::new("training_error", "the training thread panicked")),
+            Ok(Ok(outcome)) if interrupted && outcome.stop == StopReason::Cancelled => Ended::Interrupted,
+            Ok(Ok(outcome)) => Ended::Trained(outcome),
+            Ok(Err(error)) => Ended::Failed(error.into()),
+        }
+    }
+
+    /// Records one progress report. A report that cannot be recorded is logged and dropped: the next
+    /// one supersedes it, and the run must not stop for it.
+    async fn record_progress(&self, task_id: Uuid, attempt: u32, p: &Progress, meta: &CommandMetadata) {
+        let command = TrainingTaskCommand::RecordTrainingProgress { attempt, metrics: metrics(p) };
+        if let Err(error) = self.commands.training(task_id, command, meta).await {
+            tracing::warn!(%error, step = p.step, "could not record progress");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_complete_checkpoint_is_found() {
+        let dir = std::env::temp_dir().join(format!("bonsai-ckpt-{}", Uuid::new_v4()));
+        assert_eq!(latest_checkpoint(&dir), None, "no folder, no checkpoint");
+        for name in ["checkpoint-4", "checkpoint-12", "checkpoint-30.partial", "checkpoint-x", "adapter"] {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+        }
+        assert_eq!(latest_checkpoint(&dir), Some((12, dir.join("checkpoint-12"))));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn task_settings_become_the_trainers() {
+        let config =
+            TrainingConfig { targets: vec!["q".into(), "down".into()], max_steps: Some(9), ..Default::default() };
+        let cfg = train_config(&config, "b".into(), "d".into(), "o".into()).ok().unwrap();
+        assert_eq!(cfg.lora.targets, vec![Target::Q, Target::Down]);
+        assert_eq!((cfg.hyper.max_steps, cfg.hyper.batch_size, cfg.merge), (Some(9), 4, true));
+        let cuda = TrainingConfig { device: "cuda".into(), ..Default::default() };
+        assert_eq!(train_config(&cuda, "b".into(), "d".into(), "o".into()).ok().unwrap().device, Device::Cuda);
+    }
+}
