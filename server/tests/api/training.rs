@@ -252,3 +252,50 @@ async fn bad_task_requests_are_refused_and_record_nothing() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_shutdown_resumes_when_the_platform_restarts() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let config = json!({"max_steps": 1000000, "checkpoint_every": 0, "merge": false});
+    let (status, created) = app.create_task(&admin, &dataset, config, true).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.task_until(&admin, &id, 120, |t| t["status"] == "running" && t["progress"]["step"].as_u64() >= Some(2)).await;
+
+    let settings = app.settings.clone();
+    app.stop().await.expect("the platform stops cleanly while a task trains");
+    let restarted = TestApp::spawn_with(settings).await;
+    let types = restarted.task_event_types(&id).await;
+    assert!(
+        !types.iter().any(|t| t == "TrainingStopped" || t == "TrainingFailed"),
+        "a shutdown is not a stop: {types:?}"
+    );
+    let task_dir = restarted.settings.data_dir.join("training").join(&id);
+    let (reached, _) = bonsai_workers::latest_checkpoint(&task_dir).expect("the interrupted run left a checkpoint");
+
+    // The unfinished run is delivered again and continues from its checkpoint, as the same attempt.
+    let admin = restarted.admin_token().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let history = bonsai_projections::log::aggregate_history(&restarted.pool, "TrainingTask", &id).await.unwrap();
+        let starts: Vec<&Value> = history
+            .iter()
+            .filter(|e| e.event_type == "TrainingStarted")
+            .map(|e| &e.payload["TrainingStarted"])
+            .collect();
+        if starts.len() == 2 {
+            assert_eq!(
+                (starts[1]["attempt"].as_u64(), starts[1]["resumed_from_step"].as_u64()),
+                (Some(1), Some(reached))
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the run was not resumed: {history:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    restarted.task_until(&admin, &id, 60, |t| t["progress"]["step"].as_u64() > Some(reached)).await;
+    restarted.task_command(&admin, &id, "stop").await;
+    restarted.task_until(&admin, &id, 60, |t| t["status"] == "stopped").await;
+}
