@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bonsai_commands::CommandError;
 use bonsai_domain::dataset::DatasetError;
+use bonsai_domain::model::ModelError;
+use bonsai_domain::qa::QaError;
 use bonsai_domain::training::TrainingTaskError;
 use bonsai_domain::user::UserError;
 use bonsai_domain::values::InvalidValue;
@@ -121,6 +123,8 @@ impl From<CommandError> for ApiError {
             CommandError::User(e) => e.into(),
             CommandError::Dataset(e) => e.into(),
             CommandError::Training(e) => e.into(),
+            CommandError::Model(e) => e.into(),
+            CommandError::Qa(e) => e.into(),
             CommandError::Conflict { .. } => ApiError::Conflict {
                 code: "concurrent_modification",
                 message: "the resource was modified concurrently; try again".into(),
@@ -175,6 +179,44 @@ impl From<TrainingTaskError> for ApiError {
                 details: Some(serde_json::json!({ "field": "name" })),
             },
             TrainingTaskError::InvalidState { .. } => ApiError::Conflict { code: "invalid_state", message },
+        }
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(error: ModelError) -> Self {
+        let message = error.to_string();
+        match error {
+            ModelError::AlreadyExists => ApiError::Conflict { code: "model_exists", message },
+            ModelError::NotFound => ApiError::NotFound(message),
+            ModelError::InvalidName => ApiError::Unprocessable {
+                code: "validation_failed",
+                message,
+                details: Some(serde_json::json!({ "field": "name" })),
+            },
+            ModelError::NotReady(_) => ApiError::Conflict { code: "model_not_ready", message },
+            ModelError::InvalidTest => ApiError::Unprocessable {
+                code: "validation_failed",
+                message,
+                details: Some(serde_json::json!({ "field": "cases" })),
+            },
+        }
+    }
+}
+
+impl From<QaError> for ApiError {
+    fn from(error: QaError) -> Self {
+        let message = error.to_string();
+        let invalid = |field: &str, message: String| ApiError::Unprocessable {
+            code: "validation_failed",
+            message,
+            details: Some(serde_json::json!({ "field": field })),
+        };
+        match error {
+            QaError::NotFound => ApiError::NotFound(message),
+            QaError::InvalidQuestion => invalid("question", message),
+            QaError::InvalidParams(field) => invalid(field, message),
+            QaError::DuplicateQuestion => ApiError::Conflict { code: "duplicate_question", message },
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// Installed base models, for `tokenizer_model_id` (see [`AppState::with_models`]).
     pub models: Option<LocalModels>,
+    /// The NATS subject prefix of this instance (answers to questions are awaited on its event subjects).
+    pub nats_prefix: String,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             files: Arc::new(crate::routes::NoFileStore),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             models: None,
+            nats_prefix: "bonsai".into(),
         }
     }
 
@@ -61,6 +64,12 @@ impl AppState {
     /// Where base models are installed. Without this, every `tokenizer_model_id` is unknown.
     pub fn with_models(mut self, models: LocalModels) -> Self {
         self.models = Some(models);
+        self
+    }
+
+    /// The NATS subject prefix events are published under.
+    pub fn with_nats_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.nats_prefix = prefix.into();
         self
     }
 

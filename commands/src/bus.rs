@@ -1,6 +1,8 @@
 use crate::store::EventRepository;
 use crate::{Argon2Passwords, CommandError, CommandMetadata};
 use bonsai_domain::dataset::{Dataset, DatasetCommand};
+use bonsai_domain::model::{Model, ModelCommand};
+use bonsai_domain::qa::{QaCommand, QaSession};
 use bonsai_domain::training::{TrainingTask, TrainingTaskCommand};
 use bonsai_domain::user::{User, UserCommand, UserServices};
 use cqrs_es::event_sink::EventSink;
@@ -25,6 +27,8 @@ pub struct CommandBus {
     user_services: Arc<Box<dyn UserServices>>,
     datasets: Arc<Store<Dataset>>,
     training: Arc<Store<TrainingTask>>,
+    models: Arc<Store<Model>>,
+    qa: Arc<Store<QaSession>>,
     pool: PgPool,
     max_attempts: u32,
     /// Called after every successful command (see [`CommandBus::on_append`]).
@@ -44,11 +48,19 @@ impl CommandBus {
         // is kept in its snapshot, as for users, so that loading it stays one row however long it trained.
         let training = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
+        // A model's history is a handful of events; a conversation grows with every question, so its state
+        // is kept in its snapshot.
+        let models = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()))
+            .with_upcasters(crate::upcasters::all());
+        let qa = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
+            .with_upcasters(crate::upcasters::all());
         Self {
             users: Arc::new(users),
             user_services: Arc::new(Box::new(Argon2Passwords)),
             datasets: Arc::new(datasets),
             training: Arc::new(training),
+            models: Arc::new(models),
+            qa: Arc::new(qa),
             pool,
             max_attempts: 8,
             appended: None,
@@ -118,6 +130,29 @@ impl CommandBus {
     /// checks before and while it runs the task.
     pub async fn training_state(&self, task_id: Uuid) -> Result<TrainingTask, CommandError> {
         Self::load(&self.training, task_id).await
+    }
+
+    /// Executes a model command, answering the model's state as the command left it.
+    #[tracing::instrument(skip_all, fields(aggregate = "Model", %model_id, correlation_id = %meta.correlation_id), err)]
+    pub async fn model(
+        &self,
+        model_id: Uuid,
+        command: ModelCommand,
+        meta: &CommandMetadata,
+    ) -> Result<Model, CommandError> {
+        let state = self.execute(&self.models, &(), model_id, command, meta, true).await?;
+        Ok(state.unwrap_or_default())
+    }
+
+    /// A model as its committed events leave it.
+    pub async fn model_state(&self, model_id: Uuid) -> Result<Model, CommandError> {
+        Self::load(&self.models, model_id).await
+    }
+
+    /// Executes a conversation command.
+    #[tracing::instrument(skip_all, fields(aggregate = "QaSession", %session_id, correlation_id = %meta.correlation_id), err)]
+    pub async fn qa(&self, session_id: Uuid, command: QaCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
+        self.execute(&self.qa, &(), session_id, command, meta, false).await.map(drop)
     }
 
     /// A dataset as its committed events leave it: what creating a training task checks.

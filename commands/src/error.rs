@@ -1,4 +1,6 @@
 use bonsai_domain::dataset::DatasetError;
+use bonsai_domain::model::ModelError;
+use bonsai_domain::qa::QaError;
 use bonsai_domain::training::TrainingTaskError;
 use bonsai_domain::user::UserError;
 
@@ -14,6 +16,12 @@ pub enum CommandError {
     /// The TrainingTask aggregate refused the command.
     #[error(transparent)]
     Training(#[from] TrainingTaskError),
+    /// The Model aggregate refused the command.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The QaSession aggregate refused the command.
+    #[error(transparent)]
+    Qa(#[from] QaError),
     /// Other writers kept winning the race for this aggregate; the caller may try again.
     #[error("the aggregate was changed concurrently {attempts} times in a row")]
     Conflict { attempts: u32 },

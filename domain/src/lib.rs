@@ -6,7 +6,9 @@
 
 pub mod audit;
 pub mod dataset;
+pub mod model;
 pub mod permissions;
+pub mod qa;
 pub mod training;
 pub mod upcast;
 pub mod user;

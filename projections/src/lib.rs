@@ -6,7 +6,9 @@ mod checkpoint;
 pub mod datasets;
 mod error;
 pub mod log;
+pub mod models;
 mod projection;
+pub mod qa;
 pub mod training;
 pub mod user_cache;
 pub mod users;
@@ -22,5 +24,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(users::UsersProjection),
         std::sync::Arc::new(datasets::DatasetsProjection),
         std::sync::Arc::new(training::TrainingProjection),
+        std::sync::Arc::new(models::ModelsProjection),
+        std::sync::Arc::new(qa::QaProjection),
     ]
 }

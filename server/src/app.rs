@@ -11,7 +11,8 @@ use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
 use bonsai_workers::{
-    follow_user_events, EventBus, ProjectionConsumer, Relay, RelayWaker, TrainingWorker, ValidationWorker,
+    follow_user_events, Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker,
+    TrainingWorker, ValidationWorker,
 };
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -76,6 +77,7 @@ impl Application {
         let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
             .with_datasets(files.clone(), settings.max_upload_bytes)
             .with_models(models.clone())
+            .with_nats_prefix(settings.nats_prefix.clone())
             .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms));
         let listener = TcpListener::bind(&settings.http_addr)
             .await
@@ -146,6 +148,14 @@ impl Application {
         );
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:training".to_owned(), trainer.run(stop).await) });
+        let engines = Engines::default();
+        let (bus, commands, data_dir) = (self.bus.clone(), self.commands.clone(), self.data_dir.clone());
+        let model_worker = ModelWorker::new(bus, commands, self.models.clone(), data_dir, engines.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move { ("worker:models".to_owned(), model_worker.run(stop).await) });
+        let qa_worker = QaWorker::new(self.bus.clone(), self.commands.clone(), self.data_dir.clone(), engines);
+        let stop = shutdown.clone();
+        tasks.spawn(async move { ("worker:qa".to_owned(), qa_worker.run(stop).await) });
         if self.file_gc_interval > Duration::ZERO {
             let (pool, files, stop) = (self.pool.clone(), self.files.clone(), shutdown.clone());
             let (every, grace) = (self.file_gc_interval, self.file_gc_grace);

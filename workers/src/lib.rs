@@ -4,6 +4,7 @@
 mod bus;
 mod consumer;
 mod relay;
+mod serving;
 mod training;
 mod user_notices;
 mod validation;
@@ -11,6 +12,7 @@ mod validation;
 pub use bus::{stream_name, EventBus};
 pub use consumer::{Processed, ProjectionConsumer};
 pub use relay::{Relay, RelayError, RelayWaker};
+pub use serving::{matches_expected, Engines, ModelWorker, QaWorker};
 pub use training::{latest_checkpoint, TrainingWorker};
 pub use user_notices::follow_user_events;
 pub use validation::ValidationWorker;

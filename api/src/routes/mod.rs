@@ -2,6 +2,8 @@ mod audit;
 mod auth;
 mod datasets;
 mod health;
+mod models;
+mod qa;
 mod training;
 mod users;
 
@@ -10,6 +12,8 @@ pub(crate) use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse
 pub(crate) use datasets::{
     DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto,
 };
+pub(crate) use models::{ModelAccepted, ModelDto, ModelPage, RegisterModelRequest, TestRequest};
+pub(crate) use qa::{AskRequest, QuestionDto, QuestionPage};
 pub(crate) use training::{
     CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage,
 };
@@ -50,6 +54,14 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/training/tasks/{id}/progress", get(training::task_progress))
         .route("/api/training/tasks/{id}/start", post(training::start_task))
         .route("/api/training/tasks/{id}/stop", post(training::stop_task))
+        .route("/api/models", get(models::list_models).post(models::register_model))
+        .route("/api/models/{id}", get(models::get_model))
+        .route("/api/models/{id}/deploy", post(models::deploy_model))
+        .route("/api/models/{id}/undeploy", post(models::undeploy_model))
+        .route("/api/models/{id}/test", post(models::test_model))
+        .route("/api/qa/ask", post(qa::ask))
+        .route("/api/qa/history", get(qa::history))
+        .route("/api/qa/questions/{id}", get(qa::get_question))
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -67,6 +79,11 @@ pub(crate) use datasets::{
 };
 pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
+pub(crate) use models::{
+    __path_deploy_model, __path_get_model, __path_list_models, __path_register_model, __path_test_model,
+    __path_undeploy_model,
+};
+pub(crate) use qa::{__path_ask, __path_get_question, __path_history as __path_qa_history};
 pub(crate) use training::{
     __path_create_task, __path_get_task, __path_list_tasks, __path_start_task, __path_stop_task, __path_task_progress,
 };

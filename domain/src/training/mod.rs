@@ -142,6 +142,8 @@ pub struct TrainingTask {
     pub attempt: u32,
     /// The last step reported.
     pub step: u64,
+    /// What the last completed run produced.
+    pub result: Option<TrainingResult>,
 }
 
 impl TrainingTask {
@@ -197,6 +199,7 @@ impl Aggregate for TrainingTask {
             TrainingTaskEvent::TrainingCompleted { result, .. } => {
                 self.step = result.steps;
                 self.status = TaskStatus::Completed;
+                self.result = Some(result);
             }
             TrainingTaskEvent::TrainingFailed { .. } => self.status = TaskStatus::Failed,
         }

@@ -10,5 +10,6 @@ mod event_store;
 mod helpers;
 mod relay;
 mod replay;
+mod serving;
 mod training;
 mod users;

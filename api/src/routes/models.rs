@@ -1,0 +1,306 @@
+//! `/api/models`: the model registry. A model is registered from a completed training task (its merged
+//! weights) or from an installed base model; a worker exports it to ONNX (`exporting -> ready | failed`);
+//! a ready model can be deployed (it then answers `/api/qa/ask`), undeployed, and tested.
+
+use crate::auth::AuthUser;
+use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use bonsai_commands::{CommandMetadata, ModelLookupError};
+use bonsai_domain::dataset::Actor;
+use bonsai_domain::model::{Model, ModelCommand, ModelSource, TestCase};
+use bonsai_domain::training::TaskStatus;
+use bonsai_domain::Permission;
+use bonsai_projections::models::{self, ModelRow};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+fn unprocessable(code: &'static str, message: impl Into<String>, field: &str) -> ApiError {
+    ApiError::Unprocessable { code, message: message.into(), details: Some(json!({ "field": field })) }
+}
+
+/// A new model: from exactly one of `training_task_id` (a completed task of yours with a merged model) or
+/// `base_model_id` (an installed model folder).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterModelRequest {
+    /// 1 to 100 characters; registering the same name again makes the next version.
+    pub name: String,
+    pub training_task_id: Option<Uuid>,
+    pub base_model_id: Option<String>,
+}
+
+/// A registered model.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelDto {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    /// 1, 2, ... per name.
+    pub version: i32,
+    pub base_model_id: String,
+    /// `{"kind": "training_task", "task_id", "merged_path"}` or `{"kind": "installed", "model_id"}`.
+    #[schema(value_type = Object)]
+    pub source: Value,
+    pub training_task_id: Option<Uuid>,
+    /// The training result the model came from (losses, steps, device), or `{}`.
+    #[schema(value_type = Object)]
+    pub metrics: Value,
+    /// `exporting`, `ready` or `failed`.
+    pub status: String,
+    pub deployed: bool,
+    /// The share of the last test's questions answered as expected.
+    pub accuracy: Option<f64>,
+    #[schema(value_type = Option<Object>)]
+    pub test_report: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+    pub export_secs: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    pub deployed_at: Option<DateTime<Utc>>,
+    pub tested_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ModelRow> for ModelDto {
+    fn from(r: ModelRow) -> Self {
+        ModelDto {
+            id: r.id,
+            owner_id: r.owner_id,
+            name: r.name,
+            version: r.model_version,
+            base_model_id: r.base_model_id,
+            source: r.source,
+            training_task_id: r.training_task_id,
+            metrics: r.metrics,
+            status: r.status,
+            deployed: r.deployed,
+            accuracy: r.accuracy,
+            test_report: r.test_report,
+            error: r.error_code.map(|code| json!({ "code": code, "message": r.error_message })),
+            export_secs: r.export_secs,
+            created_at: r.created_at,
+            deployed_at: r.deployed_at,
+            tested_at: r.tested_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelPage {
+    pub items: Vec<ModelDto>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+/// A model as a command left it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelAccepted {
+    pub id: Uuid,
+    pub status: String,
+    pub deployed: bool,
+    pub version: Option<u32>,
+}
+
+fn accepted(id: Uuid, model: &Model, version: Option<u32>) -> ModelAccepted {
+    ModelAccepted { id, status: model.status.to_string(), deployed: model.deployed, version }
+}
+
+/// Where the new model's weights come from, checked against the task's own events or the models folder.
+async fn source(
+    state: &AppState,
+    user: &AuthUser,
+    request: &RegisterModelRequest,
+) -> Result<(ModelSource, String, Value), ApiError> {
+    match (&request.training_task_id, &request.base_model_id) {
+        (Some(task_id), None) => {
+            let task = state.commands.training_state(*task_id).await?;
+            let actor = Actor { id: user.id, role: user.role };
+            if task.id.is_none() || !task.visible_to(&actor) {
+                return Err(unprocessable("unknown_training_task", "no such training task", "training_task_id"));
+            }
+            let result = match (task.status, task.result) {
+                (TaskStatus::Completed, Some(result)) => result,
+                (status, _) => {
+                    let message = format!("the training task is {status}; only a completed task makes a model");
+                    return Err(unprocessable("training_not_completed", message, "training_task_id"));
+                }
+            };
+            let merged_path = result.merged_path.clone().ok_or_else(|| {
+                unprocessable("model_not_merged", "the task was trained with merge: false", "training_task_id")
+            })?;
+            let metrics = serde_json::to_value(&result).unwrap_or_default();
+            Ok((ModelSource::TrainingTask { task_id: *task_id, merged_path }, task.base_model_id, metrics))
+        }
+        (None, Some(model_id)) => {
+            let model_id = model_id.trim().to_owned();
+            let found = match &state.models {
+                Some(models) => models.model_dir(&model_id).map(drop),
+                None => Err(ModelLookupError::NotFound(model_id.clone())),
+            };
+            found.map_err(|e| {
+                let code = if matches!(e, ModelLookupError::InvalidId(_)) {
+                    "validation_failed"
+                } else {
+                    "unknown_base_model"
+                };
+                unprocessable(code, e.to_string(), "base_model_id")
+            })?;
+            Ok((ModelSource::Installed { model_id: model_id.clone() }, model_id, json!({})))
+        }
+        _ => Err(unprocessable(
+            "validation_failed",
+            "give exactly one of training_task_id and base_model_id",
+            "training_task_id",
+        )),
+    }
+}
+
+/// Registers a model; its ONNX export starts at once (poll for `ready`).
+#[utoipa::path(post, path = "/api/models", tag = "models", security(("bearer" = [])), request_body = RegisterModelRequest,
+    responses((status = 201, body = ModelAccepted), (status = 403, body = crate::ErrorBody),
+    (status = 422, description = "validation_failed, invalid_body, unknown_training_task, training_not_completed, \
+        model_not_merged or unknown_base_model", body = crate::ErrorBody)))]
+pub(crate) async fn register_model(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiJson(request): ApiJson<RegisterModelRequest>,
+) -> Result<(StatusCode, Json<ModelAccepted>), ApiError> {
+    user.require(Permission::ManageModels)?;
+    let (source, base_model_id, metrics) = source(&state, &user, &request).await?;
+    let name = request.name.trim().to_owned();
+    let version = models::next_version(&state.pool, &name).await? as u32;
+    let id = Uuid::now_v7();
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    let command =
+        ModelCommand::RegisterModel { model_id: id, owner_id: user.id, name, version, base_model_id, source, metrics };
+    let model = state.commands.model(id, command, &meta).await?;
+    Ok((StatusCode::CREATED, Json(accepted(id, &model, Some(version)))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+    /// Only deployed models (always so for the user role).
+    pub deployed: Option<bool>,
+    /// `exporting`, `ready` or `failed`.
+    pub status: Option<String>,
+}
+
+/// Models, newest first. Trainers and admins see every model; users see the deployed ones.
+#[utoipa::path(get, path = "/api/models", tag = "models", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = ModelPage), (status = 422, body = crate::ErrorBody)))]
+pub(crate) async fn list_models(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ModelPage>, ApiError> {
+    user.require(Permission::ReadDeployedModels)?;
+    let (page, page_size) = page_window(query.page, query.page_size)?;
+    if let Some(status) = &query.status {
+        if !["exporting", "ready", "failed"].contains(&status.as_str()) {
+            return Err(unprocessable("validation_failed", "status must be exporting, ready or failed", "status"));
+        }
+    }
+    let deployed_only = query.deployed.unwrap_or(false) || !user.role.can(Permission::ManageModels);
+    let (rows, total) = models::list(&state.pool, deployed_only, query.status.as_deref(), page, page_size).await?;
+    Ok(Json(ModelPage { items: rows.into_iter().map(ModelDto::from).collect(), total, page, page_size }))
+}
+
+/// One model (a user sees deployed models only).
+#[utoipa::path(get, path = "/api/models/{id}", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id")),
+    responses((status = 200, body = ModelDto), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get_model(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ModelDto>, ApiError> {
+    user.require(Permission::ReadDeployedModels)?;
+    match models::find(&state.pool, id).await? {
+        Some(row) if row.deployed || user.role.can(Permission::ManageModels) => Ok(Json(row.into())),
+        _ => Err(ApiError::NotFound("no such model".into())),
+    }
+}
+
+async fn command(
+    state: &AppState,
+    user: &AuthUser,
+    correlation: String,
+    id: Uuid,
+    command: ModelCommand,
+) -> Result<Json<ModelAccepted>, ApiError> {
+    user.require(Permission::ManageModels)?;
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    let model = state.commands.model(id, command, &meta).await?;
+    Ok(Json(accepted(id, &model, None)))
+}
+
+/// Deploys a ready model: it answers questions from now on.
+#[utoipa::path(post, path = "/api/models/{id}/deploy", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id")),
+    responses((status = 200, body = ModelAccepted), (status = 404, body = crate::ErrorBody),
+    (status = 409, description = "model_not_ready", body = crate::ErrorBody)))]
+pub(crate) async fn deploy_model(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ModelAccepted>, ApiError> {
+    let by = Actor { id: user.id, role: user.role };
+    command(&state, &user, correlation, id, ModelCommand::Deploy { by }).await
+}
+
+/// Takes a model out of service.
+#[utoipa::path(post, path = "/api/models/{id}/undeploy", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id")),
+    responses((status = 200, body = ModelAccepted), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn undeploy_model(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ModelAccepted>, ApiError> {
+    let by = Actor { id: user.id, role: user.role };
+    command(&state, &user, correlation, id, ModelCommand::Undeploy { by }).await
+}
+
+/// Test questions with the answers expected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TestRequest {
+    /// 1 to 200 of `{"question", "expected"}`; an answer containing the expected text (case and spacing
+    /// aside) counts as correct.
+    #[schema(value_type = Vec<Object>)]
+    pub cases: Vec<TestCase>,
+}
+
+/// Tests a ready model in the background: greedy answers to each case; the model's `accuracy` and
+/// `test_report` show the outcome.
+#[utoipa::path(post, path = "/api/models/{id}/test", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id")), request_body = TestRequest,
+    responses((status = 202, body = ModelAccepted), (status = 404, body = crate::ErrorBody),
+    (status = 409, description = "model_not_ready", body = crate::ErrorBody),
+    (status = 422, description = "validation_failed", body = crate::ErrorBody)))]
+pub(crate) async fn test_model(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<TestRequest>,
+) -> Result<(StatusCode, Json<ModelAccepted>), ApiError> {
+    let by = Actor { id: user.id, role: user.role };
+    let answer =
+        command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases: request.cases }).await?;
+    Ok((StatusCode::ACCEPTED, answer))
+}

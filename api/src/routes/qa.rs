@@ -1,0 +1,239 @@
+//! `/api/qa`: questions to deployed models, in conversations that keep their history. Asking records a
+//! `QuestionAsked` event; the QA worker answers it; the endpoint waits for that answer (up to `wait_secs`,
+//! watching the conversation's NATS subject) and otherwise answers 202, to be polled at
+//! `/api/qa/questions/{id}`.
+
+use crate::auth::AuthUser;
+use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use bonsai_commands::CommandMetadata;
+use bonsai_domain::dataset::Actor;
+use bonsai_domain::model::ModelStatus;
+use bonsai_domain::qa::{AnswerParams, QaCommand};
+use bonsai_domain::Permission;
+use bonsai_projections::qa::{self, QuestionRow};
+use bonsai_projections::StoredEvent;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Longest an ask waits for its answer.
+const MAX_WAIT_SECS: u64 = 120;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AskRequest {
+    /// 1 to 4,000 characters.
+    pub question: String,
+    /// A deployed model (default: the most recently deployed one).
+    pub model_id: Option<Uuid>,
+    /// Continue this conversation of yours (its last answered turns are the context); default: a new one.
+    pub session_id: Option<Uuid>,
+    /// 1 to 1,024 (default 128).
+    pub max_new_tokens: Option<u32>,
+    /// 0 (default, deterministic) to 2.
+    pub temperature: Option<f32>,
+    /// How long to wait for the answer, 0 to 120 seconds (default 30); then 202.
+    pub wait_secs: Option<u64>,
+}
+
+/// A question and, once there, its answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QuestionDto {
+    pub question_id: Uuid,
+    pub session_id: Uuid,
+    pub model_id: Uuid,
+    pub question: String,
+    /// `pending`, `answered` or `failed`.
+    pub status: String,
+    pub answer: Option<String>,
+    /// Time to answer, in milliseconds (0 for a cached answer).
+    pub response_ms: Option<i64>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+    pub finish_reason: Option<String>,
+    pub cached: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    pub asked_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+impl From<QuestionRow> for QuestionDto {
+    fn from(r: QuestionRow) -> Self {
+        QuestionDto {
+            question_id: r.question_id,
+            session_id: r.session_id,
+            model_id: r.model_id,
+            question: r.question,
+            status: r.status,
+            answer: r.answer,
+            response_ms: r.response_ms,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            finish_reason: r.finish_reason,
+            cached: r.cached,
+            error: r.error_code.map(|code| json!({ "code": code, "message": r.error_message })),
+            asked_at: r.asked_at,
+            answered_at: r.answered_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QuestionPage {
+    pub items: Vec<QuestionDto>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+/// Whether a message on a conversation's subject decides `question_id`.
+fn decides(payload: &[u8], question_id: Uuid) -> bool {
+    let Ok(event) = serde_json::from_slice::<StoredEvent>(payload) else { return false };
+    let id = question_id.to_string();
+    ["QuestionAnswered", "QuestionFailed"]
+        .iter()
+        .any(|t| event.event_type == *t && event.payload[*t]["question_id"].as_str() == Some(id.as_str()))
+}
+
+/// The question as the history has it, once it is decided (answered or failed).
+async fn decided(state: &AppState, question_id: Uuid) -> Result<Option<QuestionRow>, ApiError> {
+    Ok(qa::find(&state.pool, question_id).await?.filter(|row| row.status != "pending"))
+}
+
+/// Asks a deployed model a question and waits for the answer (200), or answers 202 after `wait_secs`.
+#[utoipa::path(post, path = "/api/qa/ask", tag = "qa", security(("bearer" = [])), request_body = AskRequest,
+    responses((status = 200, body = QuestionDto), (status = 202, description = "not answered yet", body = QuestionDto),
+    (status = 404, description = "no such conversation", body = crate::ErrorBody),
+    (status = 422, description = "validation_failed, invalid_body, no_deployed_model or model_not_deployed",
+        body = crate::ErrorBody)))]
+pub(crate) async fn ask(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiJson(request): ApiJson<AskRequest>,
+) -> Result<(StatusCode, Json<QuestionDto>), ApiError> {
+    user.require(Permission::AskQuestions)?;
+    let field = |code: &'static str, message: &str, field: &str| ApiError::Unprocessable {
+        code,
+        message: message.to_owned(),
+        details: Some(json!({ "field": field })),
+    };
+    let wait = request.wait_secs.unwrap_or(30);
+    if wait > MAX_WAIT_SECS {
+        return Err(field("validation_failed", "wait_secs must be 0 to 120", "wait_secs"));
+    }
+    let model_id = match request.model_id {
+        Some(id) => {
+            let model = state.commands.model_state(id).await?;
+            if !(model.deployed && model.status == ModelStatus::Ready) {
+                return Err(field("model_not_deployed", "the model is not deployed", "model_id"));
+            }
+            id
+        }
+        None => bonsai_projections::models::latest_deployed(&state.pool)
+            .await?
+            .map(|m| m.id)
+            .ok_or_else(|| field("no_deployed_model", "no model is deployed", "model_id"))?,
+    };
+    let defaults = AnswerParams::default();
+    let params = AnswerParams {
+        max_new_tokens: request.max_new_tokens.unwrap_or(defaults.max_new_tokens),
+        temperature: request.temperature.unwrap_or(defaults.temperature),
+    };
+    let session_id = request.session_id.unwrap_or_else(Uuid::now_v7);
+    let question_id = Uuid::now_v7();
+    // Subscribed before asking, so the answer cannot pass unseen.
+    let subject = format!("{}.events.QaSession.{session_id}", state.nats_prefix);
+    let mut answers = state.nats.subscribe(subject).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let by = Actor { id: user.id, role: user.role };
+    let command = QaCommand::AskQuestion { session_id, by, question_id, model_id, question: request.question, params };
+    state.commands.qa(session_id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let mut seen = false;
+    while !seen && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            message = answers.next() => match message {
+                Some(message) => seen = decides(&message.payload, question_id),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    let _ = answers.unsubscribe().await;
+    // The event was published; the history view follows within milliseconds.
+    let poll_until = tokio::time::Instant::now() + Duration::from_secs(if seen { 5 } else { 0 });
+    loop {
+        if let Some(row) = decided(&state, question_id).await? {
+            return Ok((StatusCode::OK, Json(row.into())));
+        }
+        if tokio::time::Instant::now() >= poll_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pending = QuestionDto {
+        question_id,
+        session_id,
+        model_id,
+        question: String::new(),
+        status: "pending".into(),
+        answer: None,
+        response_ms: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        finish_reason: None,
+        cached: None,
+        error: None,
+        asked_at: Utc::now(),
+        answered_at: None,
+    };
+    Ok((StatusCode::ACCEPTED, Json(pending)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+    /// One conversation only.
+    pub session_id: Option<Uuid>,
+}
+
+/// Your questions and answers, newest first.
+#[utoipa::path(get, path = "/api/qa/history", tag = "qa", security(("bearer" = [])), params(HistoryQuery),
+    responses((status = 200, body = QuestionPage), (status = 422, body = crate::ErrorBody)))]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Result<Json<QuestionPage>, ApiError> {
+    user.require(Permission::AskQuestions)?;
+    let (page, page_size) = page_window(query.page, query.page_size)?;
+    let (rows, total) = qa::history(&state.pool, user.id, query.session_id, page, page_size).await?;
+    Ok(Json(QuestionPage { items: rows.into_iter().map(QuestionDto::from).collect(), total, page, page_size }))
+}
+
+/// One of your questions (poll it after a 202).
+#[utoipa::path(get, path = "/api/qa/questions/{id}", tag = "qa", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "question id")),
+    responses((status = 200, body = QuestionDto), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get_question(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<QuestionDto>, ApiError> {
+    user.require(Permission::AskQuestions)?;
+    match qa::find(&state.pool, id).await? {
+        Some(row) if row.user_id == user.id => Ok(Json(row.into())),
+        _ => Err(ApiError::NotFound("no such question".into())),
+    }
+}

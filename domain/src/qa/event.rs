@@ -1,0 +1,45 @@
+//! Events of the QaSession aggregate (JSON documented in docs/events.md).
+
+use super::{Answer, AnswerParams, Turn};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum QaEvent {
+    /// `context`: the conversation's last answered turns, oldest first, which the answer takes into account.
+    QuestionAsked {
+        session_id: Uuid,
+        question_id: Uuid,
+        user_id: Uuid,
+        model_id: Uuid,
+        question: String,
+        params: AnswerParams,
+        context: Vec<Turn>,
+    },
+    QuestionAnswered {
+        question_id: Uuid,
+        answer: Answer,
+    },
+    /// `code`: `model_unavailable` (not deployed or not loadable any more), `generation_failed`.
+    QuestionFailed {
+        question_id: Uuid,
+        code: String,
+        message: String,
+    },
+}
+
+impl DomainEvent for QaEvent {
+    fn event_type(&self) -> String {
+        match self {
+            QaEvent::QuestionAsked { .. } => "QuestionAsked",
+            QaEvent::QuestionAnswered { .. } => "QuestionAnswered",
+            QaEvent::QuestionFailed { .. } => "QuestionFailed",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

@@ -1,0 +1,197 @@
+//! The QaSession aggregate: a conversation of one user with deployed models. Each question is answered by
+//! the serving worker; the question event carries the conversation so far (the last answered turns), so
+//! the worker needs no read model and a follow-up question is answered in context.
+
+mod event;
+#[cfg(test)]
+mod tests;
+
+pub use event::QaEvent;
+
+use crate::dataset::Actor;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest question, in characters.
+pub const MAX_QUESTION_CHARS: usize = 4000;
+/// Answered turns sent with a question as its context.
+pub const CONTEXT_TURNS: usize = 4;
+/// Most tokens an answer may ask for.
+pub const MAX_NEW_TOKENS: u32 = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QaError {
+    #[error("no such conversation")]
+    NotFound,
+    #[error("the question must be 1 to {MAX_QUESTION_CHARS} characters")]
+    InvalidQuestion,
+    /// The field that is out of range: `max_new_tokens` (1 to 1024) or `temperature` (0 to 2).
+    #[error("{0} is out of range: max_new_tokens must be 1 to {MAX_NEW_TOKENS} and temperature 0 to 2")]
+    InvalidParams(&'static str),
+    #[error("a question with this id was already asked")]
+    DuplicateQuestion,
+}
+
+/// One earlier question and its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub question: String,
+    pub answer: String,
+}
+
+/// How to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AnswerParams {
+    pub max_new_tokens: u32,
+    /// 0 is greedy (deterministic) decoding.
+    pub temperature: f32,
+}
+
+impl Default for AnswerParams {
+    fn default() -> Self {
+        Self { max_new_tokens: 128, temperature: 0.0 }
+    }
+}
+
+/// What the serving worker reports for an answered question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub answer: String,
+    pub response_ms: u64,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// `stop` (an end token) or `length` (max_new_tokens reached).
+    pub finish_reason: String,
+    /// Served from the answer cache (same model, question and settings, no earlier turns).
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum QaCommand {
+    /// The caller has checked that `model_id` is deployed.
+    AskQuestion {
+        session_id: Uuid,
+        by: Actor,
+        question_id: Uuid,
+        model_id: Uuid,
+        question: String,
+        params: AnswerParams,
+    },
+    /// Ignored unless the question waits for its answer.
+    RecordAnswer {
+        question_id: Uuid,
+        answer: Answer,
+    },
+    RecordFailure {
+        question_id: Uuid,
+        code: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AskedQuestion {
+    pub question_id: Uuid,
+    pub question: String,
+    pub answer: Option<String>,
+    pub done: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct QaSession {
+    pub id: Option<Uuid>,
+    pub owner_id: Option<Uuid>,
+    pub questions: Vec<AskedQuestion>,
+}
+
+impl QaSession {
+    fn context(&self) -> Vec<Turn> {
+        let answered: Vec<Turn> = self
+            .questions
+            .iter()
+            .filter_map(|q| q.answer.as_ref().map(|a| Turn { question: q.question.clone(), answer: a.clone() }))
+            .collect();
+        answered[answered.len().saturating_sub(CONTEXT_TURNS)..].to_vec()
+    }
+
+    fn pending(&self, question_id: Uuid) -> bool {
+        self.questions.iter().any(|q| q.question_id == question_id && !q.done)
+    }
+
+    fn decide(&self, command: QaCommand) -> Result<Vec<QaEvent>, QaError> {
+        match command {
+            QaCommand::AskQuestion { session_id, by, question_id, model_id, question, params } => {
+                if self.owner_id.is_some_and(|owner| owner != by.id) {
+                    return Err(QaError::NotFound);
+                }
+                let question = question.trim().to_owned();
+                if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
+                    return Err(QaError::InvalidQuestion);
+                }
+                if !(1..=MAX_NEW_TOKENS).contains(&params.max_new_tokens) {
+                    return Err(QaError::InvalidParams("max_new_tokens"));
+                }
+                if !(0.0..=2.0).contains(&params.temperature) {
+                    return Err(QaError::InvalidParams("temperature"));
+                }
+                if self.questions.iter().any(|q| q.question_id == question_id) {
+                    return Err(QaError::DuplicateQuestion);
+                }
+                Ok(vec![QaEvent::QuestionAsked {
+                    session_id: self.id.unwrap_or(session_id),
+                    question_id,
+                    user_id: by.id,
+                    model_id,
+                    question,
+                    params,
+                    context: self.context(),
+                }])
+            }
+            QaCommand::RecordAnswer { question_id, answer } if self.pending(question_id) => {
+                Ok(vec![QaEvent::QuestionAnswered { question_id, answer }])
+            }
+            QaCommand::RecordFailure { question_id, code, message } if self.pending(question_id) => {
+                Ok(vec![QaEvent::QuestionFailed { question_id, code, message }])
+            }
+            QaCommand::RecordAnswer { .. } | QaCommand::RecordFailure { .. } => Ok(vec![]),
+        }
+    }
+}
+
+impl Aggregate for QaSession {
+    const TYPE: &'static str = "QaSession";
+    type Command = QaCommand;
+    type Event = QaEvent;
+    type Error = QaError;
+    type Services = ();
+
+    async fn handle(&mut self, command: Self::Command, _: &(), sink: &EventSink<Self>) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            QaEvent::QuestionAsked { session_id, question_id, user_id, question, .. } => {
+                self.id = Some(session_id);
+                self.owner_id = Some(user_id);
+                self.questions.push(AskedQuestion { question_id, question, answer: None, done: false });
+            }
+            QaEvent::QuestionAnswered { question_id, answer } => {
+                if let Some(q) = self.questions.iter_mut().find(|q| q.question_id == question_id) {
+                    q.answer = Some(answer.answer);
+                    q.done = true;
+                }
+            }
+            QaEvent::QuestionFailed { question_id, .. } => {
+                if let Some(q) = self.questions.iter_mut().find(|q| q.question_id == question_id) {
+                    q.done = true;
+                }
+            }
+        }
+    }
+}

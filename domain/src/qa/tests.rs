@@ -1,0 +1,116 @@
+//! Given/when/then tests of the QaSession aggregate.
+
+use super::*;
+use crate::Role;
+use cqrs_es::test::TestFramework;
+
+fn framework() -> TestFramework<QaSession> {
+    TestFramework::with(())
+}
+
+fn session() -> Uuid {
+    Uuid::from_u128(5)
+}
+
+fn me() -> Actor {
+    Actor { id: Uuid::from_u128(42), role: Role::User }
+}
+
+fn ask(n: u128, question: &str) -> QaCommand {
+    QaCommand::AskQuestion {
+        session_id: session(),
+        by: me(),
+        question_id: Uuid::from_u128(n),
+        model_id: Uuid::from_u128(3),
+        question: question.into(),
+        params: AnswerParams::default(),
+    }
+}
+
+fn asked(n: u128, question: &str, context: Vec<Turn>) -> QaEvent {
+    QaEvent::QuestionAsked {
+        session_id: session(),
+        question_id: Uuid::from_u128(n),
+        user_id: me().id,
+        model_id: Uuid::from_u128(3),
+        question: question.into(),
+        params: AnswerParams::default(),
+        context,
+    }
+}
+
+fn answered(n: u128, text: &str) -> QaEvent {
+    let answer = Answer {
+        answer: text.into(),
+        response_ms: 5,
+        prompt_tokens: 3,
+        completion_tokens: 2,
+        finish_reason: "stop".into(),
+        cached: false,
+    };
+    QaEvent::QuestionAnswered { question_id: Uuid::from_u128(n), answer }
+}
+
+#[test]
+fn a_follow_up_question_carries_the_answered_turns() {
+    framework().given_no_previous_events().when(ask(1, " Hi? ")).then_expect_events(vec![asked(1, "Hi?", vec![])]);
+    let turn = Turn { question: "Hi?".into(), answer: "Hello.".into() };
+    framework()
+        .given(vec![asked(1, "Hi?", vec![]), answered(1, "Hello."), asked(2, "Unanswered?", vec![])])
+        .when(ask(3, "And?"))
+        .then_expect_events(vec![asked(3, "And?", vec![turn])]);
+}
+
+#[test]
+fn another_users_conversation_is_not_found() {
+    let command = match ask(2, "Mine?") {
+        QaCommand::AskQuestion { session_id, question_id, model_id, question, params, .. } => QaCommand::AskQuestion {
+            session_id,
+            by: Actor { id: Uuid::from_u128(9), role: Role::Admin },
+            question_id,
+            model_id,
+            question,
+            params,
+        },
+        other => other,
+    };
+    framework().given(vec![asked(1, "Hi?", vec![])]).when(command).then_expect_error(QaError::NotFound);
+}
+
+#[test]
+fn bad_questions_and_settings_are_refused() {
+    framework().given_no_previous_events().when(ask(1, "   ")).then_expect_error(QaError::InvalidQuestion);
+    let long = "x".repeat(MAX_QUESTION_CHARS + 1);
+    framework().given_no_previous_events().when(ask(1, &long)).then_expect_error(QaError::InvalidQuestion);
+    let command = match ask(1, "Hi?") {
+        QaCommand::AskQuestion { session_id, by, question_id, model_id, question, .. } => QaCommand::AskQuestion {
+            session_id,
+            by,
+            question_id,
+            model_id,
+            question,
+            params: AnswerParams { max_new_tokens: 0, temperature: 0.0 },
+        },
+        other => other,
+    };
+    framework().given_no_previous_events().when(command).then_expect_error(QaError::InvalidParams("max_new_tokens"));
+}
+
+#[test]
+fn an_answer_is_recorded_once() {
+    framework()
+        .given(vec![asked(1, "Hi?", vec![])])
+        .when(QaCommand::RecordAnswer { question_id: Uuid::from_u128(1), answer: answer_of(answered(1, "Hello.")) })
+        .then_expect_events(vec![answered(1, "Hello.")]);
+    framework()
+        .given(vec![asked(1, "Hi?", vec![]), answered(1, "Hello.")])
+        .when(QaCommand::RecordFailure { question_id: Uuid::from_u128(1), code: "x".into(), message: "y".into() })
+        .then_expect_events(vec![]);
+}
+
+fn answer_of(event: QaEvent) -> Answer {
+    match event {
+        QaEvent::QuestionAnswered { answer, .. } => answer,
+        _ => unreachable!(),
+    }
+}

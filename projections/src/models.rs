@@ -1,0 +1,184 @@
+//! The models view: every registered model with its export status, deployment and last test.
+
+use crate::{Projection, ProjectionError, StoredEvent};
+use bonsai_domain::model::{ModelEvent, ModelSource};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+pub struct ModelsProjection;
+
+fn undecodable(event: &StoredEvent, reason: String) -> ProjectionError {
+    ProjectionError::Undecodable { event_type: event.event_type.clone(), version: event.event_version.clone(), reason }
+}
+
+#[async_trait::async_trait]
+impl Projection for ModelsProjection {
+    fn name(&self) -> &'static str {
+        "models"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["models_view"]
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        if event.aggregate_type != "Model" {
+            return Ok(());
+        }
+        let decoded: ModelEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| undecodable(event, e.to_string()))?;
+        let id: Uuid =
+            event.aggregate_id.parse().map_err(|_| undecodable(event, "aggregate id is not a uuid".into()))?;
+        let (at, seq) = (event.recorded_at, event.sequence);
+        let query = match decoded {
+            ModelEvent::ModelRegistered { owner_id, name, version, base_model_id, source, metrics, .. } => {
+                let task = match &source {
+                    ModelSource::TrainingTask { task_id, .. } => Some(*task_id),
+                    ModelSource::Installed { .. } => None,
+                };
+                let source = serde_json::to_value(source).map_err(|e| undecodable(event, e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO models_view (id, owner_id, name, model_version, base_model_id, source, \
+                     training_task_id, metrics, status, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'exporting', $9, $10, $10)",
+                )
+                .bind(id)
+                .bind(owner_id)
+                .bind(name)
+                .bind(version as i32)
+                .bind(base_model_id)
+                .bind(source)
+                .bind(task)
+                .bind(metrics)
+                .bind(seq)
+                .bind(at)
+            }
+            ModelEvent::ModelExported { onnx_path, export_secs } => sqlx::query(
+                "UPDATE models_view SET status = 'ready', onnx_path = $4, export_secs = $5, version = $2, \
+                 updated_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(at)
+            .bind(onnx_path)
+            .bind(export_secs),
+            ModelEvent::ModelExportFailed { code, message } => sqlx::query(
+                "UPDATE models_view SET status = 'failed', error_code = $4, error_message = $5, version = $2, \
+                 updated_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(at)
+            .bind(code)
+            .bind(message),
+            ModelEvent::ModelDeployed => sqlx::query(
+                "UPDATE models_view SET deployed = true, deployed_at = $3, version = $2, updated_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(at),
+            ModelEvent::ModelUndeployed => {
+                sqlx::query("UPDATE models_view SET deployed = false, version = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(seq)
+                    .bind(at)
+            }
+            ModelEvent::ModelTestRequested { .. } => sqlx::query(
+                "UPDATE models_view SET test_report = '{\"status\": \"testing\"}'::jsonb, version = $2, \
+                 updated_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(at),
+            ModelEvent::ModelTested { accuracy, report } => sqlx::query(
+                "UPDATE models_view SET accuracy = $4, test_report = $5, tested_at = $3, version = $2, \
+                 updated_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(at)
+            .bind(accuracy)
+            .bind(report),
+        };
+        query.execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// A row of the models view.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ModelRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub model_version: i32,
+    pub base_model_id: String,
+    pub source: serde_json::Value,
+    pub training_task_id: Option<Uuid>,
+    pub metrics: serde_json::Value,
+    pub status: String,
+    pub onnx_path: Option<String>,
+    pub export_secs: Option<f64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub deployed: bool,
+    pub accuracy: Option<f64>,
+    pub test_report: Option<serde_json::Value>,
+    pub tested_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub deployed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, owner_id, name, model_version, base_model_id, source, training_task_id, metrics, status, \
+     onnx_path, export_secs, error_code, error_message, deployed, accuracy, test_report, tested_at, version, \
+     created_at, deployed_at, updated_at";
+
+pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<ModelRow>, ProjectionError> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM models_view WHERE id = $1")).bind(id).fetch_optional(db).await?)
+}
+
+/// The next version number for a model called `name` (1 for a new name).
+pub async fn next_version<'e>(db: impl PgExecutor<'e>, name: &str) -> Result<i32, ProjectionError> {
+    let max: Option<i32> = sqlx::query_scalar("SELECT max(model_version) FROM models_view WHERE name = $1")
+        .bind(name)
+        .fetch_one(db)
+        .await?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
+/// The most recently deployed model, if any is deployed.
+pub async fn latest_deployed<'e>(db: impl PgExecutor<'e>) -> Result<Option<ModelRow>, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM models_view WHERE deployed ORDER BY deployed_at DESC, id LIMIT 1");
+    Ok(sqlx::query_as(&sql).fetch_optional(db).await?)
+}
+
+/// A page of models, newest first, with the total: only deployed ones when `deployed_only`, only those of
+/// `status` when given.
+pub async fn list(
+    db: &PgPool,
+    deployed_only: bool,
+    status: Option<&str>,
+    page: i64,
+    page_size: i64,
+) -> Result<(Vec<ModelRow>, i64), ProjectionError> {
+    const FILTER: &str = "(NOT $1 OR deployed) AND ($2::text IS NULL OR status = $2)";
+    let sql =
+        format!("SELECT {COLUMNS} FROM models_view WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $3 OFFSET $4");
+    let rows = sqlx::query_as(&sql)
+        .bind(deployed_only)
+        .bind(status)
+        .bind(page_size)
+        .bind((page - 1) * page_size)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM models_view WHERE {FILTER}"))
+        .bind(deployed_only)
+        .bind(status)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}

@@ -1,0 +1,124 @@
+//! The question/answer history: every question with its answer (or failure), per user and conversation.
+
+use crate::{Projection, ProjectionError, StoredEvent};
+use bonsai_domain::qa::QaEvent;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+pub struct QaProjection;
+
+fn undecodable(event: &StoredEvent, reason: String) -> ProjectionError {
+    ProjectionError::Undecodable { event_type: event.event_type.clone(), version: event.event_version.clone(), reason }
+}
+
+#[async_trait::async_trait]
+impl Projection for QaProjection {
+    fn name(&self) -> &'static str {
+        "qa"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["qa_history_view"]
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
+        if event.aggregate_type != "QaSession" {
+            return Ok(());
+        }
+        let decoded: QaEvent =
+            serde_json::from_value(event.payload.clone()).map_err(|e| undecodable(event, e.to_string()))?;
+        let at = event.recorded_at;
+        let query = match decoded {
+            QaEvent::QuestionAsked { session_id, question_id, user_id, model_id, question, .. } => sqlx::query(
+                "INSERT INTO qa_history_view (question_id, session_id, user_id, model_id, question, status, asked_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+            )
+            .bind(question_id)
+            .bind(session_id)
+            .bind(user_id)
+            .bind(model_id)
+            .bind(question)
+            .bind(at),
+            QaEvent::QuestionAnswered { question_id, answer: a } => sqlx::query(
+                "UPDATE qa_history_view SET status = 'answered', answer = $2, response_ms = $3, prompt_tokens = $4, \
+                 completion_tokens = $5, finish_reason = $6, cached = $7, answered_at = $8 WHERE question_id = $1",
+            )
+            .bind(question_id)
+            .bind(a.answer)
+            .bind(a.response_ms as i64)
+            .bind(a.prompt_tokens as i32)
+            .bind(a.completion_tokens as i32)
+            .bind(a.finish_reason)
+            .bind(a.cached)
+            .bind(at),
+            QaEvent::QuestionFailed { question_id, code, message } => sqlx::query(
+                "UPDATE qa_history_view SET status = 'failed', error_code = $2, error_message = $3, answered_at = $4 \
+                 WHERE question_id = $1",
+            )
+            .bind(question_id)
+            .bind(code)
+            .bind(message)
+            .bind(at),
+        };
+        query.execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// A row of the history.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct QuestionRow {
+    pub question_id: Uuid,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub model_id: Uuid,
+    pub question: String,
+    pub answer: Option<String>,
+    pub status: String,
+    pub response_ms: Option<i64>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+    pub finish_reason: Option<String>,
+    pub cached: Option<bool>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub asked_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "question_id, session_id, user_id, model_id, question, answer, status, response_ms, \
+     prompt_tokens, completion_tokens, finish_reason, cached, error_code, error_message, asked_at, answered_at";
+
+pub async fn find<'e>(db: impl PgExecutor<'e>, question_id: Uuid) -> Result<Option<QuestionRow>, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM qa_history_view WHERE question_id = $1");
+    Ok(sqlx::query_as(&sql).bind(question_id).fetch_optional(db).await?)
+}
+
+/// A page of `user`'s questions (of one conversation when `session` is given), newest first, with the total.
+pub async fn history(
+    db: &PgPool,
+    user: Uuid,
+    session: Option<Uuid>,
+    page: i64,
+    page_size: i64,
+) -> Result<(Vec<QuestionRow>, i64), ProjectionError> {
+    const FILTER: &str = "user_id = $1 AND ($2::uuid IS NULL OR session_id = $2)";
+    let sql = format!(
+        "SELECT {COLUMNS} FROM qa_history_view WHERE {FILTER} ORDER BY asked_at DESC, question_id LIMIT $3 OFFSET $4"
+    );
+    let rows = sqlx::query_as(&sql)
+        .bind(user)
+        .bind(session)
+        .bind(page_size)
+        .bind((page - 1) * page_size)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM qa_history_view WHERE {FILTER}"))
+        .bind(user)
+        .bind(session)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}

@@ -1,0 +1,210 @@
+//! Models and questions end to end: a model registered over HTTP is exported to ONNX by the model worker,
+//! deployed, tested, and answers questions through the QA worker, in conversations with a history.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+impl TestApp {
+    /// Polls model `id` until `done` holds for it.
+    async fn model_until(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let path = format!("/api/models/{id}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let response = self.get(&path, Some(token)).await;
+            if response.status() == StatusCode::OK {
+                let model: Value = response.json().await.unwrap();
+                if done(&model) {
+                    return model;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "condition not met: {model}");
+            } else {
+                assert!(tokio::time::Instant::now() < deadline, "model {id} not visible");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Registers, exports and deploys the installed `tiny` model; returns its id.
+    async fn deployed_tiny(&self, token: &str) -> String {
+        let response =
+            self.post("/api/models", Some(token), json!({"name": "tiny bot", "base_model_id": "tiny"})).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let created: Value = response.json().await.unwrap();
+        assert_eq!((created["status"].as_str(), created["version"].as_u64()), (Some("exporting"), Some(1)));
+        let id = created["id"].as_str().unwrap().to_owned();
+        let ready = self.model_until(token, &id, |m| m["status"] != "exporting").await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        let response = self.post(&format!("/api/models/{id}/deploy"), Some(token), json!({})).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        self.model_until(token, &id, |m| m["deployed"] == true).await;
+        id
+    }
+
+    async fn ask(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.post("/api/qa/ask", Some(token), body).await;
+        (response.status(), response.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    let model = app.deployed_tiny(&admin).await;
+    let (_, user) = app.create_user(&admin, "asker", "user").await;
+    let (_, other) = app.create_user(&admin, "other", "user").await;
+
+    // What the export answers when run directly: the service must give the same greedy answer.
+    let detail: Value = app.get(&format!("/api/models/{model}"), Some(&user)).await.json().await.unwrap();
+    assert_eq!(detail["deployed"], true, "users see deployed models");
+    let export = app.settings.data_dir.join("serving").join(&model).join("onnx");
+    let engine = bonsai_ml::engine::Engine::load(&export, Default::default()).unwrap();
+    let mut direct = bonsai_ml::engine::ChatRequest::user("What is Bonsai?");
+    direct.params.max_new_tokens = 12;
+    let expected = engine.generate(&direct, &mut |_| {}).unwrap().text.trim().to_owned();
+
+    let (status, first) = app.ask(&user, json!({"question": "What is Bonsai?", "max_new_tokens": 12})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!((first["status"].as_str(), first["model_id"].as_str()), (Some("answered"), Some(model.as_str())));
+    assert_eq!(first["answer"], expected.as_str(), "the service's answer is the model's");
+    assert_eq!(first["cached"], false);
+    let session = first["session_id"].as_str().unwrap().to_owned();
+
+    let (status, again) = app.ask(&user, json!({"question": "What is Bonsai?", "max_new_tokens": 12})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((again["answer"].as_str(), again["cached"].as_bool()), (Some(expected.as_str()), Some(true)));
+    assert_ne!(again["session_id"], first["session_id"], "a new conversation without session_id");
+
+    let (status, follow) =
+        app.ask(&user, json!({"question": "Tell me more.", "session_id": session, "max_new_tokens": 8})).await;
+    assert_eq!((status, follow["session_id"].as_str()), (StatusCode::OK, Some(session.as_str())));
+    let events = bonsai_projections::log::aggregate_history(&app.pool, "QaSession", &session).await.unwrap();
+    let asked: Vec<&Value> =
+        events.iter().filter(|e| e.event_type == "QuestionAsked").map(|e| &e.payload["QuestionAsked"]).collect();
+    assert_eq!(asked[1]["context"], json!([{"question": "What is Bonsai?", "answer": expected}]), "in context");
+
+    let history: Value = app.get("/api/qa/history", Some(&user)).await.json().await.unwrap();
+    assert_eq!(history["total"], 3);
+    let one: Value = app.get(&format!("/api/qa/history?session_id={session}"), Some(&user)).await.json().await.unwrap();
+    assert_eq!(one["total"], 2);
+    assert_eq!(one["items"][0]["question"], "Tell me more.", "newest first");
+    let theirs: Value = app.get("/api/qa/history", Some(&other)).await.json().await.unwrap();
+    assert_eq!(theirs["total"], 0, "a history is its user's own");
+    let question = first["question_id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/api/qa/questions/{question}"), Some(&other)).await.status(), StatusCode::NOT_FOUND);
+    let (status, _) = app.ask(&other, json!({"question": "Mine?", "session_id": session})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another user's conversation cannot be continued");
+
+    // A test scores greedy answers against the expected ones.
+    let cases = json!({"cases": [{"question": "What is Bonsai?", "expected": expected},
+        {"question": "What is Bonsai?", "expected": "zzz never said"}]});
+    let response = app.post(&format!("/api/models/{model}/test"), Some(&admin), cases).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let tested = app.model_until(&admin, &model, |m| m["accuracy"].is_number()).await;
+    // The test answers with up to 64 tokens, so the first case holds the 12-token answer at least.
+    assert_eq!(tested["accuracy"], 0.5, "{tested}");
+    assert_eq!(tested["test_report"]["cases"][1]["correct"], false);
+
+    // Undeployed, it answers no more.
+    let response = app.post(&format!("/api/models/{model}/undeploy"), Some(&admin), json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, body) = app.ask(&user, json!({"question": "Hi?", "model_id": model})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("model_not_deployed"))
+    );
+    app.model_until(&admin, &model, |m| m["deployed"] == false).await;
+    let (status, body) = app.ask(&user, json!({"question": "Hi?"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("no_deployed_model")));
+    assert_eq!(app.get(&format!("/api/models/{model}"), Some(&user)).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_completed_training_task_becomes_a_versioned_model() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (status, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2}), false).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let task = created["id"].as_str().unwrap().to_owned();
+    let body = json!({"name": "faq bot", "training_task_id": task});
+    let response = app.post("/api/models", Some(&admin), body.clone()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(response).await, "training_not_completed");
+
+    app.task_command(&admin, &task, "start").await;
+    app.task_until(&admin, &task, 120, |t| t["status"] == "completed").await;
+    let response = app.post("/api/models", Some(&admin), body.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let first: Value = response.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    let model = app.model_until(&admin, &id, |m| m["status"] != "exporting").await;
+    assert_eq!(model["status"], "ready", "{model}");
+    assert_eq!(
+        (model["source"]["kind"].as_str(), model["training_task_id"].as_str()),
+        (Some("training_task"), Some(task.as_str()))
+    );
+    assert_eq!(model["metrics"]["steps"], 2, "the training result comes with the model");
+    assert_eq!(model["base_model_id"], "tiny");
+    app.model_until(&admin, &id, |m| m["version"] == 1).await;
+    let response = app.post("/api/models", Some(&admin), body).await;
+    let second: Value = response.json().await.unwrap();
+    assert_eq!(second["version"], 2, "the same name again is the next version");
+}
+
+#[tokio::test]
+async fn bad_model_and_question_requests_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    let (_, user) = app.create_user(&admin, "asker", "user").await;
+
+    let response = app.post("/api/models", Some(&user), json!({"name": "x", "base_model_id": "tiny"})).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "users do not register models");
+    let cases = [
+        (json!({"name": "x"}), "validation_failed"),
+        (json!({"name": "x", "base_model_id": "tiny", "training_task_id": uuid::Uuid::new_v4()}), "validation_failed"),
+        (json!({"name": "x", "training_task_id": uuid::Uuid::new_v4()}), "unknown_training_task"),
+        (json!({"name": "x", "base_model_id": "nope"}), "unknown_base_model"),
+        (json!({"name": "x", "base_model_id": "../tiny"}), "validation_failed"),
+        (json!({"name": " ", "base_model_id": "tiny"}), "validation_failed"),
+        (json!({"name": "x", "base_model_id": "tiny", "extra": true}), "invalid_body"),
+    ];
+    for (body, code) in cases {
+        let response = app.post("/api/models", Some(&admin), body.clone()).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(error_code(response).await, code, "{body}");
+    }
+    let unknown = uuid::Uuid::new_v4();
+    let response = app.post(&format!("/api/models/{unknown}/deploy"), Some(&admin), json!({})).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    let (status, body) = app.ask(&user, json!({"question": "Hi?"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("no_deployed_model")));
+    let model = app.deployed_tiny(&admin).await;
+    let response = app.post(&format!("/api/models/{model}/test"), Some(&admin), json!({"cases": []})).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    for (body, field) in [
+        (json!({"question": "  "}), Some("question")),
+        (json!({"question": "x".repeat(4001)}), Some("question")),
+        (json!({"question": "Hi?", "max_new_tokens": 0}), Some("max_new_tokens")),
+        (json!({"question": "Hi?", "temperature": 3.0}), Some("temperature")),
+        (json!({"question": "Hi?", "wait_secs": 500}), Some("wait_secs")),
+        (json!({"question": "Hi?", "model_id": uuid::Uuid::new_v4()}), Some("model_id")),
+        (json!({"question": "Hi?", "mood": "happy"}), None),
+    ] {
+        let (status, error) = app.ask(&user, body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {error}");
+        if let Some(field) = field {
+            assert_eq!(error["error"]["details"]["field"], field, "{body}: {error}");
+        }
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'QaSession'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "refused questions record nothing");
+}

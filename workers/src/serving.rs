@@ -1,0 +1,372 @@
+//! Serving: the loaded models (ONNX Runtime engines, loaded on first use and shared), the model worker
+//! (exports a registered model to ONNX; answers a model test) and the QA worker (answers questions).
+//!
+//! Both are durable JetStream consumers. Generation is CPU (or GPU) work and runs on blocking threads.
+//! Answers to questions without earlier turns, decoded greedily, are cached per model (the same question
+//! gets the same answer), marked `cached` in the event.
+
+use crate::bus::open_with_retry;
+use crate::{EventBus, Processed};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use bonsai_commands::{CommandBus, CommandError, CommandMetadata, LocalModels};
+use bonsai_domain::model::{ModelCommand, ModelEvent, ModelSource, ModelStatus, TestCase};
+use bonsai_domain::qa::{Answer, AnswerParams, QaCommand, QaEvent, Turn};
+use bonsai_ml::engine::{ChatMessage, ChatRequest, Engine, EngineOptions, FinishReason, GenerationParams};
+use bonsai_projections::StoredEvent;
+use futures::StreamExt;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Most answers kept in the cache (it is emptied when full).
+const CACHE_CAPACITY: usize = 4096;
+
+type CacheKey = (Uuid, String, u32);
+
+/// Loaded engines by model id, and the answer cache. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Engines {
+    // std mutexes: nothing awaits while they are held.
+    loaded: Arc<Mutex<HashMap<Uuid, Arc<Engine>>>>,
+    answers: Arc<Mutex<HashMap<CacheKey, Answer>>>,
+}
+
+impl Engines {
+    /// The engine of model `id` from its export folder, loading it once (blocking: call it off the runtime).
+    fn get(&self, id: Uuid, dir: &Path) -> Result<Arc<Engine>, String> {
+        if let Some(engine) = self.loaded.lock().expect("engines lock").get(&id) {
+            return Ok(Arc::clone(engine));
+        }
+        let options = EngineOptions { sessions: 2, ..EngineOptions::default() };
+        let engine = Engine::load(dir, options).map_err(|e| e.to_string())?;
+        self.loaded.lock().expect("engines lock").insert(id, Arc::clone(&engine));
+        Ok(engine)
+    }
+
+    /// Forgets model `id`'s engine (undeployed: its memory is given back).
+    pub fn unload(&self, id: Uuid) {
+        self.loaded.lock().expect("engines lock").remove(&id);
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Answer> {
+        self.answers.lock().expect("cache lock").get(key).cloned()
+    }
+
+    fn remember(&self, key: CacheKey, answer: &Answer) {
+        let mut answers = self.answers.lock().expect("cache lock");
+        if answers.len() >= CACHE_CAPACITY {
+            answers.clear();
+        }
+        answers.insert(key, answer.clone());
+    }
+}
+
+/// One chat completion with `engine` (blocking).
+fn answer(
+    engine: &Engine,
+    context: &[Turn],
+    question: &str,
+    params: AnswerParams,
+    seed: u64,
+) -> Result<Answer, String> {
+    let started = Instant::now();
+    let mut messages = Vec::new();
+    for turn in context {
+        messages.push(ChatMessage::new("user", turn.question.clone()));
+        messages.push(ChatMessage::new("assistant", turn.answer.clone()));
+    }
+    messages.push(ChatMessage::new("user", question.to_owned()));
+    let request = ChatRequest {
+        messages,
+        params: GenerationParams {
+            max_new_tokens: params.max_new_tokens as usize,
+            temperature: params.temperature,
+            seed,
+            ..GenerationParams::default()
+        },
+    };
+    let generation = engine.generate(&request, &mut |_| {}).map_err(|e| e.to_string())?;
+    Ok(Answer {
+        answer: generation.text.trim().to_owned(),
+        response_ms: started.elapsed().as_millis() as u64,
+        prompt_tokens: generation.stats.prompt_tokens as u32,
+        completion_tokens: generation.stats.completion_tokens as u32,
+        finish_reason: match generation.finish_reason {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+        .to_owned(),
+        cached: false,
+    })
+}
+
+/// Lower case, single spaces, no trailing punctuation: how test answers are compared.
+fn normalise(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.join(" ").to_lowercase().trim_end_matches(['.', '!', '?']).to_owned()
+}
+
+/// Whether `answer` gives `expected` (equal, or containing it, once normalised).
+pub fn matches_expected(answer: &str, expected: &str) -> bool {
+    let (answer, expected) = (normalise(answer), normalise(expected));
+    !expected.is_empty() && (answer == expected || answer.contains(&expected))
+}
+
+async fn consume<F, Fut>(
+    bus: &EventBus,
+    name: String,
+    subject: String,
+    ack_wait: Duration,
+    shutdown: &CancellationToken,
+    mut handle: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(StoredEvent) -> Fut,
+    Fut: std::future::Future<Output = Processed>,
+{
+    let config = pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: subject,
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: 16,
+        ..Default::default()
+    };
+    while let Some(mut messages) = open_with_retry(&name, shutdown, || bus.durable_messages(config.clone())).await {
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+                        Ok(event) => handle(event).await,
+                        Err(_) => Processed::Terminated,
+                    };
+                    outcome.acknowledge(&message, Duration::from_secs(2)).await;
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, consumer = %name, "message stream error");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn retried(error: CommandError) -> Processed {
+    tracing::warn!(%error, "recording failed, will retry");
+    Processed::Retried
+}
+
+/// Exports registered models and runs model tests.
+pub struct ModelWorker {
+    bus: EventBus,
+    commands: CommandBus,
+    models: LocalModels,
+    data_dir: PathBuf,
+    engines: Engines,
+}
+
+impl ModelWorker {
+    pub fn new(bus: EventBus, commands: CommandBus, models: LocalModels, data_dir: PathBuf, engines: Engines) -> Self {
+        Self { bus, commands, models, data_dir, engines }
+    }
+
+    /// Where model `id`'s ONNX export goes.
+    pub fn export_dir(data_dir: &Path, id: Uuid) -> PathBuf {
+        data_dir.join("serving").join(id.to_string()).join("onnx")
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let name = format!("{}_worker_models", self.bus.stream_name().to_lowercase());
+        let subject = format!("{}.events.Model.>", self.bus.prefix);
+        consume(&self.bus, name, subject, Duration::from_secs(600), &shutdown, |event| self.handle(event)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(model_id = %event.aggregate_id, sequence = event.sequence))]
+    pub async fn handle(&self, event: StoredEvent) -> Processed {
+        let Ok(id) = event.aggregate_id.parse::<Uuid>() else { return Processed::Terminated };
+        let meta = CommandMetadata::system(event.message_id());
+        let outcome = match serde_json::from_value::<ModelEvent>(event.payload.clone()) {
+            Ok(ModelEvent::ModelRegistered { source, .. }) => self.export(id, source, &meta).await,
+            Ok(ModelEvent::ModelTestRequested { cases }) => self.test(id, cases, &meta).await,
+            Ok(ModelEvent::ModelUndeployed) => {
+                self.engines.unload(id);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(_) => return Processed::Terminated,
+        };
+        outcome.map_or_else(retried, |()| Processed::Applied)
+    }
+
+    async fn export(&self, id: Uuid, source: ModelSource, meta: &CommandMetadata) -> Result<(), CommandError> {
+        if self.commands.model_state(id).await?.status != ModelStatus::Exporting {
+            return Ok(());
+        }
+        let weights = match &source {
+            ModelSource::Installed { model_id } => self.models.model_dir(model_id).map_err(|e| e.to_string()),
+            ModelSource::TrainingTask { merged_path, .. } => {
+                let dir = self.data_dir.join(merged_path);
+                if dir.join("config.json").is_file() {
+                    Ok(dir)
+                } else {
+                    Err(format!("the merged model {merged_path} is missing"))
+                }
+            }
+        };
+        let out = Self::export_dir(&self.data_dir, id);
+        let exported = match weights {
+            Err(message) => Err(("weights_missing", message)),
+            Ok(weights) => {
+                let out = out.clone();
+                // Reading and writing hundreds of MB of weights: a blocking thread.
+                tokio::task::spawn_blocking(move || bonsai_ml::onnx::export_dir(&weights, &out))
+                    .await
+                    .map_err(|e| ("export_failed", e.to_string()))
+                    .and_then(|r| r.map_err(|e| ("export_failed", e.to_string())))
+            }
+        };
+        let command = match exported {
+            Ok(report) => {
+                let onnx_path = out.strip_prefix(&self.data_dir).unwrap_or(&out).display().to_string();
+                tracing::info!(secs = report.seconds, "model exported");
+                ModelCommand::RecordExport { onnx_path, export_secs: report.seconds }
+            }
+            Err((code, message)) => {
+                tracing::warn!(code, %message, "model export failed");
+                ModelCommand::FailExport { code: code.to_owned(), message }
+            }
+        };
+        self.commands.model(id, command, meta).await.map(drop)
+    }
+
+    async fn test(&self, id: Uuid, cases: Vec<TestCase>, meta: &CommandMetadata) -> Result<(), CommandError> {
+        let model = self.commands.model_state(id).await?;
+        let (Some(onnx), true) = (model.onnx_path.clone(), model.test_pending) else { return Ok(()) };
+        let (engines, dir) = (self.engines.clone(), self.data_dir.join(onnx));
+        let scored = tokio::task::spawn_blocking(move || -> Result<(f64, serde_json::Value), String> {
+            let engine = engines.get(id, &dir)?;
+            let params = AnswerParams { max_new_tokens: 64, temperature: 0.0 };
+            let mut report = Vec::new();
+            let mut right = 0usize;
+            for case in &cases {
+                let got = answer(&engine, &[], &case.question, params, 0)?;
+                let ok = matches_expected(&got.answer, &case.expected);
+                right += usize::from(ok);
+                report.push(json!({"question": case.question, "expected": case.expected, "answer": got.answer,
+                    "correct": ok, "response_ms": got.response_ms}));
+            }
+            Ok((right as f64 / cases.len().max(1) as f64, json!({"cases": report, "correct": right})))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let (accuracy, report) = match scored {
+            Ok(scored) => scored,
+            Err(message) => (0.0, json!({"error": message})),
+        };
+        self.commands.model(id, ModelCommand::RecordTest { accuracy, report }, meta).await.map(drop)
+    }
+}
+
+/// Answers questions with deployed models.
+pub struct QaWorker {
+    bus: EventBus,
+    commands: CommandBus,
+    data_dir: PathBuf,
+    engines: Engines,
+}
+
+impl QaWorker {
+    pub fn new(bus: EventBus, commands: CommandBus, data_dir: PathBuf, engines: Engines) -> Self {
+        Self { bus, commands, data_dir, engines }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let name = format!("{}_worker_qa", self.bus.stream_name().to_lowercase());
+        let subject = format!("{}.events.QaSession.>", self.bus.prefix);
+        consume(&self.bus, name, subject, Duration::from_secs(120), &shutdown, |event| self.handle(event)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %event.aggregate_id, sequence = event.sequence))]
+    pub async fn handle(&self, event: StoredEvent) -> Processed {
+        if event.event_type != "QuestionAsked" {
+            return Processed::AlreadyApplied;
+        }
+        let Ok(QaEvent::QuestionAsked { session_id, question_id, model_id, question, params, context, .. }) =
+            serde_json::from_value::<QaEvent>(event.payload.clone())
+        else {
+            return Processed::Terminated;
+        };
+        let meta = CommandMetadata::system(event.message_id());
+        let command = match self.answer(model_id, question_id, question, params, context).await {
+            Ok(answer) => QaCommand::RecordAnswer { question_id, answer },
+            Err((code, message)) => {
+                tracing::warn!(code, %message, "question not answered");
+                QaCommand::RecordFailure { question_id, code: code.to_owned(), message }
+            }
+        };
+        match self.commands.qa(session_id, command, &meta).await {
+            Ok(()) => Processed::Applied,
+            Err(error) => retried(error),
+        }
+    }
+
+    async fn answer(
+        &self,
+        model_id: Uuid,
+        question_id: Uuid,
+        question: String,
+        params: AnswerParams,
+        context: Vec<Turn>,
+    ) -> Result<Answer, (&'static str, String)> {
+        let unavailable = |m: &str| ("model_unavailable", m.to_owned());
+        let model = self.commands.model_state(model_id).await.map_err(|e| unavailable(&e.to_string()))?;
+        let onnx = match (&model.onnx_path, model.deployed, model.status) {
+            (Some(onnx), true, ModelStatus::Ready) => self.data_dir.join(onnx),
+            _ => return Err(unavailable("the model is not deployed")),
+        };
+        let key = (model_id, question.clone(), params.max_new_tokens);
+        let cacheable = context.is_empty() && params.temperature == 0.0;
+        if cacheable {
+            if let Some(hit) = self.engines.cached(&key) {
+                return Ok(Answer { cached: true, response_ms: 0, ..hit });
+            }
+        }
+        let engines = self.engines.clone();
+        let seed = question_id.as_u64_pair().0;
+        let result = tokio::task::spawn_blocking(move || {
+            let engine = engines.get(model_id, &onnx).map_err(|e| ("model_unavailable", e))?;
+            answer(&engine, &context, &question, params, seed).map_err(|e| ("generation_failed", e))
+        })
+        .await
+        .map_err(|e| ("generation_failed", e.to_string()))??;
+        if cacheable {
+            self.engines.remember(key, &result);
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_match_when_they_give_the_expected_text() {
+        assert!(matches_expected("Paris.", "paris"));
+        assert!(matches_expected("The capital is  Paris!", "Paris"));
+        assert!(!matches_expected("Lyon", "Paris"));
+        assert!(!matches_expected("anything", "  "));
+    }
+}
