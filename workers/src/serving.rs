@@ -116,16 +116,19 @@ pub fn matches_expected(answer: &str, expected: &str) -> bool {
     !expected.is_empty() && (answer == expected || answer.contains(&expected))
 }
 
+/// Runs the durable consumer `name` on `subject`, handling up to `concurrency` messages at once, until
+/// `shutdown` (messages in hand are finished first).
 async fn consume<F, Fut>(
     bus: &EventBus,
     name: String,
     subject: String,
     ack_wait: Duration,
+    concurrency: usize,
     shutdown: &CancellationToken,
-    mut handle: F,
+    handle: F,
 ) -> anyhow::Result<()>
 where
-    F: FnMut(StoredEvent) -> Fut,
+    F: Fn(StoredEvent) -> Fut,
     Fut: std::future::Future<Output = Processed>,
 {
     let config = pull::Config {
@@ -134,29 +137,28 @@ where
         deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
         ack_wait,
-        max_ack_pending: 16,
+        max_ack_pending: (4 * concurrency) as i64,
         ..Default::default()
     };
-    while let Some(mut messages) = open_with_retry(&name, shutdown, || bus.durable_messages(config.clone())).await {
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
-                        Ok(event) => handle(event).await,
-                        Err(_) => Processed::Terminated,
-                    };
-                    outcome.acknowledge(&message, Duration::from_secs(2)).await;
+    while let Some(messages) = open_with_retry(&name, shutdown, || bus.durable_messages(config.clone())).await {
+        let stop = shutdown.clone();
+        messages
+            .take_until(async move { stop.cancelled().await })
+            .for_each_concurrent(concurrency, |next| async {
+                match next {
+                    Ok(message) => {
+                        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+                            Ok(event) => handle(event).await,
+                            Err(_) => Processed::Terminated,
+                        };
+                        outcome.acknowledge(&message, Duration::from_secs(2)).await;
+                    }
+                    Err(error) => tracing::warn!(%error, consumer = %name, "message stream error"),
                 }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, consumer = %name, "message stream error");
-                    break;
-                }
-                None => break,
-            }
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            break;
         }
     }
     Ok(())
@@ -189,7 +191,8 @@ impl ModelWorker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let name = format!("{}_worker_models", self.bus.stream_name().to_lowercase());
         let subject = format!("{}.events.Model.>", self.bus.prefix);
-        consume(&self.bus, name, subject, Duration::from_secs(600), &shutdown, |event| self.handle(event)).await
+        // One export or test at a time: each uses every core.
+        consume(&self.bus, name, subject, Duration::from_secs(600), 1, &shutdown, |event| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(model_id = %event.aggregate_id, sequence = event.sequence))]
@@ -295,7 +298,8 @@ impl QaWorker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let name = format!("{}_worker_qa", self.bus.stream_name().to_lowercase());
         let subject = format!("{}.events.QaSession.>", self.bus.prefix);
-        consume(&self.bus, name, subject, Duration::from_secs(120), &shutdown, |event| self.handle(event)).await
+        // As many answers at once as the engines have sessions.
+        consume(&self.bus, name, subject, Duration::from_secs(120), 2, &shutdown, |event| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(session_id = %event.aggregate_id, sequence = event.sequence))]

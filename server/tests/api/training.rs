@@ -299,3 +299,39 @@ async fn a_run_interrupted_by_a_shutdown_resumes_when_the_platform_restarts() {
     restarted.task_command(&admin, &id, "stop").await;
     restarted.task_until(&admin, &id, 60, |t| t["status"] == "stopped").await;
 }
+
+#[tokio::test]
+async fn a_tasks_events_are_pushed_live_until_its_run_ends() {
+    use futures::StreamExt;
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, created) = app.create_task(&admin, &dataset, json!({"max_steps": 4, "merge": false}), false).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.task_until(&admin, &id, 20, |_| true).await;
+    let response =
+        app.client.get(app.url(&format!("/api/training/tasks/{id}/events"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        text
+    });
+    let (status, _) = app.task_command(&admin, &id, "start").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let text =
+        tokio::time::timeout(Duration::from_secs(120), reader).await.expect("the stream ends with the run").unwrap();
+    let kinds: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(kinds.first(), Some(&"snapshot"), "{text}");
+    assert_eq!(&kinds[1..3], ["TrainingStartRequested", "TrainingStarted"], "{kinds:?}");
+    assert!(kinds.contains(&"TrainingProgressed"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"TrainingCompleted"), "the stream closes after the run's last event");
+    let other = app.create_user(&admin, "someone", "trainer").await.1;
+    let hidden =
+        app.client.get(app.url(&format!("/api/training/tasks/{id}/events"))).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+}

@@ -6,8 +6,10 @@
 //! user's is "not found"). Reads come from the training view.
 
 mod dto;
+mod stream;
 
 pub(crate) use dto::{CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage};
+pub(crate) use stream::{__path_task_events, task_events};
 
 use crate::auth::AuthUser;
 use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
