@@ -4,6 +4,7 @@
 pub mod auth;
 mod error;
 mod extract;
+pub mod metrics;
 mod openapi;
 mod routes;
 mod state;
@@ -24,6 +25,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     routes::router(state.max_upload_bytes)
         .merge(openapi::router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(routes::not_found)
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

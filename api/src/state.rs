@@ -28,6 +28,8 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// Installed base models, for `tokenizer_model_id` (see [`AppState::with_models`]).
     pub models: Option<LocalModels>,
+    /// Request counts and latencies for `/metrics`.
+    pub http_metrics: Arc<crate::metrics::HttpMetrics>,
     /// The NATS subject prefix of this instance (answers to questions are awaited on its event subjects).
     pub nats_prefix: String,
 }
@@ -51,6 +53,7 @@ impl AppState {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             models: None,
             nats_prefix: "bonsai".into(),
+            http_metrics: Arc::default(),
         }
     }
 

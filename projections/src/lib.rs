@@ -9,6 +9,7 @@ pub mod log;
 pub mod models;
 mod projection;
 pub mod qa;
+pub mod stats;
 pub mod training;
 pub mod user_cache;
 pub mod users;

@@ -106,6 +106,21 @@ async fn a_task_trains_to_completion_and_reports_its_progress() {
     let listed: Value = app.get("/api/training/tasks?status=completed", Some(&admin)).await.json().await.unwrap();
     assert_eq!((listed["total"].as_i64(), listed["items"][0]["id"].as_str()), (Some(1), Some(id.as_str())));
 
+    // Monitoring sees the outcome and the requests, by route template.
+    let metrics = app.get("/metrics", None).await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.unwrap();
+    for line in ["bonsai_training_tasks{status=\"completed\"} 1", "bonsai_training_success_ratio 1", "bonsai_up 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    let polled = "bonsai_http_requests_total{method=\"GET\",route=\"/api/training/tasks/{id}\",status=\"200\"} ";
+    let count: u64 =
+        metrics.lines().find_map(|l| l.strip_prefix(polled)).expect("the polled route is counted").parse().unwrap();
+    assert!(count >= 1, "{metrics}");
+    assert!(metrics.contains(
+        "bonsai_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/training/tasks\",le=\"+Inf\"} 1"
+    ));
+
     // The view is rebuilt from the events to the same rows.
     let live = all_rows(&app.pool).await.unwrap();
     bonsai_projections::rebuild(&app.pool, &TrainingProjection).await.unwrap();

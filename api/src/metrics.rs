@@ -1,0 +1,167 @@
+//! `GET /metrics`: Prometheus text exposition of the API's request counts and latencies (per method,
+//! route template and status), the process's memory and CPU, and the platform's business figures
+//! (training outcomes, models and their accuracy, questions and answer times, projection lag).
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Default)]
+struct Series {
+    count: u64,
+    sum: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// Request counters and latency histograms since start. A std mutex: nothing awaits while it is held.
+#[derive(Default)]
+pub struct HttpMetrics {
+    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+}
+
+impl HttpMetrics {
+    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let mut series = self.series.lock().expect("metrics lock");
+        let s = series.entry((method.to_owned(), route.to_owned(), status)).or_default();
+        s.count += 1;
+        s.sum += secs;
+        for (bucket, bound) in s.buckets.iter_mut().zip(BUCKETS) {
+            if secs <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let series = self.series.lock().expect("metrics lock");
+        out.push_str("# HELP bonsai_http_requests_total HTTP requests by method, route and status.\n");
+        out.push_str("# TYPE bonsai_http_requests_total counter\n");
+        for ((method, route, status), s) in series.iter() {
+            let _ = writeln!(
+                out,
+                "bonsai_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
+                s.count
+            );
+        }
+        out.push_str("# HELP bonsai_http_request_duration_seconds HTTP request latency.\n");
+        out.push_str("# TYPE bonsai_http_request_duration_seconds histogram\n");
+        let mut by_route: BTreeMap<(&str, &str), Series> = BTreeMap::new();
+        for ((method, route, _), s) in series.iter() {
+            let total = by_route.entry((method, route)).or_default();
+            total.count += s.count;
+            total.sum += s.sum;
+            for (t, b) in total.buckets.iter_mut().zip(s.buckets) {
+                *t += b;
+            }
+        }
+        for ((method, route), s) in by_route {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            for (bound, n) in BUCKETS.iter().zip(s.buckets) {
+                let _ = writeln!(out, "bonsai_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}");
+            }
+            let _ = writeln!(out, "bonsai_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
+            let _ = writeln!(out, "bonsai_http_request_duration_seconds_sum{{{labels}}} {}", s.sum);
+            let _ = writeln!(out, "bonsai_http_request_duration_seconds_count{{{labels}}} {}", s.count);
+        }
+    }
+}
+
+/// Middleware (as a route layer, so the route template is known) that times every request.
+pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.http_metrics.observe(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+/// Resident memory (bytes) and CPU time (seconds) of this process, from /proc (Linux; none elsewhere).
+fn process() -> Option<(u64, f64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Page size 4 KiB and 100 clock ticks per second: the Linux defaults on the platforms we run on.
+    Some((pages * 4096, ticks as f64 / 100.0))
+}
+
+fn gauge(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The metrics, for a Prometheus scraper (no token needed, like the health endpoints).
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    state.http_metrics.render(&mut out);
+    if let Some((rss, cpu)) = process() {
+        gauge(&mut out, "bonsai_process_resident_memory_bytes", "Resident memory of the API process.");
+        let _ = writeln!(out, "bonsai_process_resident_memory_bytes {rss}");
+        let _ = writeln!(out, "# HELP bonsai_process_cpu_seconds_total CPU time of the API process.\n# TYPE bonsai_process_cpu_seconds_total counter");
+        let _ = writeln!(out, "bonsai_process_cpu_seconds_total {cpu}");
+    }
+    match bonsai_projections::stats::read(&state.pool).await {
+        Ok(stats) => {
+            gauge(&mut out, "bonsai_training_tasks", "Training tasks by status.");
+            for (status, n) in &stats.tasks {
+                let _ = writeln!(out, "bonsai_training_tasks{{status=\"{status}\"}} {n}");
+            }
+            let count = |status: &str| stats.tasks.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let (completed, failed) = (count("completed"), count("failed"));
+            if completed + failed > 0 {
+                gauge(&mut out, "bonsai_training_success_ratio", "Completed over completed and failed training tasks.");
+                let _ =
+                    writeln!(out, "bonsai_training_success_ratio {}", completed as f64 / (completed + failed) as f64);
+            }
+            gauge(&mut out, "bonsai_models", "Models by export status and deployment.");
+            for (status, deployed, n) in &stats.models {
+                let _ = writeln!(out, "bonsai_models{{status=\"{status}\",deployed=\"{deployed}\"}} {n}");
+            }
+            gauge(&mut out, "bonsai_model_accuracy", "Last test accuracy of each deployed model.");
+            for (id, name, version, accuracy) in &stats.accuracy {
+                let name = escape(name);
+                let _ = writeln!(
+                    out,
+                    "bonsai_model_accuracy{{model_id=\"{id}\",name=\"{name}\",version=\"{version}\"}} {accuracy}"
+                );
+            }
+            gauge(&mut out, "bonsai_qa_questions", "Questions by status.");
+            for (status, n) in &stats.questions {
+                let _ = writeln!(out, "bonsai_qa_questions{{status=\"{status}\"}} {n}");
+            }
+            if let Some(ms) = stats.mean_response_ms {
+                gauge(&mut out, "bonsai_qa_mean_response_seconds", "Mean time to answer an uncached question.");
+                let _ = writeln!(out, "bonsai_qa_mean_response_seconds {}", ms / 1000.0);
+            }
+            gauge(&mut out, "bonsai_events", "Events in the event store (newest global position).");
+            let _ = writeln!(out, "bonsai_events {}", stats.events);
+            gauge(&mut out, "bonsai_projection_lag_events", "Events a projection has yet to apply.");
+            for (name, lag) in &stats.projection_lag {
+                let _ = writeln!(out, "bonsai_projection_lag_events{{projection=\"{name}\"}} {lag}");
+            }
+            gauge(&mut out, "bonsai_up", "1 when the database answered this scrape.");
+            out.push_str("bonsai_up 1\n");
+        }
+        Err(error) => {
+            tracing::warn!(%error, "metrics: the views could not be read");
+            gauge(&mut out, "bonsai_up", "1 when the database answered this scrape.");
+            out.push_str("bonsai_up 0\n");
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

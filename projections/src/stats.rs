@@ -1,0 +1,57 @@
+//! Business figures for monitoring, read from the views at scrape time: training outcomes, models and
+//! their accuracy, questions and answer times, and how far each projection is behind the event store.
+
+use crate::ProjectionError;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlatformStats {
+    /// Training tasks by status.
+    pub tasks: Vec<(String, i64)>,
+    /// Models by status and whether deployed.
+    pub models: Vec<(String, bool, i64)>,
+    /// Deployed, tested models: id, name, version, accuracy.
+    pub accuracy: Vec<(String, String, i32, f64)>,
+    /// Questions by status.
+    pub questions: Vec<(String, i64)>,
+    /// Mean answer time of answered, uncached questions, in milliseconds.
+    pub mean_response_ms: Option<f64>,
+    /// The newest event's global position (events ever stored).
+    pub events: i64,
+    /// Events each projection has yet to apply.
+    pub projection_lag: Vec<(String, i64)>,
+}
+
+pub async fn read(pool: &PgPool) -> Result<PlatformStats, ProjectionError> {
+    let tasks = sqlx::query_as("SELECT status, count(*) FROM training_tasks_view GROUP BY status ORDER BY status")
+        .fetch_all(pool)
+        .await?;
+    let models = sqlx::query_as(
+        "SELECT status, deployed, count(*) FROM models_view GROUP BY status, deployed ORDER BY status, deployed",
+    )
+    .fetch_all(pool)
+    .await?;
+    let accuracy = sqlx::query_as(
+        "SELECT id::text, name, model_version, accuracy FROM models_view \
+         WHERE deployed AND accuracy IS NOT NULL ORDER BY name, model_version",
+    )
+    .fetch_all(pool)
+    .await?;
+    let questions = sqlx::query_as("SELECT status, count(*) FROM qa_history_view GROUP BY status ORDER BY status")
+        .fetch_all(pool)
+        .await?;
+    let mean_response_ms = sqlx::query_scalar(
+        "SELECT avg(response_ms)::float8 FROM qa_history_view WHERE status = 'answered' AND NOT coalesce(cached, false)",
+    )
+    .fetch_one(pool)
+    .await?;
+    let events: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events").fetch_one(pool).await?;
+    let projection_lag = sqlx::query_as(
+        "SELECT name, (SELECT count(*) FROM events e WHERE e.global_position > c.position)::int8 \
+         FROM projection_checkpoints c ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(PlatformStats { tasks, models, accuracy, questions, mean_response_ms, events, projection_lag })
+}
