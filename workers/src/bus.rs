@@ -49,6 +49,17 @@ impl EventBus {
         Ok(self.js.get_or_create_stream(config).await?)
     }
 
+    /// The durable pull consumer `config.durable_name` on the events stream, creating stream and consumer
+    /// if needed (for workers that fetch one message at a time).
+    pub async fn durable_consumer(
+        &self,
+        config: pull::Config,
+    ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
+        let name = config.durable_name.clone().ok_or("a durable consumer needs a name")?;
+        let stream = self.ensure_stream().await?;
+        Ok(stream.get_or_create_consumer(&name, config).await?)
+    }
+
     /// The message stream of the durable pull consumer `config.durable_name` on the events stream,
     /// creating stream and consumer if needed.
     pub async fn durable_messages(&self, config: pull::Config) -> Result<pull::Stream, async_nats::Error> {

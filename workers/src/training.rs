@@ -10,12 +10,12 @@
 //! - Crash or shutdown: the message is not acknowledged while training (JetStream is told the work is in
 //!   progress instead), so a run whose worker died is redelivered, and the next worker resumes it from its
 //!   last checkpoint. A worker that shuts down stops the run at a step boundary the same way.
-//! - The consumer delivers one message at a time, so one worker process trains one task at a time; more
+//! - Each worker fetches one message at a time, so one worker process trains one task at a time; more
 //!   workers on the same durable consumer train more tasks at once.
 
 use crate::bus::open_with_retry;
 use crate::{EventBus, Processed};
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
 use bonsai_commands::{CommandBus, CommandError, CommandMetadata, FileStore, FileStoreError, LocalModels};
 use bonsai_domain::training::{
@@ -188,7 +188,7 @@ impl TrainingWorker {
         format!("{}_worker_training", self.bus.stream_name().to_lowercase())
     }
 
-    async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
+    async fn consumer(&self) -> Result<Consumer<pull::Config>, async_nats::Error> {
         let config = pull::Config {
             durable_name: Some(self.durable_name()),
             filter_subject: format!("{}.events.TrainingTask.>", self.bus.prefix),
@@ -196,29 +196,47 @@ impl TrainingWorker {
             ack_policy: AckPolicy::Explicit,
             // A run keeps its message alive every KEEP_ALIVE; a worker silent for this long has died.
             ack_wait: Duration::from_secs(60),
-            max_ack_pending: 1,
+            // Each worker holds one message at most (see `run`): this bounds the workers training at once.
+            max_ack_pending: 256,
             ..Default::default()
         };
-        self.bus.durable_messages(config).await
+        self.bus.durable_consumer(config).await
     }
 
     /// Runs until `shutdown`; a run in progress is stopped at its next step and left to be resumed.
+    ///
+    /// Messages are fetched one at a time, never ahead: a message waiting in a busy worker's buffer would
+    /// outlive its ack wait and be delivered to a second worker as well, which would then train the same
+    /// run twice.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        while let Some(mut messages) = open_with_retry("the training consumer", &shutdown, || self.consumer()).await {
+        while let Some(consumer) = open_with_retry("the training consumer", &shutdown, || self.consumer()).await {
             loop {
-                let next = tokio::select! {
+                let batch = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    next = messages.next() => next,
+                    batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages() => batch,
                 };
-                match next {
-                    Some(Ok(message)) => {
-                        self.process(&message, &shutdown).await;
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "training message stream error");
+                let mut batch = match batch {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::warn!(%error, "training consumer fetch failed");
                         break;
                     }
-                    None => break,
+                };
+                loop {
+                    let next = tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        next = batch.next() => next,
+                    };
+                    match next {
+                        Some(Ok(message)) => {
+                            self.process(&message, &shutdown).await;
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(%error, "training message error");
+                            break;
+                        }
+                        None => break,
+                    }
                 }
             }
         }
