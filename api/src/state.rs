@@ -28,6 +28,8 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// Installed base models, for `tokenizer_model_id` (see [`AppState::with_models`]).
     pub models: Option<LocalModels>,
+    /// The platform's data folder (training runs are under `training/<task id>/`).
+    pub data_dir: Option<std::path::PathBuf>,
     /// Request counts and latencies for `/metrics`.
     pub http_metrics: Arc<crate::metrics::HttpMetrics>,
     /// The NATS subject prefix of this instance (answers to questions are awaited on its event subjects).
@@ -54,6 +56,7 @@ impl AppState {
             models: None,
             nats_prefix: "bonsai".into(),
             http_metrics: Arc::default(),
+            data_dir: None,
         }
     }
 
@@ -67,6 +70,12 @@ impl AppState {
     /// Where base models are installed. Without this, every `tokenizer_model_id` is unknown.
     pub fn with_models(mut self, models: LocalModels) -> Self {
         self.models = Some(models);
+        self
+    }
+
+    /// The data folder, where trained adapters are read from for download.
+    pub fn with_data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 

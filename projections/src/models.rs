@@ -157,20 +157,23 @@ pub async fn latest_deployed<'e>(db: impl PgExecutor<'e>) -> Result<Option<Model
 }
 
 /// A page of models, newest first, with the total: only deployed ones when `deployed_only`, only those of
-/// `status` when given.
+/// `status` and called `name` (every version) when given.
 pub async fn list(
     db: &PgPool,
     deployed_only: bool,
     status: Option<&str>,
+    name: Option<&str>,
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<ModelRow>, i64), ProjectionError> {
-    const FILTER: &str = "(NOT $1 OR deployed) AND ($2::text IS NULL OR status = $2)";
+    const FILTER: &str =
+        "(NOT $1 OR deployed) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR name = $3)";
     let sql =
-        format!("SELECT {COLUMNS} FROM models_view WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $3 OFFSET $4");
+        format!("SELECT {COLUMNS} FROM models_view WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5");
     let rows = sqlx::query_as(&sql)
         .bind(deployed_only)
         .bind(status)
+        .bind(name)
         .bind(page_size)
         .bind((page - 1) * page_size)
         .fetch_all(db)
@@ -178,6 +181,7 @@ pub async fn list(
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM models_view WHERE {FILTER}"))
         .bind(deployed_only)
         .bind(status)
+        .bind(name)
         .fetch_one(db)
         .await?;
     Ok((rows, total))

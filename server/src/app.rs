@@ -78,6 +78,7 @@ impl Application {
             .with_datasets(files.clone(), settings.max_upload_bytes)
             .with_models(models.clone())
             .with_nats_prefix(settings.nats_prefix.clone())
+            .with_data_dir(settings.data_dir.clone())
             .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms));
         let listener = TcpListener::bind(&settings.http_addr)
             .await

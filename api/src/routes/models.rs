@@ -195,6 +195,8 @@ pub(crate) struct ListQuery {
     pub deployed: Option<bool>,
     /// `exporting`, `ready` or `failed`.
     pub status: Option<String>,
+    /// Every version of the model of this name.
+    pub name: Option<String>,
 }
 
 /// Models, newest first. Trainers and admins see every model; users see the deployed ones.
@@ -213,7 +215,9 @@ pub(crate) async fn list_models(
         }
     }
     let deployed_only = query.deployed.unwrap_or(false) || !user.role.can(Permission::ManageModels);
-    let (rows, total) = models::list(&state.pool, deployed_only, query.status.as_deref(), page, page_size).await?;
+    let (rows, total) =
+        models::list(&state.pool, deployed_only, query.status.as_deref(), query.name.as_deref(), page, page_size)
+            .await?;
     Ok(Json(ModelPage { items: rows.into_iter().map(ModelDto::from).collect(), total, page, page_size }))
 }
 
@@ -275,14 +279,39 @@ pub(crate) async fn undeploy_model(
     command(&state, &user, correlation, id, ModelCommand::Undeploy { by }).await
 }
 
-/// Test questions with the answers expected.
+/// What to test with: `cases`, or the first `limit` records of a valid dataset version.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TestRequest {
     /// 1 to 200 of `{"question", "expected"}`; an answer containing the expected text (case and spacing
     /// aside) counts as correct.
-    #[schema(value_type = Vec<Object>)]
-    pub cases: Vec<TestCase>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub cases: Option<Vec<TestCase>>,
+    /// Or a dataset of yours: each record's first answer is expected for the question before it.
+    pub dataset_id: Option<Uuid>,
+    /// Which version (default: the latest).
+    pub dataset_version: Option<u32>,
+    /// How many records of the dataset, 1 to 200 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// The first `limit` question/expected-answer pairs of a dataset file: for each record, its first answer
+/// and the question just before it.
+fn cases_from(reader: Box<dyn std::io::Read + Send>, limit: usize) -> Result<Vec<TestCase>, String> {
+    use bonsai_datasets::Role;
+    let records = bonsai_datasets::records(std::io::BufReader::new(reader)).map_err(|e| e.to_string())?;
+    let mut cases = Vec::new();
+    for record in records.filter_map(Result::ok) {
+        let messages = &record.messages;
+        let Some(at) = messages.iter().position(|m| m.role == Role::Assistant) else { continue };
+        if let Some(question) = messages[..at].iter().rev().find(|m| m.role == Role::User) {
+            cases.push(TestCase { question: question.content.clone(), expected: messages[at].content.clone() });
+        }
+        if cases.len() == limit {
+            break;
+        }
+    }
+    Ok(cases)
 }
 
 /// Tests a ready model in the background: greedy answers to each case; the model's `accuracy` and
@@ -291,7 +320,7 @@ pub(crate) struct TestRequest {
     params(("id" = Uuid, Path, description = "model id")), request_body = TestRequest,
     responses((status = 202, body = ModelAccepted), (status = 404, body = crate::ErrorBody),
     (status = 409, description = "model_not_ready", body = crate::ErrorBody),
-    (status = 422, description = "validation_failed", body = crate::ErrorBody)))]
+    (status = 422, description = "validation_failed, unknown_dataset, dataset_not_valid", body = crate::ErrorBody)))]
 pub(crate) async fn test_model(
     State(state): State<AppState>,
     user: AuthUser,
@@ -299,8 +328,28 @@ pub(crate) async fn test_model(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<TestRequest>,
 ) -> Result<(StatusCode, Json<ModelAccepted>), ApiError> {
+    user.require(Permission::ManageModels)?;
+    let cases = match (request.cases, request.dataset_id) {
+        (Some(cases), None) => cases,
+        (None, Some(dataset_id)) => {
+            let limit = request.limit.unwrap_or(50);
+            if !(1..=bonsai_domain::model::MAX_TEST_CASES).contains(&limit) {
+                return Err(unprocessable("validation_failed", "limit must be 1 to 200", "limit"));
+            }
+            let dataset = super::training::dataset_ref(&state, &user, dataset_id, request.dataset_version).await?;
+            let files = state.files.clone();
+            // Parsing the file is blocking work.
+            tokio::task::spawn_blocking(move || {
+                let reader = files.open(&dataset.sha256).map_err(|e| e.to_string())?;
+                cases_from(reader, limit)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::Internal)?
+        }
+        _ => return Err(unprocessable("validation_failed", "give exactly one of cases and dataset_id", "cases")),
+    };
     let by = Actor { id: user.id, role: user.role };
-    let answer =
-        command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases: request.cases }).await?;
+    let answer = command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases }).await?;
     Ok((StatusCode::ACCEPTED, answer))
 }

@@ -208,3 +208,52 @@ async fn bad_model_and_question_requests_are_refused() {
         .unwrap();
     assert_eq!(stored, 0, "refused questions record nothing");
 }
+
+#[tokio::test]
+async fn a_model_is_tested_on_a_dataset_and_its_adapter_downloads() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2}), true).await;
+    let task = created["id"].as_str().unwrap().to_owned();
+    let adapter = format!("/api/training/tasks/{task}/adapter/adapter_config.json");
+    app.task_until(&admin, &task, 120, |t| t["status"] == "completed").await;
+    let config = app.get(&adapter, Some(&admin)).await;
+    assert_eq!(config.status(), StatusCode::OK);
+    let config: Value = config.json().await.unwrap();
+    assert_eq!((config["peft_type"].as_str(), config["r"].as_u64()), (Some("LORA"), Some(8)));
+    let weights = app.get(&format!("/api/training/tasks/{task}/adapter/adapter_model.safetensors"), Some(&admin)).await;
+    assert_eq!(weights.status(), StatusCode::OK);
+    let bytes = weights.bytes().await.unwrap();
+    let on_disk =
+        std::fs::read(app.settings.data_dir.join("training").join(&task).join("adapter/adapter_model.safetensors"))
+            .unwrap();
+    assert_eq!(bytes.as_ref(), on_disk.as_slice(), "the stored adapter, byte for byte");
+    for bad in ["../data", "model.onnx"] {
+        assert_eq!(
+            app.get(&format!("/api/training/tasks/{task}/adapter/{bad}"), Some(&admin)).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    let response = app.post("/api/models", Some(&admin), json!({"name": "faq bot", "training_task_id": task})).await;
+    let model = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.model_until(&admin, &model, |m| m["status"] == "ready").await;
+    let body = json!({"dataset_id": dataset, "limit": 5});
+    let response = app.post(&format!("/api/models/{model}/test"), Some(&admin), body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let tested = app.model_until(&admin, &model, |m| m["accuracy"].is_number()).await;
+    let cases = tested["test_report"]["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5, "{tested}");
+    assert_eq!(cases[0]["question"], "What is Bonsai?", "the dataset's first question");
+    assert_eq!(cases[0]["expected"], "Bonsai is our platform for training and serving small language models.");
+    let correct = cases.iter().filter(|c| c["correct"] == true).count() as f64;
+    assert_eq!(tested["accuracy"].as_f64().unwrap(), correct / 5.0);
+    let both = json!({"dataset_id": dataset, "cases": [{"question": "q", "expected": "a"}]});
+    let response = app.post(&format!("/api/models/{model}/test"), Some(&admin), both).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let named: Value = app.get("/api/models?name=faq%20bot", Some(&admin)).await.json().await.unwrap();
+    assert_eq!(named["total"], 1);
+    let other: Value = app.get("/api/models?name=nothing", Some(&admin)).await.json().await.unwrap();
+    assert_eq!(other["total"], 0);
+}

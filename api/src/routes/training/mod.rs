@@ -58,9 +58,9 @@ fn base_model(state: &AppState, id: &str) -> Result<(), ApiError> {
     })
 }
 
-/// The dataset version to train on, from the Dataset's own events (never behind): it must be visible to
-/// `user`, not archived, and `valid`.
-async fn dataset_ref(
+/// The dataset version to train (or test) on, from the Dataset's own events (never behind): it must be
+/// visible to `user`, not archived, and `valid`.
+pub(crate) async fn dataset_ref(
     state: &AppState,
     user: &AuthUser,
     dataset_id: Uuid,
@@ -235,4 +235,40 @@ pub(crate) async fn stop_task(
 ) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
     let by = actor(&user);
     command(&state, &user, correlation, id, TrainingTaskCommand::StopTraining { by }).await
+}
+
+/// Files of a trained adapter, in the PEFT layout.
+const ADAPTER_FILES: [(&str, &str); 2] =
+    [("adapter_config.json", "application/json"), ("adapter_model.safetensors", "application/octet-stream")];
+
+/// Downloads a file of the task's PEFT adapter (`adapter_config.json` or `adapter_model.safetensors`),
+/// written when a run completes or stops: load it with `PeftModel.from_pretrained` or `bonsai merge`.
+#[utoipa::path(get, path = "/api/training/tasks/{id}/adapter/{file}", tag = "training", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id"), ("file" = String, Path, description = "adapter_config.json or adapter_model.safetensors")),
+    responses((status = 200, description = "the file"), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn adapter_file(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, file)): ApiPath<(Uuid, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    user.require(Permission::ManageTraining)?;
+    visible(&state, &user, id).await?;
+    let (name, content_type) = ADAPTER_FILES
+        .into_iter()
+        .find(|(name, _)| *name == file)
+        .ok_or_else(|| ApiError::NotFound("an adapter has adapter_config.json and adapter_model.safetensors".into()))?;
+    let dir = state.data_dir.as_ref().ok_or_else(|| ApiError::NotFound("no adapter is stored here".into()))?;
+    let path = dir.join("training").join(id.to_string()).join("adapter").join(name);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound("the task has no adapter yet: a run writes it when it ends".into()))
+        }
+        Err(e) => return Err(ApiError::Internal(format!("{}: {e}", path.display()))),
+    };
+    let disposition = format!("attachment; filename=\"{name}\"");
+    Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+        .into_response())
 }
