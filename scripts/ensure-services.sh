@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts PostgreSQL and NATS (with JetStream) on 127.0.0.1 if they are not already running, installing
+# Starts PostgreSQL, NATS (with JetStream) and Redis on 127.0.0.1 if they are not already running, installing
 # them from Debian's packages when they are missing. Idempotent.
 set -euo pipefail
 
@@ -37,4 +37,13 @@ if ! port_open 4222; then
   for _ in $(seq 1 50); do port_open 4222 && break; sleep 0.2; done
   port_open 4222 || { echo "NATS did not start" >&2; exit 1; }
 fi
-echo "PostgreSQL and NATS are up"
+if ! port_open 6379; then
+  command -v redis-server >/dev/null 2>&1 || { echo "installing Redis"; apt_install redis-server; }
+  mkdir -p /var/lib/redis /var/log/redis
+  echo "starting Redis (answer cache; keeps nothing on disk)"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis \
+    --logfile /var/log/redis/bonsai.log
+  for _ in $(seq 1 50); do port_open 6379 && break; sleep 0.2; done
+  port_open 6379 || { echo "Redis did not start" >&2; exit 1; }
+fi
+echo "PostgreSQL, NATS and Redis are up"

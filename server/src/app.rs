@@ -11,7 +11,7 @@ use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
 use bonsai_workers::{
-    follow_user_events, Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker,
+    follow_user_events, AnswerCache, Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker,
     TrainingWorker, ValidationWorker,
 };
 use sqlx::PgPool;
@@ -33,6 +33,8 @@ pub struct Application {
     pub models: LocalModels,
     /// Where the platform keeps its files (training runs under `training/`).
     pub data_dir: std::path::PathBuf,
+    /// Answers to repeated first questions (Redis, or memory).
+    pub answer_cache: AnswerCache,
     waker: RelayWaker,
     file_gc_interval: Duration,
     file_gc_grace: Duration,
@@ -86,6 +88,8 @@ impl Application {
         let file_gc_interval = Duration::from_secs(settings.file_gc_interval_secs);
         let file_gc_grace = Duration::from_secs(settings.file_gc_grace_secs);
         let data_dir = settings.data_dir.clone();
+        let ttl = Duration::from_secs(settings.answer_cache_ttl_secs);
+        let answer_cache = AnswerCache::connect(&settings.redis_url, &settings.nats_prefix, ttl).await;
         Ok(Self {
             listener,
             pool,
@@ -94,6 +98,7 @@ impl Application {
             files,
             models,
             data_dir,
+            answer_cache,
             waker,
             file_gc_interval,
             file_gc_grace,
@@ -154,7 +159,8 @@ impl Application {
         let model_worker = ModelWorker::new(bus, commands, self.models.clone(), data_dir, engines.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:models".to_owned(), model_worker.run(stop).await) });
-        let qa_worker = QaWorker::new(self.bus.clone(), self.commands.clone(), self.data_dir.clone(), engines);
+        let cache = self.answer_cache.clone();
+        let qa_worker = QaWorker::new(self.bus.clone(), self.commands.clone(), self.data_dir.clone(), engines, cache);
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:qa".to_owned(), qa_worker.run(stop).await) });
         if self.file_gc_interval > Duration::ZERO {

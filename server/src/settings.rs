@@ -39,6 +39,10 @@ pub struct Settings {
     pub nats_url: String,
     /// Subject prefix and stream name root: `<prefix>.events.<aggregate_type>.<id>`.
     pub nats_prefix: String,
+    /// Redis, for the answer cache shared by every node (empty: each node caches in its own memory).
+    pub redis_url: String,
+    /// How long a cached answer is kept (seconds).
+    pub answer_cache_ttl_secs: u64,
     pub http_addr: String,
     /// HS256 secret. Unset: a random one per process (tokens do not survive a restart) and a warning.
     pub jwt_secret: Secret,
@@ -81,6 +85,8 @@ impl Default for Settings {
             database_max_connections: 20,
             nats_url: "nats://127.0.0.1:4222".into(),
             nats_prefix: "bonsai".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            answer_cache_ttl_secs: 24 * 3600,
             http_addr: "127.0.0.1:8080".into(),
             jwt_secret: Secret::default(),
             access_token_ttl_secs: 15 * 60,
@@ -111,6 +117,7 @@ const WELL_KNOWN: &[(&str, &str)] = &[
     ("DATABASE_URL", "database_url"),
     ("NATS_URL", "nats_url"),
     ("BONSAI_NATS_PREFIX", "nats_prefix"),
+    ("REDIS_URL", "redis_url"),
     ("BONSAI_HTTP_ADDR", "http_addr"),
     ("BONSAI_JWT_SECRET", "jwt_secret"),
     ("BONSAI_DATA_DIR", "data_dir"),

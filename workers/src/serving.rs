@@ -3,8 +3,9 @@
 //!
 //! Both are durable JetStream consumers. Generation is CPU (or GPU) work and runs on blocking threads.
 //! Answers to questions without earlier turns, decoded greedily, are cached per model (the same question
-//! gets the same answer), marked `cached` in the event.
+//! gets the same answer; see [`AnswerCache`]), marked `cached` in the event.
 
+use crate::answer_cache::AnswerCache;
 use crate::bus::open_with_retry;
 use crate::{EventBus, Processed};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
@@ -22,17 +23,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Most answers kept in the cache (it is emptied when full).
-const CACHE_CAPACITY: usize = 4096;
-
-type CacheKey = (Uuid, String, u32);
-
-/// Loaded engines by model id, and the answer cache. Cheap to clone.
+/// Loaded engines by model id. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Engines {
-    // std mutexes: nothing awaits while they are held.
+    // A std mutex: nothing awaits while it is held.
     loaded: Arc<Mutex<HashMap<Uuid, Arc<Engine>>>>,
-    answers: Arc<Mutex<HashMap<CacheKey, Answer>>>,
 }
 
 impl Engines {
@@ -50,18 +45,6 @@ impl Engines {
     /// Forgets model `id`'s engine (undeployed: its memory is given back).
     pub fn unload(&self, id: Uuid) {
         self.loaded.lock().expect("engines lock").remove(&id);
-    }
-
-    fn cached(&self, key: &CacheKey) -> Option<Answer> {
-        self.answers.lock().expect("cache lock").get(key).cloned()
-    }
-
-    fn remember(&self, key: CacheKey, answer: &Answer) {
-        let mut answers = self.answers.lock().expect("cache lock");
-        if answers.len() >= CACHE_CAPACITY {
-            answers.clear();
-        }
-        answers.insert(key, answer.clone());
     }
 }
 
@@ -288,11 +271,12 @@ pub struct QaWorker {
     commands: CommandBus,
     data_dir: PathBuf,
     engines: Engines,
+    cache: AnswerCache,
 }
 
 impl QaWorker {
-    pub fn new(bus: EventBus, commands: CommandBus, data_dir: PathBuf, engines: Engines) -> Self {
-        Self { bus, commands, data_dir, engines }
+    pub fn new(bus: EventBus, commands: CommandBus, data_dir: PathBuf, engines: Engines, cache: AnswerCache) -> Self {
+        Self { bus, commands, data_dir, engines, cache }
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -340,10 +324,10 @@ impl QaWorker {
             (Some(onnx), true, ModelStatus::Ready) => self.data_dir.join(onnx),
             _ => return Err(unavailable("the model is not deployed")),
         };
-        let key = (model_id, question.clone(), params.max_new_tokens);
+        let key = self.cache.key(model_id, &question, params.max_new_tokens);
         let cacheable = context.is_empty() && params.temperature == 0.0;
         if cacheable {
-            if let Some(hit) = self.engines.cached(&key) {
+            if let Some(hit) = self.cache.get(&key).await {
                 return Ok(Answer { cached: true, response_ms: 0, ..hit });
             }
         }
@@ -356,7 +340,7 @@ impl QaWorker {
         .await
         .map_err(|e| ("generation_failed", e.to_string()))??;
         if cacheable {
-            self.engines.remember(key, &result);
+            self.cache.put(&key, &result).await;
         }
         Ok(result)
     }

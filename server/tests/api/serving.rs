@@ -77,6 +77,16 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!((again["answer"].as_str(), again["cached"].as_bool()), (Some(expected.as_str()), Some(true)));
     assert_ne!(again["session_id"], first["session_id"], "a new conversation without session_id");
+    // The cache is Redis, shared by every node: the answer is stored under this instance's namespace.
+    let redis = redis::Client::open(app.settings.redis_url.as_str()).unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.expect("Redis runs (scripts/ensure-services.sh)");
+    let pattern = format!("{}:answer:{model}:12:*", app.settings.nats_prefix);
+    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await.unwrap();
+    assert_eq!(keys.len(), 1, "{pattern}");
+    let stored: String = redis::cmd("GET").arg(&keys[0]).query_async(&mut redis).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&stored).unwrap()["answer"], expected.as_str());
+    let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query_async(&mut redis).await.unwrap();
+    assert!(ttl > 0 && ttl <= 24 * 3600, "cached answers expire: {ttl}");
 
     let (status, follow) =
         app.ask(&user, json!({"question": "Tell me more.", "session_id": session, "max_new_tokens": 8})).await;
@@ -256,4 +266,20 @@ async fn a_model_is_tested_on_a_dataset_and_its_adapter_downloads() {
     assert_eq!(named["total"], 1);
     let other: Value = app.get("/api/models?name=nothing", Some(&admin)).await.json().await.unwrap();
     assert_eq!(other["total"], 0);
+}
+
+#[tokio::test]
+async fn answers_are_cached_in_memory_when_redis_is_unreachable() {
+    let mut settings = test_settings();
+    settings.redis_url = "redis://127.0.0.1:1".into();
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    let ask = json!({"question": "Who can create training tasks?", "max_new_tokens": 6});
+    let (status, first) = app.ask(&admin, ask.clone()).await;
+    assert_eq!((status, first["cached"].as_bool()), (StatusCode::OK, Some(false)), "{first}");
+    let (status, again) = app.ask(&admin, ask).await;
+    assert_eq!((status, again["cached"].as_bool()), (StatusCode::OK, Some(true)), "{again}");
+    assert_eq!(again["answer"], first["answer"]);
 }
