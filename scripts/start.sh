@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the whole platform on http://127.0.0.1:8080: PostgreSQL and NATS (installed and started if
+# Starts the whole platform on http://127.0.0.1:8080: PostgreSQL, NATS and Redis (installed and started if
 # missing), the ONNX Runtime library, a release build, a demo model and data set, then `bonsai serve`.
 # Sign in as admin / $BONSAI_ADMIN_PASSWORD (default bonsai-admin). Ctrl-C stops it gracefully.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: starts what the tests need, then builds once and runs every test of the workspace
-# in one cargo invocation (real PostgreSQL and NATS; no mocks).
+# in one cargo invocation (real PostgreSQL, NATS and Redis; no mocks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
