@@ -10,10 +10,6 @@ use uuid::Uuid;
 
 pub struct DatasetsProjection;
 
-fn undecodable(event: &StoredEvent, reason: String) -> ProjectionError {
-    ProjectionError::Undecodable { event_type: event.event_type.clone(), version: event.event_version.clone(), reason }
-}
-
 async fn insert_version(
     conn: &mut PgConnection,
     id: Uuid,
@@ -80,10 +76,7 @@ impl Projection for DatasetsProjection {
         if event.aggregate_type != "Dataset" {
             return Ok(());
         }
-        let decoded: DatasetEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| undecodable(event, e.to_string()))?;
-        let id: Uuid =
-            event.aggregate_id.parse().map_err(|_| undecodable(event, "aggregate id is not a uuid".into()))?;
+        let (decoded, id): (DatasetEvent, Uuid) = event.decode()?;
         let (at, seq) = (event.recorded_at, event.sequence);
         match decoded {
             DatasetEvent::DatasetUploaded { owner_id, name, description, file, .. } => {

@@ -26,6 +26,23 @@ impl StoredEvent {
         Cursor { tx_id: self.tx_id, position: self.position }
     }
 
+    /// The payload as the aggregate's event type `E`, and the aggregate id; a poison event when either
+    /// cannot be read (retrying will not help).
+    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<(E, uuid::Uuid), ProjectionError> {
+        let event = serde_json::from_value(self.payload.clone()).map_err(|e| self.undecodable(e.to_string()))?;
+        let id = self.aggregate_id.parse().map_err(|_| self.undecodable("aggregate id is not a uuid"))?;
+        Ok((event, id))
+    }
+
+    /// This event as a poison event, for `reason`.
+    pub fn undecodable(&self, reason: impl Into<String>) -> ProjectionError {
+        ProjectionError::Undecodable {
+            event_type: self.event_type.clone(),
+            version: self.event_version.clone(),
+            reason: reason.into(),
+        }
+    }
+
     /// The payload with secrets replaced, for anything that leaves the store.
     pub fn redacted(mut self) -> Self {
         bonsai_domain::audit::redact(&mut self.payload);

@@ -9,10 +9,6 @@ use uuid::Uuid;
 
 pub struct ModelsProjection;
 
-fn undecodable(event: &StoredEvent, reason: String) -> ProjectionError {
-    ProjectionError::Undecodable { event_type: event.event_type.clone(), version: event.event_version.clone(), reason }
-}
-
 #[async_trait::async_trait]
 impl Projection for ModelsProjection {
     fn name(&self) -> &'static str {
@@ -27,10 +23,7 @@ impl Projection for ModelsProjection {
         if event.aggregate_type != "Model" {
             return Ok(());
         }
-        let decoded: ModelEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| undecodable(event, e.to_string()))?;
-        let id: Uuid =
-            event.aggregate_id.parse().map_err(|_| undecodable(event, "aggregate id is not a uuid".into()))?;
+        let (decoded, id): (ModelEvent, Uuid) = event.decode()?;
         let (at, seq) = (event.recorded_at, event.sequence);
         let query = match decoded {
             ModelEvent::ModelRegistered { owner_id, name, version, base_model_id, source, metrics, .. } => {
@@ -38,7 +31,7 @@ impl Projection for ModelsProjection {
                     ModelSource::TrainingTask { task_id, .. } => Some(*task_id),
                     ModelSource::Installed { .. } => None,
                 };
-                let source = serde_json::to_value(source).map_err(|e| undecodable(event, e.to_string()))?;
+                let source = serde_json::to_value(source).map_err(|e| event.undecodable(e.to_string()))?;
                 sqlx::query(
                     "INSERT INTO models_view (id, owner_id, name, model_version, base_model_id, source, \
                      training_task_id, metrics, status, version, created_at, updated_at) \

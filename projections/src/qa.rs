@@ -9,10 +9,6 @@ use uuid::Uuid;
 
 pub struct QaProjection;
 
-fn undecodable(event: &StoredEvent, reason: String) -> ProjectionError {
-    ProjectionError::Undecodable { event_type: event.event_type.clone(), version: event.event_version.clone(), reason }
-}
-
 #[async_trait::async_trait]
 impl Projection for QaProjection {
     fn name(&self) -> &'static str {
@@ -27,8 +23,7 @@ impl Projection for QaProjection {
         if event.aggregate_type != "QaSession" {
             return Ok(());
         }
-        let decoded: QaEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| undecodable(event, e.to_string()))?;
+        let (decoded, _session): (QaEvent, uuid::Uuid) = event.decode()?;
         let at = event.recorded_at;
         let query = match decoded {
             QaEvent::QuestionAsked { session_id, question_id, user_id, model_id, question, .. } => sqlx::query(

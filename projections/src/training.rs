@@ -10,10 +10,6 @@ use uuid::Uuid;
 
 pub struct TrainingProjection;
 
-fn undecodable(event: &StoredEvent, reason: String) -> ProjectionError {
-    ProjectionError::Undecodable { event_type: event.event_type.clone(), version: event.event_version.clone(), reason }
-}
-
 #[async_trait::async_trait]
 impl Projection for TrainingProjection {
     fn name(&self) -> &'static str {
@@ -28,10 +24,7 @@ impl Projection for TrainingProjection {
         if event.aggregate_type != "TrainingTask" {
             return Ok(());
         }
-        let decoded: TrainingTaskEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| undecodable(event, e.to_string()))?;
-        let id: Uuid =
-            event.aggregate_id.parse().map_err(|_| undecodable(event, "aggregate id is not a uuid".into()))?;
+        let (decoded, id): (TrainingTaskEvent, Uuid) = event.decode()?;
         let (at, seq) = (event.recorded_at, event.sequence);
         match decoded {
             TrainingTaskEvent::TrainingTaskCreated {
@@ -43,7 +36,7 @@ impl Projection for TrainingProjection {
                 config,
                 ..
             } => {
-                let config = serde_json::to_value(config).map_err(|e| undecodable(event, e.to_string()))?;
+                let config = serde_json::to_value(config).map_err(|e| event.undecodable(e.to_string()))?;
                 sqlx::query(
                     "INSERT INTO training_tasks_view (id, owner_id, name, description, base_model_id, dataset_id, \
                      dataset_version, config, status, version, created_at, updated_at) \
@@ -145,7 +138,7 @@ impl Projection for TrainingProjection {
             }
             TrainingTaskEvent::TrainingCompleted { result, .. } => {
                 let steps = result.steps as i64;
-                let result = serde_json::to_value(result).map_err(|e| undecodable(event, e.to_string()))?;
+                let result = serde_json::to_value(result).map_err(|e| event.undecodable(e.to_string()))?;
                 sqlx::query(
                     "UPDATE training_tasks_view SET status = 'completed', step = $2, result = $3, eta_secs = 0, \
                      completed_at = $5, version = $4, updated_at = $5 WHERE id = $1",

@@ -23,17 +23,7 @@ impl Projection for UsersProjection {
         if event.aggregate_type != "User" {
             return Ok(());
         }
-        let decoded: UserEvent =
-            serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Undecodable {
-                event_type: event.event_type.clone(),
-                version: event.event_version.clone(),
-                reason: e.to_string(),
-            })?;
-        let id: Uuid = event.aggregate_id.parse().map_err(|_| ProjectionError::Undecodable {
-            event_type: event.event_type.clone(),
-            version: event.event_version.clone(),
-            reason: format!("aggregate id {} is not a uuid", event.aggregate_id),
-        })?;
+        let (decoded, id): (UserEvent, Uuid) = event.decode()?;
         let at = event.recorded_at;
         let version = event.sequence;
         let update = |sql: &'static str| sqlx::query(sql).bind(id).bind(version).bind(at);
