@@ -48,9 +48,9 @@ impl CommandBus {
         // is kept in its snapshot, as for users, so that loading it stays one row however long it trained.
         let training = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
-        // A model's history is a handful of events; a conversation grows with every question, so its state
-        // is kept in its snapshot.
-        let models = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()))
+        // A model's and a conversation's histories grow (test reports, questions) and every question loads
+        // both: their (bounded) states are kept in snapshots, so a load is one row.
+        let models = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
         let qa = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());

@@ -184,7 +184,7 @@ pub(crate) async fn ask(
         question_id,
         session_id,
         model_id,
-        question: String::new(),
+        question,
         status: "pending".into(),
         answer: None,
         response_ms: None,

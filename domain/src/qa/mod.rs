@@ -91,33 +91,27 @@ pub enum QaCommand {
     },
 }
 
+/// A question waiting for its answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AskedQuestion {
+pub struct PendingQuestion {
     pub question_id: Uuid,
     pub question: String,
-    pub answer: Option<String>,
-    pub done: bool,
 }
 
+/// The state the QaSession aggregate decides on. Bounded whatever the conversation's length: the pending
+/// questions and the last answered turns (the context of the next question); the rest is in the history view.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct QaSession {
     pub id: Option<Uuid>,
     pub owner_id: Option<Uuid>,
-    pub questions: Vec<AskedQuestion>,
+    pub pending: Vec<PendingQuestion>,
+    /// The last [`CONTEXT_TURNS`] answered turns, oldest first.
+    pub recent: Vec<Turn>,
 }
 
 impl QaSession {
-    fn context(&self) -> Vec<Turn> {
-        let answered: Vec<Turn> = self
-            .questions
-            .iter()
-            .filter_map(|q| q.answer.as_ref().map(|a| Turn { question: q.question.clone(), answer: a.clone() }))
-            .collect();
-        answered[answered.len().saturating_sub(CONTEXT_TURNS)..].to_vec()
-    }
-
     fn pending(&self, question_id: Uuid) -> bool {
-        self.questions.iter().any(|q| q.question_id == question_id && !q.done)
+        self.pending.iter().any(|q| q.question_id == question_id)
     }
 
     fn decide(&self, command: QaCommand) -> Result<Vec<QaEvent>, QaError> {
@@ -136,7 +130,8 @@ impl QaSession {
                 if !(0.0..=2.0).contains(&params.temperature) {
                     return Err(QaError::InvalidParams("temperature"));
                 }
-                if self.questions.iter().any(|q| q.question_id == question_id) {
+                // Question ids are chosen by the server (UUID v7): only a pending one can come twice (a retry).
+                if self.pending(question_id) {
                     return Err(QaError::DuplicateQuestion);
                 }
                 Ok(vec![QaEvent::QuestionAsked {
@@ -146,7 +141,7 @@ impl QaSession {
                     model_id,
                     question,
                     params,
-                    context: self.context(),
+                    context: self.recent.clone(),
                 }])
             }
             QaCommand::RecordAnswer { question_id, answer } if self.pending(question_id) => {
@@ -179,19 +174,18 @@ impl Aggregate for QaSession {
             QaEvent::QuestionAsked { session_id, question_id, user_id, question, .. } => {
                 self.id = Some(session_id);
                 self.owner_id = Some(user_id);
-                self.questions.push(AskedQuestion { question_id, question, answer: None, done: false });
+                self.pending.push(PendingQuestion { question_id, question });
             }
             QaEvent::QuestionAnswered { question_id, answer } => {
-                if let Some(q) = self.questions.iter_mut().find(|q| q.question_id == question_id) {
-                    q.answer = Some(answer.answer);
-                    q.done = true;
+                if let Some(at) = self.pending.iter().position(|q| q.question_id == question_id) {
+                    let asked = self.pending.remove(at);
+                    self.recent.push(Turn { question: asked.question, answer: answer.answer });
+                    if self.recent.len() > CONTEXT_TURNS {
+                        self.recent.remove(0);
+                    }
                 }
             }
-            QaEvent::QuestionFailed { question_id, .. } => {
-                if let Some(q) = self.questions.iter_mut().find(|q| q.question_id == question_id) {
-                    q.done = true;
-                }
-            }
+            QaEvent::QuestionFailed { question_id, .. } => self.pending.retain(|q| q.question_id != question_id),
         }
     }
 }

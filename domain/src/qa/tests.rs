@@ -114,3 +114,18 @@ fn answer_of(event: QaEvent) -> Answer {
         _ => unreachable!(),
     }
 }
+
+#[test]
+fn the_context_keeps_only_the_last_turns() {
+    let mut history = Vec::new();
+    for n in 1..=6u128 {
+        history.push(asked(n, &format!("q{n}"), vec![]));
+        history.push(answered(n, &format!("a{n}")));
+    }
+    let context: Vec<Turn> = (3..=6).map(|n| Turn { question: format!("q{n}"), answer: format!("a{n}") }).collect();
+    framework().given(history).when(ask(7, "Next?")).then_expect_events(vec![asked(7, "Next?", context)]);
+    framework()
+        .given(vec![asked(1, "Hi?", vec![])])
+        .when(ask(1, "Hi again?"))
+        .then_expect_error(QaError::DuplicateQuestion);
+}
