@@ -155,7 +155,8 @@ pub(crate) async fn ask(
     let subject = format!("{}.events.QaSession.{session_id}", state.nats_prefix);
     let mut answers = state.nats.subscribe(subject).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let by = Actor { id: user.id, role: user.role };
-    let command = QaCommand::AskQuestion { session_id, by, question_id, model_id, question: request.question, params };
+    let question = request.question.trim().to_owned();
+    let command = QaCommand::AskQuestion { session_id, by, question_id, model_id, question: question.clone(), params };
     state.commands.qa(session_id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let mut seen = false;

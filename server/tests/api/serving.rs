@@ -283,3 +283,37 @@ async fn answers_are_cached_in_memory_when_redis_is_unreachable() {
     assert_eq!((status, again["cached"].as_bool()), (StatusCode::OK, Some(true)), "{again}");
     assert_eq!(again["answer"], first["answer"]);
 }
+
+/// The platform's promise end to end: a task trained on the demo FAQ through the API, registered, exported
+/// and deployed, answers the FAQ's questions with its answers (scored by the model test on the dataset).
+#[tokio::test]
+async fn a_model_trained_on_the_faq_answers_its_questions() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    // Full-batch steps on all 20 pairs, every linear layer (as the ML memorisation test does).
+    let config = json!({"rank": 16, "alpha": 32, "targets": ["all"], "learning_rate": 3e-3, "epochs": 400,
+        "batch_size": 20, "warmup_steps": 20, "max_seq_len": 96, "checkpoint_every": 0, "seed": 0});
+    let (status, created) = app.create_task(&admin, &dataset, config, true).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let task = created["id"].as_str().unwrap().to_owned();
+    let done = app.task_until(&admin, &task, 600, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let response = app.post("/api/models", Some(&admin), json!({"name": "faq bot", "training_task_id": task})).await;
+    let model = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.model_until(&admin, &model, |m| m["status"] == "ready").await;
+    let response =
+        app.post(&format!("/api/models/{model}/test"), Some(&admin), json!({"dataset_id": dataset, "limit": 20})).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let tested = app.model_until(&admin, &model, |m| m["accuracy"].is_number()).await;
+    let accuracy = tested["accuracy"].as_f64().unwrap();
+    eprintln!("FAQ accuracy after training through the platform: {accuracy} ({})", done["result"]);
+    assert!(accuracy >= 0.9, "{tested}");
+
+    app.post(&format!("/api/models/{model}/deploy"), Some(&admin), json!({})).await;
+    app.model_until(&admin, &model, |m| m["deployed"] == true).await;
+    let (status, answer) =
+        app.ask(&admin, json!({"question": "Who can create training tasks?", "max_new_tokens": 40})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["answer"], "Admins and trainers can create training tasks.", "{answer}");
+}
