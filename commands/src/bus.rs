@@ -214,10 +214,15 @@ impl CommandBus {
         want_state: bool,
     ) -> Result<Option<A>, AggregateError<A::Error>> {
         let mut context = store.load_aggregate(id).await?;
+        let loaded = context.aggregate.clone();
         let sink: EventSink<A> = EventSink::default();
         // The sink applies each event to the aggregate as the command decides it.
         context.aggregate().handle(command, services, &sink).await.map_err(AggregateError::UserError)?;
         let state = want_state.then(|| context.aggregate().clone());
+        // `commit` applies the events to the context's aggregate again to build the snapshot (cqrs-es 0.5's
+        // own `execute` does the same): it must get the state as loaded, or every event is applied twice to
+        // the snapshot (harmless for an event that sets a field, wrong for one that appends to a list).
+        context.aggregate = loaded;
         store.commit(sink.collect().await, context, meta.to_map()).await?;
         Ok(state)
     }

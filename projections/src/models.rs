@@ -179,3 +179,8 @@ pub async fn list(
         .await?;
     Ok((rows, total))
 }
+
+/// Every row, in key order (rebuild comparisons).
+pub async fn all_rows(db: &PgPool) -> Result<Vec<ModelRow>, ProjectionError> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM models_view ORDER BY id")).fetch_all(db).await?)
+}

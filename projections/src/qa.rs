@@ -117,3 +117,8 @@ pub async fn history(
         .await?;
     Ok((rows, total))
 }
+
+/// Every row, in key order (rebuild comparisons).
+pub async fn all_rows(db: &PgPool) -> Result<Vec<QuestionRow>, ProjectionError> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM qa_history_view ORDER BY question_id")).fetch_all(db).await?)
+}

@@ -122,17 +122,39 @@ fn train_config(config: &TrainingConfig, base: PathBuf, data: PathBuf, out: Path
     })
 }
 
-/// The newest complete checkpoint in `dir` (`checkpoint-<step>`; `.partial` folders are unfinished).
-pub fn latest_checkpoint(dir: &Path) -> Option<(u64, PathBuf)> {
-    std::fs::read_dir(dir)
-        .ok()?
+/// How many checkpoints a run folder keeps (the newest; older ones are removed as new ones are written).
+const KEEP_CHECKPOINTS: usize = 2;
+
+/// The complete checkpoints in `dir` (`checkpoint-<step>`; `.partial` folders are unfinished), oldest first.
+fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<(u64, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
             Some((step, entry.path()))
         })
-        .max_by_key(|(step, _)| *step)
+        .collect();
+    found.sort_by_key(|(step, _)| *step);
+    found
+}
+
+/// The newest complete checkpoint in `dir`.
+pub fn latest_checkpoint(dir: &Path) -> Option<(u64, PathBuf)> {
+    checkpoints(dir).pop()
+}
+
+/// Removes all but the newest `keep` checkpoints of `dir`; returns how many went.
+pub(crate) fn prune_checkpoints(dir: &Path, keep: usize) -> usize {
+    let found = checkpoints(dir);
+    let old = found.len().saturating_sub(keep);
+    for (_, path) in &found[..old] {
+        if let Err(error) = std::fs::remove_dir_all(path) {
+            tracing::warn!(%error, path = %path.display(), "could not remove an old checkpoint");
+        }
+    }
+    old
 }
 
 fn metrics(p: &Progress) -> TrainingMetrics {
@@ -413,6 +435,7 @@ impl TrainingWorker {
         shutdown: &CancellationToken,
         meta: &CommandMetadata,
     ) -> Ended {
+        let (run_dir, every) = (cfg.out.clone(), cfg.hyper.checkpoint_every);
         let cancel = Arc::new(AtomicBool::new(false));
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
@@ -441,6 +464,11 @@ impl TrainingWorker {
             tokio::select! {
                 done = &mut done_rx => break done,
                 Some(p) = progress_rx.recv() => {
+                    // The checkpoint of the step before this one's is complete: old ones can go.
+                    if every > 0 && p.step % every == 0 {
+                        let dir = run_dir.clone();
+                        let _ = tokio::task::spawn_blocking(move || prune_checkpoints(&dir, KEEP_CHECKPOINTS)).await;
+                    }
                     let due = last_recorded.is_none_or(|t| t.elapsed() >= self.progress_interval)
                         || p.eval_loss.is_some()
                         || p.step == p.total_steps;
@@ -483,6 +511,8 @@ impl TrainingWorker {
                 }
             }
         };
+        let dir = run_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || prune_checkpoints(&dir, KEEP_CHECKPOINTS)).await;
         // Reports the thread sent before it finished.
         while let Ok(p) = progress_rx.try_recv() {
             pending = Some(p);
@@ -513,13 +543,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_latest_complete_checkpoint_is_found() {
+    fn the_latest_complete_checkpoint_is_found_and_old_ones_pruned() {
         let dir = std::env::temp_dir().join(format!("bonsai-ckpt-{}", Uuid::new_v4()));
         assert_eq!(latest_checkpoint(&dir), None, "no folder, no checkpoint");
-        for name in ["checkpoint-4", "checkpoint-12", "checkpoint-30.partial", "checkpoint-x", "adapter"] {
+        for name in
+            ["checkpoint-4", "checkpoint-12", "checkpoint-8", "checkpoint-30.partial", "checkpoint-x", "adapter"]
+        {
             std::fs::create_dir_all(dir.join(name)).unwrap();
         }
         assert_eq!(latest_checkpoint(&dir), Some((12, dir.join("checkpoint-12"))));
+        assert_eq!(prune_checkpoints(&dir, 2), 1);
+        assert!(!dir.join("checkpoint-4").exists() && dir.join("checkpoint-8").exists());
+        assert!(dir.join("adapter").exists() && dir.join("checkpoint-x").exists(), "only checkpoints are pruned");
+        assert_eq!(prune_checkpoints(&dir, 2), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -118,6 +118,17 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     assert_eq!(tested["accuracy"], 0.5, "{tested}");
     assert_eq!(tested["test_report"]["cases"][1]["correct"], false);
 
+    // Both views are rebuilt from the events to the same rows.
+    let (models, questions) = (
+        bonsai_projections::models::all_rows(&app.pool).await.unwrap(),
+        bonsai_projections::qa::all_rows(&app.pool).await.unwrap(),
+    );
+    bonsai_projections::rebuild(&app.pool, &bonsai_projections::models::ModelsProjection).await.unwrap();
+    bonsai_projections::rebuild(&app.pool, &bonsai_projections::qa::QaProjection).await.unwrap();
+    assert_eq!(bonsai_projections::models::all_rows(&app.pool).await.unwrap(), models);
+    assert_eq!(bonsai_projections::qa::all_rows(&app.pool).await.unwrap(), questions);
+    assert_eq!(questions.len(), 3);
+
     // Undeployed, it answers no more.
     let response = app.post(&format!("/api/models/{model}/undeploy"), Some(&admin), json!({})).await;
     assert_eq!(response.status(), StatusCode::OK);

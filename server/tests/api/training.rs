@@ -65,7 +65,7 @@ async fn a_task_trains_to_completion_and_reports_its_progress() {
     let admin = app.admin_token().await;
     let dataset = app.training_fixture(&admin).await;
     let config = json!({"max_steps": 6, "learning_rate": 1e-3, "eval_split": 0.1, "eval_every": 3,
-        "checkpoint_every": 3, "targets": ["q_proj", "v", "q"]});
+        "checkpoint_every": 2, "targets": ["q_proj", "v", "q"]});
     let (status, created) = app.create_task(&admin, &dataset, config, true).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!((created["status"].as_str(), created["attempt"].as_u64()), (Some("queued"), Some(1)));
@@ -84,6 +84,9 @@ async fn a_task_trains_to_completion_and_reports_its_progress() {
     let adapter = data_dir.join(result["adapter_path"].as_str().unwrap());
     let peft: Value = serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap()).unwrap();
     assert_eq!((peft["peft_type"].as_str(), peft["r"].as_u64()), (Some("LORA"), Some(8)));
+    let run = data_dir.join("training").join(&id);
+    let kept: Vec<bool> = [2, 4, 6].iter().map(|s| run.join(format!("checkpoint-{s}")).is_dir()).collect();
+    assert_eq!(kept, [false, true, true], "the newest two checkpoints are kept");
     let merged = data_dir.join(result["merged_path"].as_str().unwrap());
     assert!(merged.join("config.json").is_file() && merged.join("tokenizer.json").is_file(), "a whole model");
 
