@@ -40,6 +40,17 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Follow a training task of a running platform with a progress bar until its run ends.
+    WatchTask {
+        /// The task id.
+        id: String,
+        /// The platform's address.
+        #[arg(long, env = "BONSAI_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An access token (from `POST /api/auth/login`).
+        #[arg(long, env = "BONSAI_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     #[command(flatten)]
     Ml(bonsai_ml::cli::MlCommand),
 }
@@ -87,6 +98,19 @@ fn main() -> anyhow::Result<()> {
                 report.young
             );
             Ok(())
+        }),
+        Command::WatchTask { id, url, token } => runtime()?.block_on(async {
+            match bonsai_server::watch::watch(&url, &token, &id, false).await? {
+                bonsai_server::watch::Ended::Completed(result) => {
+                    println!("completed: {result}");
+                    Ok(())
+                }
+                bonsai_server::watch::Ended::Stopped { step } => {
+                    println!("stopped at step {step} (start it again to resume)");
+                    Ok(())
+                }
+                bonsai_server::watch::Ended::Failed { code, message } => anyhow::bail!("failed ({code}): {message}"),
+            }
         }),
         // CPU-bound ML commands run on the main thread, outside any async runtime.
         Command::Ml(command) => bonsai_ml::cli::run(command),

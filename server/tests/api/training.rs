@@ -353,3 +353,32 @@ async fn a_tasks_events_are_pushed_live_until_its_run_ends() {
         app.client.get(app.url(&format!("/api/training/tasks/{id}/events"))).bearer_auth(&other).send().await.unwrap();
     assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_cli_follows_a_task_until_its_run_ends() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, created) = app.create_task(&admin, &dataset, json!({"max_steps": 5, "merge": false}), false).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.task_until(&admin, &id, 20, |_| true).await;
+    let watch = |id: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_bonsai"))
+            .args(["watch-task", &id, "--url", &app.addr, "--token", &admin])
+            .env("BONSAI_CONFIG", "/nonexistent.toml")
+            .output()
+    };
+    let watching = tokio::spawn(watch(id.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.task_command(&admin, &id, "start").await;
+    let output = tokio::time::timeout(Duration::from_secs(120), watching).await.unwrap().unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("completed: ") && stdout.contains("\"steps\":5"), "{stdout}");
+    // A task at rest answers at once; an unknown one is an error.
+    let again = watch(id.clone()).await.unwrap();
+    assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).starts_with("completed: "));
+    let unknown = watch(uuid::Uuid::new_v4().to_string()).await.unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("404"), "{}", String::from_utf8_lossy(&unknown.stderr));
+}
