@@ -44,7 +44,19 @@ async fn health_readiness_and_openapi_are_served() {
     let response = app.get("/api/openapi.json", None).await;
     assert_eq!(response.status(), StatusCode::OK);
     let doc: Value = response.json().await.unwrap();
-    for path in ["/api/auth/login", "/api/auth/refresh", "/api/users", "/api/users/{id}", "/api/audit/events"] {
+    for path in [
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/users",
+        "/api/users/{id}",
+        "/api/audit/events",
+        "/api/training/tasks",
+        "/api/training/tasks/{id}/events",
+        "/api/training/tasks/{id}/adapter/{file}",
+        "/api/models/{id}/test",
+        "/api/qa/ask",
+        "/api/qa/history",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
