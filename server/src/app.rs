@@ -35,6 +35,8 @@ pub struct Application {
     pub data_dir: std::path::PathBuf,
     /// Answers to repeated first questions (Redis, or memory).
     pub answer_cache: AnswerCache,
+    /// The devices whose training tasks this node runs.
+    training_devices: String,
     waker: RelayWaker,
     file_gc_interval: Duration,
     file_gc_grace: Duration,
@@ -87,6 +89,12 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let file_gc_interval = Duration::from_secs(settings.file_gc_interval_secs);
         let file_gc_grace = Duration::from_secs(settings.file_gc_grace_secs);
+        for device in settings.training_devices.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            anyhow::ensure!(
+                bonsai_domain::training::DEVICES.contains(&device),
+                "BONSAI__TRAINING_DEVICES: unknown device {device:?} (cpu, cuda)"
+            );
+        }
         let data_dir = settings.data_dir.clone();
         let ttl = Duration::from_secs(settings.answer_cache_ttl_secs);
         let answer_cache = AnswerCache::connect(&settings.redis_url, &settings.nats_prefix, ttl).await;
@@ -99,6 +107,7 @@ impl Application {
             models,
             data_dir,
             answer_cache,
+            training_devices: settings.training_devices.clone(),
             waker,
             file_gc_interval,
             file_gc_grace,
@@ -145,15 +154,19 @@ impl Application {
         );
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:dataset-validation".to_owned(), validation.run(stop).await) });
-        let trainer = TrainingWorker::new(
-            self.bus.clone(),
-            self.commands.clone(),
-            self.files.clone(),
-            self.models.clone(),
-            self.data_dir.clone(),
-        );
-        let stop = shutdown.clone();
-        tasks.spawn(async move { ("worker:training".to_owned(), trainer.run(stop).await) });
+        for device in self.training_devices.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let trainer = TrainingWorker::new(
+                self.bus.clone(),
+                self.commands.clone(),
+                self.files.clone(),
+                self.models.clone(),
+                self.data_dir.clone(),
+                device,
+            );
+            let stop = shutdown.clone();
+            let name = format!("worker:training:{device}");
+            tasks.spawn(async move { (name, trainer.run(stop).await) });
+        }
         let engines = Engines::default();
         let (bus, commands, data_dir) = (self.bus.clone(), self.commands.clone(), self.data_dir.clone());
         let model_worker = ModelWorker::new(bus, commands, self.models.clone(), data_dir, engines.clone());

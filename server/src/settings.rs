@@ -43,6 +43,10 @@ pub struct Settings {
     pub redis_url: String,
     /// How long a cached answer is kept (seconds).
     pub answer_cache_ttl_secs: u64,
+    /// The devices whose training tasks this node runs, comma-separated (`cpu`, `cuda`; empty: none). A
+    /// device listed on a node without it fails its tasks at once (`device_unavailable`); a device no node
+    /// lists leaves its tasks queued.
+    pub training_devices: String,
     pub http_addr: String,
     /// HS256 secret. Unset: a random one per process (tokens do not survive a restart) and a warning.
     pub jwt_secret: Secret,
@@ -87,6 +91,7 @@ impl Default for Settings {
             nats_prefix: "bonsai".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             answer_cache_ttl_secs: 24 * 3600,
+            training_devices: "cpu,cuda".into(),
             http_addr: "127.0.0.1:8080".into(),
             jwt_secret: Secret::default(),
             access_token_ttl_secs: 15 * 60,

@@ -10,8 +10,10 @@
 //! - Crash or shutdown: the message is not acknowledged while training (JetStream is told the work is in
 //!   progress instead), so a run whose worker died is redelivered, and the next worker resumes it from its
 //!   last checkpoint. A worker that shuts down stops the run at a step boundary the same way.
-//! - Each worker fetches one message at a time, so one worker process trains one task at a time; more
-//!   workers on the same durable consumer train more tasks at once.
+//! - Scheduling: each device (`cpu`, `cuda`) has its own durable consumer, `<stream>_worker_training_<device>`,
+//!   and a worker runs only its device's tasks, so a task waits (queued) until a worker of its device is free.
+//!   Each worker fetches one message at a time, so it trains one task at a time; more workers of a device
+//!   train more of its tasks at once. A node runs one worker per device in `BONSAI__TRAINING_DEVICES`.
 
 use crate::bus::open_with_retry;
 use crate::{EventBus, Processed};
@@ -40,6 +42,9 @@ pub(crate) const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 pub struct TrainingWorker {
+    /// The device whose tasks this worker runs (`cpu` or `cuda`): each device has a durable consumer of its
+    /// own, so a task waits for a worker that serves its device.
+    device: String,
     bus: EventBus,
     commands: CommandBus,
     files: Arc<dyn FileStore>,
@@ -182,15 +187,17 @@ impl TrainingWorker {
         files: Arc<dyn FileStore>,
         models: LocalModels,
         data_dir: PathBuf,
+        device: &str,
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "bonsai".to_owned());
         Self {
+            device: device.to_owned(),
             bus,
             commands,
             files,
             models,
             data_dir,
-            name: format!("{host}/{}", std::process::id()),
+            name: format!("{host}/{}/{device}", std::process::id()),
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
         }
     }
@@ -207,7 +214,7 @@ impl TrainingWorker {
     }
 
     fn durable_name(&self) -> String {
-        format!("{}_worker_training", self.bus.stream_name().to_lowercase())
+        format!("{}_worker_training_{}", self.bus.stream_name().to_lowercase(), self.device)
     }
 
     async fn consumer(&self) -> Result<Consumer<pull::Config>, async_nats::Error> {
@@ -315,6 +322,10 @@ impl TrainingWorker {
     ) -> Result<Processed, CommandError> {
         let task = self.commands.training_state(task_id).await?;
         if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
+            return Ok(Processed::AlreadyApplied);
+        }
+        // Another device's task: that device's workers (their own consumer) run it.
+        if task.config.as_ref().is_some_and(|c| c.device != self.device) {
             return Ok(Processed::AlreadyApplied);
         }
         let (Some(config), Some(dataset)) = (task.config.clone(), task.dataset.clone()) else {

@@ -376,9 +376,46 @@ async fn the_cli_follows_a_task_until_its_run_ends() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.starts_with("completed: ") && stdout.contains("\"steps\":5"), "{stdout}");
     // A task at rest answers at once; an unknown one is an error.
-    let again = watch(id.clone()).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(60), watch(id.clone())).await.unwrap().unwrap();
     assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).starts_with("completed: "));
-    let unknown = watch(uuid::Uuid::new_v4().to_string()).await.unwrap();
+    let unknown =
+        tokio::time::timeout(Duration::from_secs(60), watch(uuid::Uuid::new_v4().to_string())).await.unwrap().unwrap();
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("404"), "{}", String::from_utf8_lossy(&unknown.stderr));
+}
+
+#[tokio::test]
+async fn a_task_waits_for_a_worker_of_its_device() {
+    let mut settings = test_settings();
+    settings.training_devices = "cpu".into();
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, gpu) = app.create_task(&admin, &dataset, json!({"max_steps": 2, "device": "cuda"}), true).await;
+    let (_, cpu) = app.create_task(&admin, &dataset, json!({"max_steps": 2, "merge": false}), true).await;
+    let (gpu, cpu) = (gpu["id"].as_str().unwrap().to_owned(), cpu["id"].as_str().unwrap().to_owned());
+    // The CPU task, queued after the GPU one, is trained; the GPU one waits for a CUDA worker.
+    app.task_until(&admin, &cpu, 120, |t| t["status"] == "completed").await;
+    let waiting = app.task_until(&admin, &gpu, 20, |_| true).await;
+    assert_eq!(waiting["status"], "queued", "no node here runs cuda tasks: {waiting}");
+    let (status, stopped) = app.task_command(&admin, &gpu, "stop").await;
+    assert_eq!((status, stopped["status"].as_str()), (StatusCode::ACCEPTED, Some("stopped")));
+}
+
+#[tokio::test]
+async fn a_cuda_task_on_a_node_without_a_gpu_fails_at_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2, "device": "cuda"}), true).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let ended =
+        app.task_until(&admin, &id, 120, |t| ["completed", "failed"].contains(&t["status"].as_str().unwrap())).await;
+    // Where a GPU and the CUDA libraries are present the task trains on it; elsewhere it says why not.
+    if ended["status"] == "failed" {
+        assert_eq!(ended["error"]["code"], "device_unavailable", "{ended}");
+        assert!(ended["error"]["message"].as_str().unwrap().contains("cuda"), "{ended}");
+    } else {
+        assert!(ended["result"]["device"].as_str().unwrap().starts_with("cuda"), "{ended}");
+    }
 }

@@ -7,6 +7,7 @@ use crate::extract::ApiPath;
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use bonsai_domain::training::TaskStatus;
 use bonsai_domain::Permission;
 use bonsai_projections::StoredEvent;
 use futures::{Stream, StreamExt};
@@ -17,7 +18,7 @@ use uuid::Uuid;
 /// Events after which a run is over.
 const FINAL: [&str; 3] = ["TrainingCompleted", "TrainingFailed", "TrainingStopped"];
 
-/// First a `snapshot` event (the task as the view has it), then every event of the task as it is
+/// First a `snapshot` event (the task as the view has it, with its status as committed), then every event of the task as it is
 /// committed (`event:` its type, `data:` the envelope as on NATS), until the run ends. Comments keep the
 /// connection alive every 15 s.
 #[utoipa::path(get, path = "/api/training/tasks/{id}/events", tag = "training", security(("bearer" = [])),
@@ -33,8 +34,15 @@ pub(crate) async fn task_events(
     // Subscribed before the snapshot is read, so nothing falls between the two.
     let subject = format!("{}.events.TrainingTask.{id}", state.nats_prefix);
     let live = state.nats.subscribe(subject).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let task = TaskDto::from(visible(&state, &user, id).await?);
-    let over = ["completed", "failed", "stopped"].contains(&task.status.as_str());
+    let mut task = TaskDto::from(visible(&state, &user, id).await?);
+    // Whether the run is over comes from the task's committed events, not the view: a final event published
+    // before the subscription may not be in the view yet, and would otherwise be waited for forever.
+    let committed = state.commands.training_state(id).await?;
+    let over = matches!(committed.status, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Stopped);
+    task.status = committed.status.to_string();
+    if let Some(result) = &committed.result {
+        task.result = serde_json::to_value(result).ok();
+    }
     let snapshot =
         Event::default().event("snapshot").json_data(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Ends right after the first final event, which is still sent.
