@@ -66,6 +66,11 @@ impl ApiError {
         Self::Unauthenticated { code, message: message.into() }
     }
 
+    /// 422 with `code`, naming the request `field` that is wrong in `details`.
+    pub fn field(code: &'static str, message: impl Into<String>, field: &str) -> Self {
+        Self::Unprocessable { code, message: message.into(), details: Some(serde_json::json!({ "field": field })) }
+    }
+
     pub fn invalid(value: InvalidValue) -> Self {
         Self::Unprocessable {
             code: "validation_failed",

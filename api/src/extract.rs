@@ -29,6 +29,16 @@ pub(crate) fn page_window(page: Option<i64>, page_size: Option<i64>) -> Result<(
     Ok((page, page_size))
 }
 
+/// A list's `status` filter, if given, must be one of `allowed`; otherwise 422 `validation_failed`.
+pub(crate) fn status_filter(status: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+    match status {
+        Some(status) if !allowed.contains(&status) => {
+            Err(ApiError::field("validation_failed", format!("status must be one of {}", allowed.join(", ")), "status"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Path parameters; a bad one is 400 `invalid_path`.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]

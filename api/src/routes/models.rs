@@ -3,7 +3,7 @@
 //! a ready model can be deployed (it then answers `/api/qa/ask`), undeployed, and tested.
 
 use crate::auth::AuthUser;
-use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
+use crate::extract::{page_window, status_filter, ApiJson, ApiPath, ApiQuery, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,10 +19,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-fn unprocessable(code: &'static str, message: impl Into<String>, field: &str) -> ApiError {
-    ApiError::Unprocessable { code, message: message.into(), details: Some(json!({ "field": field })) }
-}
 
 /// A new model: from exactly one of `training_task_id` (a completed task of yours with a merged model) or
 /// `base_model_id` (an installed model folder).
@@ -124,17 +120,17 @@ async fn source(
             let task = state.commands.training_state(*task_id).await?;
             let actor = Actor { id: user.id, role: user.role };
             if task.id.is_none() || !task.visible_to(&actor) {
-                return Err(unprocessable("unknown_training_task", "no such training task", "training_task_id"));
+                return Err(ApiError::field("unknown_training_task", "no such training task", "training_task_id"));
             }
             let result = match (task.status, task.result) {
                 (TaskStatus::Completed, Some(result)) => result,
                 (status, _) => {
                     let message = format!("the training task is {status}; only a completed task makes a model");
-                    return Err(unprocessable("training_not_completed", message, "training_task_id"));
+                    return Err(ApiError::field("training_not_completed", message, "training_task_id"));
                 }
             };
             let merged_path = result.merged_path.clone().ok_or_else(|| {
-                unprocessable("model_not_merged", "the task was trained with merge: false", "training_task_id")
+                ApiError::field("model_not_merged", "the task was trained with merge: false", "training_task_id")
             })?;
             let metrics = serde_json::to_value(&result).unwrap_or_default();
             Ok((ModelSource::TrainingTask { task_id: *task_id, merged_path }, task.base_model_id, metrics))
@@ -151,11 +147,11 @@ async fn source(
                 } else {
                     "unknown_base_model"
                 };
-                unprocessable(code, e.to_string(), "base_model_id")
+                ApiError::field(code, e.to_string(), "base_model_id")
             })?;
             Ok((ModelSource::Installed { model_id: model_id.clone() }, model_id, json!({})))
         }
-        _ => Err(unprocessable(
+        _ => Err(ApiError::field(
             "validation_failed",
             "give exactly one of training_task_id and base_model_id",
             "training_task_id",
@@ -209,11 +205,7 @@ pub(crate) async fn list_models(
 ) -> Result<Json<ModelPage>, ApiError> {
     user.require(Permission::ReadDeployedModels)?;
     let (page, page_size) = page_window(query.page, query.page_size)?;
-    if let Some(status) = &query.status {
-        if !["exporting", "ready", "failed"].contains(&status.as_str()) {
-            return Err(unprocessable("validation_failed", "status must be exporting, ready or failed", "status"));
-        }
-    }
+    status_filter(query.status.as_deref(), &["exporting", "ready", "failed"])?;
     let deployed_only = query.deployed.unwrap_or(false) || !user.role.can(Permission::ManageModels);
     let (rows, total) =
         models::list(&state.pool, deployed_only, query.status.as_deref(), query.name.as_deref(), page, page_size)
@@ -334,7 +326,7 @@ pub(crate) async fn test_model(
         (None, Some(dataset_id)) => {
             let limit = request.limit.unwrap_or(50);
             if !(1..=bonsai_domain::model::MAX_TEST_CASES).contains(&limit) {
-                return Err(unprocessable("validation_failed", "limit must be 1 to 200", "limit"));
+                return Err(ApiError::field("validation_failed", "limit must be 1 to 200", "limit"));
             }
             let dataset = super::training::dataset_ref(&state, &user, dataset_id, request.dataset_version).await?;
             let files = state.files.clone();
@@ -347,7 +339,7 @@ pub(crate) async fn test_model(
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(ApiError::Internal)?
         }
-        _ => return Err(unprocessable("validation_failed", "give exactly one of cases and dataset_id", "cases")),
+        _ => return Err(ApiError::field("validation_failed", "give exactly one of cases and dataset_id", "cases")),
     };
     let by = Actor { id: user.id, role: user.role };
     let answer = command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases }).await?;

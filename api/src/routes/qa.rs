@@ -122,27 +122,22 @@ pub(crate) async fn ask(
     ApiJson(request): ApiJson<AskRequest>,
 ) -> Result<(StatusCode, Json<QuestionDto>), ApiError> {
     user.require(Permission::AskQuestions)?;
-    let field = |code: &'static str, message: &str, field: &str| ApiError::Unprocessable {
-        code,
-        message: message.to_owned(),
-        details: Some(json!({ "field": field })),
-    };
     let wait = request.wait_secs.unwrap_or(30);
     if wait > MAX_WAIT_SECS {
-        return Err(field("validation_failed", "wait_secs must be 0 to 120", "wait_secs"));
+        return Err(ApiError::field("validation_failed", "wait_secs must be 0 to 120", "wait_secs"));
     }
     let model_id = match request.model_id {
         Some(id) => {
             let model = state.commands.model_state(id).await?;
             if !(model.deployed && model.status == ModelStatus::Ready) {
-                return Err(field("model_not_deployed", "the model is not deployed", "model_id"));
+                return Err(ApiError::field("model_not_deployed", "the model is not deployed", "model_id"));
             }
             id
         }
         None => bonsai_projections::models::latest_deployed(&state.pool)
             .await?
             .map(|m| m.id)
-            .ok_or_else(|| field("no_deployed_model", "no model is deployed", "model_id"))?,
+            .ok_or_else(|| ApiError::field("no_deployed_model", "no model is deployed", "model_id"))?,
     };
     let defaults = AnswerParams::default();
     let params = AnswerParams {

@@ -108,6 +108,20 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     let (status, _) = app.ask(&other, json!({"question": "Mine?", "session_id": session})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another user's conversation cannot be continued");
 
+    // Without waiting, the question is accepted (202) and its answer is polled.
+    let (status, pending) =
+        app.ask(&user, json!({"question": "Is it open?", "max_new_tokens": 4, "wait_secs": 0})).await;
+    assert_eq!((status, pending["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{pending}");
+    assert_eq!(pending["question"], "Is it open?");
+    let path = format!("/api/qa/questions/{}", pending["question_id"].as_str().unwrap());
+    eventually(|| async {
+        let response = app.get(&path, Some(&user)).await;
+        response.status() == StatusCode::OK && response.json::<Value>().await.unwrap()["status"] == "answered"
+    })
+    .await;
+    let deployed: Value = app.get("/api/models?deployed=true", Some(&admin)).await.json().await.unwrap();
+    assert_eq!((deployed["total"].as_i64(), deployed["items"][0]["id"].as_str()), (Some(1), Some(model.as_str())));
+
     // A test scores greedy answers against the expected ones.
     let cases = json!({"cases": [{"question": "What is Bonsai?", "expected": expected},
         {"question": "What is Bonsai?", "expected": "zzz never said"}]});
@@ -127,7 +141,7 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     bonsai_projections::rebuild(&app.pool, &bonsai_projections::qa::QaProjection).await.unwrap();
     assert_eq!(bonsai_projections::models::all_rows(&app.pool).await.unwrap(), models);
     assert_eq!(bonsai_projections::qa::all_rows(&app.pool).await.unwrap(), questions);
-    assert_eq!(questions.len(), 3);
+    assert_eq!(questions.len(), 4);
 
     // Undeployed, it answers no more.
     let response = app.post(&format!("/api/models/{model}/undeploy"), Some(&admin), json!({})).await;

@@ -108,6 +108,11 @@ async fn a_task_trains_to_completion_and_reports_its_progress() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
     let listed: Value = app.get("/api/training/tasks?status=completed", Some(&admin)).await.json().await.unwrap();
     assert_eq!((listed["total"].as_i64(), listed["items"][0]["id"].as_str()), (Some(1), Some(id.as_str())));
+    let on_dataset = format!("/api/training/tasks?dataset_id={dataset}");
+    let listed: Value = app.get(&on_dataset, Some(&admin)).await.json().await.unwrap();
+    assert_eq!(listed["total"], 1);
+    let other = format!("/api/training/tasks?dataset_id={}", uuid::Uuid::new_v4());
+    assert_eq!(app.get(&other, Some(&admin)).await.json::<Value>().await.unwrap()["total"], 0);
 
     // Monitoring sees the outcome and the requests, by route template.
     let metrics = app.get("/metrics", None).await;

@@ -11,7 +11,7 @@ pub(crate) use dto::{DatasetDetail, DatasetDto, DatasetPage, PreviewPage, Upload
 pub(crate) use upload::{__path_upload, upload};
 
 use crate::auth::AuthUser;
-use crate::extract::{page_window, ApiPath, ApiQuery, Correlation};
+use crate::extract::{page_window, status_filter, ApiPath, ApiQuery, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -94,11 +94,7 @@ pub(crate) async fn list_datasets(
 ) -> Result<Json<DatasetPage>, ApiError> {
     user.require(Permission::ManageDatasets)?;
     let (page, page_size) = page_window(query.page, query.page_size)?;
-    if let Some(status) = &query.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(unprocessable(format!("status must be one of {}", STATUSES.join(", "))));
-        }
-    }
+    status_filter(query.status.as_deref(), &STATUSES)?;
     let owner = (!user.role.can(Permission::ReadAllDatasets)).then_some(user.id);
     let (rows, total) = datasets::list(&state.pool, owner, query.status.as_deref(), page, page_size).await?;
     Ok(Json(DatasetPage { items: rows.into_iter().map(DatasetDto::from).collect(), total, page, page_size }))

@@ -12,7 +12,7 @@ pub(crate) use dto::{CreateTaskRequest, ProgressDto, ProgressPoint, ProgressRepo
 pub(crate) use stream::{__path_task_events, task_events};
 
 use crate::auth::AuthUser;
-use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
+use crate::extract::{page_window, status_filter, ApiJson, ApiPath, ApiQuery, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,10 +29,6 @@ use uuid::Uuid;
 
 fn actor(user: &AuthUser) -> Actor {
     Actor { id: user.id, role: user.role }
-}
-
-fn unprocessable(code: &'static str, message: impl Into<String>, field: &str) -> ApiError {
-    ApiError::Unprocessable { code, message: message.into(), details: Some(json!({ "field": field })) }
 }
 
 /// The task as the view has it, if `user` may see it; otherwise (also for another user's) 404.
@@ -54,7 +50,7 @@ fn base_model(state: &AppState, id: &str) -> Result<(), ApiError> {
             ModelLookupError::InvalidId(_) => "validation_failed",
             ModelLookupError::NotFound(_) => "unknown_base_model",
         };
-        unprocessable(code, e.to_string(), "base_model_id")
+        ApiError::field(code, e.to_string(), "base_model_id")
     })
 }
 
@@ -69,14 +65,14 @@ pub(crate) async fn dataset_ref(
     let dataset = state.commands.dataset_state(dataset_id).await?;
     let visible = dataset.owner_id == Some(user.id) || user.role.can(Permission::ReadAllDatasets);
     if dataset.id.is_none() || !visible {
-        return Err(unprocessable("unknown_dataset", "no such dataset", "dataset_id"));
+        return Err(ApiError::field("unknown_dataset", "no such dataset", "dataset_id"));
     }
     if dataset.archived {
         return Err(ApiError::Conflict { code: "dataset_archived", message: "the dataset is archived".into() });
     }
     let number = version.unwrap_or_else(|| dataset.latest_version());
     let v = dataset.version(number).ok_or_else(|| {
-        unprocessable("unknown_dataset_version", format!("the dataset has no version {number}"), "dataset_version")
+        ApiError::field("unknown_dataset_version", format!("the dataset has no version {number}"), "dataset_version")
     })?;
     if v.status != VersionStatus::Valid {
         return Err(ApiError::Unprocessable {
@@ -148,16 +144,7 @@ pub(crate) async fn list_tasks(
 ) -> Result<Json<TaskPage>, ApiError> {
     user.require(Permission::ManageTraining)?;
     let (page, page_size) = page_window(query.page, query.page_size)?;
-    if let Some(status) = &query.status {
-        if !TaskStatus::ALL.iter().any(|s| s.as_str() == status) {
-            let names: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
-            return Err(unprocessable(
-                "validation_failed",
-                format!("status must be one of {}", names.join(", ")),
-                "status",
-            ));
-        }
-    }
+    status_filter(query.status.as_deref(), &TaskStatus::ALL.map(TaskStatus::as_str))?;
     let owner = (!user.role.can(Permission::ReadAllTraining)).then_some(user.id);
     let (rows, total) =
         training::list(&state.pool, owner, query.status.as_deref(), query.dataset_id, page, page_size).await?;
