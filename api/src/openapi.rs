@@ -14,14 +14,16 @@ use utoipa_swagger_ui::SwaggerUi;
         healthz, readyz, login, refresh, logout, get_profile, update_profile, change_password, list_users,
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
         preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, adapter_file, start_task, stop_task,
-        register_model, list_models, get_model, deploy_model, undeploy_model, test_model, ask, qa_history, get_question
+        register_model, list_models, get_model, deploy_model, undeploy_model, test_model, ask, qa_history, conversation,
+        delete_history, get_question
     ),
     components(schemas(
         crate::ErrorBody, crate::error::ErrorDetail, LoginRequest, RefreshRequest, LogoutRequest, TokenResponse,
         UserDto, UserPage, UpdateProfileRequest, ChangePasswordRequest, CreateUserRequest, PatchUserRequest,
         AuditEventDto, AuditPage, DatasetDto, DatasetDetail, DatasetPage, VersionDto, ValidationAccepted, PreviewPage,
         UploadForm, CreateTaskRequest, TaskDto, TaskPage, TaskAccepted, ProgressDto, ProgressPoint, ProgressReport,
-        RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AskRequest, QuestionDto, QuestionPage
+        RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AskRequest, QuestionDto, QuestionPage,
+        ConversationPage
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "health"))

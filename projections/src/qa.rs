@@ -23,7 +23,7 @@ impl Projection for QaProjection {
         if event.aggregate_type != "QaSession" {
             return Ok(());
         }
-        let (decoded, _session): (QaEvent, uuid::Uuid) = event.decode()?;
+        let (decoded, session): (QaEvent, uuid::Uuid) = event.decode()?;
         let at = event.recorded_at;
         let query = match decoded {
             QaEvent::QuestionAsked { session_id, question_id, user_id, model_id, question, .. } => sqlx::query(
@@ -56,6 +56,12 @@ impl Projection for QaProjection {
             .bind(code)
             .bind(message)
             .bind(at),
+            QaEvent::QuestionDeleted { question_id } => {
+                sqlx::query("DELETE FROM qa_history_view WHERE question_id = $1").bind(question_id)
+            }
+            QaEvent::HistoryCleared {} => {
+                sqlx::query("DELETE FROM qa_history_view WHERE session_id = $1").bind(session)
+            }
         };
         query.execute(conn).await?;
         Ok(())
@@ -99,9 +105,32 @@ pub async fn history(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<QuestionRow>, i64), ProjectionError> {
+    page_of(db, user, session, "DESC", page, page_size).await
+}
+
+/// A page of one of `user`'s conversations, oldest first (a transcript), with the total.
+pub async fn conversation(
+    db: &PgPool,
+    user: Uuid,
+    session: Uuid,
+    page: i64,
+    page_size: i64,
+) -> Result<(Vec<QuestionRow>, i64), ProjectionError> {
+    page_of(db, user, Some(session), "ASC", page, page_size).await
+}
+
+async fn page_of(
+    db: &PgPool,
+    user: Uuid,
+    session: Option<Uuid>,
+    order: &str,
+    page: i64,
+    page_size: i64,
+) -> Result<(Vec<QuestionRow>, i64), ProjectionError> {
     const FILTER: &str = "user_id = $1 AND ($2::uuid IS NULL OR session_id = $2)";
     let sql = format!(
-        "SELECT {COLUMNS} FROM qa_history_view WHERE {FILTER} ORDER BY asked_at DESC, question_id LIMIT $3 OFFSET $4"
+        "SELECT {COLUMNS} FROM qa_history_view WHERE {FILTER} \
+         ORDER BY asked_at {order}, question_id {order} LIMIT $3 OFFSET $4"
     );
     let rows = sqlx::query_as(&sql)
         .bind(user)

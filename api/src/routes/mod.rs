@@ -13,7 +13,7 @@ pub(crate) use datasets::{
     DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto,
 };
 pub(crate) use models::{ModelAccepted, ModelDto, ModelPage, RegisterModelRequest, TestRequest};
-pub(crate) use qa::{AskRequest, QuestionDto, QuestionPage};
+pub(crate) use qa::{AskRequest, ConversationPage, QuestionDto, QuestionPage};
 pub(crate) use training::{
     CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage,
 };
@@ -63,6 +63,7 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/models/{id}/test", post(models::test_model))
         .route("/api/qa/ask", post(qa::ask))
         .route("/api/qa/history", get(qa::history))
+        .route("/api/qa/history/{id}", get(qa::conversation).delete(qa::delete_history))
         .route("/api/qa/questions/{id}", get(qa::get_question))
 }
 
@@ -85,7 +86,9 @@ pub(crate) use models::{
     __path_deploy_model, __path_get_model, __path_list_models, __path_register_model, __path_test_model,
     __path_undeploy_model,
 };
-pub(crate) use qa::{__path_ask, __path_get_question, __path_history as __path_qa_history};
+pub(crate) use qa::{
+    __path_ask, __path_conversation, __path_delete_history, __path_get_question, __path_history as __path_qa_history,
+};
 pub(crate) use training::{
     __path_adapter_file, __path_create_task, __path_get_task, __path_list_tasks, __path_start_task, __path_stop_task,
     __path_task_events, __path_task_progress,

@@ -233,3 +233,71 @@ pub(crate) async fn get_question(
         _ => Err(ApiError::NotFound("no such question".into())),
     }
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ConversationPage {
+    pub session_id: Uuid,
+    /// Oldest first.
+    pub items: Vec<QuestionDto>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+/// One of your conversations, oldest question first (a transcript).
+#[utoipa::path(get, path = "/api/qa/history/{session_id}", tag = "qa", security(("bearer" = [])),
+    params(("session_id" = Uuid, Path, description = "conversation id"), PageQuery),
+    responses((status = 200, body = ConversationPage), (status = 404, body = crate::ErrorBody),
+    (status = 422, body = crate::ErrorBody)))]
+pub(crate) async fn conversation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(session_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<ConversationPage>, ApiError> {
+    user.require(Permission::AskQuestions)?;
+    let (page, page_size) = page_window(query.page, query.page_size)?;
+    let (rows, total) = qa::conversation(&state.pool, user.id, session_id, page, page_size).await?;
+    if total == 0 {
+        return Err(ApiError::NotFound("no such conversation".into()));
+    }
+    let items = rows.into_iter().map(QuestionDto::from).collect();
+    Ok(Json(ConversationPage { session_id, items, total, page, page_size }))
+}
+
+/// Deletes history: a question id deletes that question and its answer; a conversation id deletes every
+/// question asked in it so far. Either leaves the context of later questions. The audit log keeps the
+/// original events.
+#[utoipa::path(delete, path = "/api/qa/history/{id}", tag = "qa", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "a question id or a conversation id")),
+    responses((status = 204, description = "deleted"), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn delete_history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    user.require(Permission::AskQuestions)?;
+    let by = Actor { id: user.id, role: user.role };
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    match qa::find(&state.pool, id).await? {
+        Some(row) if row.user_id == user.id => {
+            state.commands.qa(row.session_id, QaCommand::DeleteQuestion { by, question_id: id }, &meta).await?
+        }
+        Some(_) => return Err(ApiError::NotFound("no such question or conversation".into())),
+        None => {
+            state.commands.qa(id, QaCommand::ClearHistory { by }, &meta).await.map_err(|e| match ApiError::from(e) {
+                ApiError::NotFound(_) => ApiError::NotFound("no such question or conversation".into()),
+                other => other,
+            })?
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

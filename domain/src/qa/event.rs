@@ -27,6 +27,14 @@ pub enum QaEvent {
         code: String,
         message: String,
     },
+    /// The owner deleted the question (and its answer) from the conversation's history; a pending one is
+    /// no longer answered, and it leaves the context of later questions. The event store keeps the
+    /// original `QuestionAsked` for the audit log.
+    QuestionDeleted {
+        question_id: Uuid,
+    },
+    /// The owner deleted every question asked so far in the conversation.
+    HistoryCleared {},
 }
 
 impl DomainEvent for QaEvent {
@@ -35,6 +43,8 @@ impl DomainEvent for QaEvent {
             QaEvent::QuestionAsked { .. } => "QuestionAsked",
             QaEvent::QuestionAnswered { .. } => "QuestionAnswered",
             QaEvent::QuestionFailed { .. } => "QuestionFailed",
+            QaEvent::QuestionDeleted { .. } => "QuestionDeleted",
+            QaEvent::HistoryCleared { .. } => "HistoryCleared",
         }
         .to_owned()
     }

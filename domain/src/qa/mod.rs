@@ -37,6 +37,9 @@ pub enum QaError {
 /// One earlier question and its answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
+    /// The question this turn answered (absent in events recorded before history could be deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_id: Option<Uuid>,
     pub question: String,
     pub answer: String,
 }
@@ -89,6 +92,16 @@ pub enum QaCommand {
         code: String,
         message: String,
     },
+    /// Deletes one question of the conversation from its history and from the context of later questions.
+    /// The caller has checked, in the history view, that the question belongs to this conversation.
+    DeleteQuestion {
+        by: Actor,
+        question_id: Uuid,
+    },
+    /// Deletes every question asked so far in the conversation; it can go on afterwards, with no context.
+    ClearHistory {
+        by: Actor,
+    },
 }
 
 /// A question waiting for its answer.
@@ -112,6 +125,14 @@ pub struct QaSession {
 impl QaSession {
     fn pending(&self, question_id: Uuid) -> bool {
         self.pending.iter().any(|q| q.question_id == question_id)
+    }
+
+    /// Only the owner may change an existing conversation; to anyone else it does not exist.
+    fn owned_by(&self, by: Actor) -> Result<(), QaError> {
+        match self.owner_id {
+            Some(owner) if owner == by.id => Ok(()),
+            _ => Err(QaError::NotFound),
+        }
     }
 
     fn decide(&self, command: QaCommand) -> Result<Vec<QaEvent>, QaError> {
@@ -151,6 +172,14 @@ impl QaSession {
                 Ok(vec![QaEvent::QuestionFailed { question_id, code, message }])
             }
             QaCommand::RecordAnswer { .. } | QaCommand::RecordFailure { .. } => Ok(vec![]),
+            QaCommand::DeleteQuestion { by, question_id } => {
+                self.owned_by(by)?;
+                Ok(vec![QaEvent::QuestionDeleted { question_id }])
+            }
+            QaCommand::ClearHistory { by } => {
+                self.owned_by(by)?;
+                Ok(vec![QaEvent::HistoryCleared {}])
+            }
         }
     }
 }
@@ -179,13 +208,25 @@ impl Aggregate for QaSession {
             QaEvent::QuestionAnswered { question_id, answer } => {
                 if let Some(at) = self.pending.iter().position(|q| q.question_id == question_id) {
                     let asked = self.pending.remove(at);
-                    self.recent.push(Turn { question: asked.question, answer: answer.answer });
+                    self.recent.push(Turn {
+                        question_id: Some(question_id),
+                        question: asked.question,
+                        answer: answer.answer,
+                    });
                     if self.recent.len() > CONTEXT_TURNS {
                         self.recent.remove(0);
                     }
                 }
             }
             QaEvent::QuestionFailed { question_id, .. } => self.pending.retain(|q| q.question_id != question_id),
+            QaEvent::QuestionDeleted { question_id } => {
+                self.pending.retain(|q| q.question_id != question_id);
+                self.recent.retain(|t| t.question_id != Some(question_id));
+            }
+            QaEvent::HistoryCleared {} => {
+                self.pending.clear();
+                self.recent.clear();
+            }
         }
     }
 }

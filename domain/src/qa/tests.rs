@@ -54,7 +54,7 @@ fn answered(n: u128, text: &str) -> QaEvent {
 #[test]
 fn a_follow_up_question_carries_the_answered_turns() {
     framework().given_no_previous_events().when(ask(1, " Hi? ")).then_expect_events(vec![asked(1, "Hi?", vec![])]);
-    let turn = Turn { question: "Hi?".into(), answer: "Hello.".into() };
+    let turn = Turn { question_id: Some(Uuid::from_u128(1)), question: "Hi?".into(), answer: "Hello.".into() };
     framework()
         .given(vec![asked(1, "Hi?", vec![]), answered(1, "Hello."), asked(2, "Unanswered?", vec![])])
         .when(ask(3, "And?"))
@@ -122,10 +122,64 @@ fn the_context_keeps_only_the_last_turns() {
         history.push(asked(n, &format!("q{n}"), vec![]));
         history.push(answered(n, &format!("a{n}")));
     }
-    let context: Vec<Turn> = (3..=6).map(|n| Turn { question: format!("q{n}"), answer: format!("a{n}") }).collect();
+    let context: Vec<Turn> = (3..=6)
+        .map(|n| Turn { question_id: Some(Uuid::from_u128(n)), question: format!("q{n}"), answer: format!("a{n}") })
+        .collect();
     framework().given(history).when(ask(7, "Next?")).then_expect_events(vec![asked(7, "Next?", context)]);
     framework()
         .given(vec![asked(1, "Hi?", vec![])])
         .when(ask(1, "Hi again?"))
         .then_expect_error(QaError::DuplicateQuestion);
+}
+
+fn turn(n: u128, question: &str, answer: &str) -> Turn {
+    Turn { question_id: Some(Uuid::from_u128(n)), question: question.into(), answer: answer.into() }
+}
+
+#[test]
+fn a_deleted_question_leaves_the_context_and_is_not_answered() {
+    let delete = |n| QaCommand::DeleteQuestion { by: me(), question_id: Uuid::from_u128(n) };
+    let history = vec![asked(1, "q1", vec![]), answered(1, "a1"), asked(2, "q2", vec![]), answered(2, "a2")];
+    framework()
+        .given(history.clone())
+        .when(delete(1))
+        .then_expect_events(vec![QaEvent::QuestionDeleted { question_id: Uuid::from_u128(1) }]);
+    let mut after = history.clone();
+    after.push(QaEvent::QuestionDeleted { question_id: Uuid::from_u128(1) });
+    framework().given(after).when(ask(3, "q3")).then_expect_events(vec![asked(3, "q3", vec![turn(2, "q2", "a2")])]);
+    // A pending question that is deleted: its late answer is dropped.
+    framework()
+        .given(vec![asked(1, "q1", vec![]), QaEvent::QuestionDeleted { question_id: Uuid::from_u128(1) }])
+        .when(QaCommand::RecordAnswer { question_id: Uuid::from_u128(1), answer: answer_of(answered(1, "a1")) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_cleared_history_leaves_no_context() {
+    let history = vec![asked(1, "q1", vec![]), answered(1, "a1"), QaEvent::HistoryCleared {}];
+    framework().given(history).when(ask(2, "q2")).then_expect_events(vec![asked(2, "q2", vec![])]);
+}
+
+#[test]
+fn only_the_owner_deletes_and_an_empty_conversation_has_nothing_to_delete() {
+    let stranger = Actor { id: Uuid::from_u128(9), role: Role::Admin };
+    framework()
+        .given(vec![asked(1, "q1", vec![])])
+        .when(QaCommand::DeleteQuestion { by: stranger, question_id: Uuid::from_u128(1) })
+        .then_expect_error(QaError::NotFound);
+    framework()
+        .given(vec![asked(1, "q1", vec![])])
+        .when(QaCommand::ClearHistory { by: stranger })
+        .then_expect_error(QaError::NotFound);
+    framework()
+        .given_no_previous_events()
+        .when(QaCommand::ClearHistory { by: me() })
+        .then_expect_error(QaError::NotFound);
+}
+
+#[test]
+fn turns_recorded_without_a_question_id_still_read() {
+    let old: Turn = serde_json::from_str(r#"{"question":"q","answer":"a"}"#).unwrap();
+    assert_eq!(old, Turn { question_id: None, question: "q".into(), answer: "a".into() });
+    assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"question":"q","answer":"a"}"#);
 }

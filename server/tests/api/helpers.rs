@@ -108,6 +108,14 @@ impl TestApp {
         self.client.patch(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request is sent")
     }
 
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request is sent")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
         let mut req = self.client.get(self.url(path));
         if let Some(t) = token {

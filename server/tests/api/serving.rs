@@ -42,6 +42,11 @@ impl TestApp {
         id
     }
 
+    /// DELETE /api/qa/history/{id}: its status.
+    async fn delete_history(&self, id: &str, token: &str) -> StatusCode {
+        self.delete(&format!("/api/qa/history/{id}"), Some(token)).await.status()
+    }
+
     async fn ask(&self, token: &str, body: Value) -> (StatusCode, Value) {
         let response = self.post("/api/qa/ask", Some(token), body).await;
         (response.status(), response.json().await.unwrap())
@@ -94,7 +99,8 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     let events = bonsai_projections::log::aggregate_history(&app.pool, "QaSession", &session).await.unwrap();
     let asked: Vec<&Value> =
         events.iter().filter(|e| e.event_type == "QuestionAsked").map(|e| &e.payload["QuestionAsked"]).collect();
-    assert_eq!(asked[1]["context"], json!([{"question": "What is Bonsai?", "answer": expected}]), "in context");
+    let context = json!([{"question_id": first["question_id"], "question": "What is Bonsai?", "answer": expected}]);
+    assert_eq!(asked[1]["context"], context, "in context");
 
     let history: Value = app.get("/api/qa/history", Some(&user)).await.json().await.unwrap();
     assert_eq!(history["total"], 3);
@@ -155,6 +161,104 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     let (status, body) = app.ask(&user, json!({"question": "Hi?"})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("no_deployed_model")));
     assert_eq!(app.get(&format!("/api/models/{model}"), Some(&user)).await.status(), StatusCode::NOT_FOUND);
+}
+
+/// The questions of conversation `session` in its QuestionAsked events: (question, context questions).
+async fn asked_with_context(app: &TestApp, session: &str) -> Vec<(String, Vec<String>)> {
+    let events = bonsai_projections::log::aggregate_history(&app.pool, "QaSession", session).await.unwrap();
+    let text = |v: &Value| v.as_str().unwrap().to_owned();
+    events
+        .iter()
+        .filter(|e| e.event_type == "QuestionAsked")
+        .map(|e| &e.payload["QuestionAsked"])
+        .map(|a| {
+            (text(&a["question"]), a["context"].as_array().unwrap().iter().map(|t| text(&t["question"])).collect())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_conversation_reads_as_a_transcript_and_its_history_can_be_deleted() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    let (_, user) = app.create_user(&admin, "asker", "user").await;
+    let (_, other) = app.create_user(&admin, "other", "user").await;
+    let (status, first) = app.ask(&user, json!({"question": "q1", "max_new_tokens": 3})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let session = first["session_id"].as_str().unwrap().to_owned();
+    let mut ids = vec![first["question_id"].as_str().unwrap().to_owned()];
+    for question in ["q2", "q3"] {
+        let (status, asked) =
+            app.ask(&user, json!({"question": question, "session_id": session, "max_new_tokens": 3})).await;
+        assert_eq!(status, StatusCode::OK, "{asked}");
+        ids.push(asked["question_id"].as_str().unwrap().to_owned());
+    }
+    let (_, elsewhere) = app.ask(&user, json!({"question": "another talk", "max_new_tokens": 3})).await;
+
+    // The transcript: oldest first, paged.
+    let transcript = format!("/api/qa/history/{session}");
+    let questions = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|q| q["question"].as_str().unwrap().to_owned()).collect()
+    };
+    let page: Value = app.get(&transcript, Some(&user)).await.json().await.unwrap();
+    assert_eq!((page["session_id"].as_str(), page["total"].as_i64()), (Some(session.as_str()), Some(3)));
+    assert_eq!(questions(&page), ["q1", "q2", "q3"]);
+    let last: Value = app.get(&format!("{transcript}?page=2&page_size=2"), Some(&user)).await.json().await.unwrap();
+    assert_eq!(questions(&last), ["q3"]);
+    let response = app.get(&transcript, Some(&other)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "another user's conversation does not exist for them");
+    let unknown = uuid::Uuid::now_v7();
+    assert_eq!(app.get(&format!("/api/qa/history/{unknown}"), Some(&user)).await.status(), StatusCode::NOT_FOUND);
+    let response = app.get("/api/qa/history/not-an-id", Some(&user)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = app.get(&format!("{transcript}?page_size=0"), Some(&user)).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Deleting one question: only its owner can, and it leaves the transcript and the next question's context.
+    assert_eq!(app.delete_history(&ids[1], &other).await, StatusCode::NOT_FOUND);
+    assert_eq!(app.delete_history(&session, &other).await, StatusCode::NOT_FOUND);
+    assert_eq!(app.delete_history(&unknown.to_string(), &user).await, StatusCode::NOT_FOUND);
+    let page: Value = app.get(&transcript, Some(&user)).await.json().await.unwrap();
+    assert_eq!(questions(&page), ["q1", "q2", "q3"], "refused deletes change nothing");
+    assert_eq!(app.delete_history(&ids[1], &user).await, StatusCode::NO_CONTENT);
+    eventually(|| async {
+        let page: Value = app.get(&transcript, Some(&user)).await.json().await.unwrap();
+        questions(&page) == ["q1", "q3"]
+    })
+    .await;
+    assert_eq!(app.get(&format!("/api/qa/questions/{}", ids[1]), Some(&user)).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.delete_history(&ids[1], &user).await, StatusCode::NOT_FOUND, "deleted once");
+    let (status, _) = app.ask(&user, json!({"question": "q4", "session_id": session, "max_new_tokens": 3})).await;
+    assert_eq!(status, StatusCode::OK);
+    let asked = asked_with_context(&app, &session).await;
+    assert_eq!(asked[3], ("q4".to_owned(), vec!["q1".to_owned(), "q3".to_owned()]), "q2 left the context");
+
+    // Deleting the conversation: everything asked so far goes; the conversation can go on, afresh.
+    assert_eq!(app.delete_history(&session, &user).await, StatusCode::NO_CONTENT);
+    eventually(|| async { app.get(&transcript, Some(&user)).await.status() == StatusCode::NOT_FOUND }).await;
+    let all: Value = app.get("/api/qa/history", Some(&user)).await.json().await.unwrap();
+    assert_eq!(
+        (all["total"].as_i64(), all["items"][0]["question_id"].as_str()),
+        (Some(1), elsewhere["question_id"].as_str()),
+        "the other conversation stays"
+    );
+    let (status, _) = app.ask(&user, json!({"question": "q5", "session_id": session, "max_new_tokens": 3})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(asked_with_context(&app, &session).await[4], ("q5".to_owned(), vec![]), "no context after clearing");
+    let page: Value = app.get(&transcript, Some(&user)).await.json().await.unwrap();
+    assert_eq!(questions(&page), ["q5"]);
+
+    // The audit log keeps what was deleted; a rebuilt view agrees with the live one.
+    let audit: Value = app.get(&format!("/api/audit/QaSession/{session}"), Some(&admin)).await.json().await.unwrap();
+    let types: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"QuestionDeleted") && types.contains(&"HistoryCleared"), "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "QuestionAsked").count(), 5);
+    let rows = bonsai_projections::qa::all_rows(&app.pool).await.unwrap();
+    bonsai_projections::rebuild(&app.pool, &bonsai_projections::qa::QaProjection).await.unwrap();
+    assert_eq!(bonsai_projections::qa::all_rows(&app.pool).await.unwrap(), rows);
+    assert_eq!(rows.len(), 2);
 }
 
 #[tokio::test]
