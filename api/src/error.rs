@@ -5,6 +5,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bonsai_commands::CommandError;
+use bonsai_domain::alert::AlertError;
 use bonsai_domain::dataset::DatasetError;
 use bonsai_domain::model::ModelError;
 use bonsai_domain::qa::QaError;
@@ -130,6 +131,7 @@ impl From<CommandError> for ApiError {
             CommandError::Training(e) => e.into(),
             CommandError::Model(e) => e.into(),
             CommandError::Qa(e) => e.into(),
+            CommandError::Alert(e) => e.into(),
             CommandError::Conflict { .. } => ApiError::Conflict {
                 code: "concurrent_modification",
                 message: "the resource was modified concurrently; try again".into(),
@@ -222,6 +224,17 @@ impl From<QaError> for ApiError {
             QaError::InvalidQuestion => invalid("question", message),
             QaError::InvalidParams(field) => invalid(field, message),
             QaError::DuplicateQuestion => ApiError::Conflict { code: "duplicate_question", message },
+        }
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(error: AlertError) -> Self {
+        let message = error.to_string();
+        match error {
+            AlertError::NotFound => ApiError::NotFound(message),
+            AlertError::AlreadyResolved => ApiError::Conflict { code: "invalid_state", message },
+            AlertError::NoteTooLong => ApiError::field("validation_failed", message, "note"),
         }
     }
 }

@@ -115,6 +115,16 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "# HELP bonsai_process_cpu_seconds_total CPU time of the API process.\n# TYPE bonsai_process_cpu_seconds_total counter");
         let _ = writeln!(out, "bonsai_process_cpu_seconds_total {cpu}");
     }
+    if let Some(disk) = state.data_dir.as_deref().and_then(|dir| bonsai_commands::host::disk_usage(dir).ok()) {
+        gauge(&mut out, "bonsai_data_disk_used_ratio", "Share of the data folder's disk in use (as df counts it).");
+        let _ = writeln!(out, "bonsai_data_disk_used_ratio {}", disk.used_ratio());
+        gauge(&mut out, "bonsai_data_disk_available_bytes", "Space left to the platform on the data folder's disk.");
+        let _ = writeln!(out, "bonsai_data_disk_available_bytes {}", disk.available);
+    }
+    if let Ok(memory) = bonsai_commands::host::memory_usage() {
+        gauge(&mut out, "bonsai_host_memory_used_ratio", "Share of this machine's memory in use.");
+        let _ = writeln!(out, "bonsai_host_memory_used_ratio {}", memory.used_ratio());
+    }
     match bonsai_projections::stats::read(&state.pool).await {
         Ok(stats) => {
             gauge(&mut out, "bonsai_training_tasks", "Training tasks by status.");
@@ -153,6 +163,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             gauge(&mut out, "bonsai_projection_lag_events", "Events a projection has yet to apply.");
             for (name, lag) in &stats.projection_lag {
                 let _ = writeln!(out, "bonsai_projection_lag_events{{projection=\"{name}\"}} {lag}");
+            }
+            gauge(&mut out, "bonsai_alerts_active", "Open or acknowledged alerts by kind and severity.");
+            for (kind, severity, n) in &stats.active_alerts {
+                let _ = writeln!(out, "bonsai_alerts_active{{kind=\"{kind}\",severity=\"{severity}\"}} {n}");
             }
             gauge(&mut out, "bonsai_up", "1 when the database answered this scrape.");
             out.push_str("bonsai_up 1\n");

@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
         preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, adapter_file, start_task, stop_task,
         register_model, list_models, get_model, deploy_model, undeploy_model, test_model, ask, qa_history, conversation,
-        delete_history, get_question
+        delete_history, get_question, list_alerts, get_alert, acknowledge_alert, resolve_alert
     ),
     components(schemas(
         crate::ErrorBody, crate::error::ErrorDetail, LoginRequest, RefreshRequest, LogoutRequest, TokenResponse,
@@ -23,10 +23,10 @@ use utoipa_swagger_ui::SwaggerUi;
         AuditEventDto, AuditPage, DatasetDto, DatasetDetail, DatasetPage, VersionDto, ValidationAccepted, PreviewPage,
         UploadForm, CreateTaskRequest, TaskDto, TaskPage, TaskAccepted, ProgressDto, ProgressPoint, ProgressReport,
         RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AskRequest, QuestionDto, QuestionPage,
-        ConversationPage
+        ConversationPage, AlertDto, AlertPage, AlertAction, AlertAccepted
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "health"))
+    tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "alerts"), (name = "health"))
 )]
 pub(crate) struct ApiDoc;
 

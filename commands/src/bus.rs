@@ -1,5 +1,6 @@
 use crate::store::EventRepository;
 use crate::{Argon2Passwords, CommandError, CommandMetadata};
+use bonsai_domain::alert::{Alert, AlertCommand};
 use bonsai_domain::dataset::{Dataset, DatasetCommand};
 use bonsai_domain::model::{Model, ModelCommand};
 use bonsai_domain::qa::{QaCommand, QaSession};
@@ -29,6 +30,7 @@ pub struct CommandBus {
     training: Arc<Store<TrainingTask>>,
     models: Arc<Store<Model>>,
     qa: Arc<Store<QaSession>>,
+    alerts: Arc<Store<Alert>>,
     pool: PgPool,
     max_attempts: u32,
     /// Called after every successful command (see [`CommandBus::on_append`]).
@@ -54,6 +56,9 @@ impl CommandBus {
             .with_upcasters(crate::upcasters::all());
         let qa = PersistedEventStore::new_aggregate_store(EventRepository::new(pool.clone()))
             .with_upcasters(crate::upcasters::all());
+        // An alert's history is a handful of transitions (a recurring one: one raise and resolve per episode).
+        let alerts = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()))
+            .with_upcasters(crate::upcasters::all());
         Self {
             users: Arc::new(users),
             user_services: Arc::new(Box::new(Argon2Passwords)),
@@ -61,6 +66,7 @@ impl CommandBus {
             training: Arc::new(training),
             models: Arc::new(models),
             qa: Arc::new(qa),
+            alerts: Arc::new(alerts),
             pool,
             max_attempts: 8,
             appended: None,
@@ -153,6 +159,23 @@ impl CommandBus {
     #[tracing::instrument(skip_all, fields(aggregate = "QaSession", %session_id, correlation_id = %meta.correlation_id), err)]
     pub async fn qa(&self, session_id: Uuid, command: QaCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
         self.execute(&self.qa, &(), session_id, command, meta, false).await.map(drop)
+    }
+
+    /// Executes an alert command, answering the alert's state as the command left it.
+    #[tracing::instrument(skip_all, fields(aggregate = "Alert", %alert_id, correlation_id = %meta.correlation_id), err)]
+    pub async fn alert(
+        &self,
+        alert_id: Uuid,
+        command: AlertCommand,
+        meta: &CommandMetadata,
+    ) -> Result<Alert, CommandError> {
+        let state = self.execute(&self.alerts, &(), alert_id, command, meta, true).await?;
+        Ok(state.unwrap_or_default())
+    }
+
+    /// An alert as its committed events leave it.
+    pub async fn alert_state(&self, alert_id: Uuid) -> Result<Alert, CommandError> {
+        Self::load(&self.alerts, alert_id).await
     }
 
     /// A dataset as its committed events leave it: what creating a training task checks.

@@ -1,3 +1,4 @@
+use bonsai_domain::alert::AlertError;
 use bonsai_domain::dataset::DatasetError;
 use bonsai_domain::model::ModelError;
 use bonsai_domain::qa::QaError;
@@ -22,6 +23,9 @@ pub enum CommandError {
     /// The QaSession aggregate refused the command.
     #[error(transparent)]
     Qa(#[from] QaError),
+    /// The Alert aggregate refused the command.
+    #[error(transparent)]
+    Alert(#[from] AlertError),
     /// Other writers kept winning the race for this aggregate; the caller may try again.
     #[error("the aggregate was changed concurrently {attempts} times in a row")]
     Conflict { attempts: u32 },

@@ -5,6 +5,7 @@ mod bus;
 mod error;
 mod file_gc;
 pub mod files;
+pub mod host;
 mod metadata;
 mod models;
 mod passwords;

@@ -4,6 +4,7 @@
 //! Time and randomness come in through commands, and side effects (password hashing) through the
 //! aggregate's services trait, so every decision is testable given/when/then.
 
+pub mod alert;
 pub mod audit;
 pub mod dataset;
 pub mod model;

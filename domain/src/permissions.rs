@@ -33,7 +33,9 @@ impl Role {
         use Permission::*;
         match permission {
             ReadOwnProfile | UpdateOwnProfile | AskQuestions | ReadDeployedModels => true,
-            ManageDatasets | ManageTraining | ManageModels => matches!(self, Role::Admin | Role::Trainer),
+            ManageDatasets | ManageTraining | ManageModels | ManageAlerts => {
+                matches!(self, Role::Admin | Role::Trainer)
+            }
             ManageUsers | ReadAudit | ReadAllDatasets | ReadAllTraining => self == Role::Admin,
         }
     }
@@ -72,6 +74,8 @@ pub enum Permission {
     ReadAllTraining,
     ManageUsers,
     ReadAudit,
+    /// Alerts: admins see and handle every alert, trainers those of their own tasks and models.
+    ManageAlerts,
 }
 
 #[cfg(test)]

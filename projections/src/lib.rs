@@ -2,6 +2,7 @@
 //! framework (idempotent apply with a checkpoint in the same transaction, rebuild by replay) and the
 //! view tables with their queries.
 
+pub mod alerts;
 mod checkpoint;
 pub mod datasets;
 mod error;
@@ -27,5 +28,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(training::TrainingProjection),
         std::sync::Arc::new(models::ModelsProjection),
         std::sync::Arc::new(qa::QaProjection),
+        std::sync::Arc::new(alerts::AlertsProjection),
     ]
 }

@@ -143,6 +143,22 @@ pub async fn next_version<'e>(db: impl PgExecutor<'e>, name: &str) -> Result<i32
     Ok(max.unwrap_or(0) + 1)
 }
 
+/// The newest tested version of model `name` older than `version`: (version, accuracy).
+pub async fn previous_tested_version<'e>(
+    db: impl PgExecutor<'e>,
+    name: &str,
+    version: i32,
+) -> Result<Option<(i32, f64)>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT model_version, accuracy FROM models_view WHERE name = $1 AND model_version < $2 \
+         AND accuracy IS NOT NULL ORDER BY model_version DESC LIMIT 1",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// The most recently deployed model, if any is deployed.
 pub async fn latest_deployed<'e>(db: impl PgExecutor<'e>) -> Result<Option<ModelRow>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM models_view WHERE deployed ORDER BY deployed_at DESC, id LIMIT 1");

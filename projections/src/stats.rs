@@ -1,5 +1,5 @@
 //! Business figures for monitoring, read from the views at scrape time: training outcomes, models and
-//! their accuracy, questions and answer times, and how far each projection is behind the event store.
+//! their accuracy, questions and answer times, active alerts, and how far each projection is behind the event store.
 
 use crate::ProjectionError;
 use sqlx::PgPool;
@@ -20,6 +20,8 @@ pub struct PlatformStats {
     pub events: i64,
     /// Events each projection has yet to apply.
     pub projection_lag: Vec<(String, i64)>,
+    /// Active (open or acknowledged) alerts by kind and severity.
+    pub active_alerts: Vec<(String, String, i64)>,
 }
 
 pub async fn read(pool: &PgPool) -> Result<PlatformStats, ProjectionError> {
@@ -53,5 +55,11 @@ pub async fn read(pool: &PgPool) -> Result<PlatformStats, ProjectionError> {
     )
     .fetch_all(pool)
     .await?;
-    Ok(PlatformStats { tasks, models, accuracy, questions, mean_response_ms, events, projection_lag })
+    let active_alerts = sqlx::query_as(
+        "SELECT kind, severity, count(*) FROM alerts_view WHERE status IN ('open', 'acknowledged') \
+         GROUP BY kind, severity ORDER BY kind, severity",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(PlatformStats { tasks, models, accuracy, questions, mean_response_ms, events, projection_lag, active_alerts })
 }

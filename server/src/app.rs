@@ -11,8 +11,8 @@ use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
 use bonsai_workers::{
-    follow_user_events, AnswerCache, Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker,
-    TrainingWorker, ValidationWorker,
+    follow_user_events, node_name, AlertSettings, AlertWorker, AnswerCache, Engines, EventBus, ModelWorker,
+    ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker, ValidationWorker,
 };
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -37,6 +37,7 @@ pub struct Application {
     pub answer_cache: AnswerCache,
     /// The devices whose training tasks this node runs.
     training_devices: String,
+    alerts: AlertSettings,
     waker: RelayWaker,
     file_gc_interval: Duration,
     file_gc_grace: Duration,
@@ -108,6 +109,15 @@ impl Application {
             data_dir,
             answer_cache,
             training_devices: settings.training_devices.clone(),
+            alerts: AlertSettings {
+                accuracy_drop: settings.alerts.accuracy_drop,
+                min_accuracy: settings.alerts.min_accuracy,
+                disk_used_ratio: settings.alerts.disk_used_ratio,
+                memory_used_ratio: settings.alerts.memory_used_ratio,
+                check_every: Duration::from_secs_f64(settings.alerts.check_every_secs.max(0.0)),
+                data_dir: settings.data_dir.clone(),
+                node: settings.alerts.node_name.clone().unwrap_or_else(node_name),
+            },
             waker,
             file_gc_interval,
             file_gc_grace,
@@ -176,6 +186,9 @@ impl Application {
         let qa_worker = QaWorker::new(self.bus.clone(), self.commands.clone(), self.data_dir.clone(), engines, cache);
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:qa".to_owned(), qa_worker.run(stop).await) });
+        let alerts = AlertWorker::new(self.bus.clone(), self.commands.clone(), self.pool.clone(), self.alerts);
+        let stop = shutdown.clone();
+        tasks.spawn(async move { ("worker:alerts".to_owned(), alerts.run(stop).await) });
         if self.file_gc_interval > Duration::ZERO {
             let (pool, files, stop) = (self.pool.clone(), self.files.clone(), shutdown.clone());
             let (every, grace) = (self.file_gc_interval, self.file_gc_grace);

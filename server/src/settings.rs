@@ -69,6 +69,38 @@ pub struct Settings {
     /// `text` or `json`.
     pub log_format: String,
     pub rate_limit: RateLimit,
+    pub alerts: Alerts,
+}
+
+/// The alert worker's thresholds (`BONSAI__ALERTS__<KEY>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    /// A model test this much (absolute accuracy) below the model's previous test raises `accuracy_drop`.
+    pub accuracy_drop: f64,
+    /// A model test under this accuracy raises `accuracy_below_minimum` (unset: never).
+    pub min_accuracy: Option<f64>,
+    /// Share of the data folder's disk in use that raises `disk_space_low` (above 1: never).
+    pub disk_used_ratio: f64,
+    /// Share of the memory in use that raises `memory_high` (above 1: never).
+    pub memory_used_ratio: f64,
+    /// How often each node checks its disk and memory (seconds; 0: never).
+    pub check_every_secs: f64,
+    /// This node's name in resource alerts (default: the host name).
+    pub node_name: Option<String>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Self {
+            accuracy_drop: 0.05,
+            min_accuracy: None,
+            disk_used_ratio: 0.90,
+            memory_used_ratio: 0.95,
+            check_every_secs: 30.0,
+            node_name: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +145,7 @@ impl Default for Settings {
                 login_lockout_after_per_address: 30,
                 login_lockout_secs: 300,
             },
+            alerts: Alerts::default(),
         }
     }
 }

@@ -147,3 +147,57 @@ impl ProjectionConsumer {
         outcome.acknowledge(message, Duration::from_secs(1)).await
     }
 }
+
+/// Runs the durable consumer `name` on `subjects` (one or more filters), handling up to `concurrency` messages at once, until
+/// `shutdown` (messages in hand are finished first).
+pub(crate) async fn consume<F, Fut>(
+    bus: &EventBus,
+    name: String,
+    subjects: Vec<String>,
+    ack_wait: Duration,
+    concurrency: usize,
+    shutdown: &CancellationToken,
+    handle: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(StoredEvent) -> Fut,
+    Fut: std::future::Future<Output = Processed>,
+{
+    // One subject as `filter_subject`, as consumers made before several were possible have it.
+    let (filter_subject, filter_subjects) = match <[String; 1]>::try_from(subjects) {
+        Ok([one]) => (one, Vec::new()),
+        Err(many) => (String::new(), many),
+    };
+    let config = pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject,
+        filter_subjects,
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: (4 * concurrency) as i64,
+        ..Default::default()
+    };
+    while let Some(messages) = open_with_retry(&name, shutdown, || bus.durable_messages(config.clone())).await {
+        let stop = shutdown.clone();
+        messages
+            .take_until(async move { stop.cancelled().await })
+            .for_each_concurrent(concurrency, |next| async {
+                match next {
+                    Ok(message) => {
+                        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+                            Ok(event) => handle(event).await,
+                            Err(_) => Processed::Terminated,
+                        };
+                        outcome.acknowledge(&message, Duration::from_secs(2)).await;
+                    }
+                    Err(error) => tracing::warn!(%error, consumer = %name, "message stream error"),
+                }
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! Everything that runs behind the bus: the relay (events table -> JetStream) and the durable
 //! consumers that feed the projections (and, as the platform grows, the training and serving workers).
 
+mod alerts;
 mod answer_cache;
 mod bus;
 mod consumer;
@@ -10,6 +11,7 @@ mod training;
 mod user_notices;
 mod validation;
 
+pub use alerts::{node_name, AlertSettings, AlertWorker};
 pub use answer_cache::AnswerCache;
 pub use bus::{stream_name, EventBus};
 pub use consumer::{Processed, ProjectionConsumer};

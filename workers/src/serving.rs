@@ -6,15 +6,13 @@
 //! gets the same answer; see [`AnswerCache`]), marked `cached` in the event.
 
 use crate::answer_cache::AnswerCache;
-use crate::bus::open_with_retry;
+use crate::consumer::consume;
 use crate::{EventBus, Processed};
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use bonsai_commands::{CommandBus, CommandError, CommandMetadata, LocalModels};
 use bonsai_domain::model::{ModelCommand, ModelEvent, ModelSource, ModelStatus, TestCase};
 use bonsai_domain::qa::{Answer, AnswerParams, QaCommand, QaEvent, Turn};
 use bonsai_ml::engine::{ChatMessage, ChatRequest, Engine, EngineOptions, FinishReason, GenerationParams};
 use bonsai_projections::StoredEvent;
-use futures::StreamExt;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -99,54 +97,6 @@ pub fn matches_expected(answer: &str, expected: &str) -> bool {
     !expected.is_empty() && (answer == expected || answer.contains(&expected))
 }
 
-/// Runs the durable consumer `name` on `subject`, handling up to `concurrency` messages at once, until
-/// `shutdown` (messages in hand are finished first).
-async fn consume<F, Fut>(
-    bus: &EventBus,
-    name: String,
-    subject: String,
-    ack_wait: Duration,
-    concurrency: usize,
-    shutdown: &CancellationToken,
-    handle: F,
-) -> anyhow::Result<()>
-where
-    F: Fn(StoredEvent) -> Fut,
-    Fut: std::future::Future<Output = Processed>,
-{
-    let config = pull::Config {
-        durable_name: Some(name.clone()),
-        filter_subject: subject,
-        deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::Explicit,
-        ack_wait,
-        max_ack_pending: (4 * concurrency) as i64,
-        ..Default::default()
-    };
-    while let Some(messages) = open_with_retry(&name, shutdown, || bus.durable_messages(config.clone())).await {
-        let stop = shutdown.clone();
-        messages
-            .take_until(async move { stop.cancelled().await })
-            .for_each_concurrent(concurrency, |next| async {
-                match next {
-                    Ok(message) => {
-                        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
-                            Ok(event) => handle(event).await,
-                            Err(_) => Processed::Terminated,
-                        };
-                        outcome.acknowledge(&message, Duration::from_secs(2)).await;
-                    }
-                    Err(error) => tracing::warn!(%error, consumer = %name, "message stream error"),
-                }
-            })
-            .await;
-        if shutdown.is_cancelled() {
-            break;
-        }
-    }
-    Ok(())
-}
-
 fn retried(error: CommandError) -> Processed {
     tracing::warn!(%error, "recording failed, will retry");
     Processed::Retried
@@ -175,7 +125,8 @@ impl ModelWorker {
         let name = format!("{}_worker_models", self.bus.stream_name().to_lowercase());
         let subject = format!("{}.events.Model.>", self.bus.prefix);
         // One export or test at a time: each uses every core.
-        consume(&self.bus, name, subject, Duration::from_secs(600), 1, &shutdown, |event| self.handle(event)).await
+        consume(&self.bus, name, vec![subject], Duration::from_secs(600), 1, &shutdown, |event| self.handle(event))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(model_id = %event.aggregate_id, sequence = event.sequence))]
@@ -283,7 +234,8 @@ impl QaWorker {
         let name = format!("{}_worker_qa", self.bus.stream_name().to_lowercase());
         let subject = format!("{}.events.QaSession.>", self.bus.prefix);
         // As many answers at once as the engines have sessions.
-        consume(&self.bus, name, subject, Duration::from_secs(120), 2, &shutdown, |event| self.handle(event)).await
+        consume(&self.bus, name, vec![subject], Duration::from_secs(120), 2, &shutdown, |event| self.handle(event))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(session_id = %event.aggregate_id, sequence = event.sequence))]

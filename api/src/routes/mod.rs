@@ -1,3 +1,4 @@
+mod alerts;
 mod audit;
 mod auth;
 mod datasets;
@@ -7,6 +8,7 @@ mod qa;
 pub(crate) mod training;
 mod users;
 
+pub(crate) use alerts::{AlertAccepted, AlertAction, AlertDto, AlertPage};
 pub(crate) use audit::{AuditEventDto, AuditPage};
 pub(crate) use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 pub(crate) use datasets::{
@@ -61,6 +63,10 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/models/{id}/deploy", post(models::deploy_model))
         .route("/api/models/{id}/undeploy", post(models::undeploy_model))
         .route("/api/models/{id}/test", post(models::test_model))
+        .route("/api/alerts", get(alerts::list_alerts))
+        .route("/api/alerts/{id}", get(alerts::get_alert))
+        .route("/api/alerts/{id}/acknowledge", post(alerts::acknowledge_alert))
+        .route("/api/alerts/{id}/resolve", post(alerts::resolve_alert))
         .route("/api/qa/ask", post(qa::ask))
         .route("/api/qa/history", get(qa::history))
         .route("/api/qa/history/{id}", get(qa::conversation).delete(qa::delete_history))
@@ -71,6 +77,7 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }
 
+pub(crate) use alerts::{__path_acknowledge_alert, __path_get_alert, __path_list_alerts, __path_resolve_alert};
 pub(crate) use audit::__path_events;
 pub(crate) use audit::__path_history;
 pub(crate) use auth::__path_login;

@@ -1,6 +1,7 @@
 //! Black-box tests of the platform: HTTP in, real PostgreSQL and NATS, answers out.
 #![allow(unreachable_pub)] // helpers are shared between the test modules of this one binary
 
+mod alerts;
 mod audit;
 mod auth;
 mod datasets;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 impl TestApp {
     /// Polls model `id` until `done` holds for it.
-    async fn model_until(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn model_until(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let path = format!("/api/models/{id}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
@@ -27,7 +27,7 @@ impl TestApp {
     }
 
     /// Registers, exports and deploys the installed `tiny` model; returns its id.
-    async fn deployed_tiny(&self, token: &str) -> String {
+    pub(crate) async fn deployed_tiny(&self, token: &str) -> String {
         let response =
             self.post("/api/models", Some(token), json!({"name": "tiny bot", "base_model_id": "tiny"})).await;
         assert_eq!(response.status(), StatusCode::CREATED);
@@ -47,7 +47,7 @@ impl TestApp {
         self.delete(&format!("/api/qa/history/{id}"), Some(token)).await.status()
     }
 
-    async fn ask(&self, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn ask(&self, token: &str, body: Value) -> (StatusCode, Value) {
         let response = self.post("/api/qa/ask", Some(token), body).await;
         (response.status(), response.json().await.unwrap())
     }

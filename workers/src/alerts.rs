@@ -1,0 +1,429 @@
+//! The alert worker (design 6.3): raises alerts from the platform's events and from resource checks.
+//!
+//! - Training: a run that fails raises `training_failed` for the task's owner; a later run that completes
+//!   resolves the task's earlier ones.
+//! - Models: a failed export raises `model_export_failed`; a test whose accuracy falls more than
+//!   `accuracy_drop` below the model's previous test (or, for a first test, below the previous version's
+//!   last accuracy) raises `accuracy_drop` (critical while the model is deployed), and one under
+//!   `min_accuracy` raises `accuracy_below_minimum`; a later test with neither resolves them.
+//! - Resources: every `check_every`, the disk under the data folder and the memory of this node are read;
+//!   over their threshold they raise `disk_space_low` (critical) and `memory_high` (warning), which are
+//!   resolved once the reading is back a margin under the threshold (no flapping at the edge).
+//!
+//! Alerts are events of the Alert aggregate, so they reach the alerts view, the audit log and any NATS
+//! integration (`<prefix>.events.Alert.<id>`) like every other fact. Ids come from what raised the alert
+//! ([`alert_id`]), so redelivered events and repeated checks raise nothing twice.
+
+use crate::consumer::consume;
+use crate::{EventBus, Processed};
+use bonsai_commands::{host, CommandBus, CommandError, CommandMetadata};
+use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
+use bonsai_domain::model::ModelEvent;
+use bonsai_domain::training::TrainingTaskEvent;
+use bonsai_projections::{alerts, log, models, training, ProjectionError, StoredEvent};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How far under its threshold a resource reading must come back before its alert is resolved.
+pub(crate) const RESOLVE_MARGIN: f64 = 0.02;
+
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// A test this much (absolute accuracy) below its baseline raises `accuracy_drop`.
+    pub accuracy_drop: f64,
+    /// A test under this accuracy raises `accuracy_below_minimum` (none: never).
+    pub min_accuracy: Option<f64>,
+    /// Share of the data folder's disk in use that raises `disk_space_low` (above 1: never).
+    pub disk_used_ratio: f64,
+    /// Share of the memory in use that raises `memory_high` (above 1: never).
+    pub memory_used_ratio: f64,
+    /// How often resources are checked (zero: never).
+    pub check_every: Duration,
+    /// The folder whose disk is checked.
+    pub data_dir: PathBuf,
+    /// This node's name in resource alerts.
+    pub node: String,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            accuracy_drop: 0.05,
+            min_accuracy: None,
+            disk_used_ratio: 0.90,
+            memory_used_ratio: 0.95,
+            check_every: Duration::from_secs(30),
+            data_dir: PathBuf::from("data"),
+            node: node_name(),
+        }
+    }
+}
+
+/// The machine's host name (`unknown` when it cannot be read).
+pub fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// What a resource reading calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Raise,
+    Resolve,
+    /// Between the threshold and the margin under it: leave the alert as it is.
+    Hold,
+}
+
+pub(crate) fn verdict(ratio: f64, threshold: f64) -> Verdict {
+    if ratio >= threshold {
+        Verdict::Raise
+    } else if ratio < threshold - RESOLVE_MARGIN {
+        Verdict::Resolve
+    } else {
+        Verdict::Hold
+    }
+}
+
+fn percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
+fn from_view(error: ProjectionError) -> CommandError {
+    CommandError::Store(error.to_string())
+}
+
+pub struct AlertWorker {
+    bus: EventBus,
+    commands: CommandBus,
+    pool: PgPool,
+    settings: AlertSettings,
+}
+
+impl AlertWorker {
+    pub fn new(bus: EventBus, commands: CommandBus, pool: PgPool, settings: AlertSettings) -> Self {
+        Self { bus, commands, pool, settings }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let name = format!("{}_worker_alerts", self.bus.stream_name().to_lowercase());
+        let prefix = &self.bus.prefix;
+        let subjects = vec![format!("{prefix}.events.TrainingTask.>"), format!("{prefix}.events.Model.>")];
+        let events = consume(&self.bus, name, subjects, Duration::from_secs(60), 1, &shutdown, |e| self.handle(e));
+        let (events, ()) = tokio::join!(events, self.check_resources(&shutdown));
+        events
+    }
+
+    async fn raise(
+        &self,
+        key: &str,
+        spec: AlertSpec,
+        recurring: bool,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        self.commands.alert(alert_id(key), AlertCommand::Raise { spec, recurring }, meta).await.map(drop)
+    }
+
+    async fn resolve(&self, id: Uuid, note: String, meta: &CommandMetadata) -> Result<(), CommandError> {
+        self.commands.alert(id, AlertCommand::Resolve { by: None, note: Some(note) }, meta).await.map(drop)
+    }
+
+    /// Raises or resolves alerts for one event (exposed so tests can drive it).
+    #[tracing::instrument(skip_all, fields(aggregate = %event.aggregate_type, id = %event.aggregate_id, sequence = event.sequence))]
+    pub async fn handle(&self, event: StoredEvent) -> Processed {
+        let Ok(id) = event.aggregate_id.parse::<Uuid>() else { return Processed::Terminated };
+        let meta = CommandMetadata::system(event.message_id());
+        let outcome = match event.aggregate_type.as_str() {
+            "TrainingTask" => match serde_json::from_value::<TrainingTaskEvent>(event.payload.clone()) {
+                Ok(TrainingTaskEvent::TrainingFailed { attempt, code, message }) => {
+                    self.training_failed(id, attempt, &code, &message, &meta).await
+                }
+                Ok(TrainingTaskEvent::TrainingCompleted { attempt, .. }) => {
+                    self.training_completed(id, attempt, &meta).await
+                }
+                Ok(_) => Ok(()),
+                Err(_) => return Processed::Terminated,
+            },
+            "Model" => match serde_json::from_value::<ModelEvent>(event.payload.clone()) {
+                Ok(ModelEvent::ModelExportFailed { code, message }) => {
+                    self.export_failed(id, &code, &message, &meta).await
+                }
+                Ok(ModelEvent::ModelTested { accuracy, report }) => {
+                    self.tested(id, event.sequence, accuracy, &report, &meta).await
+                }
+                Ok(_) => Ok(()),
+                Err(_) => return Processed::Terminated,
+            },
+            _ => Ok(()),
+        };
+        match outcome {
+            Ok(()) => Processed::Applied,
+            Err(error) => {
+                tracing::warn!(%error, "alert not recorded, will retry");
+                Processed::Retried
+            }
+        }
+    }
+
+    async fn training_failed(
+        &self,
+        task: Uuid,
+        attempt: u32,
+        code: &str,
+        message: &str,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let state = self.commands.training_state(task).await?;
+        let name = training::find(&self.pool, task).await.map_err(from_view)?.map(|t| t.name).unwrap_or_default();
+        let spec = AlertSpec {
+            kind: "training_failed".into(),
+            severity: Severity::Warning,
+            subject: format!("TrainingTask/{task}"),
+            message: format!("training task '{name}' failed (run {attempt}, {code}): {message}"),
+            details: json!({"task_id": task, "task_name": name, "attempt": attempt, "code": code, "error": message}),
+            owner_id: state.owner_id,
+        };
+        self.raise(&format!("training_failed/{task}/{attempt}"), spec, false, meta).await
+    }
+
+    async fn training_completed(&self, task: Uuid, attempt: u32, meta: &CommandMetadata) -> Result<(), CommandError> {
+        for earlier in alerts::active_about(&self.pool, &format!("TrainingTask/{task}")).await.map_err(from_view)? {
+            if earlier.kind == "training_failed" {
+                self.resolve(earlier.id, format!("run {attempt} of the task completed"), meta).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn export_failed(
+        &self,
+        model: Uuid,
+        code: &str,
+        message: &str,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let state = self.commands.model_state(model).await?;
+        let row = models::find(&self.pool, model).await.map_err(from_view)?;
+        let label = row.map(|m| format!("'{}' v{}", m.name, m.model_version)).unwrap_or_else(|| model.to_string());
+        let spec = AlertSpec {
+            kind: "model_export_failed".into(),
+            severity: Severity::Warning,
+            subject: format!("Model/{model}"),
+            message: format!("model {label} could not be exported to ONNX ({code}): {message}"),
+            details: json!({"model_id": model, "code": code, "error": message}),
+            owner_id: state.owner_id,
+        };
+        self.raise(&format!("model_export_failed/{model}"), spec, false, meta).await
+    }
+
+    /// What a test's accuracy is compared with: this model's previous test, else the newest earlier
+    /// version's last accuracy. `(what it is, accuracy)`.
+    async fn baseline(
+        &self,
+        model: Uuid,
+        sequence: i64,
+        name_version: Option<(&str, i32)>,
+    ) -> Result<Option<(String, f64)>, CommandError> {
+        let history = log::aggregate_history(&self.pool, "Model", &model.to_string()).await.map_err(from_view)?;
+        let previous = history
+            .iter()
+            .filter(|e| e.sequence < sequence && e.event_type == "ModelTested")
+            .filter_map(|e| e.payload["ModelTested"]["accuracy"].as_f64())
+            .next_back();
+        if let Some(accuracy) = previous {
+            return Ok(Some(("the model's previous test".into(), accuracy)));
+        }
+        let Some((name, version)) = name_version else { return Ok(None) };
+        let earlier = models::previous_tested_version(&self.pool, name, version).await.map_err(from_view)?;
+        Ok(earlier.map(|(v, accuracy)| (format!("version {v}"), accuracy)))
+    }
+
+    async fn tested(
+        &self,
+        model: Uuid,
+        sequence: i64,
+        accuracy: f64,
+        report: &Value,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let state = self.commands.model_state(model).await?;
+        let row = models::find(&self.pool, model).await.map_err(from_view)?;
+        let label =
+            row.as_ref().map(|m| format!("'{}' v{}", m.name, m.model_version)).unwrap_or_else(|| model.to_string());
+        let subject = format!("Model/{model}");
+        let spec = |kind: &str, severity, message: String, details: Value| AlertSpec {
+            kind: kind.into(),
+            severity,
+            subject: subject.clone(),
+            message,
+            details,
+            owner_id: state.owner_id,
+        };
+        let mut raised = false;
+        if let Some(error) = report.get("error") {
+            let message = format!("the test of model {label} could not run: {}", error.as_str().unwrap_or_default());
+            let details = json!({"model_id": model, "error": error});
+            self.raise(
+                &format!("model_test_failed/{model}/{sequence}"),
+                spec("model_test_failed", Severity::Warning, message, details),
+                false,
+                meta,
+            )
+            .await?;
+            return Ok(());
+        }
+        let name_version = row.as_ref().map(|m| (m.name.as_str(), m.model_version));
+        if let Some((against, before)) = self.baseline(model, sequence, name_version).await? {
+            let drop = before - accuracy;
+            if drop > self.settings.accuracy_drop + 1e-9 {
+                let severity = if state.deployed { Severity::Critical } else { Severity::Warning };
+                let message = format!(
+                    "model {label} scored {accuracy:.3} in a test, {drop:.3} below {against} ({before:.3}){}",
+                    if state.deployed { "; it is deployed" } else { "" }
+                );
+                let details = json!({"model_id": model, "accuracy": accuracy, "baseline": before,
+                    "baseline_from": against, "drop": drop, "threshold": self.settings.accuracy_drop,
+                    "deployed": state.deployed});
+                self.raise(
+                    &format!("accuracy_drop/{model}/{sequence}"),
+                    spec("accuracy_drop", severity, message, details),
+                    false,
+                    meta,
+                )
+                .await?;
+                raised = true;
+            }
+        }
+        if let Some(minimum) = self.settings.min_accuracy.filter(|minimum| accuracy < *minimum) {
+            let message = format!("model {label} scored {accuracy:.3} in a test, under the minimum {minimum:.3}");
+            let details =
+                json!({"model_id": model, "accuracy": accuracy, "minimum": minimum, "deployed": state.deployed});
+            self.raise(
+                &format!("accuracy_below_minimum/{model}/{sequence}"),
+                spec("accuracy_below_minimum", Severity::Warning, message, details),
+                false,
+                meta,
+            )
+            .await?;
+            raised = true;
+        }
+        if !raised {
+            for earlier in alerts::active_about(&self.pool, &subject).await.map_err(from_view)? {
+                if ["accuracy_drop", "accuracy_below_minimum", "model_test_failed"].contains(&earlier.kind.as_str()) {
+                    self.resolve(earlier.id, format!("a later test scored {accuracy:.3}"), meta).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_resources(&self, shutdown: &CancellationToken) {
+        if self.settings.check_every.is_zero() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.settings.check_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if let Err(error) = self.check_once().await {
+                tracing::warn!(%error, "resource check not recorded");
+            }
+        }
+    }
+
+    /// Reads the disk and the memory once and raises or resolves their alerts.
+    pub async fn check_once(&self) -> Result<(), CommandError> {
+        let settings = &self.settings;
+        let node = &settings.node;
+        match host::disk_usage(&settings.data_dir) {
+            Ok(disk) => {
+                let ratio = disk.used_ratio();
+                let folder = settings.data_dir.display();
+                let spec = AlertSpec {
+                    kind: "disk_space_low".into(),
+                    severity: Severity::Critical,
+                    subject: format!("node/{node}/disk"),
+                    message: format!(
+                        "the disk of {folder} on {node} is {} used, {} GiB left (alert at {})",
+                        percent(ratio),
+                        disk.available as f64 / f64::from(1 << 30),
+                        percent(settings.disk_used_ratio)
+                    ),
+                    details: json!({"node": node, "folder": folder.to_string(), "used_ratio": ratio,
+                        "available_bytes": disk.available, "total_bytes": disk.total,
+                        "threshold": settings.disk_used_ratio}),
+                    owner_id: None,
+                };
+                self.condition(spec, ratio, settings.disk_used_ratio).await?;
+            }
+            Err(error) => tracing::warn!(%error, "the disk could not be read"),
+        }
+        match host::memory_usage() {
+            Ok(memory) => {
+                let ratio = memory.used_ratio();
+                let spec = AlertSpec {
+                    kind: "memory_high".into(),
+                    severity: Severity::Warning,
+                    subject: format!("node/{node}/memory"),
+                    message: format!(
+                        "memory on {node} is {} used (alert at {})",
+                        percent(ratio),
+                        percent(settings.memory_used_ratio)
+                    ),
+                    details: json!({"node": node, "used_ratio": ratio, "available_bytes": memory.available,
+                        "total_bytes": memory.total, "threshold": settings.memory_used_ratio}),
+                    owner_id: None,
+                };
+                self.condition(spec, ratio, settings.memory_used_ratio).await?;
+            }
+            Err(error) => tracing::warn!(%error, "the memory could not be read"),
+        }
+        Ok(())
+    }
+
+    /// Raises the recurring alert of `spec` when `ratio` is over `threshold`, resolves it when well under.
+    async fn condition(&self, spec: AlertSpec, ratio: f64, threshold: f64) -> Result<(), CommandError> {
+        let key = format!("{}/{}", spec.kind, spec.subject);
+        let meta = CommandMetadata::system(format!("resource-check/{key}"));
+        match verdict(ratio, threshold) {
+            Verdict::Raise => self.raise(&key, spec, true, &meta).await,
+            Verdict::Resolve => {
+                let id = alert_id(&key);
+                if self.commands.alert_state(id).await?.status.is_active() {
+                    self.resolve(id, format!("back to {} used", percent(ratio)), &meta).await?;
+                }
+                Ok(())
+            }
+            Verdict::Hold => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reading_raises_over_the_threshold_and_resolves_only_well_under_it() {
+        assert_eq!(verdict(0.95, 0.90), Verdict::Raise);
+        assert_eq!(verdict(0.90, 0.90), Verdict::Raise);
+        assert_eq!(verdict(0.89, 0.90), Verdict::Hold, "just under: no flapping");
+        assert_eq!(verdict(0.87, 0.90), Verdict::Resolve);
+        assert_eq!(verdict(0.99, 1.01), Verdict::Hold, "a threshold above 1 never raises");
+        assert_eq!(verdict(0.0, 0.0), Verdict::Raise);
+    }
+
+    #[test]
+    fn the_node_has_a_name() {
+        assert!(!node_name().is_empty());
+    }
+}
