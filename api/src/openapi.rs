@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
     paths(
         healthz, readyz, login, refresh, logout, get_profile, update_profile, change_password, list_users,
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
-        preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, adapter_file, start_task, stop_task,
+        preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, task_socket, adapter_file, start_task, stop_task,
         register_model, list_models, get_model, deploy_model, undeploy_model, test_model, ask, qa_history, conversation,
         delete_history, get_question, list_alerts, get_alert, acknowledge_alert, resolve_alert
     ),

@@ -26,17 +26,32 @@ impl AuthUser {
     }
 }
 
+/// The `access_token` query parameter of a streaming endpoint (a task's `/events` or `/ws`), which browsers
+/// open without headers; every other endpoint takes the token from the Authorization header only, so
+/// tokens stay out of ordinary URLs.
+fn query_token(parts: &Parts) -> Option<String> {
+    let path = parts.uri.path();
+    if !(path.ends_with("/events") || path.ends_with("/ws")) || !path.starts_with("/api/training/tasks/") {
+        return None;
+    }
+    let query = parts.uri.query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(|t| t.to_owned())
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthenticated("missing_token", "an Authorization: Bearer token is required"))?;
-        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(|| {
-            ApiError::unauthenticated("invalid_token", "the Authorization header is not 'Bearer <token>'")
-        })?;
+        let token = match parts.headers.get(header::AUTHORIZATION) {
+            Some(header) => {
+                header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).map(str::to_owned).ok_or_else(|| {
+                    ApiError::unauthenticated("invalid_token", "the Authorization header is not 'Bearer <token>'")
+                })?
+            }
+            None => query_token(parts).ok_or_else(|| {
+                ApiError::unauthenticated("missing_token", "an Authorization: Bearer token is required")
+            })?,
+        };
         let claims = state.tokens.verify_access(token.trim()).map_err(|e| {
             let code = match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token_expired",

@@ -360,6 +360,68 @@ async fn a_tasks_events_are_pushed_live_until_its_run_ends() {
 }
 
 #[tokio::test]
+async fn a_tasks_events_are_pushed_over_a_websocket_with_the_token_in_the_url() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, created) = app.create_task(&admin, &dataset, json!({"max_steps": 3, "merge": false}), false).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.task_until(&admin, &id, 20, |_| true).await;
+    let ws_url =
+        |token: &str| format!("{}/api/training/tasks/{id}/ws?access_token={token}", app.addr.replacen("http", "ws", 1));
+    // As a browser opens it: no headers, the token in the query.
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(&admin)).await.expect("the upgrade is accepted");
+    let first: Value = match socket.next().await.unwrap().unwrap() {
+        Message::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected the snapshot, got {other:?}"),
+    };
+    assert_eq!((first["type"].as_str(), first["task"]["status"].as_str()), (Some("snapshot"), Some("created")));
+    let (status, _) = app.task_command(&admin, &id, "start").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let reader = async {
+        let mut kinds = Vec::new();
+        while let Some(message) = socket.next().await {
+            match message.unwrap() {
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(value["event"]["aggregate_id"], id.as_str(), "{value}");
+                    kinds.push(value["type"].as_str().unwrap().to_owned());
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        kinds
+    };
+    let kinds = tokio::time::timeout(Duration::from_secs(120), reader).await.expect("the socket closes with the run");
+    assert_eq!(&kinds[..2], ["TrainingStartRequested", "TrainingStarted"], "{kinds:?}");
+    assert!(kinds.contains(&"TrainingProgressed".to_owned()), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("TrainingCompleted"));
+
+    // Refused before any upgrade: no token, a bad one, another trainer's view of the task.
+    for (token, status) in [("", 401), ("not-a-jwt", 401)] {
+        match tokio_tungstenite::connect_async(ws_url(token)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), status)
+            }
+            other => panic!("expected {status}, got {other:?}"),
+        }
+    }
+    let other = app.create_user(&admin, "someone", "trainer").await.1;
+    match tokio_tungstenite::connect_async(ws_url(&other)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    // The token in the URL is only for the streaming endpoints.
+    let response = app.get(&format!("/api/training/tasks/{id}?access_token={admin}"), None).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = app.get(&format!("/api/training/tasks/{id}/events?access_token={admin}"), None).await;
+    assert_eq!(response.status(), StatusCode::OK, "an EventSource opens it the same way");
+}
+
+#[tokio::test]
 async fn the_cli_follows_a_task_until_its_run_ends() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;

@@ -9,7 +9,7 @@ mod dto;
 mod stream;
 
 pub(crate) use dto::{CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage};
-pub(crate) use stream::{__path_task_events, task_events};
+pub(crate) use stream::{__path_task_events, __path_task_socket, task_events, task_socket};
 
 use crate::auth::AuthUser;
 use crate::extract::{page_window, status_filter, ApiJson, ApiPath, ApiQuery, Correlation};
