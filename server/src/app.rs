@@ -11,8 +11,8 @@ use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
 use bonsai_workers::{
-    follow_user_events, node_name, AlertSettings, AlertWorker, AnswerCache, Engines, EventBus, ModelWorker,
-    ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker, ValidationWorker,
+    follow_user_events, node_name, AlertNotifier, AlertSettings, AlertWorker, AnswerCache, Engines, EventBus,
+    ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker, ValidationWorker, WebhookSettings,
 };
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -38,6 +38,7 @@ pub struct Application {
     /// The devices whose training tasks this node runs.
     training_devices: String,
     alerts: AlertSettings,
+    webhook: Option<WebhookSettings>,
     waker: RelayWaker,
     file_gc_interval: Duration,
     file_gc_grace: Duration,
@@ -118,6 +119,17 @@ impl Application {
                 data_dir: settings.data_dir.clone(),
                 node: settings.alerts.node_name.clone().unwrap_or_else(node_name),
             },
+            webhook: settings.alerts.webhook_url.clone().filter(|url| !url.trim().is_empty()).map(|url| {
+                WebhookSettings {
+                    url,
+                    secret: settings
+                        .alerts
+                        .webhook_secret
+                        .as_ref()
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.expose().to_owned()),
+                }
+            }),
             waker,
             file_gc_interval,
             file_gc_grace,
@@ -189,6 +201,11 @@ impl Application {
         let alerts = AlertWorker::new(self.bus.clone(), self.commands.clone(), self.pool.clone(), self.alerts);
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:alerts".to_owned(), alerts.run(stop).await) });
+        if let Some(webhook) = self.webhook {
+            let notifier = AlertNotifier::new(self.bus.clone(), self.pool.clone(), webhook);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { ("worker:alert-webhook".to_owned(), notifier.run(stop).await) });
+        }
         if self.file_gc_interval > Duration::ZERO {
             let (pool, files, stop) = (self.pool.clone(), self.files.clone(), shutdown.clone());
             let (every, grace) = (self.file_gc_interval, self.file_gc_grace);

@@ -88,6 +88,10 @@ pub struct Alerts {
     pub check_every_secs: f64,
     /// This node's name in resource alerts (default: the host name).
     pub node_name: Option<String>,
+    /// Where each raised, acknowledged and resolved alert is POSTed as JSON (unset: nowhere).
+    pub webhook_url: Option<String>,
+    /// Signs webhook bodies (`Bonsai-Signature: sha256=<HMAC>`) when set.
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Default for Alerts {
@@ -99,6 +103,8 @@ impl Default for Alerts {
             memory_used_ratio: 0.95,
             check_every_secs: 30.0,
             node_name: None,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }

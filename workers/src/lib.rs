@@ -1,6 +1,7 @@
 //! Everything that runs behind the bus: the relay (events table -> JetStream) and the durable
 //! consumers that feed the projections (and, as the platform grows, the training and serving workers).
 
+mod alert_webhook;
 mod alerts;
 mod answer_cache;
 mod bus;
@@ -11,6 +12,7 @@ mod training;
 mod user_notices;
 mod validation;
 
+pub use alert_webhook::{AlertNotifier, WebhookSettings};
 pub use alerts::{node_name, AlertSettings, AlertWorker};
 pub use answer_cache::AnswerCache;
 pub use bus::{stream_name, EventBus};

@@ -214,3 +214,71 @@ async fn a_resource_over_its_threshold_raises_one_alert_until_it_clears() {
     assert_eq!(page["items"][0]["resolved_by"], Value::Null);
     assert!(page["items"][0]["resolve_note"].as_str().unwrap().starts_with("back to "), "{page}");
 }
+
+/// A webhook receiver: answers 503 to the first delivery and 200 after; keeps (status answered, headers,
+/// body) of every delivery.
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(u16, axum::http::HeaderMap, Value)>>>;
+
+async fn webhook_receiver() -> (String, Deliveries) {
+    use axum::routing::post;
+    let deliveries: Deliveries = Default::default();
+    let kept = deliveries.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let mut kept = kept.lock().unwrap();
+                let status = if kept.is_empty() { 503 } else { 200 };
+                kept.push((status, headers, serde_json::from_slice(&body).unwrap()));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, deliveries)
+}
+
+#[tokio::test]
+async fn alerts_are_posted_to_a_signed_webhook_until_it_takes_them() {
+    use hmac::Mac;
+    let (url, deliveries) = webhook_receiver().await;
+    let mut settings = test_settings();
+    settings.alerts.webhook_url = Some(url);
+    settings.alerts.webhook_secret = Some(bonsai_server::settings::Secret::new("hook-secret"));
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (_, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2}), false).await;
+    let task = created["id"].as_str().unwrap().to_owned();
+    std::fs::remove_dir_all(app.settings.models_dir().join("tiny")).unwrap();
+    app.task_command(&admin, &task, "start").await;
+    let page = app.alerts_until(&admin, "", |p| total(p) == 1).await;
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = app.alert_action(&admin, &id, "acknowledge", json!({"note": "on it"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.alert_action(&admin, &id, "resolve", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let delivered = || deliveries.lock().unwrap().iter().filter(|d| d.0 == 200).count();
+    crate::helpers::eventually(|| async { delivered() == 3 }).await;
+    let deliveries = deliveries.lock().unwrap().clone();
+    // The receiver was down for the first delivery: the same notification came again.
+    assert_eq!(deliveries[0].0, 503);
+    assert_eq!(deliveries[0].1["bonsai-delivery"], deliveries[1].1["bonsai-delivery"]);
+    let taken: Vec<&(u16, axum::http::HeaderMap, Value)> = deliveries.iter().filter(|d| d.0 == 200).collect();
+    let events: Vec<&str> = taken.iter().map(|d| d.2["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["raised", "acknowledged", "resolved"], "in order");
+    let raised = &taken[0].2;
+    assert_eq!((raised["alert_id"].as_str(), raised["kind"].as_str()), (Some(id.as_str()), Some("training_failed")));
+    assert!(raised["text"].as_str().unwrap().starts_with("[WARNING] training_failed raised: "), "{raised}");
+    assert_eq!((taken[1].2["note"].as_str(), taken[2].2["status"].as_str()), (Some("on it"), Some("resolved")));
+    for (_, headers, body) in &taken {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(&serde_json::to_vec(body).unwrap());
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(headers["bonsai-signature"].to_str().unwrap(), expected);
+    }
+}
