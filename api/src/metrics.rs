@@ -121,6 +121,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         gauge(&mut out, "bonsai_data_disk_available_bytes", "Space left to the platform on the data folder's disk.");
         let _ = writeln!(out, "bonsai_data_disk_available_bytes {}", disk.available);
     }
+    for (name, help, value) in state.node_gauges.as_ref().map(|read| read()).unwrap_or_default() {
+        gauge(&mut out, name, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
     if let Ok(memory) = bonsai_commands::host::memory_usage() {
         gauge(&mut out, "bonsai_host_memory_used_ratio", "Share of this machine's memory in use.");
         let _ = writeln!(out, "bonsai_host_memory_used_ratio {}", memory.used_ratio());

@@ -34,7 +34,13 @@ pub struct AppState {
     pub http_metrics: Arc<crate::metrics::HttpMetrics>,
     /// The NATS subject prefix of this instance (answers to questions are awaited on its event subjects).
     pub nats_prefix: String,
+    /// Figures of this node that only the binary can read (such as the models it holds in memory), for
+    /// `/metrics`: `(name, help, value)` gauges.
+    pub node_gauges: Option<NodeGauges>,
 }
+
+/// See [`AppState::node_gauges`].
+pub type NodeGauges = Arc<dyn Fn() -> Vec<(&'static str, &'static str, f64)> + Send + Sync>;
 
 impl AppState {
     pub fn new(
@@ -57,7 +63,14 @@ impl AppState {
             nats_prefix: "bonsai".into(),
             http_metrics: Arc::default(),
             data_dir: None,
+            node_gauges: None,
         }
+    }
+
+    /// Gauges of this node for `/metrics`.
+    pub fn with_node_gauges(mut self, gauges: NodeGauges) -> Self {
+        self.node_gauges = Some(gauges);
+        self
     }
 
     /// Where dataset uploads go and how large one may be. Without this, uploads answer 500.

@@ -11,8 +11,9 @@ use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
 use bonsai_workers::{
-    follow_user_events, node_name, AlertNotifier, AlertSettings, AlertWorker, AnswerCache, Engines, EventBus,
-    ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker, ValidationWorker, WebhookSettings,
+    follow_model_events, follow_user_events, node_name, AlertNotifier, AlertSettings, AlertWorker, AnswerCache,
+    Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker, ValidationWorker,
+    WebhookSettings,
 };
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub struct Application {
     /// The devices whose training tasks this node runs.
     training_devices: String,
     alerts: AlertSettings,
+    /// The models this node has loaded (shared by its model and QA workers; counted in `/metrics`).
+    engines: Engines,
     webhook: Option<WebhookSettings>,
     waker: RelayWaker,
     file_gc_interval: Duration,
@@ -80,12 +83,19 @@ impl Application {
         };
         let files = file_store(settings)?;
         let models = LocalModels::new(settings.models_dir());
+        let engines = Engines::default();
+        let loaded = engines.clone();
+        let gauges: bonsai_api::NodeGauges = Arc::new(move || {
+            let help = "Models whose ONNX Runtime engine this node holds in memory.";
+            vec![("bonsai_serving_models_loaded", help, loaded.loaded() as f64)]
+        });
         let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
             .with_datasets(files.clone(), settings.max_upload_bytes)
             .with_models(models.clone())
             .with_nats_prefix(settings.nats_prefix.clone())
             .with_data_dir(settings.data_dir.clone())
-            .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms));
+            .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms))
+            .with_node_gauges(gauges);
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
@@ -110,6 +120,7 @@ impl Application {
             data_dir,
             answer_cache,
             training_devices: settings.training_devices.clone(),
+            engines,
             alerts: AlertSettings {
                 accuracy_drop: settings.alerts.accuracy_drop,
                 min_accuracy: settings.alerts.min_accuracy,
@@ -189,7 +200,9 @@ impl Application {
             let name = format!("worker:training:{device}");
             tasks.spawn(async move { (name, trainer.run(stop).await) });
         }
-        let engines = Engines::default();
+        let (engines, bus, stop) = (self.engines.clone(), self.bus.clone(), shutdown.clone());
+        tasks.spawn(async move { ("model-events".to_owned(), follow_model_events(bus, engines, stop).await) });
+        let engines = self.engines;
         let (bus, commands, data_dir) = (self.bus.clone(), self.commands.clone(), self.data_dir.clone());
         let model_worker = ModelWorker::new(bus, commands, self.models.clone(), data_dir, engines.clone());
         let stop = shutdown.clone();

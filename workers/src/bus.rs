@@ -68,6 +68,19 @@ impl EventBus {
         let consumer = stream.get_or_create_consumer(&name, config).await?;
         Ok(consumer.messages().await?)
     }
+
+    /// Like [`EventBus::durable_messages`], but pulling at most `batch` messages at a time: a worker takes
+    /// no more than it can work on, so the rest go to the other nodes' workers on the same consumer.
+    pub async fn durable_messages_batched(
+        &self,
+        config: pull::Config,
+        batch: usize,
+    ) -> Result<pull::Stream, async_nats::Error> {
+        let name = config.durable_name.clone().ok_or("a durable consumer needs a name")?;
+        let stream = self.ensure_stream().await?;
+        let consumer = stream.get_or_create_consumer(&name, config).await?;
+        Ok(consumer.stream().max_messages_per_batch(batch.max(1)).messages().await?)
+    }
 }
 
 /// Opens something with `open` (a consumer, a subscription) until it succeeds, waiting a second after each

@@ -178,7 +178,9 @@ where
         max_ack_pending: (4 * concurrency) as i64,
         ..Default::default()
     };
-    while let Some(messages) = open_with_retry(&name, shutdown, || bus.durable_messages(config.clone())).await {
+    while let Some(messages) =
+        open_with_retry(&name, shutdown, || bus.durable_messages_batched(config.clone(), concurrency)).await
+    {
         let stop = shutdown.clone();
         messages
             .take_until(async move { stop.cancelled().await })

@@ -40,9 +40,15 @@ impl Engines {
         Ok(engine)
     }
 
-    /// Forgets model `id`'s engine (undeployed: its memory is given back).
+    /// Forgets model `id`'s engine (undeployed: its memory is given back once no answer in progress
+    /// holds it).
     pub fn unload(&self, id: Uuid) {
         self.loaded.lock().expect("engines lock").remove(&id);
+    }
+
+    /// How many models this node has loaded.
+    pub fn loaded(&self) -> usize {
+        self.loaded.lock().expect("engines lock").len()
     }
 }
 

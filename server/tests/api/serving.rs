@@ -261,6 +261,37 @@ async fn a_conversation_reads_as_a_transcript_and_its_history_can_be_deleted() {
     assert_eq!(rows.len(), 2);
 }
 
+/// `bonsai_serving_models_loaded` in a node's `/metrics`.
+async fn models_loaded(node: &TestApp) -> f64 {
+    let metrics = node.get("/metrics", None).await.text().await.unwrap();
+    let line = metrics.lines().find(|l| l.starts_with("bonsai_serving_models_loaded ")).expect("the gauge is there");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn undeploying_a_model_frees_it_on_every_node() {
+    let first = TestApp::spawn().await;
+    let admin = first.admin_token().await;
+    first.training_fixture(&admin).await;
+    let model = first.deployed_tiny(&admin).await;
+    // A second node of the same platform: same database, NATS subjects and data folder.
+    let second = TestApp::spawn_with(first.settings.clone()).await;
+    assert_eq!((models_loaded(&first).await, models_loaded(&second).await), (0.0, 0.0), "loaded on first use");
+    // Questions go to whichever node's QA worker takes them: ask until both nodes have loaded the model.
+    let mut asked = 0;
+    while models_loaded(&first).await < 1.0 || models_loaded(&second).await < 1.0 {
+        assert!(asked < 60, "the questions never reached both nodes");
+        let node = if asked % 2 == 0 { &first } else { &second };
+        let (status, body) =
+            node.ask(&admin, json!({"question": format!("question {asked}"), "max_new_tokens": 2})).await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("answered")), "{body}");
+        asked += 1;
+    }
+    let response = second.post(&format!("/api/models/{model}/undeploy"), Some(&admin), json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    eventually(|| async { models_loaded(&first).await == 0.0 && models_loaded(&second).await == 0.0 }).await;
+}
+
 #[tokio::test]
 async fn a_completed_training_task_becomes_a_versioned_model() {
     let app = TestApp::spawn().await;
