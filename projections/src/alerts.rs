@@ -115,6 +115,7 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<AlertRow>, i64), ProjectionError> {
+    let mut tx = crate::snapshot(db).await?;
     const WHERE: &str = "($1::uuid IS NULL OR owner_id = $1) \
          AND ($2::text IS NULL OR status = $2 OR ($2 = 'active' AND status IN ('open', 'acknowledged'))) \
          AND ($3::text IS NULL OR kind = $3) AND ($4::text IS NULL OR severity = $4)";
@@ -126,24 +127,17 @@ pub async fn list(
         .bind(&filter.severity)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(db)
+        .fetch_all(&mut *tx)
         .await?;
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM alerts_view WHERE {WHERE}"))
         .bind(filter.owner)
         .bind(&filter.status)
         .bind(&filter.kind)
         .bind(&filter.severity)
-        .fetch_one(db)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok((rows, total))
-}
-
-/// The active (open or acknowledged) alerts about `subject`.
-pub async fn active_about<'e>(db: impl PgExecutor<'e>, subject: &str) -> Result<Vec<AlertRow>, ProjectionError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM alerts_view WHERE subject = $1 AND status IN ('open', 'acknowledged') ORDER BY id"
-    );
-    Ok(sqlx::query_as(&sql).bind(subject).fetch_all(db).await?)
 }
 
 /// Every row, in key order (rebuild comparisons).

@@ -229,6 +229,7 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<DatasetRow>, i64), ProjectionError> {
+    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str =
         "NOT d.archived AND ($1::uuid IS NULL OR d.owner_id = $1) AND ($2::text IS NULL OR d.status = $2)";
     let sql =
@@ -238,13 +239,14 @@ pub async fn list(
         .bind(status)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(db)
+        .fetch_all(&mut *tx)
         .await?;
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM datasets_view d WHERE {FILTER}"))
         .bind(owner)
         .bind(status)
-        .fetch_one(db)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok((rows, total))
 }
 

@@ -20,6 +20,14 @@ pub use error::ProjectionError;
 pub use log::StoredEvent;
 pub use projection::{apply_batch, apply_event, rebuild, Applied, Projection};
 
+/// A read-only transaction that sees one snapshot of the views, so that a page and its total read in it
+/// agree (read one after the other outside it, an event applied in between can make them disagree).
+pub(crate) async fn snapshot(db: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ProjectionError> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
 /// Every projection of the platform, by name (for `bonsai replay` and the consumers).
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![

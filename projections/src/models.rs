@@ -175,6 +175,7 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<ModelRow>, i64), ProjectionError> {
+    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str =
         "(NOT $1 OR deployed) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR name = $3)";
     let sql =
@@ -185,14 +186,15 @@ pub async fn list(
         .bind(name)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(db)
+        .fetch_all(&mut *tx)
         .await?;
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM models_view WHERE {FILTER}"))
         .bind(deployed_only)
         .bind(status)
         .bind(name)
-        .fetch_one(db)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok((rows, total))
 }
 

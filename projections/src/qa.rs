@@ -127,6 +127,7 @@ async fn page_of(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<QuestionRow>, i64), ProjectionError> {
+    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str = "user_id = $1 AND ($2::uuid IS NULL OR session_id = $2)";
     let sql = format!(
         "SELECT {COLUMNS} FROM qa_history_view WHERE {FILTER} \
@@ -137,13 +138,14 @@ async fn page_of(
         .bind(session)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(db)
+        .fetch_all(&mut *tx)
         .await?;
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM qa_history_view WHERE {FILTER}"))
         .bind(user)
         .bind(session)
-        .fetch_one(db)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok((rows, total))
 }
 

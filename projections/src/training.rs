@@ -263,6 +263,7 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<TaskRow>, i64), ProjectionError> {
+    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str = "($1::uuid IS NULL OR owner_id = $1) AND ($2::text IS NULL OR status = $2) \
          AND ($3::uuid IS NULL OR dataset_id = $3)";
     let sql = format!(
@@ -274,14 +275,15 @@ pub async fn list(
         .bind(dataset)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(db)
+        .fetch_all(&mut *tx)
         .await?;
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM training_tasks_view WHERE {FILTER}"))
         .bind(owner)
         .bind(status)
         .bind(dataset)
-        .fetch_one(db)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok((rows, total))
 }
 

@@ -20,13 +20,16 @@ use bonsai_commands::{host, CommandBus, CommandError, CommandMetadata};
 use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
 use bonsai_domain::model::ModelEvent;
 use bonsai_domain::training::TrainingTaskEvent;
-use bonsai_projections::{alerts, log, models, training, ProjectionError, StoredEvent};
+use bonsai_projections::{log, models, ProjectionError, StoredEvent};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// How many of a model's earlier tests a good test resolves the alerts of.
+const RESOLVE_LOOKBACK: usize = 20;
 
 /// How far under its threshold a resource reading must come back before its alert is resolved.
 pub(crate) const RESOLVE_MARGIN: f64 = 0.02;
@@ -97,6 +100,28 @@ fn percent(ratio: f64) -> String {
 
 fn from_view(error: ProjectionError) -> CommandError {
     CommandError::Store(error.to_string())
+}
+
+/// An aggregate's history, read from the event store (not a view, which may lag behind the event at hand).
+async fn history_of(pool: &PgPool, kind: &str, id: Uuid) -> Result<Vec<StoredEvent>, CommandError> {
+    log::aggregate_history(pool, kind, &id.to_string()).await.map_err(from_view)
+}
+
+/// The payload of the first event of `history` if it is `event_type` (the aggregate's creation).
+fn created<'h>(history: &'h [StoredEvent], event_type: &str) -> Option<&'h Value> {
+    history.first().filter(|e| e.event_type == event_type).map(|e| &e.payload[event_type])
+}
+
+/// `'name' vN` of a model from its `ModelRegistered`, else its id.
+fn model_label(history: &[StoredEvent], model: Uuid) -> String {
+    match created(history, "ModelRegistered") {
+        Some(registered) => format!("'{}' v{}", registered["name"].as_str().unwrap_or_default(), registered["version"]),
+        None => model.to_string(),
+    }
+}
+
+fn owner_of(creation: Option<&Value>) -> Option<Uuid> {
+    creation.and_then(|c| c["owner_id"].as_str()).and_then(|id| id.parse().ok())
 }
 
 pub struct AlertWorker {
@@ -179,24 +204,25 @@ impl AlertWorker {
         message: &str,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let state = self.commands.training_state(task).await?;
-        let name = training::find(&self.pool, task).await.map_err(from_view)?.map(|t| t.name).unwrap_or_default();
+        let history = history_of(&self.pool, "TrainingTask", task).await?;
+        let creation = created(&history, "TrainingTaskCreated");
+        let name = creation.and_then(|c| c["name"].as_str()).unwrap_or_default().to_owned();
         let spec = AlertSpec {
             kind: "training_failed".into(),
             severity: Severity::Warning,
             subject: format!("TrainingTask/{task}"),
             message: format!("training task '{name}' failed (run {attempt}, {code}): {message}"),
             details: json!({"task_id": task, "task_name": name, "attempt": attempt, "code": code, "error": message}),
-            owner_id: state.owner_id,
+            owner_id: owner_of(creation),
         };
         self.raise(&format!("training_failed/{task}/{attempt}"), spec, false, meta).await
     }
 
     async fn training_completed(&self, task: Uuid, attempt: u32, meta: &CommandMetadata) -> Result<(), CommandError> {
-        for earlier in alerts::active_about(&self.pool, &format!("TrainingTask/{task}")).await.map_err(from_view)? {
-            if earlier.kind == "training_failed" {
-                self.resolve(earlier.id, format!("run {attempt} of the task completed"), meta).await?;
-            }
+        // The ids of the earlier runs' alerts are known (no view needed); resolving one never raised is a no-op.
+        for earlier in 1..attempt {
+            let id = alert_id(&format!("training_failed/{task}/{earlier}"));
+            self.resolve(id, format!("run {attempt} of the task completed"), meta).await?;
         }
         Ok(())
     }
@@ -208,29 +234,22 @@ impl AlertWorker {
         message: &str,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let state = self.commands.model_state(model).await?;
-        let row = models::find(&self.pool, model).await.map_err(from_view)?;
-        let label = row.map(|m| format!("'{}' v{}", m.name, m.model_version)).unwrap_or_else(|| model.to_string());
+        let history = history_of(&self.pool, "Model", model).await?;
+        let label = model_label(&history, model);
         let spec = AlertSpec {
             kind: "model_export_failed".into(),
             severity: Severity::Warning,
             subject: format!("Model/{model}"),
             message: format!("model {label} could not be exported to ONNX ({code}): {message}"),
             details: json!({"model_id": model, "code": code, "error": message}),
-            owner_id: state.owner_id,
+            owner_id: owner_of(created(&history, "ModelRegistered")),
         };
         self.raise(&format!("model_export_failed/{model}"), spec, false, meta).await
     }
 
     /// What a test's accuracy is compared with: this model's previous test, else the newest earlier
     /// version's last accuracy. `(what it is, accuracy)`.
-    async fn baseline(
-        &self,
-        model: Uuid,
-        sequence: i64,
-        name_version: Option<(&str, i32)>,
-    ) -> Result<Option<(String, f64)>, CommandError> {
-        let history = log::aggregate_history(&self.pool, "Model", &model.to_string()).await.map_err(from_view)?;
+    async fn baseline(&self, history: &[StoredEvent], sequence: i64) -> Result<Option<(String, f64)>, CommandError> {
         let previous = history
             .iter()
             .filter(|e| e.sequence < sequence && e.event_type == "ModelTested")
@@ -239,7 +258,9 @@ impl AlertWorker {
         if let Some(accuracy) = previous {
             return Ok(Some(("the model's previous test".into(), accuracy)));
         }
-        let Some((name, version)) = name_version else { return Ok(None) };
+        let Some(registered) = created(history, "ModelRegistered") else { return Ok(None) };
+        let (name, version) = (registered["name"].as_str().unwrap_or_default(), registered["version"].as_i64());
+        let version = i32::try_from(version.unwrap_or(0)).unwrap_or(0);
         let earlier = models::previous_tested_version(&self.pool, name, version).await.map_err(from_view)?;
         Ok(earlier.map(|(v, accuracy)| (format!("version {v}"), accuracy)))
     }
@@ -253,9 +274,8 @@ impl AlertWorker {
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
         let state = self.commands.model_state(model).await?;
-        let row = models::find(&self.pool, model).await.map_err(from_view)?;
-        let label =
-            row.as_ref().map(|m| format!("'{}' v{}", m.name, m.model_version)).unwrap_or_else(|| model.to_string());
+        let history = history_of(&self.pool, "Model", model).await?;
+        let label = model_label(&history, model);
         let subject = format!("Model/{model}");
         let spec = |kind: &str, severity, message: String, details: Value| AlertSpec {
             kind: kind.into(),
@@ -278,8 +298,7 @@ impl AlertWorker {
             .await?;
             return Ok(());
         }
-        let name_version = row.as_ref().map(|m| (m.name.as_str(), m.model_version));
-        if let Some((against, before)) = self.baseline(model, sequence, name_version).await? {
+        if let Some((against, before)) = self.baseline(&history, sequence).await? {
             let drop = before - accuracy;
             if drop > self.settings.accuracy_drop + 1e-9 {
                 let severity = if state.deployed { Severity::Critical } else { Severity::Warning };
@@ -314,9 +333,14 @@ impl AlertWorker {
             raised = true;
         }
         if !raised {
-            for earlier in alerts::active_about(&self.pool, &subject).await.map_err(from_view)? {
-                if ["accuracy_drop", "accuracy_below_minimum", "model_test_failed"].contains(&earlier.kind.as_str()) {
-                    self.resolve(earlier.id, format!("a later test scored {accuracy:.3}"), meta).await?;
+            // The alerts earlier tests may have raised, by their known ids (the most recent tests'; resolving
+            // one never raised is a no-op).
+            let earlier = history.iter().filter(|e| e.sequence < sequence && e.event_type == "ModelTested");
+            let earlier: Vec<i64> = earlier.map(|e| e.sequence).collect();
+            for test in earlier.iter().rev().take(RESOLVE_LOOKBACK) {
+                for kind in ["accuracy_drop", "accuracy_below_minimum", "model_test_failed"] {
+                    let id = alert_id(&format!("{kind}/{model}/{test}"));
+                    self.resolve(id, format!("a later test scored {accuracy:.3}"), meta).await?;
                 }
             }
         }
