@@ -95,13 +95,15 @@ pub struct Alerts {
 }
 
 impl Default for Alerts {
+    /// The alert worker's own defaults.
     fn default() -> Self {
+        let worker = bonsai_workers::AlertSettings::default();
         Self {
-            accuracy_drop: 0.05,
-            min_accuracy: None,
-            disk_used_ratio: 0.90,
-            memory_used_ratio: 0.95,
-            check_every_secs: 30.0,
+            accuracy_drop: worker.accuracy_drop,
+            min_accuracy: worker.min_accuracy,
+            disk_used_ratio: worker.disk_used_ratio,
+            memory_used_ratio: worker.memory_used_ratio,
+            check_every_secs: worker.check_every.as_secs_f64(),
             node_name: None,
             webhook_url: None,
             webhook_secret: None,
