@@ -11,7 +11,8 @@ use utoipa_swagger_ui::SwaggerUi;
 #[openapi(
     info(title = "Bonsai", description = "Train, version and serve your own small language models."),
     paths(
-        healthz, readyz, login, refresh, logout, get_profile, update_profile, change_password, list_users,
+        healthz, readyz, login, refresh, logout, get_profile, update_profile, change_password, list_sessions, end_session,
+        end_other_sessions, end_user_sessions, list_users,
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
         preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, task_socket, adapter_file, start_task, stop_task,
         register_model, list_models, get_model, deploy_model, undeploy_model, test_model, ask, qa_history, conversation,
@@ -23,7 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
         AuditEventDto, AuditPage, DatasetDto, DatasetDetail, DatasetPage, VersionDto, ValidationAccepted, PreviewPage,
         UploadForm, CreateTaskRequest, TaskDto, TaskPage, TaskAccepted, ProgressDto, ProgressPoint, ProgressReport,
         RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AskRequest, QuestionDto, QuestionPage,
-        ConversationPage, AlertDto, AlertPage, AlertAction, AlertAccepted
+        ConversationPage, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "alerts"), (name = "health"))

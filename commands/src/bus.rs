@@ -99,6 +99,11 @@ impl CommandBus {
         Ok(state.unwrap_or_default())
     }
 
+    /// A user as their committed events leave them (their live sessions, for session management).
+    pub async fn user_account(&self, user_id: Uuid) -> Result<User, CommandError> {
+        Self::load(&self.users, user_id).await
+    }
+
     /// Executes a dataset command, with the same bounded conflict retries as [`CommandBus::user`].
     #[tracing::instrument(skip_all, fields(aggregate = "Dataset", %dataset_id, correlation_id = %meta.correlation_id), err)]
     pub async fn dataset(

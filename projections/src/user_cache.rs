@@ -20,6 +20,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// How long an ended session is remembered: longer than any access token of it can live (tokens last
+/// minutes; see `BONSAI_ACCESS_TOKEN_TTL_SECS`).
+pub const ENDED_SESSION_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
 /// Beyond this many users the cache starts over (a bound, not a policy: it holds the active users).
 const CAPACITY: usize = 100_000;
 
@@ -33,11 +37,49 @@ struct Entry {
 pub struct UserCache {
     entries: Mutex<HashMap<Uuid, Entry>>,
     ttl: Duration,
+    /// Sessions signed out (logout, revoked, password changed, ...), and when this node heard of it: their
+    /// access tokens are refused although they have not expired yet.
+    ended: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl UserCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), ttl }
+        Self { entries: Mutex::new(HashMap::new()), ttl, ended: Mutex::new(HashMap::new()) }
+    }
+
+    fn ended(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+        self.ended.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Session `id` was signed out: its access tokens are refused from now on.
+    pub fn note_session_ended(&self, id: Uuid) {
+        let mut ended = self.ended();
+        if ended.len() >= CAPACITY {
+            ended.retain(|_, at| at.elapsed() < ENDED_SESSION_MEMORY);
+        }
+        ended.insert(id, Instant::now());
+    }
+
+    /// Whether session `id` was signed out.
+    pub fn session_ended(&self, id: Uuid) -> bool {
+        self.ended().contains_key(&id)
+    }
+
+    /// Remembers the sessions that ended in the last [`ENDED_SESSION_MEMORY`], from the event store (at
+    /// start-up: what this node did not hear on NATS while it was down).
+    pub async fn load_ended_sessions(&self, pool: &PgPool) -> Result<usize, ProjectionError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT payload -> 'SessionEnded' ->> 'session_id' FROM events \
+             WHERE aggregate_type = 'User' AND event_type = 'SessionEnded' AND recorded_at > now() - make_interval(secs => $1)",
+        )
+        .bind(ENDED_SESSION_MEMORY.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
+        let ids: Vec<Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        for id in &ids {
+            self.note_session_ended(*id);
+        }
+        Ok(ids.len())
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
@@ -105,5 +147,14 @@ mod tests {
         cache.note_event(id, 9, "RoleChanged");
         cache.note_event(id, 8, "UserDeactivated");
         assert_eq!(cache.entries().get(&id).map(|e| e.min_version), Some(9), "the newest wins");
+    }
+
+    #[test]
+    fn an_ended_session_is_remembered() {
+        let cache = UserCache::new(Duration::from_secs(60));
+        let (ended, live) = (Uuid::new_v4(), Uuid::new_v4());
+        cache.note_session_ended(ended);
+        assert!(cache.session_ended(ended));
+        assert!(!cache.session_ended(live));
     }
 }

@@ -96,6 +96,9 @@ impl Application {
             .with_data_dir(settings.data_dir.clone())
             .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms))
             .with_node_gauges(gauges);
+        // Sessions signed out while this node was not listening: their access tokens are refused too.
+        let ended = state.user_cache.load_ended_sessions(&pool).await.context("reading ended sessions")?;
+        tracing::debug!(ended, "ended sessions remembered");
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;

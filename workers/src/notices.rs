@@ -1,7 +1,8 @@
 //! Plain (non-durable) NATS subscriptions to relayed events, for what every node must hear of, whichever
 //! node's durable consumer handles the event:
 //! - User events keep every node's [`UserCache`] as fresh as the users view (each event raises the
-//!   version its user's cached row must have);
+//!   version its user's cached row must have), and `SessionEnded` makes every node refuse that
+//!   session's access tokens at once;
 //! - `ModelUndeployed` makes every node drop the model's loaded engine (its memory is given back
 //!   everywhere, not just on the node whose model worker took the event).
 
@@ -32,6 +33,12 @@ fn headers_of(message: &Message) -> Option<(&str, Uuid, i64, &str)> {
     Some((kind, id, sequence, event_type))
 }
 
+/// The session a relayed `SessionEnded` event ended.
+fn ended_session(payload: &[u8]) -> Option<Uuid> {
+    let event: bonsai_projections::StoredEvent = serde_json::from_slice(payload).ok()?;
+    event.payload["SessionEnded"]["session_id"].as_str()?.parse().ok()
+}
+
 /// Calls `on_event` for each message on `subject` until `shutdown`, subscribing again after the
 /// subscription ends.
 async fn follow(
@@ -39,7 +46,7 @@ async fn follow(
     subject: String,
     what: &str,
     shutdown: &CancellationToken,
-    mut on_event: impl FnMut(&str, Uuid, i64, &str),
+    mut on_event: impl FnMut(&str, Uuid, i64, &str, &[u8]),
 ) {
     let client = bus.js.client();
     while let Some(mut messages) = open_with_retry(what, shutdown, || client.subscribe(subject.clone())).await {
@@ -50,7 +57,7 @@ async fn follow(
             };
             let Some(message) = message else { break };
             if let Some((kind, id, sequence, event_type)) = headers_of(&message) {
-                on_event(kind, id, sequence, event_type);
+                on_event(kind, id, sequence, event_type, &message.payload);
             }
         }
     }
@@ -63,9 +70,15 @@ pub async fn follow_user_events(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let subject = format!("{}.events.User.*", bus.prefix);
-    follow(&bus, subject, "the user events subscription", &shutdown, |kind, user, sequence, event_type| {
-        if kind == "User" {
-            cache.note_event(user, sequence, event_type);
+    follow(&bus, subject, "the user events subscription", &shutdown, |kind, user, sequence, event_type, payload| {
+        if kind != "User" {
+            return;
+        }
+        cache.note_event(user, sequence, event_type);
+        if event_type == "SessionEnded" {
+            if let Some(session) = ended_session(payload) {
+                cache.note_session_ended(session);
+            }
         }
     })
     .await;
@@ -75,7 +88,7 @@ pub async fn follow_user_events(
 /// Drops this node's engine of each model that is undeployed, until `shutdown`.
 pub async fn follow_model_events(bus: EventBus, engines: Engines, shutdown: CancellationToken) -> anyhow::Result<()> {
     let subject = format!("{}.events.Model.*", bus.prefix);
-    follow(&bus, subject, "the model events subscription", &shutdown, |kind, model, _, event_type| {
+    follow(&bus, subject, "the model events subscription", &shutdown, |kind, model, _, event_type, _| {
         if kind == "Model" && event_type == "ModelUndeployed" {
             engines.unload(model);
         }

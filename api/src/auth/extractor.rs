@@ -59,6 +59,9 @@ impl FromRequestParts<AppState> for AuthUser {
             };
             ApiError::unauthenticated(code, format!("the access token is not valid: {e}"))
         })?;
+        if state.user_cache.session_ended(claims.sid) {
+            return Err(ApiError::unauthenticated("session_ended", "this session was signed out; log in again"));
+        }
         let row = state
             .user_cache
             .find(&state.pool, claims.sub)

@@ -65,6 +65,7 @@ pub(crate) async fn login(
     State(state): State<AppState>,
     ClientIp(address): ClientIp,
     Correlation(correlation): Correlation,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     rate_limit_gate(&state, &body.username, &address).await?;
@@ -77,7 +78,15 @@ pub(crate) async fn login(
     let user_id = user_id_for(&username);
     let session_id = Uuid::now_v7();
     let now = Utc::now();
-    let command = UserCommand::StartSession { password, session_id, now, expires_at: now + state.tokens.refresh_ttl };
+    let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let command = UserCommand::StartSession {
+        password,
+        session_id,
+        now,
+        expires_at: now + state.tokens.refresh_ttl,
+        user_agent,
+        address: Some(address.clone()),
+    };
     match state.commands.user(user_id, command, &CommandMetadata::new(Some(user_id), correlation)).await {
         Ok(()) => {
             state.limits.login_succeeded(&body.username);

@@ -5,6 +5,7 @@ mod datasets;
 mod health;
 mod models;
 mod qa;
+mod sessions;
 pub(crate) mod training;
 mod users;
 
@@ -16,6 +17,7 @@ pub(crate) use datasets::{
 };
 pub(crate) use models::{ModelAccepted, ModelDto, ModelPage, RegisterModelRequest, TestRequest};
 pub(crate) use qa::{AskRequest, ConversationPage, QuestionDto, QuestionPage};
+pub(crate) use sessions::{SessionDto, SessionList};
 pub(crate) use training::{
     CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage,
 };
@@ -25,7 +27,7 @@ pub(crate) use users::{
 
 use crate::{ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
@@ -37,6 +39,9 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/users/profile", get(users::get_profile).put(users::update_profile))
         .route("/api/users/profile/password", put(users::change_password))
+        .route("/api/users/profile/sessions", get(sessions::list_sessions).delete(sessions::end_other_sessions))
+        .route("/api/users/profile/sessions/{id}", delete(sessions::end_session))
+        .route("/api/users/{id}/sessions", delete(sessions::end_user_sessions))
         .route("/api/users", get(users::list_users).post(users::create_user))
         .route("/api/users/{id}", get(users::get_user).patch(users::patch_user))
         .route("/api/audit/events", get(audit::events))
@@ -96,6 +101,9 @@ pub(crate) use models::{
 };
 pub(crate) use qa::{
     __path_ask, __path_conversation, __path_delete_history, __path_get_question, __path_history as __path_qa_history,
+};
+pub(crate) use sessions::{
+    __path_end_other_sessions, __path_end_session, __path_end_user_sessions, __path_list_sessions,
 };
 pub(crate) use training::{
     __path_adapter_file, __path_create_task, __path_get_task, __path_list_tasks, __path_start_task, __path_stop_task,

@@ -33,12 +33,16 @@ pub enum UserCommand {
         active: bool,
         by: Uuid,
     },
-    /// Login: checks the password and opens a session whose refresh token has generation 0.
+    /// Login: checks the password and opens a session whose refresh token has generation 0; sessions past
+    /// their expiry are forgotten (so a user's state stays as small as their live sessions).
     StartSession {
         password: Password,
         session_id: Uuid,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        /// The client, as it said (kept to its first 256 characters).
+        user_agent: Option<String>,
+        address: Option<String>,
     },
     /// Rotation: `generation` is the presented token's; the next token gets `generation + 1`.
     RefreshSession {
@@ -47,11 +51,20 @@ pub enum UserCommand {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     },
+    /// Ends a session; ending one that is not live is a no-op.
     EndSession {
         session_id: Uuid,
         reason: SessionEndReason,
     },
+    /// Ends every live session but `except` (sign out everywhere else, or everywhere).
+    EndAllSessions {
+        reason: SessionEndReason,
+        except: Option<Uuid>,
+    },
 }
+
+/// The most characters of a client's user agent kept with its session.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
 
 pub(super) async fn decide(
     user: &User,
@@ -120,7 +133,7 @@ pub(super) async fn decide(
                 _ => Ok(vec![]),
             }
         }
-        UserCommand::StartSession { password, session_id, now: _, expires_at } => {
+        UserCommand::StartSession { password, session_id, now, expires_at, user_agent, address } => {
             // The password is checked first, so that "deactivated" is only told to the owner.
             if !services.verify_password(&password, &user.password_hash).await {
                 return Err(UserError::InvalidCredentials);
@@ -128,7 +141,16 @@ pub(super) async fn decide(
             if !user.active {
                 return Err(UserError::Inactive);
             }
-            Ok(vec![UserEvent::SessionStarted { session_id, expires_at }])
+            let mut expired: Vec<Uuid> =
+                user.sessions.iter().filter(|(_, s)| s.expires_at <= now).map(|(id, _)| *id).collect();
+            expired.sort();
+            let mut events: Vec<UserEvent> = expired
+                .into_iter()
+                .map(|session_id| UserEvent::SessionEnded { session_id, reason: SessionEndReason::Expired })
+                .collect();
+            let user_agent = user_agent.map(|a| a.chars().take(MAX_USER_AGENT_CHARS).collect());
+            events.push(UserEvent::SessionStarted { session_id, expires_at, user_agent, address });
+            Ok(events)
         }
         UserCommand::RefreshSession { session_id, generation, now, expires_at } => {
             if !user.active {
@@ -144,7 +166,12 @@ pub(super) async fn decide(
             if generation > session.generation {
                 return Err(UserError::SessionInvalid);
             }
-            Ok(vec![UserEvent::SessionRefreshed { session_id, generation: generation + 1, expires_at }])
+            Ok(vec![UserEvent::SessionRefreshed {
+                session_id,
+                generation: generation + 1,
+                expires_at,
+                refreshed_at: Some(now),
+            }])
         }
         UserCommand::EndSession { session_id, reason } => {
             if !user.sessions.contains_key(&session_id) {
@@ -152,6 +179,9 @@ pub(super) async fn decide(
             }
             Ok(vec![UserEvent::SessionEnded { session_id, reason }])
         }
+        UserCommand::EndAllSessions { reason, except } => Ok(end_all_sessions(user, reason)
+            .filter(|e| !matches!(e, UserEvent::SessionEnded { session_id, .. } if Some(*session_id) == except))
+            .collect()),
     }
 }
 

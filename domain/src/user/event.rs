@@ -35,14 +35,22 @@ pub enum UserEvent {
     },
     UserDeactivated,
     UserActivated,
+    /// `user_agent` and `address`: the client that logged in, as it said (absent in older events).
     SessionStarted {
         session_id: Uuid,
         expires_at: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_agent: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
     },
     SessionRefreshed {
         session_id: Uuid,
         generation: u32,
         expires_at: DateTime<Utc>,
+        /// Absent in older events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refreshed_at: Option<DateTime<Utc>>,
     },
     SessionEnded {
         session_id: Uuid,
@@ -59,6 +67,12 @@ pub enum SessionEndReason {
     RefreshTokenReuse,
     PasswordChanged,
     Deactivated,
+    /// Ended by its user (from this or another session).
+    Revoked,
+    /// Ended by an admin.
+    RevokedByAdmin,
+    /// Past its expiry: forgotten at the user's next login.
+    Expired,
 }
 
 impl DomainEvent for UserEvent {

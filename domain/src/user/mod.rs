@@ -9,7 +9,7 @@ mod services;
 #[cfg(test)]
 mod tests;
 
-pub use command::UserCommand;
+pub use command::{UserCommand, MAX_USER_AGENT_CHARS};
 pub use event::{SessionEndReason, UserEvent};
 pub use services::UserServices;
 
@@ -58,6 +58,20 @@ pub enum UserError {
 pub struct Session {
     pub generation: u32,
     pub expires_at: DateTime<Utc>,
+    #[serde(default)]
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+impl Session {
+    /// When it started: session ids are UUID v7, which carry their creation time.
+    pub fn started_at(id: Uuid) -> Option<DateTime<Utc>> {
+        let (seconds, nanos) = id.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(seconds as i64, nanos)
+    }
 }
 
 /// The state the User aggregate decides on.
@@ -122,11 +136,21 @@ impl Aggregate for User {
             UserEvent::RoleChanged { role } => self.role = Some(role),
             UserEvent::UserDeactivated => self.active = false,
             UserEvent::UserActivated => self.active = true,
-            UserEvent::SessionStarted { session_id, expires_at } => {
-                self.sessions.insert(session_id, Session { generation: 0, expires_at });
+            UserEvent::SessionStarted { session_id, expires_at, user_agent, address } => {
+                let session = Session { generation: 0, expires_at, last_refreshed_at: None, user_agent, address };
+                self.sessions.insert(session_id, session);
             }
-            UserEvent::SessionRefreshed { session_id, generation, expires_at } => {
-                self.sessions.insert(session_id, Session { generation, expires_at });
+            UserEvent::SessionRefreshed { session_id, generation, expires_at, refreshed_at } => {
+                let session = self.sessions.entry(session_id).or_insert_with(|| Session {
+                    generation,
+                    expires_at,
+                    last_refreshed_at: None,
+                    user_agent: None,
+                    address: None,
+                });
+                session.generation = generation;
+                session.expires_at = expires_at;
+                session.last_refreshed_at = refreshed_at;
             }
             UserEvent::SessionEnded { session_id, .. } => {
                 self.sessions.remove(&session_id);

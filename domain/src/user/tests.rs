@@ -46,7 +46,12 @@ fn pw(p: &str) -> Password {
 }
 
 fn session(id: u128) -> UserEvent {
-    UserEvent::SessionStarted { session_id: Uuid::from_u128(id), expires_at: t0() + Duration::days(1) }
+    UserEvent::SessionStarted {
+        session_id: Uuid::from_u128(id),
+        expires_at: t0() + Duration::days(1),
+        user_agent: None,
+        address: None,
+    }
 }
 
 #[tokio::test]
@@ -110,6 +115,8 @@ async fn login_with_the_right_password_starts_a_session() {
             session_id: Uuid::from_u128(1),
             now: t0(),
             expires_at,
+            user_agent: None,
+            address: None,
         })
         .await
         .then_expect_events(vec![session(1)]);
@@ -122,6 +129,8 @@ async fn login_with_a_wrong_password_or_unknown_user_is_invalid_credentials() {
         session_id: Uuid::from_u128(1),
         now: t0(),
         expires_at: t0(),
+        user_agent: None,
+        address: None,
     };
     framework().given(vec![registered()]).when_async(login()).await.then_expect_error(UserError::InvalidCredentials);
     framework().given_no_previous_events().when_async(login()).await.then_expect_error(UserError::InvalidCredentials);
@@ -136,6 +145,8 @@ async fn a_deactivated_user_cannot_log_in() {
             session_id: Uuid::from_u128(1),
             now: t0(),
             expires_at: t0() + Duration::days(1),
+            user_agent: None,
+            address: None,
         })
         .await
         .then_expect_error(UserError::Inactive);
@@ -157,6 +168,7 @@ async fn refreshing_rotates_to_the_next_generation() {
             session_id: Uuid::from_u128(1),
             generation: 1,
             expires_at,
+            refreshed_at: Some(t0()),
         }]);
 }
 
@@ -166,6 +178,7 @@ async fn a_rotated_refresh_token_is_detected_as_reuse() {
         session_id: Uuid::from_u128(1),
         generation: 1,
         expires_at: t0() + Duration::days(1),
+        refreshed_at: None,
     };
     framework()
         .given(vec![registered(), session(1), refreshed])
@@ -255,4 +268,67 @@ async fn role_changes_are_recorded_once() {
         .when_async(UserCommand::ChangeRole { role: Role::Trainer, by: admin })
         .await
         .then_expect_events(vec![]);
+}
+
+#[tokio::test]
+async fn a_login_forgets_expired_sessions_and_keeps_the_client() {
+    let later = t0() + Duration::days(3);
+    let ended = |id| UserEvent::SessionEnded { session_id: Uuid::from_u128(id), reason: SessionEndReason::Expired };
+    let long_agent = "a".repeat(MAX_USER_AGENT_CHARS + 10);
+    framework()
+        .given(vec![registered(), session(2), session(1)])
+        .when_async(UserCommand::StartSession {
+            password: pw("correct horse"),
+            session_id: Uuid::from_u128(3),
+            now: later,
+            expires_at: later + Duration::days(1),
+            user_agent: Some(long_agent),
+            address: Some("10.0.0.7".into()),
+        })
+        .await
+        .then_expect_events(vec![
+            ended(1),
+            ended(2),
+            UserEvent::SessionStarted {
+                session_id: Uuid::from_u128(3),
+                expires_at: later + Duration::days(1),
+                user_agent: Some("a".repeat(MAX_USER_AGENT_CHARS)),
+                address: Some("10.0.0.7".into()),
+            },
+        ]);
+}
+
+#[tokio::test]
+async fn every_session_but_one_can_be_ended_at_once() {
+    let ended = |id| UserEvent::SessionEnded { session_id: Uuid::from_u128(id), reason: SessionEndReason::Revoked };
+    let given = vec![registered(), session(1), session(2), session(3)];
+    framework()
+        .given(given.clone())
+        .when_async(UserCommand::EndAllSessions { reason: SessionEndReason::Revoked, except: Some(Uuid::from_u128(2)) })
+        .await
+        .then_expect_events(vec![ended(1), ended(3)]);
+    let all =
+        |id| UserEvent::SessionEnded { session_id: Uuid::from_u128(id), reason: SessionEndReason::RevokedByAdmin };
+    framework()
+        .given(given)
+        .when_async(UserCommand::EndAllSessions { reason: SessionEndReason::RevokedByAdmin, except: None })
+        .await
+        .then_expect_events(vec![all(1), all(2), all(3)]);
+}
+
+#[test]
+fn a_session_started_when_its_v7_id_was_made() {
+    let id = Uuid::now_v7();
+    let started = Session::started_at(id).unwrap();
+    assert!((Utc::now() - started).num_seconds().abs() < 5, "{started}");
+    assert_eq!(Session::started_at(Uuid::from_u128(1)), None, "not a v7 id");
+}
+
+#[test]
+fn session_events_recorded_before_the_client_was_kept_still_read() {
+    let old = r#"{"SessionStarted":{"session_id":"00000000-0000-0000-0000-000000000001","expires_at":"2026-01-01T00:00:00Z"}}"#;
+    match serde_json::from_str::<UserEvent>(old).unwrap() {
+        UserEvent::SessionStarted { user_agent, address, .. } => assert_eq!((user_agent, address), (None, None)),
+        other => panic!("{other:?}"),
+    }
 }

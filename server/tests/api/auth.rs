@@ -147,3 +147,99 @@ async fn the_per_user_request_limit_answers_429() {
     let response = limited.expect("the limit was hit");
     assert!(response.headers().contains_key("retry-after"));
 }
+
+/// Logs `username` in as the client `agent`; the token response.
+async fn login_as(app: &TestApp, username: &str, agent: &str) -> Value {
+    let body = json!({"username": username, "password": format!("{username}-password")});
+    let response = app.client.post(app.url("/api/auth/login")).header("user-agent", agent).json(&body).send().await;
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+fn access(tokens: &Value) -> &str {
+    tokens["access_token"].as_str().unwrap()
+}
+
+/// Whether `token` is refused as a signed-out session's.
+async fn signed_out(app: &TestApp, token: &str) -> bool {
+    let response = app.get("/api/users/profile", Some(token)).await;
+    response.status() == StatusCode::UNAUTHORIZED && error_code(response).await == "session_ended"
+}
+
+#[tokio::test]
+async fn a_user_sees_their_sessions_and_signs_them_out_and_so_can_an_admin() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (sam_id, _) = app.create_user(&admin, "sam", "user").await;
+    let (_, other) = app.create_user(&admin, "olga", "user").await;
+    let laptop = login_as(&app, "sam", "laptop-browser").await;
+    let phone = login_as(&app, "sam", "phone-app").await;
+    let cli = login_as(&app, "sam", "bonsai-cli").await;
+
+    let sessions = |token: String| {
+        let app = &app;
+        async move {
+            let response = app.get("/api/users/profile/sessions", Some(&token)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()["items"].as_array().unwrap().clone()
+        }
+    };
+    let listed = sessions(access(&laptop).to_owned()).await;
+    assert_eq!(listed.len(), 4, "create_user logged in once too: {listed:?}");
+    let by_agent = |agent: &str| listed.iter().find(|s| s["user_agent"] == agent).unwrap().clone();
+    let this = by_agent("laptop-browser");
+    assert_eq!((this["current"].as_bool(), this["address"].as_str()), (Some(true), Some("127.0.0.1")));
+    assert!(this["started_at"].is_string() && this["expires_at"].is_string(), "{this}");
+    assert_eq!(listed.iter().filter(|s| s["current"] == true).count(), 1);
+    assert_eq!(listed[0]["id"], by_agent("bonsai-cli")["id"], "most recent first");
+
+    // One session signed out from another: its refresh token and its access token stop at once.
+    let phone_id = by_agent("phone-app")["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/users/profile/sessions/{phone_id}");
+    assert_eq!(app.delete(&path, Some(&other)).await.status(), StatusCode::NOT_FOUND, "not olga's session");
+    assert_eq!(app.delete(&path, Some(access(&laptop))).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.delete(&path, Some(access(&laptop))).await.status(), StatusCode::NOT_FOUND, "already ended");
+    eventually(|| async { signed_out(&app, access(&phone)).await }).await;
+    let response = app.post("/api/auth/refresh", None, json!({"refresh_token": phone["refresh_token"]})).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let ids: Vec<Value> = sessions(access(&laptop).to_owned()).await.iter().map(|s| s["id"].clone()).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(!ids.contains(&json!(phone_id)));
+    let response = app.get("/api/users/profile/sessions/not-an-id", Some(access(&laptop))).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // Everywhere else: only this session is left.
+    let response = app.delete("/api/users/profile/sessions", Some(access(&laptop))).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    eventually(|| async { signed_out(&app, access(&cli)).await }).await;
+    let left = sessions(access(&laptop).to_owned()).await;
+    assert_eq!((left.len(), left[0]["user_agent"].as_str()), (1, Some("laptop-browser")));
+
+    // An admin signs sam out everywhere; users may not.
+    let path = format!("/api/users/{sam_id}/sessions");
+    assert_eq!(app.delete(&path, Some(&other)).await.status(), StatusCode::FORBIDDEN);
+    let unknown = format!("/api/users/{}/sessions", uuid::Uuid::now_v7());
+    assert_eq!(app.delete(&unknown, Some(&admin)).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.delete(&path, Some(&admin)).await.status(), StatusCode::NO_CONTENT);
+    eventually(|| async { signed_out(&app, access(&laptop)).await }).await;
+    let response = app.post("/api/auth/refresh", None, json!({"refresh_token": laptop["refresh_token"]})).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let history = bonsai_projections::log::aggregate_history(&app.pool, "User", &sam_id).await.unwrap();
+    let reasons: Vec<&str> = history
+        .iter()
+        .filter(|e| e.event_type == "SessionEnded")
+        .map(|e| e.payload["SessionEnded"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["revoked", "revoked", "revoked", "revoked_by_admin"], "{reasons:?}");
+
+    // A node started later refuses the signed-out sessions' tokens from its first request.
+    let settings = app.settings.clone();
+    app.stop().await.unwrap();
+    let restarted = TestApp::spawn_with(settings).await;
+    assert!(signed_out(&restarted, access(&phone)).await);
+    assert!(signed_out(&restarted, access(&laptop)).await);
+    // A new login works as before.
+    let again = login_as(&restarted, "sam", "laptop-browser").await;
+    assert_eq!(restarted.get("/api/users/profile", Some(access(&again))).await.status(), StatusCode::OK);
+}
