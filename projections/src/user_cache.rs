@@ -39,7 +39,8 @@ pub struct UserCache {
     ttl: Duration,
     /// Sessions signed out (logout, revoked, password changed, ...), and when this node heard of it: their
     /// access tokens are refused although they have not expired yet.
-    ended: Mutex<HashMap<Uuid, Instant>>,
+    /// With the reason it ended (`logout`, `deactivated`, ...).
+    ended: Mutex<HashMap<Uuid, (Instant, String)>>,
 }
 
 impl UserCache {
@@ -47,39 +48,40 @@ impl UserCache {
         Self { entries: Mutex::new(HashMap::new()), ttl, ended: Mutex::new(HashMap::new()) }
     }
 
-    fn ended(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+    fn ended(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, String)>> {
         self.ended.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Session `id` was signed out: its access tokens are refused from now on.
-    pub fn note_session_ended(&self, id: Uuid) {
+    /// Session `id` was signed out for `reason`: its access tokens are refused from now on.
+    pub fn note_session_ended(&self, id: Uuid, reason: &str) {
         let mut ended = self.ended();
         if ended.len() >= CAPACITY {
-            ended.retain(|_, at| at.elapsed() < ENDED_SESSION_MEMORY);
+            ended.retain(|_, (at, _)| at.elapsed() < ENDED_SESSION_MEMORY);
         }
-        ended.insert(id, Instant::now());
+        ended.insert(id, (Instant::now(), reason.to_owned()));
     }
 
-    /// Whether session `id` was signed out.
-    pub fn session_ended(&self, id: Uuid) -> bool {
-        self.ended().contains_key(&id)
+    /// Why session `id` was signed out, if it was.
+    pub fn session_ended(&self, id: Uuid) -> Option<String> {
+        self.ended().get(&id).map(|(_, reason)| reason.clone())
     }
 
     /// Remembers the sessions that ended in the last [`ENDED_SESSION_MEMORY`], from the event store (at
     /// start-up: what this node did not hear on NATS while it was down).
     pub async fn load_ended_sessions(&self, pool: &PgPool) -> Result<usize, ProjectionError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT payload -> 'SessionEnded' ->> 'session_id' FROM events \
+        let ended: Vec<(String, String)> = sqlx::query_as(
+            "SELECT payload -> 'SessionEnded' ->> 'session_id', payload -> 'SessionEnded' ->> 'reason' FROM events \
              WHERE aggregate_type = 'User' AND event_type = 'SessionEnded' AND recorded_at > now() - make_interval(secs => $1)",
         )
         .bind(ENDED_SESSION_MEMORY.as_secs_f64())
         .fetch_all(pool)
         .await?;
-        let ids: Vec<Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-        for id in &ids {
-            self.note_session_ended(*id);
+        for (id, reason) in &ended {
+            if let Ok(id) = id.parse() {
+                self.note_session_ended(id, reason);
+            }
         }
-        Ok(ids.len())
+        Ok(ended.len())
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
@@ -153,8 +155,8 @@ mod tests {
     fn an_ended_session_is_remembered() {
         let cache = UserCache::new(Duration::from_secs(60));
         let (ended, live) = (Uuid::new_v4(), Uuid::new_v4());
-        cache.note_session_ended(ended);
-        assert!(cache.session_ended(ended));
-        assert!(!cache.session_ended(live));
+        cache.note_session_ended(ended, "logout");
+        assert_eq!(cache.session_ended(ended).as_deref(), Some("logout"));
+        assert_eq!(cache.session_ended(live), None);
     }
 }

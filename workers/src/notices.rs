@@ -33,10 +33,11 @@ fn headers_of(message: &Message) -> Option<(&str, Uuid, i64, &str)> {
     Some((kind, id, sequence, event_type))
 }
 
-/// The session a relayed `SessionEnded` event ended.
-fn ended_session(payload: &[u8]) -> Option<Uuid> {
+/// The session a relayed `SessionEnded` event ended, and why.
+fn ended_session(payload: &[u8]) -> Option<(Uuid, String)> {
     let event: bonsai_projections::StoredEvent = serde_json::from_slice(payload).ok()?;
-    event.payload["SessionEnded"]["session_id"].as_str()?.parse().ok()
+    let ended = &event.payload["SessionEnded"];
+    Some((ended["session_id"].as_str()?.parse().ok()?, ended["reason"].as_str().unwrap_or_default().to_owned()))
 }
 
 /// Calls `on_event` for each message on `subject` until `shutdown`, subscribing again after the
@@ -76,8 +77,8 @@ pub async fn follow_user_events(
         }
         cache.note_event(user, sequence, event_type);
         if event_type == "SessionEnded" {
-            if let Some(session) = ended_session(payload) {
-                cache.note_session_ended(session);
+            if let Some((session, reason)) = ended_session(payload) {
+                cache.note_session_ended(session, &reason);
             }
         }
     })

@@ -59,8 +59,15 @@ impl FromRequestParts<AppState> for AuthUser {
             };
             ApiError::unauthenticated(code, format!("the access token is not valid: {e}"))
         })?;
-        if state.user_cache.session_ended(claims.sid) {
-            return Err(ApiError::unauthenticated("session_ended", "this session was signed out; log in again"));
+        match state.user_cache.session_ended(claims.sid).as_deref() {
+            // Deactivation ends every session; the account's state is the answer that helps.
+            Some("deactivated") => {
+                return Err(ApiError::unauthenticated("account_disabled", "this account is deactivated"));
+            }
+            Some(_) => {
+                return Err(ApiError::unauthenticated("session_ended", "this session was signed out; log in again"))
+            }
+            None => {}
         }
         let row = state
             .user_cache
