@@ -5,6 +5,7 @@
 use crate::db;
 use crate::settings::Settings;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use bonsai_api::{AppState, RateLimitSettings, TokenSettings};
 use bonsai_commands::{CommandBus, CommandMetadata, FileStore, LocalFileStore, LocalModels};
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     listener: TcpListener,
+    /// HTTPS when set.
+    tls: Option<Arc<rustls::ServerConfig>>,
     pub pool: PgPool,
     pub bus: EventBus,
     pub commands: CommandBus,
@@ -50,6 +53,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!("BONSAI__TLS_CERT is set without BONSAI__TLS_KEY"),
+            (None, Some(_)) => anyhow::bail!("BONSAI__TLS_KEY is set without BONSAI__TLS_CERT"),
+        };
         let pool = db::connect_and_migrate(&settings.database_url, settings.database_max_connections).await?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
@@ -115,6 +124,7 @@ impl Application {
         let answer_cache = AnswerCache::connect(&settings.redis_url, &settings.nats_prefix, ttl).await;
         Ok(Self {
             listener,
+            tls,
             pool,
             bus,
             commands,
@@ -161,13 +171,19 @@ impl Application {
         let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
         let router = bonsai_api::router(self.state.clone());
         let stop = shutdown.clone();
-        let listener = self.listener;
+        let (listener, tls) = (self.listener, self.tls);
         tasks.spawn(async move {
-            let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-                .context("http server");
-            ("http".to_owned(), served)
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let stopped = async move { stop.cancelled().await };
+            let served = match tls {
+                // `tap_io` (doing nothing) is what gives a custom listener's connections their address.
+                Some(config) => match crate::tls::TlsListener::new(listener, config) {
+                    Ok(tls) => axum::serve(tls.tap_io(|_| ()), service).with_graceful_shutdown(stopped).await,
+                    Err(error) => Err(error),
+                },
+                None => axum::serve(listener, service).with_graceful_shutdown(stopped).await,
+            };
+            ("http".to_owned(), served.context("http server"))
         });
         let (cache, bus, stop) = (self.state.user_cache.clone(), self.bus.clone(), shutdown.clone());
         tasks.spawn(async move { ("user-cache".to_owned(), follow_user_events(bus, cache, stop).await) });

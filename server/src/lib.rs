@@ -6,6 +6,7 @@ pub mod db;
 pub mod replay;
 pub mod settings;
 pub mod telemetry;
+pub mod tls;
 pub mod watch;
 
 pub use app::Application;

@@ -48,6 +48,10 @@ pub struct Settings {
     /// lists leaves its tasks queued.
     pub training_devices: String,
     pub http_addr: String,
+    /// Serve HTTPS with this PEM certificate chain (and `tls_key`); unset: plain HTTP (behind a TLS proxy).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// HS256 secret. Unset: a random one per process (tokens do not survive a restart) and a warning.
     pub jwt_secret: Secret,
     pub access_token_ttl_secs: i64,
@@ -133,6 +137,8 @@ impl Default for Settings {
             answer_cache_ttl_secs: 24 * 3600,
             training_devices: "cpu,cuda".into(),
             http_addr: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
             jwt_secret: Secret::default(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,

@@ -9,6 +9,7 @@ mod datasets_input;
 mod errors;
 mod event_store;
 mod helpers;
+mod https;
 mod relay;
 mod replay;
 mod serving;
