@@ -96,7 +96,11 @@ fn main() {
     // Every position of every sequence counts, as `labels = input_ids` does in the reference.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let examples: Vec<Example> = (0..batch)
-        .map(|_| Example { tokens: (0..seq).map(|_| rng.gen_range(0..vocab)).collect(), train: vec![true; seq] })
+        .map(|_| Example {
+            tokens: (0..seq).map(|_| rng.gen_range(0..vocab)).collect(),
+            train: vec![true; seq],
+            source: 0,
+        })
         .collect();
     let hyper = Hyper {
         lr: 1e-4,

@@ -18,6 +18,6 @@ pub mod kernels;
 pub mod optim;
 pub mod session;
 
-pub use api::{merge_folders, train, Device, TrainConfig, TrainOutcome};
+pub use api::{merge_folders, train, Device, TrainConfig, TrainOutcome, EVAL_RECORDS_FILE};
 pub use error::TrainError;
 pub use session::{Hyper, Progress, RunState, Session, StepRecord, StopReason};

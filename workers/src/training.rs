@@ -381,6 +381,12 @@ impl TrainingWorker {
                     adapter_path: relative(&outcome.adapter_dir, &self.data_dir),
                     merged_path: outcome.merged_dir.as_deref().map(|d| relative(d, &self.data_dir)),
                     duration_secs: began.elapsed().as_secs_f64(),
+                    eval_records_path: outcome
+                        .adapter_dir
+                        .parent()
+                        .map(|run| run.join(bonsai_ml::train::EVAL_RECORDS_FILE))
+                        .filter(|file| file.is_file())
+                        .map(|file| relative(&file, &self.data_dir)),
                 },
             },
         };

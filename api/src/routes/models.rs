@@ -271,7 +271,8 @@ pub(crate) async fn undeploy_model(
     command(&state, &user, correlation, id, ModelCommand::Undeploy { by }).await
 }
 
-/// What to test with: `cases`, or the first `limit` records of a valid dataset version.
+/// What to test with: `cases`, the first `limit` records of a valid dataset version, or (`split: "eval"`)
+/// the records its training held out, which it never learned from.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TestRequest {
@@ -285,15 +286,23 @@ pub(crate) struct TestRequest {
     pub dataset_version: Option<u32>,
     /// How many records of the dataset, 1 to 200 (default 50).
     pub limit: Option<usize>,
+    /// `eval`: the records the model's training task held out (`eval_split`), from its dataset version.
+    pub split: Option<String>,
 }
 
 /// The first `limit` question/expected-answer pairs of a dataset file: for each record, its first answer
 /// and the question just before it.
-fn cases_from(reader: Box<dyn std::io::Read + Send>, limit: usize) -> Result<Vec<TestCase>, String> {
+/// With `only`, just the records at those positions (counting from 0).
+fn cases_from(
+    reader: Box<dyn std::io::Read + Send>,
+    limit: usize,
+    only: Option<&std::collections::BTreeSet<usize>>,
+) -> Result<Vec<TestCase>, String> {
     use bonsai_datasets::Role;
     let records = bonsai_datasets::records(std::io::BufReader::new(reader)).map_err(|e| e.to_string())?;
     let mut cases = Vec::new();
-    for record in records.filter_map(Result::ok) {
+    let chosen = records.enumerate().filter(|(at, _)| only.is_none_or(|only| only.contains(at)));
+    for record in chosen.filter_map(|(_, record)| record.ok()) {
         let messages = &record.messages;
         let Some(at) = messages.iter().position(|m| m.role == Role::Assistant) else { continue };
         if let Some(question) = messages[..at].iter().rev().find(|m| m.role == Role::User) {
@@ -306,13 +315,40 @@ fn cases_from(reader: Box<dyn std::io::Read + Send>, limit: usize) -> Result<Vec
     Ok(cases)
 }
 
+/// The dataset file and the record positions that model `id`'s training held out for evaluation.
+async fn held_out(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+) -> Result<(String, Option<std::collections::BTreeSet<usize>>), ApiError> {
+    let model = state.commands.model_state(id).await?;
+    if !model.managed_by(&Actor { id: user.id, role: user.role }) {
+        return Err(ApiError::NotFound("no such model".into()));
+    }
+    let no_split = |message: &str| ApiError::field("no_eval_split", message, "split");
+    let Some(ModelSource::TrainingTask { task_id, .. }) = model.source else {
+        return Err(no_split("the model was not trained here: it has no held-out records"));
+    };
+    let task = state.commands.training_state(task_id).await?;
+    let (Some(dataset), Some(path)) = (task.dataset, task.result.and_then(|r| r.eval_records_path)) else {
+        return Err(no_split("its training held out no records (eval_split 0)"));
+    };
+    let data_dir = state.data_dir.clone().ok_or_else(|| ApiError::Internal("no data folder".into()))?;
+    let text = tokio::fs::read(data_dir.join(&path)).await.map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
+    let listed: Value = serde_json::from_slice(&text).map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
+    let records =
+        listed["records"].as_array().map(|r| r.iter().filter_map(|i| i.as_u64()).map(|i| i as usize).collect());
+    Ok((dataset.sha256, Some(records.unwrap_or_default())))
+}
+
 /// Tests a ready model in the background: greedy answers to each case; the model's `accuracy` and
 /// `test_report` show the outcome.
 #[utoipa::path(post, path = "/api/models/{id}/test", tag = "models", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "model id")), request_body = TestRequest,
     responses((status = 202, body = ModelAccepted), (status = 404, body = crate::ErrorBody),
     (status = 409, description = "model_not_ready", body = crate::ErrorBody),
-    (status = 422, description = "validation_failed, unknown_dataset, dataset_not_valid", body = crate::ErrorBody)))]
+    (status = 422, description = "validation_failed, unknown_dataset, dataset_not_valid, no_eval_split",
+        body = crate::ErrorBody)))]
 pub(crate) async fn test_model(
     State(state): State<AppState>,
     user: AuthUser,
@@ -321,26 +357,36 @@ pub(crate) async fn test_model(
     ApiJson(request): ApiJson<TestRequest>,
 ) -> Result<(StatusCode, Json<ModelAccepted>), ApiError> {
     user.require(Permission::ManageModels)?;
-    let cases = match (request.cases, request.dataset_id) {
-        (Some(cases), None) => cases,
-        (None, Some(dataset_id)) => {
-            let limit = request.limit.unwrap_or(50);
-            if !(1..=bonsai_domain::model::MAX_TEST_CASES).contains(&limit) {
-                return Err(ApiError::field("validation_failed", "limit must be 1 to 200", "limit"));
-            }
-            let dataset = super::training::dataset_ref(&state, &user, dataset_id, request.dataset_version).await?;
-            let files = state.files.clone();
-            // Parsing the file is blocking work.
-            tokio::task::spawn_blocking(move || {
-                let reader = files.open(&dataset.sha256).map_err(|e| e.to_string())?;
-                cases_from(reader, limit)
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(ApiError::Internal)?
+    let limit = request.limit.unwrap_or(50);
+    if !(1..=bonsai_domain::model::MAX_TEST_CASES).contains(&limit) {
+        return Err(ApiError::field("validation_failed", "limit must be 1 to 200", "limit"));
+    }
+    // The dataset file to read the cases from, and which of its records.
+    let (sha256, only) = match (request.cases, request.dataset_id, request.split.as_deref()) {
+        (Some(cases), None, None) => {
+            let by = Actor { id: user.id, role: user.role };
+            let answer = command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases }).await?;
+            return Ok((StatusCode::ACCEPTED, answer));
         }
-        _ => return Err(ApiError::field("validation_failed", "give exactly one of cases and dataset_id", "cases")),
+        (None, Some(dataset_id), None) => {
+            (super::training::dataset_ref(&state, &user, dataset_id, request.dataset_version).await?.sha256, None)
+        }
+        (None, None, Some("eval")) => held_out(&state, &user, id).await?,
+        (None, None, Some(_)) => return Err(ApiError::field("validation_failed", "split must be \"eval\"", "split")),
+        _ => {
+            let message = "give exactly one of cases, dataset_id and split";
+            return Err(ApiError::field("validation_failed", message, "cases"));
+        }
     };
+    let files = state.files.clone();
+    // Parsing the file is blocking work.
+    let cases = tokio::task::spawn_blocking(move || {
+        let reader = files.open(&sha256).map_err(|e| e.to_string())?;
+        cases_from(reader, limit, only.as_ref())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::Internal)?;
     let by = Actor { id: user.id, role: user.role };
     let answer = command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases }).await?;
     Ok((StatusCode::ACCEPTED, answer))

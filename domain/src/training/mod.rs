@@ -79,6 +79,10 @@ pub struct TrainingResult {
     pub adapter_path: String,
     pub merged_path: Option<String>,
     pub duration_secs: f64,
+    /// The file naming the records held out for evaluation (`{"records": [positions]}`), relative to the
+    /// data folder; none without an eval split (and in results recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_records_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -171,6 +171,7 @@ fn progress_and_completion_are_recorded_for_the_running_run() {
         adapter_path: "training/1/adapter".into(),
         merged_path: None,
         duration_secs: 1.0,
+        eval_records_path: None,
     };
     framework()
         .given(vec![created(), requested(1), started(1), TrainingTaskEvent::TrainingStopRequested { attempt: 1 }])
@@ -193,6 +194,7 @@ fn a_completed_task_cannot_be_started_or_stopped() {
             adapter_path: "a".into(),
             merged_path: None,
             duration_secs: 0.0,
+            eval_records_path: None,
         },
     };
     let history = vec![created(), requested(1), started(1), done];

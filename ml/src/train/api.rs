@@ -94,10 +94,10 @@ pub fn load_examples(base: &Path, data: &Path, max_seq_len: usize) -> Result<Vec
     let tokenizer = TextTokenizer::load(base)?;
     let template = ChatTemplate::load(base)?;
     let mut out = Vec::new();
-    for r in read_records(data)? {
-        let e = encode(&r, &template, &tokenizer, max_seq_len)?;
+    for (source, r) in read_records(data)?.iter().enumerate() {
+        let e = encode(r, &template, &tokenizer, max_seq_len)?;
         if e.counted() > 0 {
-            out.push(e);
+            out.push(Example { source, ..e });
         }
     }
     Ok(out)
@@ -113,6 +113,24 @@ pub fn split(mut examples: Vec<Example>, fraction: f32, seed: u64) -> (Vec<Examp
     let n = ((examples.len() as f32 * fraction).round() as usize).clamp(1, examples.len() - 1);
     let eval = examples.split_off(examples.len() - n);
     (examples, eval)
+}
+
+/// The file in a run's output folder that names the records held out for evaluation: `{"records": [i, ...]}`,
+/// their positions in the data file (counting from 0), ascending. Only written when some are held out.
+pub const EVAL_RECORDS_FILE: &str = "eval_records.json";
+
+fn write_eval_records(out: &Path, eval_set: &[Example]) -> Result<(), TrainError> {
+    let path = out.join(EVAL_RECORDS_FILE);
+    if eval_set.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(&path, e)),
+            _ => Ok(()),
+        };
+    }
+    let mut records: Vec<usize> = eval_set.iter().map(|e| e.source).collect();
+    records.sort_unstable();
+    let json = serde_json::json!({ "records": records }).to_string();
+    std::fs::write(&path, json).map_err(|e| TrainError::io(&path, e))
 }
 
 /// Copies the tokenizer and generation files a model folder needs next to its weights.
@@ -154,6 +172,8 @@ pub fn train(
     }
     let examples = load_examples(&cfg.base, &cfg.data, cfg.max_seq_len)?;
     let (train_set, eval_set) = split(examples, cfg.eval_split, cfg.hyper.seed);
+    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+    write_eval_records(&cfg.out, &eval_set)?;
     let model = LlamaModel::load(&cfg.base)?;
     let mut hyper = cfg.hyper.clone();
     hyper.pad_id = model.config.pad_token_id.or(model.config.eos_token_ids.first().copied()).unwrap_or(0);
@@ -165,7 +185,6 @@ pub fn train(
         checkpoint::load(&mut session, dir)?;
     }
     let base_name = cfg.base.display().to_string();
-    std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
     let out = cfg.out.clone();
     let mut save_ckpt = |s: &Session| checkpoint::save(s, &checkpoint::dir_for(&out, s.state.step), &base_name);
     let stop = session.run(progress, cancel, &mut save_ckpt)?;

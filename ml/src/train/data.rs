@@ -15,6 +15,8 @@ use std::path::Path;
 pub struct Example {
     pub tokens: Vec<u32>,
     pub train: Vec<bool>,
+    /// The record it came from: its position in the data file, counting from 0.
+    pub source: usize,
 }
 
 impl Example {
@@ -77,7 +79,7 @@ pub fn encode(
         enc.get_offsets().iter().map(|&(s, e)| spans.iter().any(|&(a, b)| s < b && e > a && e > s)).collect();
     tokens.truncate(max_len);
     train.truncate(max_len);
-    Ok(Example { tokens, train })
+    Ok(Example { tokens, train, source: 0 })
 }
 
 /// One padded batch: `tokens`, next-token `targets` and per-position loss weights, all `[batch * seq]`.

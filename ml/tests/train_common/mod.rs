@@ -67,7 +67,7 @@ pub(crate) fn synthetic_examples(n: usize, vocab: u32, seed: u64) -> Vec<Example
             let len = rng.gen_range(6..14);
             let tokens: Vec<u32> = (0..len).map(|_| rng.gen_range(3..vocab)).collect();
             let train = (0..len).map(|p| p >= len / 2).collect();
-            Example { tokens, train }
+            Example { tokens, train, source: 0 }
         })
         .collect()
 }

@@ -297,8 +297,8 @@ async fn a_completed_training_task_becomes_a_versioned_model() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let dataset = app.training_fixture(&admin).await;
-    let (status, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2}), false).await;
-    assert_eq!(status, StatusCode::CREATED);
+    let (status, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2, "eval_split": 0.2}), false).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
     let task = created["id"].as_str().unwrap().to_owned();
     let body = json!({"name": "faq bot", "training_task_id": task});
     let response = app.post("/api/models", Some(&admin), body.clone()).await;
@@ -323,6 +323,47 @@ async fn a_completed_training_task_becomes_a_versioned_model() {
     let response = app.post("/api/models", Some(&admin), body).await;
     let second: Value = response.json().await.unwrap();
     assert_eq!(second["version"], 2, "the same name again is the next version");
+
+    // Tested on the records its training held out (20% of 20): exactly those, never the ones it learned.
+    let finished: Value = app.get(&format!("/api/training/tasks/{task}"), Some(&admin)).await.json().await.unwrap();
+    assert_eq!(finished["result"]["eval_examples"], 4, "{finished}");
+    let listed = app.settings.data_dir.join(finished["result"]["eval_records_path"].as_str().unwrap());
+    let listed: Value = serde_json::from_slice(&std::fs::read(listed).unwrap()).unwrap();
+    let held: Vec<usize> = listed["records"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect();
+    assert_eq!(held.len(), 4);
+    let faq =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/faq.jsonl")).unwrap();
+    let lines: Vec<&str> = faq.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut expected: Vec<String> = held
+        .iter()
+        .map(|&i| serde_json::from_str::<Value>(lines[i]).unwrap())
+        .map(|r| {
+            let user =
+                r["messages"].as_array().and_then(|m| m.iter().find(|m| m["role"] == "user")).map(|m| &m["content"]);
+            user.or(r.get("question")).or(r.get("instruction")).and_then(Value::as_str).unwrap().to_owned()
+        })
+        .collect();
+    let response = app.post(&format!("/api/models/{id}/test"), Some(&admin), json!({"split": "eval"})).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let tested = app.model_until(&admin, &id, |m| m["accuracy"].is_number()).await;
+    let mut asked: Vec<String> = tested["test_report"]["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["question"].as_str().unwrap().to_owned())
+        .collect();
+    asked.sort();
+    expected.sort();
+    assert_eq!(asked, expected, "the held-out questions, no others");
+    // Bad splits: an unknown one; a model not trained here has none.
+    let response = app.post(&format!("/api/models/{id}/test"), Some(&admin), json!({"split": "train"})).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let installed = app.post("/api/models", Some(&admin), json!({"name": "plain", "base_model_id": "tiny"})).await;
+    let installed = installed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    app.model_until(&admin, &installed, |m| m["status"] == "ready").await;
+    let response = app.post(&format!("/api/models/{installed}/test"), Some(&admin), json!({"split": "eval"})).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(response).await, "no_eval_split");
 }
 
 #[tokio::test]
