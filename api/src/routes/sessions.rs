@@ -62,7 +62,7 @@ pub(crate) async fn list_sessions(
             current: *id == user.session_id,
         })
         .collect();
-    items.sort_by(|a, b| b.id.cmp(&a.id));
+    items.sort_by_key(|s| std::cmp::Reverse(s.id));
     Ok(Json(SessionList { items }))
 }
 
@@ -89,7 +89,7 @@ pub(crate) async fn end_session(
 ) -> Result<StatusCode, ApiError> {
     user.require(Permission::UpdateOwnProfile)?;
     let account = state.commands.user_account(user.id).await?;
-    if !account.sessions.get(&id).is_some_and(|s| s.expires_at > Utc::now()) {
+    if account.sessions.get(&id).is_none_or(|s| s.expires_at <= Utc::now()) {
         return Err(ApiError::NotFound("no such session".into()));
     }
     let command = UserCommand::EndSession { session_id: id, reason: SessionEndReason::Revoked };
