@@ -10,7 +10,7 @@
 //! the body>`. `Bonsai-Delivery` (`Alert/<id>/<sequence>`) is the same on every retry, for receivers that
 //! de-duplicate. The body's `text` reads well in chat tools (Slack and Mattermost show it as is).
 
-use crate::consumer::consume;
+use crate::consumer::{consume, WorkerConsumer};
 use crate::{EventBus, Processed};
 use bonsai_domain::alert::{AlertEvent, AlertSpec};
 use bonsai_projections::{log, StoredEvent};
@@ -56,7 +56,10 @@ impl AlertNotifier {
         let name = format!("{}_worker_alert_webhook", self.bus.stream_name().to_lowercase());
         let subjects = vec![format!("{}.events.Alert.>", self.bus.prefix)];
         // Up to six tries of 10 s each and 15.5 s of waits per message: well within the ack wait.
-        consume(&self.bus, name, subjects, Duration::from_secs(120), 1, &shutdown, |e| self.handle(e)).await
+        // One notification in hand in the whole cluster: receivers get them in order.
+        let spec =
+            WorkerConsumer { name, subjects, ack_wait: Duration::from_secs(120), concurrency: 1, max_in_flight: 1 };
+        consume(&self.bus, spec, &shutdown, |e| self.handle(e)).await
     }
 
     /// What the alert was raised with: the latest `AlertRaised` up to `sequence`.

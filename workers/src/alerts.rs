@@ -14,7 +14,7 @@
 //! integration (`<prefix>.events.Alert.<id>`) like every other fact. Ids come from what raised the alert
 //! ([`alert_id`]), so redelivered events and repeated checks raise nothing twice.
 
-use crate::consumer::consume;
+use crate::consumer::{consume, WorkerConsumer};
 use crate::{EventBus, Processed};
 use bonsai_commands::{host, CommandBus, CommandError, CommandMetadata};
 use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
@@ -140,7 +140,9 @@ impl AlertWorker {
         let name = format!("{}_worker_alerts", self.bus.stream_name().to_lowercase());
         let prefix = &self.bus.prefix;
         let subjects = vec![format!("{prefix}.events.TrainingTask.>"), format!("{prefix}.events.Model.>")];
-        let events = consume(&self.bus, name, subjects, Duration::from_secs(60), 1, &shutdown, |e| self.handle(e));
+        let spec =
+            WorkerConsumer { name, subjects, ack_wait: Duration::from_secs(60), concurrency: 1, max_in_flight: 64 };
+        let events = consume(&self.bus, spec, &shutdown, |e| self.handle(e));
         let (events, ()) = tokio::join!(events, self.check_resources(&shutdown));
         events
     }

@@ -148,14 +148,24 @@ impl ProjectionConsumer {
     }
 }
 
-/// Runs the durable consumer `name` on `subjects` (one or more filters), handling up to `concurrency` messages at once, until
-/// `shutdown` (messages in hand are finished first).
+/// A worker's durable consumer.
+pub(crate) struct WorkerConsumer {
+    pub(crate) name: String,
+    /// One or more subject filters.
+    pub(crate) subjects: Vec<String>,
+    /// How long a message may be worked on before it is delivered again.
+    pub(crate) ack_wait: Duration,
+    /// Messages one node works on at once (and pulls at a time).
+    pub(crate) concurrency: usize,
+    /// Messages in hand across all nodes: 1 keeps the stream's order cluster-wide; more lets more nodes work.
+    pub(crate) max_in_flight: i64,
+}
+
+/// Runs a worker's durable consumer, handling up to `concurrency` messages at once, until `shutdown`
+/// (messages in hand are finished first).
 pub(crate) async fn consume<F, Fut>(
     bus: &EventBus,
-    name: String,
-    subjects: Vec<String>,
-    ack_wait: Duration,
-    concurrency: usize,
+    spec: WorkerConsumer,
     shutdown: &CancellationToken,
     handle: F,
 ) -> anyhow::Result<()>
@@ -163,6 +173,7 @@ where
     F: Fn(StoredEvent) -> Fut,
     Fut: std::future::Future<Output = Processed>,
 {
+    let WorkerConsumer { name, subjects, ack_wait, concurrency, max_in_flight } = spec;
     // One subject as `filter_subject`, as consumers made before several were possible have it.
     let (filter_subject, filter_subjects) = match <[String; 1]>::try_from(subjects) {
         Ok([one]) => (one, Vec::new()),
@@ -175,7 +186,7 @@ where
         deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
         ack_wait,
-        max_ack_pending: (4 * concurrency) as i64,
+        max_ack_pending: max_in_flight,
         ..Default::default()
     };
     while let Some(messages) =

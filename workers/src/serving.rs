@@ -6,7 +6,7 @@
 //! gets the same answer; see [`AnswerCache`]), marked `cached` in the event.
 
 use crate::answer_cache::AnswerCache;
-use crate::consumer::consume;
+use crate::consumer::{consume, WorkerConsumer};
 use crate::{EventBus, Processed};
 use bonsai_commands::{CommandBus, CommandError, CommandMetadata, LocalModels};
 use bonsai_domain::model::{ModelCommand, ModelEvent, ModelSource, ModelStatus, TestCase};
@@ -131,8 +131,14 @@ impl ModelWorker {
         let name = format!("{}_worker_models", self.bus.stream_name().to_lowercase());
         let subject = format!("{}.events.Model.>", self.bus.prefix);
         // One export or test at a time: each uses every core.
-        consume(&self.bus, name, vec![subject], Duration::from_secs(600), 1, &shutdown, |event| self.handle(event))
-            .await
+        let spec = WorkerConsumer {
+            name,
+            subjects: vec![subject],
+            ack_wait: Duration::from_secs(600),
+            concurrency: 1,
+            max_in_flight: 64,
+        };
+        consume(&self.bus, spec, &shutdown, |event| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(model_id = %event.aggregate_id, sequence = event.sequence))]
@@ -240,8 +246,15 @@ impl QaWorker {
         let name = format!("{}_worker_qa", self.bus.stream_name().to_lowercase());
         let subject = format!("{}.events.QaSession.>", self.bus.prefix);
         // As many answers at once as the engines have sessions.
-        consume(&self.bus, name, vec![subject], Duration::from_secs(120), 2, &shutdown, |event| self.handle(event))
-            .await
+        // Each node pulls only what it answers at once, so more nodes answer more questions at a time.
+        let spec = WorkerConsumer {
+            name,
+            subjects: vec![subject],
+            ack_wait: Duration::from_secs(120),
+            concurrency: 2,
+            max_in_flight: 256,
+        };
+        consume(&self.bus, spec, &shutdown, |event| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(session_id = %event.aggregate_id, sequence = event.sequence))]
