@@ -115,29 +115,29 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<AlertRow>, i64), ProjectionError> {
-    let mut tx = crate::snapshot(db).await?;
     const WHERE: &str = "($1::uuid IS NULL OR owner_id = $1) \
          AND ($2::text IS NULL OR status = $2 OR ($2 = 'active' AND status IN ('open', 'acknowledged'))) \
          AND ($3::text IS NULL OR kind = $3) AND ($4::text IS NULL OR severity = $4)";
-    let sql = format!("SELECT {COLUMNS} FROM alerts_view WHERE {WHERE} ORDER BY raised_at DESC, id LIMIT $5 OFFSET $6");
-    let rows = sqlx::query_as(&sql)
+    let sql = format!("SELECT {COLUMNS}, count(*) OVER () AS total FROM alerts_view WHERE {WHERE} ORDER BY raised_at DESC, id LIMIT $5 OFFSET $6");
+    let rows: Vec<crate::Counted<_>> = sqlx::query_as(&sql)
         .bind(filter.owner)
         .bind(&filter.status)
         .bind(&filter.kind)
         .bind(&filter.severity)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(&mut *tx)
+        .fetch_all(db)
         .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM alerts_view WHERE {WHERE}"))
-        .bind(filter.owner)
-        .bind(&filter.status)
-        .bind(&filter.kind)
-        .bind(&filter.severity)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((rows, total))
+    let count = format!("SELECT count(*) FROM alerts_view WHERE {WHERE}");
+    crate::paged(rows, page, || {
+        sqlx::query_scalar(&count)
+            .bind(filter.owner)
+            .bind(&filter.status)
+            .bind(&filter.kind)
+            .bind(&filter.severity)
+            .fetch_one(db)
+    })
+    .await
 }
 
 /// Every row, in key order (rebuild comparisons).

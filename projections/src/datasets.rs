@@ -229,25 +229,19 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<DatasetRow>, i64), ProjectionError> {
-    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str =
         "NOT d.archived AND ($1::uuid IS NULL OR d.owner_id = $1) AND ($2::text IS NULL OR d.status = $2)";
     let sql =
-        format!("SELECT {COLUMNS} FROM {FROM} WHERE {FILTER} ORDER BY d.created_at DESC, d.id LIMIT $3 OFFSET $4");
-    let rows = sqlx::query_as(&sql)
+        format!("SELECT {COLUMNS}, count(*) OVER () AS total FROM {FROM} WHERE {FILTER} ORDER BY d.created_at DESC, d.id LIMIT $3 OFFSET $4");
+    let rows: Vec<crate::Counted<_>> = sqlx::query_as(&sql)
         .bind(owner)
         .bind(status)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(&mut *tx)
+        .fetch_all(db)
         .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM datasets_view d WHERE {FILTER}"))
-        .bind(owner)
-        .bind(status)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((rows, total))
+    let count = format!("SELECT count(*) FROM datasets_view d WHERE {FILTER}");
+    crate::paged(rows, page, || sqlx::query_scalar(&count).bind(owner).bind(status).fetch_one(db)).await
 }
 
 /// Every row of both tables, in key order (rebuild comparisons).

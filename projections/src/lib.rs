@@ -20,12 +20,32 @@ pub use error::ProjectionError;
 pub use log::StoredEvent;
 pub use projection::{apply_batch, apply_event, rebuild, Applied, Projection};
 
-/// A read-only transaction that sees one snapshot of the views, so that a page and its total read in it
-/// agree (read one after the other outside it, an event applied in between can make them disagree).
-pub(crate) async fn snapshot(db: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ProjectionError> {
-    let mut tx = db.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-    Ok(tx)
+/// A row of a page read with `count(*) OVER () AS total`: the page and the total of all matching rows
+/// come from one statement, so they agree (read by two statements, an event applied in between can make
+/// them disagree), in one round trip.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Counted<T> {
+    #[sqlx(flatten)]
+    row: T,
+    total: i64,
+}
+
+/// The rows and total of a page read as [`Counted`]. An empty page carries no total: past page 1 it is
+/// counted by `count`; on page 1 it is 0.
+pub(crate) async fn paged<T, Fut>(
+    rows: Vec<Counted<T>>,
+    page: i64,
+    count: impl FnOnce() -> Fut,
+) -> Result<(Vec<T>, i64), ProjectionError>
+where
+    Fut: std::future::Future<Output = Result<i64, sqlx::Error>>,
+{
+    let total = match rows.first() {
+        Some(first) => first.total,
+        None if page > 1 => count().await?,
+        None => 0,
+    };
+    Ok((rows.into_iter().map(|r| r.row).collect(), total))
 }
 
 /// Every projection of the platform, by name (for `bonsai replay` and the consumers).

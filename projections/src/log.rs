@@ -124,6 +124,19 @@ pub async fn cursor_of<'e>(db: impl PgExecutor<'e>, position: i64) -> Result<Opt
     Ok(row.map(|(tx_id,)| Cursor { tx_id, position }))
 }
 
+/// An aggregate's first event (its creation), without reading the rest of its history.
+pub async fn first_event<'e>(
+    db: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<StoredEvent>, ProjectionError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT 1"
+    );
+    let row: Option<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_optional(db).await?;
+    Ok(row.map(StoredEvent::from))
+}
+
 /// One aggregate's whole history, in sequence order.
 pub async fn aggregate_history<'e>(
     db: impl PgExecutor<'e>,

@@ -175,27 +175,21 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<ModelRow>, i64), ProjectionError> {
-    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str =
         "(NOT $1 OR deployed) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR name = $3)";
     let sql =
-        format!("SELECT {COLUMNS} FROM models_view WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5");
-    let rows = sqlx::query_as(&sql)
+        format!("SELECT {COLUMNS}, count(*) OVER () AS total FROM models_view WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5");
+    let rows: Vec<crate::Counted<_>> = sqlx::query_as(&sql)
         .bind(deployed_only)
         .bind(status)
         .bind(name)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(&mut *tx)
+        .fetch_all(db)
         .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM models_view WHERE {FILTER}"))
-        .bind(deployed_only)
-        .bind(status)
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((rows, total))
+    let count = format!("SELECT count(*) FROM models_view WHERE {FILTER}");
+    crate::paged(rows, page, || sqlx::query_scalar(&count).bind(deployed_only).bind(status).bind(name).fetch_one(db))
+        .await
 }
 
 /// Every row, in key order (rebuild comparisons).

@@ -127,26 +127,20 @@ async fn page_of(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<QuestionRow>, i64), ProjectionError> {
-    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str = "user_id = $1 AND ($2::uuid IS NULL OR session_id = $2)";
     let sql = format!(
-        "SELECT {COLUMNS} FROM qa_history_view WHERE {FILTER} \
+        "SELECT {COLUMNS}, count(*) OVER () AS total FROM qa_history_view WHERE {FILTER} \
          ORDER BY asked_at {order}, question_id {order} LIMIT $3 OFFSET $4"
     );
-    let rows = sqlx::query_as(&sql)
+    let rows: Vec<crate::Counted<_>> = sqlx::query_as(&sql)
         .bind(user)
         .bind(session)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(&mut *tx)
+        .fetch_all(db)
         .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM qa_history_view WHERE {FILTER}"))
-        .bind(user)
-        .bind(session)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((rows, total))
+    let count = format!("SELECT count(*) FROM qa_history_view WHERE {FILTER}");
+    crate::paged(rows, page, || sqlx::query_scalar(&count).bind(user).bind(session).fetch_one(db)).await
 }
 
 /// Every row, in key order (rebuild comparisons).

@@ -263,28 +263,21 @@ pub async fn list(
     page: i64,
     page_size: i64,
 ) -> Result<(Vec<TaskRow>, i64), ProjectionError> {
-    let mut tx = crate::snapshot(db).await?;
     const FILTER: &str = "($1::uuid IS NULL OR owner_id = $1) AND ($2::text IS NULL OR status = $2) \
          AND ($3::uuid IS NULL OR dataset_id = $3)";
     let sql = format!(
-        "SELECT {COLUMNS} FROM training_tasks_view WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+        "SELECT {COLUMNS}, count(*) OVER () AS total FROM training_tasks_view WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
     );
-    let rows = sqlx::query_as(&sql)
+    let rows: Vec<crate::Counted<_>> = sqlx::query_as(&sql)
         .bind(owner)
         .bind(status)
         .bind(dataset)
         .bind(page_size)
         .bind((page - 1) * page_size)
-        .fetch_all(&mut *tx)
+        .fetch_all(db)
         .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM training_tasks_view WHERE {FILTER}"))
-        .bind(owner)
-        .bind(status)
-        .bind(dataset)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((rows, total))
+    let count = format!("SELECT count(*) FROM training_tasks_view WHERE {FILTER}");
+    crate::paged(rows, page, || sqlx::query_scalar(&count).bind(owner).bind(status).bind(dataset).fetch_one(db)).await
 }
 
 /// Every row of both tables, in key order (rebuild comparisons).

@@ -115,12 +115,12 @@ pub async fn email_taken<'e>(
 
 /// A page of users in creation order, with the total count.
 pub async fn list(db: &sqlx::PgPool, page: i64, page_size: i64) -> Result<(Vec<UserRow>, i64), ProjectionError> {
-    let mut tx = crate::snapshot(db).await?;
-    let sql = format!("SELECT {COLUMNS} FROM users_view ORDER BY created_at, id LIMIT $1 OFFSET $2");
-    let rows = sqlx::query_as(&sql).bind(page_size).bind((page - 1) * page_size).fetch_all(&mut *tx).await?;
-    let total = sqlx::query_scalar("SELECT count(*) FROM users_view").fetch_one(&mut *tx).await?;
-    tx.commit().await?;
-    Ok((rows, total))
+    let sql = format!(
+        "SELECT {COLUMNS}, count(*) OVER () AS total FROM users_view ORDER BY created_at, id LIMIT $1 OFFSET $2"
+    );
+    let rows: Vec<crate::Counted<_>> =
+        sqlx::query_as(&sql).bind(page_size).bind((page - 1) * page_size).fetch_all(db).await?;
+    crate::paged(rows, page, || sqlx::query_scalar("SELECT count(*) FROM users_view").fetch_one(db)).await
 }
 
 /// Every row, in id order (rebuild comparisons, exports).

@@ -17,7 +17,7 @@
 use crate::consumer::{consume, WorkerConsumer};
 use crate::{EventBus, Processed};
 use bonsai_commands::{host, CommandBus, CommandError, CommandMetadata};
-use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
+use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, AlertStatus, Severity};
 use bonsai_domain::model::ModelEvent;
 use bonsai_domain::training::TrainingTaskEvent;
 use bonsai_projections::{log, models, ProjectionError, StoredEvent};
@@ -27,9 +27,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// How many of a model's earlier tests a good test resolves the alerts of.
-const RESOLVE_LOOKBACK: usize = 20;
 
 /// How far under its threshold a resource reading must come back before its alert is resolved.
 pub(crate) const RESOLVE_MARGIN: f64 = 0.02;
@@ -102,22 +99,24 @@ fn from_view(error: ProjectionError) -> CommandError {
     CommandError::Store(error.to_string())
 }
 
-/// An aggregate's history, read from the event store (not a view, which may lag behind the event at hand).
-async fn history_of(pool: &PgPool, kind: &str, id: Uuid) -> Result<Vec<StoredEvent>, CommandError> {
-    log::aggregate_history(pool, kind, &id.to_string()).await.map_err(from_view)
-}
-
-/// The payload of the first event of `history` if it is `event_type` (the aggregate's creation).
-fn created<'h>(history: &'h [StoredEvent], event_type: &str) -> Option<&'h Value> {
-    history.first().filter(|e| e.event_type == event_type).map(|e| &e.payload[event_type])
+/// The payload of an aggregate's creation event `event_type`, read from the event store (not a view, which
+/// may lag behind the event at hand), and only that event (a task's history is mostly progress reports).
+async fn creation(pool: &PgPool, kind: &str, id: Uuid, event_type: &str) -> Result<Option<Value>, CommandError> {
+    let first = log::first_event(pool, kind, &id.to_string()).await.map_err(from_view)?;
+    Ok(first.filter(|e| e.event_type == event_type).map(|mut e| e.payload[event_type].take()))
 }
 
 /// `'name' vN` of a model from its `ModelRegistered`, else its id.
-fn model_label(history: &[StoredEvent], model: Uuid) -> String {
-    match created(history, "ModelRegistered") {
+fn model_label(registered: Option<&Value>, model: Uuid) -> String {
+    match registered {
         Some(registered) => format!("'{}' v{}", registered["name"].as_str().unwrap_or_default(), registered["version"]),
         None => model.to_string(),
     }
+}
+
+/// A model history's `ModelRegistered` payload.
+fn registered_in(history: &[StoredEvent]) -> Option<&Value> {
+    history.first().filter(|e| e.event_type == "ModelRegistered").map(|e| &e.payload["ModelRegistered"])
 }
 
 fn owner_of(creation: Option<&Value>) -> Option<Uuid> {
@@ -206,16 +205,15 @@ impl AlertWorker {
         message: &str,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let history = history_of(&self.pool, "TrainingTask", task).await?;
-        let creation = created(&history, "TrainingTaskCreated");
-        let name = creation.and_then(|c| c["name"].as_str()).unwrap_or_default().to_owned();
+        let created = creation(&self.pool, "TrainingTask", task, "TrainingTaskCreated").await?;
+        let name = created.as_ref().and_then(|c| c["name"].as_str()).unwrap_or_default().to_owned();
         let spec = AlertSpec {
             kind: "training_failed".into(),
             severity: Severity::Warning,
             subject: format!("TrainingTask/{task}"),
             message: format!("training task '{name}' failed (run {attempt}, {code}): {message}"),
             details: json!({"task_id": task, "task_name": name, "attempt": attempt, "code": code, "error": message}),
-            owner_id: owner_of(creation),
+            owner_id: owner_of(created.as_ref()),
         };
         self.raise(&format!("training_failed/{task}/{attempt}"), spec, false, meta).await
     }
@@ -236,15 +234,15 @@ impl AlertWorker {
         message: &str,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let history = history_of(&self.pool, "Model", model).await?;
-        let label = model_label(&history, model);
+        let registered = creation(&self.pool, "Model", model, "ModelRegistered").await?;
+        let label = model_label(registered.as_ref(), model);
         let spec = AlertSpec {
             kind: "model_export_failed".into(),
             severity: Severity::Warning,
             subject: format!("Model/{model}"),
             message: format!("model {label} could not be exported to ONNX ({code}): {message}"),
             details: json!({"model_id": model, "code": code, "error": message}),
-            owner_id: owner_of(created(&history, "ModelRegistered")),
+            owner_id: owner_of(registered.as_ref()),
         };
         self.raise(&format!("model_export_failed/{model}"), spec, false, meta).await
     }
@@ -260,7 +258,7 @@ impl AlertWorker {
         if let Some(accuracy) = previous {
             return Ok(Some(("the model's previous test".into(), accuracy)));
         }
-        let Some(registered) = created(history, "ModelRegistered") else { return Ok(None) };
+        let Some(registered) = registered_in(history) else { return Ok(None) };
         let (name, version) = (registered["name"].as_str().unwrap_or_default(), registered["version"].as_i64());
         let version = i32::try_from(version.unwrap_or(0)).unwrap_or(0);
         let earlier = models::previous_tested_version(&self.pool, name, version).await.map_err(from_view)?;
@@ -276,8 +274,8 @@ impl AlertWorker {
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
         let state = self.commands.model_state(model).await?;
-        let history = history_of(&self.pool, "Model", model).await?;
-        let label = model_label(&history, model);
+        let history = log::aggregate_history(&self.pool, "Model", &model.to_string()).await.map_err(from_view)?;
+        let label = model_label(registered_in(&history), model);
         let subject = format!("Model/{model}");
         let spec = |kind: &str, severity, message: String, details: Value| AlertSpec {
             kind: kind.into(),
@@ -335,14 +333,21 @@ impl AlertWorker {
             raised = true;
         }
         if !raised {
-            // The alerts earlier tests may have raised, by their known ids (the most recent tests'; resolving
-            // one never raised is a no-op).
-            let earlier = history.iter().filter(|e| e.sequence < sequence && e.event_type == "ModelTested");
-            let earlier: Vec<i64> = earlier.map(|e| e.sequence).collect();
-            for test in earlier.iter().rev().take(RESOLVE_LOOKBACK) {
+            // Earlier tests' alerts, by their known ids, newest test first, back to the last test that raised
+            // none: that one already resolved everything before it.
+            let earlier = history.iter().rev().filter(|e| e.sequence < sequence && e.event_type == "ModelTested");
+            for test in earlier.map(|e| e.sequence) {
+                let mut any = false;
                 for kind in ["accuracy_drop", "accuracy_below_minimum", "model_test_failed"] {
                     let id = alert_id(&format!("{kind}/{model}/{test}"));
-                    self.resolve(id, format!("a later test scored {accuracy:.3}"), meta).await?;
+                    let status = self.commands.alert_state(id).await?.status;
+                    any |= status != AlertStatus::None;
+                    if status.is_active() {
+                        self.resolve(id, format!("a later test scored {accuracy:.3}"), meta).await?;
+                    }
+                }
+                if !any {
+                    break;
                 }
             }
         }

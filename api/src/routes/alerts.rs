@@ -9,7 +9,7 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::Json;
 use bonsai_commands::CommandMetadata;
-use bonsai_domain::alert::{Alert, AlertCommand};
+use bonsai_domain::alert::{may_see, Alert, AlertCommand};
 use bonsai_domain::dataset::Actor;
 use bonsai_domain::{Permission, Role};
 use bonsai_projections::alerts::{self, AlertFilter, AlertRow};
@@ -123,10 +123,6 @@ fn not_found() -> ApiError {
     ApiError::NotFound("no such alert".into())
 }
 
-fn visible(row: &AlertRow, user: &AuthUser) -> bool {
-    user.role == Role::Admin || row.owner_id == Some(user.id)
-}
-
 /// One alert.
 #[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "alert id")),
@@ -138,7 +134,7 @@ pub(crate) async fn get_alert(
 ) -> Result<Json<AlertDto>, ApiError> {
     user.require(Permission::ManageAlerts)?;
     match alerts::find(&state.pool, id).await? {
-        Some(row) if visible(&row, &user) => Ok(Json(row.into())),
+        Some(row) if may_see(row.owner_id, &Actor { id: user.id, role: user.role }) => Ok(Json(row.into())),
         _ => Err(not_found()),
     }
 }

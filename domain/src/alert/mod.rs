@@ -175,11 +175,15 @@ impl Alert {
         }
     }
 
-    /// Whether `actor` may see and act on this alert: admins see every alert, others those they own.
+    /// Whether `actor` may see and act on this alert (see [`may_see`]); a never raised one is nobody's.
     pub fn visible_to(&self, actor: &Actor) -> bool {
-        self.status != AlertStatus::None
-            && (actor.role == crate::Role::Admin || self.owner_id.is_some_and(|owner| owner == actor.id))
+        self.status != AlertStatus::None && may_see(self.owner_id, actor)
     }
+}
+
+/// The visibility rule of alerts: admins see every alert, others those about their own tasks and models.
+pub fn may_see(owner_id: Option<Uuid>, actor: &Actor) -> bool {
+    actor.role == crate::Role::Admin || owner_id.is_some_and(|owner| owner == actor.id)
 }
 
 impl Aggregate for Alert {

@@ -207,6 +207,8 @@ async fn a_conversation_reads_as_a_transcript_and_its_history_can_be_deleted() {
     assert_eq!(questions(&page), ["q1", "q2", "q3"]);
     let last: Value = app.get(&format!("{transcript}?page=2&page_size=2"), Some(&user)).await.json().await.unwrap();
     assert_eq!(questions(&last), ["q3"]);
+    let beyond: Value = app.get(&format!("{transcript}?page=5&page_size=2"), Some(&user)).await.json().await.unwrap();
+    assert_eq!((questions(&beyond).len(), beyond["total"].as_i64()), (0, Some(3)), "a page past the end still counts");
     let response = app.get(&transcript, Some(&other)).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "another user's conversation does not exist for them");
     let unknown = uuid::Uuid::now_v7();
