@@ -36,8 +36,10 @@ async fn the_api_is_served_over_https_with_the_configured_certificate() {
     let tokens: Value =
         trusting.post(https("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
     let token = tokens["access_token"].as_str().unwrap();
-    let sessions = trusting.get(https("/api/users/profile/sessions")).bearer_auth(token);
-    let sessions: Value = sessions.send().await.unwrap().json().await.unwrap();
+    // The users view knows the first admin within moments of the start.
+    let sessions = || trusting.get(https("/api/users/profile/sessions")).bearer_auth(token).send();
+    eventually(|| async { sessions().await.unwrap().status() == StatusCode::OK }).await;
+    let sessions: Value = sessions().await.unwrap().json().await.unwrap();
     assert_eq!(sessions["items"][0]["address"], "127.0.0.1", "the client's address is known behind TLS too");
 
     // Plain HTTP on the same port is not served, and a client that does not trust the certificate stops.
