@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
+# Uploads are scanned for viruses where ClamAV's signatures are installed (`freshclam`); otherwise not.
+if [ -z "${BONSAI__VIRUS_SCAN__CLAMD:-}" ]; then
+  if scripts/ensure-clamd.sh; then
+    export BONSAI__VIRUS_SCAN__CLAMD=tcp://127.0.0.1:3310
+  else
+    echo "warning: uploads are not scanned for viruses (no ClamAV signatures; see above)" >&2
+  fi
+fi
 if [ -x scripts/install-onnxruntime.sh ]; then scripts/install-onnxruntime.sh; fi
 cargo build --release --bin bonsai
 export BONSAI_DATA_DIR="${BONSAI_DATA_DIR:-$PWD/data}"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The test command: starts what the tests need, then builds once and runs every test of the workspace
-# in one cargo invocation (real PostgreSQL, NATS and Redis; no mocks).
+# in one cargo invocation (real PostgreSQL, NATS, Redis and ClamAV; no mocks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
+# The tests' virus scanner: a real clamd that knows only the EICAR test string (nothing to download).
+scripts/ensure-clamd.sh --test
+export BONSAI_TEST_CLAMD="${BONSAI_TEST_CLAMD:-tcp://127.0.0.1:3319}"
 if [ -x scripts/install-onnxruntime.sh ]; then scripts/install-onnxruntime.sh; fi
 # NVRTC, so the tests compile the GPU trainer's kernels for a GPU (no GPU or driver needed for that); the
 # tests build with the `cuda` feature, which checks the CUDA backend compiles and makes `--device cuda` say

@@ -42,6 +42,10 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// 503 with a specific code and a message the client may see (a dependency that only some requests
+    /// need, such as the virus scanner).
+    #[error("{code}: {message}")]
+    DependencyUnavailable { code: &'static str, message: String },
     /// The cause is logged, not returned: a 500 body must not leak internals.
     #[error("internal: {0}")]
     Internal(String),
@@ -105,6 +109,9 @@ impl IntoResponse for ApiError {
                 format!("too many requests; retry in {retry_after_secs} s"),
                 None,
             ),
+            ApiError::DependencyUnavailable { code, message } => {
+                (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
+            }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(%cause, "service unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is unavailable".to_owned(), None)

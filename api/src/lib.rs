@@ -11,7 +11,7 @@ mod state;
 
 pub use auth::{RateLimitSettings, TokenSettings};
 pub use error::{ApiError, ErrorBody};
-pub use state::{AppState, NodeGauges, DEFAULT_MAX_UPLOAD_BYTES};
+pub use state::{AppState, NodeGauges, VirusScan, DEFAULT_MAX_UPLOAD_BYTES};
 
 use axum::http::{HeaderName, Request};
 use axum::Router;

@@ -75,6 +75,26 @@ impl HttpMetrics {
     }
 }
 
+/// Upload virus scans since start, by result.
+#[derive(Default)]
+pub struct ScanMetrics {
+    pub clean: std::sync::atomic::AtomicU64,
+    pub infected: std::sync::atomic::AtomicU64,
+    /// No verdict (scanner unreachable or refusing).
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl ScanMetrics {
+    fn render(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        out.push_str("# HELP bonsai_upload_scans_total Virus scans of uploads by result.\n");
+        out.push_str("# TYPE bonsai_upload_scans_total counter\n");
+        for (result, n) in [("clean", &self.clean), ("infected", &self.infected), ("failed", &self.failed)] {
+            let _ = writeln!(out, "bonsai_upload_scans_total{{result=\"{result}\"}} {}", n.load(Relaxed));
+        }
+    }
+}
+
 /// Middleware (as a route layer, so the route template is known) that times every request.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
@@ -109,6 +129,9 @@ fn escape(value: &str) -> String {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     state.http_metrics.render(&mut out);
+    if state.virus_scan.is_some() {
+        state.scan_metrics.render(&mut out);
+    }
     if let Some((rss, cpu)) = process() {
         gauge(&mut out, "bonsai_process_resident_memory_bytes", "Resident memory of the API process.");
         let _ = writeln!(out, "bonsai_process_resident_memory_bytes {rss}");

@@ -37,6 +37,18 @@ pub struct AppState {
     /// Figures of this node that only the binary can read (such as the models it holds in memory), for
     /// `/metrics`: `(name, help, value)` gauges.
     pub node_gauges: Option<NodeGauges>,
+    /// Virus scanning of uploads (see [`AppState::with_virus_scan`]); none: uploads are not scanned.
+    pub virus_scan: Option<Arc<VirusScan>>,
+    /// Upload scans by result, for `/metrics`.
+    pub scan_metrics: Arc<crate::metrics::ScanMetrics>,
+}
+
+/// How uploads are scanned.
+pub struct VirusScan {
+    pub clamd: bonsai_commands::Clamd,
+    /// Whether an upload is refused (503 `virus_scan_unavailable`) when the scanner cannot give a verdict;
+    /// otherwise it is accepted unscanned, with a warning in the log and a `failed` scan in `/metrics`.
+    pub required: bool,
 }
 
 /// See [`AppState::node_gauges`].
@@ -64,6 +76,8 @@ impl AppState {
             http_metrics: Arc::default(),
             data_dir: None,
             node_gauges: None,
+            virus_scan: None,
+            scan_metrics: Arc::default(),
         }
     }
 
@@ -77,6 +91,13 @@ impl AppState {
     pub fn with_datasets(mut self, files: Arc<dyn FileStore>, max_upload_bytes: u64) -> Self {
         self.files = files;
         self.max_upload_bytes = max_upload_bytes;
+        self
+    }
+
+    /// Scans every upload with `clamd` before anything else reads it; an infected file is refused (422
+    /// `file_infected`), never stored, and raises a critical `infected_upload` alert.
+    pub fn with_virus_scan(mut self, scan: VirusScan) -> Self {
+        self.virus_scan = Some(Arc::new(scan));
         self
     }
 

@@ -9,6 +9,7 @@ pub mod host;
 mod metadata;
 mod models;
 mod passwords;
+pub mod scan;
 mod store;
 mod upcasters;
 
@@ -19,4 +20,5 @@ pub use files::{FileStore, FileStoreError, LocalFileStore, Staged, StoredBlob};
 pub use metadata::CommandMetadata;
 pub use models::{LocalModels, ModelLookupError};
 pub use passwords::Argon2Passwords;
+pub use scan::{Clamd, ClamdAddress, ScanError, Verdict};
 pub use store::EventRepository;

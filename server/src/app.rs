@@ -7,7 +7,7 @@ use crate::settings::Settings;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use bonsai_api::{AppState, RateLimitSettings, TokenSettings};
-use bonsai_commands::{CommandBus, CommandMetadata, FileStore, LocalFileStore, LocalModels};
+use bonsai_commands::{Clamd, ClamdAddress, CommandBus, CommandMetadata, FileStore, LocalFileStore, LocalModels};
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
@@ -105,6 +105,10 @@ impl Application {
             .with_data_dir(settings.data_dir.clone())
             .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms))
             .with_node_gauges(gauges);
+        let state = match virus_scan(settings)? {
+            Some(scan) => state.with_virus_scan(scan),
+            None => state,
+        };
         // Sessions signed out while this node was not listening: their access tokens are refused too.
         let ended = state.user_cache.load_ended_sessions(&pool).await.context("reading ended sessions")?;
         tracing::debug!(ended, "ended sessions remembered");
@@ -268,6 +272,25 @@ pub fn file_store(settings: &Settings) -> anyhow::Result<Arc<dyn FileStore>> {
     let dir = settings.data_dir.join("datasets");
     let store = LocalFileStore::new(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The upload scanner, when `BONSAI__VIRUS_SCAN__CLAMD` names one. A malformed address stops the start; an
+/// unreachable daemon does not (it may still be loading its signatures) but is logged.
+fn virus_scan(settings: &Settings) -> anyhow::Result<Option<bonsai_api::VirusScan>> {
+    let Some(address) = settings.virus_scan.clamd.as_deref().map(str::trim).filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let address: ClamdAddress =
+        address.parse().map_err(|e: String| anyhow::anyhow!("BONSAI__VIRUS_SCAN__CLAMD: {e}"))?;
+    let timeout = settings.virus_scan.timeout_secs;
+    anyhow::ensure!(timeout > 0.0 && timeout.is_finite(), "BONSAI__VIRUS_SCAN__TIMEOUT_SECS must be above 0");
+    let clamd = Clamd::new(address, Duration::from_secs_f64(timeout));
+    let probe = clamd.clone();
+    tokio::task::spawn_blocking(move || match probe.version() {
+        Ok(version) => tracing::info!(scanner = %probe.address(), %version, "uploads are scanned for viruses"),
+        Err(error) => tracing::warn!(%error, "the virus scanner does not answer yet"),
+    });
+    Ok(Some(bonsai_api::VirusScan { clamd, required: settings.virus_scan.required }))
 }
 
 /// Every `every`, removes stored files no event names that are older than `grace`. A failed sweep is

@@ -74,6 +74,27 @@ pub struct Settings {
     pub log_format: String,
     pub rate_limit: RateLimit,
     pub alerts: Alerts,
+    pub virus_scan: VirusScan,
+}
+
+/// Virus scanning of uploads through a ClamAV daemon (`BONSAI__VIRUS_SCAN__<KEY>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirusScan {
+    /// Where `clamd` listens: `tcp://host:3310` or `unix:///run/clamav/clamd.ctl` (unset: no scanning). Its
+    /// `StreamMaxLength` must be at least `max_upload_bytes`.
+    pub clamd: Option<String>,
+    /// Refuse uploads (503 `virus_scan_unavailable`) while the scanner gives no verdict; `false` accepts
+    /// them unscanned, with a warning.
+    pub required: bool,
+    /// The longest wait (seconds) to connect to the scanner and for each of its reads and writes.
+    pub timeout_secs: f64,
+}
+
+impl Default for VirusScan {
+    fn default() -> Self {
+        Self { clamd: None, required: true, timeout_secs: 30.0 }
+    }
 }
 
 /// The alert worker's thresholds (`BONSAI__ALERTS__<KEY>`).
@@ -160,6 +181,7 @@ impl Default for Settings {
                 login_lockout_secs: 300,
             },
             alerts: Alerts::default(),
+            virus_scan: VirusScan::default(),
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 impl TestApp {
     /// The alerts `token` sees with `query`, once `done` holds for the page.
-    async fn alerts_until(&self, token: &str, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn alerts_until(&self, token: &str, query: &str, done: impl Fn(&Value) -> bool) -> Value {
         let path = format!("/api/alerts{query}");
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {

@@ -15,3 +15,4 @@ mod replay;
 mod serving;
 mod training;
 mod users;
+mod virus_scan;

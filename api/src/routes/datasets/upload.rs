@@ -1,5 +1,6 @@
 //! `POST /api/data/upload`: the file is streamed to the file store (never held whole in memory),
-//! refused past the size limit (413, nothing kept), sniffed (415/422, nothing kept), then recorded.
+//! refused past the size limit (413, nothing kept), scanned for viruses where a scanner is set up (422
+//! `file_infected` or 503, nothing kept), sniffed (415/422, nothing kept), then recorded.
 
 use super::{actor, dto, unprocessable, DatasetDto, UploadForm};
 use crate::auth::AuthUser;
@@ -10,8 +11,9 @@ use axum::extract::{Multipart, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use bonsai_commands::{CommandMetadata, FileStoreError, Staged};
+use bonsai_commands::{CommandMetadata, FileStoreError, Staged, Verdict};
 use bonsai_datasets::{DatasetError as FormatError, ErrorClass};
+use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
 use bonsai_domain::dataset::{DatasetCommand, DatasetFile};
 use bonsai_domain::Permission;
 use futures::StreamExt;
@@ -131,7 +133,8 @@ async fn read_form(state: &AppState, multipart: &mut Multipart) -> Result<Form, 
     (status = 409, description = "dataset_archived", body = crate::ErrorBody),
     (status = 413, description = "dataset_too_large", body = crate::ErrorBody),
     (status = 415, description = "unsupported_content (not text, not UTF-8, unknown format)", body = crate::ErrorBody),
-    (status = 422, description = "dataset_invalid, format_mismatch or validation_failed", body = crate::ErrorBody)))]
+    (status = 422, description = "dataset_invalid, format_mismatch, validation_failed, or file_infected (details.signature)", body = crate::ErrorBody),
+    (status = 503, description = "virus_scan_unavailable: scanning is required and the scanner gave no verdict", body = crate::ErrorBody)))]
 pub(crate) async fn upload(
     State(state): State<AppState>,
     user: AuthUser,
@@ -150,6 +153,7 @@ pub(crate) async fn upload(
     };
     // From here on every refusal drops the staged upload, which removes it: nothing is kept half-way.
     let (staged, filename) = form.file.ok_or_else(|| unprocessable("the `file` field is required"))?;
+    let staged = scan(&state, staged, &user, &filename, &correlation).await?;
     let (staged, format) = sniff(&state, staged).await?;
     if let Some(wanted) = form.format.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
         if wanted != format {
@@ -191,6 +195,87 @@ pub(crate) async fn upload(
     state.commands.dataset(id, command, &meta).await?;
     let dto: DatasetDto = dto::current(&state, id).await?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/data/datasets/{id}"))], Json(dto)))
+}
+
+/// Scans the staged upload for viruses, when scanning is set up, before anything else reads it.
+async fn scan(
+    state: &AppState,
+    staged: Staged,
+    user: &AuthUser,
+    filename: &str,
+    correlation: &str,
+) -> Result<Staged, ApiError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(scanning) = state.virus_scan.clone() else { return Ok(staged) };
+    let files = state.files.clone();
+    let clamd = scanning.clamd.clone();
+    let (staged, verdict) = tokio::task::spawn_blocking(move || {
+        let verdict = files.open_staged(&staged).map(|content| clamd.scan(content));
+        (staged, verdict)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let verdict = verdict.map_err(|e| ApiError::Internal(e.to_string()))?;
+    match verdict {
+        Ok(Verdict::Clean) => {
+            state.scan_metrics.clean.fetch_add(1, Relaxed);
+            Ok(staged)
+        }
+        Ok(Verdict::Infected { signature }) => {
+            state.scan_metrics.infected.fetch_add(1, Relaxed);
+            tracing::warn!(user = %user.username, %filename, sha256 = %staged.sha256, %signature, "infected upload refused");
+            raise_infected_alert(state, &staged, user, filename, &signature, correlation).await;
+            Err(ApiError::Unprocessable {
+                code: "file_infected",
+                message: format!("the virus scanner found {signature} in the file; it was not stored"),
+                details: Some(json!({ "signature": signature })),
+            })
+        }
+        Err(error) => {
+            state.scan_metrics.failed.fetch_add(1, Relaxed);
+            if scanning.required {
+                tracing::error!(%error, "upload refused: no virus scan verdict");
+                Err(ApiError::DependencyUnavailable {
+                    code: "virus_scan_unavailable",
+                    message: "the virus scanner gave no verdict; uploads are refused until it does, retry later".into(),
+                })
+            } else {
+                tracing::warn!(%error, sha256 = %staged.sha256, "upload accepted unscanned: no virus scan verdict");
+                Ok(staged)
+            }
+        }
+    }
+}
+
+/// A critical alert for admins: who uploaded what, and what was found. The same user uploading the same
+/// file again raises it again only once it has been resolved.
+async fn raise_infected_alert(
+    state: &AppState,
+    staged: &Staged,
+    user: &AuthUser,
+    filename: &str,
+    signature: &str,
+    correlation: &str,
+) {
+    let spec = AlertSpec {
+        kind: "infected_upload".into(),
+        severity: Severity::Critical,
+        subject: format!("User/{}", user.id),
+        message: format!(
+            "{} uploaded a file in which the virus scanner found {signature}; it was refused",
+            user.username
+        ),
+        details: json!({
+            "user_id": user.id, "username": user.username, "filename": filename, "sha256": staged.sha256,
+            "size": staged.size, "signature": signature,
+        }),
+        owner_id: None,
+    };
+    let id = alert_id(&format!("infected_upload/{}/{}", user.id, staged.sha256));
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    if let Err(error) = state.commands.alert(id, AlertCommand::Raise { spec, recurring: true }, &meta).await {
+        tracing::error!(%error, "the infected_upload alert could not be raised");
+    }
 }
 
 /// Detects the format from the staged content (the file name plays no part).
