@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub(crate) struct AlertDto {
     pub id: Uuid,
     /// `training_failed`, `model_export_failed`, `model_test_failed`, `accuracy_drop`,
-    /// `accuracy_below_minimum`, `disk_space_low`, `memory_high`.
+    /// `accuracy_below_minimum`, `disk_space_low`, `memory_high`, `infected_upload`.
     pub kind: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,
