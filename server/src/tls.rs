@@ -34,8 +34,9 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::Serv
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the TLS certificate and key do not go together")?;
-    // HTTP/1.1 only: the server is built without HTTP/2.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 for clients that offer it (one connection, many requests at once), HTTP/1.1 for the rest (and
+    // for WebSockets, which this server upgrades over HTTP/1.1 only).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -32,6 +32,15 @@ async fn the_api_is_served_over_https_with_the_configured_certificate() {
 
     let health = trusting.get(https("/healthz")).send().await.expect("an HTTPS request is served");
     assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.version(), reqwest::Version::HTTP_2, "ALPN offers h2 to clients that speak it");
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .resolve("bonsai.test", addr)
+        .http1_only()
+        .build()
+        .unwrap();
+    let health = http1.get(https("/healthz")).send().await.unwrap();
+    assert_eq!((health.status(), health.version()), (StatusCode::OK, reqwest::Version::HTTP_11));
     let login = json!({"username": ADMIN, "password": ADMIN_PASSWORD});
     let tokens: Value =
         trusting.post(https("/api/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
@@ -70,4 +79,21 @@ async fn a_missing_or_mismatched_certificate_stops_the_start_with_a_reason() {
     settings.tls_key = None;
     let error = bonsai_server::Application::build(&settings).await.err().expect("a certificate needs its key");
     assert!(format!("{error:#}").contains("BONSAI__TLS_KEY"), "{error:#}");
+}
+
+#[tokio::test]
+async fn plain_http_also_speaks_http2_to_clients_that_know_it_does() {
+    let app = TestApp::spawn().await;
+    // h2c with prior knowledge (what proxies and load balancers use towards a backend): requests, JSON
+    // bodies and bearer tokens work as over HTTP/1.1.
+    let h2c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let login = json!({"username": ADMIN, "password": ADMIN_PASSWORD});
+    let response = h2c.post(app.url("/api/auth/login")).json(&login).send().await.expect("served over h2c");
+    assert_eq!((response.status(), response.version()), (StatusCode::OK, reqwest::Version::HTTP_2));
+    let token = response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let requests = (0..8).map(|_| h2c.get(app.url("/api/users/profile")).bearer_auth(&token).send());
+    for response in futures::future::join_all(requests).await {
+        let response = response.unwrap();
+        assert_eq!((response.status(), response.version()), (StatusCode::OK, reqwest::Version::HTTP_2));
+    }
 }
