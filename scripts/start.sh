@@ -18,6 +18,17 @@ cargo build --release --bin bonsai
 export BONSAI_DATA_DIR="${BONSAI_DATA_DIR:-$PWD/data}"
 export BONSAI_ADMIN_PASSWORD="${BONSAI_ADMIN_PASSWORD:-bonsai-admin}"
 export BONSAI_JWT_SECRET="${BONSAI_JWT_SECRET:-$(mkdir -p "$BONSAI_DATA_DIR" && { cat "$BONSAI_DATA_DIR/.jwt-secret" 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee "$BONSAI_DATA_DIR/.jwt-secret"; })}"
+# Encryption at rest of personal data and questions/answers: keys made once per data folder (keep them: the
+# data sealed with them cannot be read without them).
+if [ -z "${BONSAI__ENCRYPTION__KEYS:-}" ]; then
+  keys_file="$BONSAI_DATA_DIR/.encryption-keys"
+  if [ ! -f "$keys_file" ]; then
+    (umask 077; printf 'k1:%s\n%s\n' "$(head -c 32 /dev/urandom | base64)" "$(head -c 32 /dev/urandom | base64)" >"$keys_file")
+  fi
+  BONSAI__ENCRYPTION__KEYS="$(sed -n 1p "$keys_file")"
+  BONSAI__ENCRYPTION__INDEX_KEY="$(sed -n 2p "$keys_file")"
+  export BONSAI__ENCRYPTION__KEYS BONSAI__ENCRYPTION__INDEX_KEY
+fi
 demo_model="$BONSAI_DATA_DIR/models/demo-tiny"
 if [ ! -f "$demo_model/config.json" ]; then
   echo "creating the demo model in $demo_model (random tiny Llama + tokenizer trained on demo/faq.jsonl)"

@@ -1,5 +1,8 @@
 //! The event repository under cqrs-es: postgres-es's, with appends done in one statement.
 //!
+//! Sensitive fields are sealed on the way in and opened on the way out (`bonsai_domain::sealed`): event
+//! payloads field by field, snapshots of aggregates that hold such fields whole.
+//!
 //! postgres-es appends with `BEGIN`, one `INSERT` per event, the snapshot write and `COMMIT`: four
 //! round trips or more per command. Here the events go in with one `INSERT ... SELECT FROM UNNEST` and
 //! the snapshot is written by the same statement (a data-modifying CTE), so a command costs one round
@@ -17,6 +20,7 @@
 //! is returned with an undecodable payload, which makes cqrs-es rebuild the aggregate from all of its
 //! events (its documented path for a snapshot whose shape changed); the next append rewrites it.
 
+use bonsai_domain::sealed;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
@@ -67,9 +71,25 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
     }
 }
 
+/// An event's payload as stored: its sensitive fields sealed (see `bonsai_domain::sealed`).
+fn sealed_payload(event: &SerializedEvent) -> Value {
+    let mut payload = event.payload.clone();
+    sealed::seal_event(&event.aggregate_type, &event.aggregate_id, &event.event_type, &mut payload);
+    payload
+}
+
+/// Events as the aggregate reads them: sealed fields opened.
+fn opened(mut events: Vec<SerializedEvent>) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    for event in &mut events {
+        let context = sealed::context(&event.aggregate_type, &event.aggregate_id);
+        sealed::open_all(&mut event.payload, &context).map_err(|e| PersistenceError::UnknownError(Box::new(e)))?;
+    }
+    Ok(events)
+}
+
 impl PersistedEventRepository for EventRepository {
     async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner.get_events::<A>(aggregate_id).await
+        opened(self.inner.get_events::<A>(aggregate_id).await?)
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -77,7 +97,7 @@ impl PersistedEventRepository for EventRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner.get_last_events::<A>(aggregate_id, last_sequence).await
+        opened(self.inner.get_last_events::<A>(aggregate_id, last_sequence).await?)
     }
 
     async fn get_snapshot<A: Aggregate>(
@@ -99,7 +119,12 @@ impl PersistedEventRepository for EventRepository {
         let snapshot = match (last_sequence, current_snapshot) {
             (Some(last_sequence), Some(current_snapshot)) if last_sequence == last_event => SerializedSnapshot {
                 aggregate_id: aggregate_id.to_owned(),
-                aggregate: row.try_get("payload").map_err(persistence_error)?,
+                aggregate: sealed::open_snapshot(
+                    A::TYPE,
+                    aggregate_id,
+                    row.try_get("payload").map_err(persistence_error)?,
+                )
+                .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
                 current_sequence: last_sequence as usize,
                 current_snapshot: current_snapshot as usize,
             },
@@ -132,11 +157,12 @@ impl PersistedEventRepository for EventRepository {
         .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<i64>>())
         .bind(column(|e| e.event_type.clone()))
         .bind(column(|e| e.event_version.clone()))
-        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<Value>>())
+        .bind(events.iter().map(sealed_payload).collect::<Vec<Value>>())
         .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<Value>>());
         let query = match snapshot_update {
             None => query,
             Some((aggregate_id, payload, current_snapshot)) => {
+                let payload = sealed::seal_snapshot(A::TYPE, &aggregate_id, payload);
                 query.bind(aggregate_id).bind(current_snapshot as i64).bind(payload)
             }
         };
@@ -144,6 +170,8 @@ impl PersistedEventRepository for EventRepository {
         Ok(())
     }
 
+    // The replay streams are postgres-es's own and hand out payloads as stored (sealed fields sealed); the
+    // platform replays through the event log reader (`bonsai_projections::log`), which opens them.
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
         self.inner.stream_events::<A>(aggregate_id).await
     }

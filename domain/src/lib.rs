@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod model;
 pub mod permissions;
 pub mod qa;
+pub mod sealed;
 pub mod training;
 pub mod upcast;
 pub mod user;

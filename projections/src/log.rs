@@ -77,12 +77,17 @@ struct Row {
     recorded_at: DateTime<Utc>,
 }
 
-impl From<Row> for StoredEvent {
-    /// Old payload versions are upcast here, so no reader ever sees one.
-    fn from(r: Row) -> Self {
+impl TryFrom<Row> for StoredEvent {
+    type Error = ProjectionError;
+
+    /// Sealed fields are opened and old payload versions upcast here, so no reader ever sees either.
+    fn try_from(mut r: Row) -> Result<Self, ProjectionError> {
+        let context = bonsai_domain::sealed::context(&r.aggregate_type, &r.aggregate_id);
+        bonsai_domain::sealed::open_all(&mut r.payload, &context)
+            .map_err(|e| ProjectionError::Sealed { event_type: r.event_type.clone(), reason: e.to_string() })?;
         let (event_version, payload) =
             bonsai_domain::upcast::upcast(&r.aggregate_type, &r.event_type, &r.event_version, r.payload);
-        StoredEvent {
+        Ok(StoredEvent {
             position: r.global_position,
             tx_id: r.tx_id,
             aggregate_type: r.aggregate_type,
@@ -93,7 +98,7 @@ impl From<Row> for StoredEvent {
             payload,
             metadata: r.metadata,
             recorded_at: r.recorded_at,
-        }
+        })
     }
 }
 
@@ -112,7 +117,7 @@ pub async fn read_committed_after<'e>(
     );
     let rows: Vec<Row> =
         sqlx::query_as(&sql).bind(after.tx_id.to_string()).bind(after.position).bind(limit).fetch_all(db).await?;
-    Ok(rows.into_iter().map(StoredEvent::from).collect())
+    rows.into_iter().map(StoredEvent::try_from).collect()
 }
 
 /// The cursor of the event at `position`, for "events after position N" pages.
@@ -134,7 +139,7 @@ pub async fn first_event<'e>(
         "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT 1"
     );
     let row: Option<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_optional(db).await?;
-    Ok(row.map(StoredEvent::from))
+    row.map(StoredEvent::try_from).transpose()
 }
 
 /// One aggregate's whole history, in sequence order.
@@ -145,5 +150,5 @@ pub async fn aggregate_history<'e>(
 ) -> Result<Vec<StoredEvent>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence");
     let rows: Vec<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(db).await?;
-    Ok(rows.into_iter().map(StoredEvent::from).collect())
+    rows.into_iter().map(StoredEvent::try_from).collect()
 }

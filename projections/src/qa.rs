@@ -2,6 +2,7 @@
 
 use crate::{Projection, ProjectionError, StoredEvent};
 use bonsai_domain::qa::QaEvent;
+use bonsai_domain::sealed;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -25,6 +26,7 @@ impl Projection for QaProjection {
         }
         let (decoded, session): (QaEvent, uuid::Uuid) = event.decode()?;
         let at = event.recorded_at;
+        let context = sealed::context("QaSession", &event.aggregate_id);
         let query = match decoded {
             QaEvent::QuestionAsked { session_id, question_id, user_id, model_id, question, .. } => sqlx::query(
                 "INSERT INTO qa_history_view (question_id, session_id, user_id, model_id, question, status, asked_at) \
@@ -34,14 +36,14 @@ impl Projection for QaProjection {
             .bind(session_id)
             .bind(user_id)
             .bind(model_id)
-            .bind(question)
+            .bind(sealed::seal(&question, &context))
             .bind(at),
             QaEvent::QuestionAnswered { question_id, answer: a } => sqlx::query(
                 "UPDATE qa_history_view SET status = 'answered', answer = $2, response_ms = $3, prompt_tokens = $4, \
                  completion_tokens = $5, finish_reason = $6, cached = $7, answered_at = $8 WHERE question_id = $1",
             )
             .bind(question_id)
-            .bind(a.answer)
+            .bind(sealed::seal(&a.answer, &context))
             .bind(a.response_ms as i64)
             .bind(a.prompt_tokens as i32)
             .bind(a.completion_tokens as i32)
@@ -89,12 +91,27 @@ pub struct QuestionRow {
     pub answered_at: Option<DateTime<Utc>>,
 }
 
+impl QuestionRow {
+    /// The row with its sealed cells (question, answer) opened.
+    fn opened(mut self) -> Result<Self, ProjectionError> {
+        let context = sealed::context("QaSession", &self.session_id.to_string());
+        let open = |value: &str| {
+            sealed::open(value, &context)
+                .map_err(|e| ProjectionError::Sealed { event_type: "qa_history_view".into(), reason: e.to_string() })
+        };
+        self.question = open(&self.question)?;
+        self.answer = self.answer.as_deref().map(open).transpose()?;
+        Ok(self)
+    }
+}
+
 const COLUMNS: &str = "question_id, session_id, user_id, model_id, question, answer, status, response_ms, \
      prompt_tokens, completion_tokens, finish_reason, cached, error_code, error_message, asked_at, answered_at";
 
 pub async fn find<'e>(db: impl PgExecutor<'e>, question_id: Uuid) -> Result<Option<QuestionRow>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM qa_history_view WHERE question_id = $1");
-    Ok(sqlx::query_as(&sql).bind(question_id).fetch_optional(db).await?)
+    let row: Option<QuestionRow> = sqlx::query_as(&sql).bind(question_id).fetch_optional(db).await?;
+    row.map(QuestionRow::opened).transpose()
 }
 
 /// A page of `user`'s questions (of one conversation when `session` is given), newest first, with the total.
@@ -132,7 +149,7 @@ async fn page_of(
         "SELECT {COLUMNS}, count(*) OVER () AS total FROM qa_history_view WHERE {FILTER} \
          ORDER BY asked_at {order}, question_id {order} LIMIT $3 OFFSET $4"
     );
-    let rows: Vec<crate::Counted<_>> = sqlx::query_as(&sql)
+    let rows: Vec<crate::Counted<QuestionRow>> = sqlx::query_as(&sql)
         .bind(user)
         .bind(session)
         .bind(page_size)
@@ -140,10 +157,14 @@ async fn page_of(
         .fetch_all(db)
         .await?;
     let count = format!("SELECT count(*) FROM qa_history_view WHERE {FILTER}");
-    crate::paged(rows, page, || sqlx::query_scalar(&count).bind(user).bind(session).fetch_one(db)).await
+    let (rows, total) =
+        crate::paged(rows, page, || sqlx::query_scalar(&count).bind(user).bind(session).fetch_one(db)).await?;
+    Ok((rows.into_iter().map(QuestionRow::opened).collect::<Result<_, _>>()?, total))
 }
 
 /// Every row, in key order (rebuild comparisons).
 pub async fn all_rows(db: &PgPool) -> Result<Vec<QuestionRow>, ProjectionError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM qa_history_view ORDER BY question_id")).fetch_all(db).await?)
+    let rows: Vec<QuestionRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM qa_history_view ORDER BY question_id")).fetch_all(db).await?;
+    rows.into_iter().map(QuestionRow::opened).collect()
 }

@@ -59,6 +59,7 @@ impl Application {
             (Some(_), None) => anyhow::bail!("BONSAI__TLS_CERT is set without BONSAI__TLS_KEY"),
             (None, Some(_)) => anyhow::bail!("BONSAI__TLS_KEY is set without BONSAI__TLS_CERT"),
         };
+        settings.encryption.install()?;
         let pool = db::connect_and_migrate(&settings.database_url, settings.database_max_connections).await?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()

@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut settings = Settings::load().context("loading settings")?;
     telemetry::init(&settings.log_format);
+    settings.encryption.install()?;
     let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {
         Command::Serve { addr } => {

@@ -75,6 +75,41 @@ pub struct Settings {
     pub rate_limit: RateLimit,
     pub alerts: Alerts,
     pub virus_scan: VirusScan,
+    pub encryption: Encryption,
+}
+
+/// Encryption at rest of sensitive fields (`BONSAI__ENCRYPTION__<KEY>`; see `bonsai_domain::sealed`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// `id:base64-of-32-random-bytes` entries, comma-separated; the first seals, all open (rotation: put a
+    /// new key in front, keep the old ones). Unset: sensitive fields are stored plain.
+    pub keys: Secret,
+    /// The secret behind look-up digests of sealed values (finding an e-mail address); at least 16
+    /// characters, required with `keys`, and kept across key rotations.
+    pub index_key: Secret,
+}
+
+impl Encryption {
+    /// The key ring these settings describe (none when no keys are set).
+    pub fn key_ring(&self) -> anyhow::Result<Option<bonsai_domain::sealed::KeyRing>> {
+        if self.keys.expose().trim().is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            !self.index_key.is_empty(),
+            "BONSAI__ENCRYPTION__INDEX_KEY must be set with BONSAI__ENCRYPTION__KEYS"
+        );
+        let ring = bonsai_domain::sealed::KeyRing::parse(self.keys.expose(), self.index_key.expose())
+            .map_err(|e| anyhow::anyhow!("BONSAI__ENCRYPTION__KEYS / BONSAI__ENCRYPTION__INDEX_KEY: {e}"))?;
+        Ok(Some(ring))
+    }
+
+    /// Installs the key ring for this process (before anything reads or writes events).
+    pub fn install(&self) -> anyhow::Result<()> {
+        bonsai_domain::sealed::install(self.key_ring()?);
+        Ok(())
+    }
 }
 
 /// Virus scanning of uploads through a ClamAV daemon (`BONSAI__VIRUS_SCAN__<KEY>`).
@@ -182,6 +217,7 @@ impl Default for Settings {
             },
             alerts: Alerts::default(),
             virus_scan: VirusScan::default(),
+            encryption: Encryption::default(),
         }
     }
 }

@@ -259,6 +259,8 @@ async fn the_datasets_view_rebuilt_by_replay_equals_the_live_one() {
         .args(["replay", "--projection", "datasets"])
         .env("DATABASE_URL", &app.settings.database_url)
         .env("BONSAI_CONFIG", "/nonexistent.toml")
+        .env("BONSAI__ENCRYPTION__KEYS", TEST_KEYS)
+        .env("BONSAI__ENCRYPTION__INDEX_KEY", TEST_INDEX_KEY)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

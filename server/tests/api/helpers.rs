@@ -63,8 +63,17 @@ pub fn test_settings() -> Settings {
     s.rate_limit.requests_per_second = 0;
     s.alerts.check_every_secs = 0.0; // resource checks only where a test turns them on
     s.data_dir = std::env::temp_dir().join(format!("bonsai_test_{id}"));
+    // Every test runs with encryption at rest on (the key ring is process-wide: all tests share it).
+    s.encryption.keys = bonsai_server::settings::Secret::new(TEST_KEYS);
+    s.encryption.index_key = bonsai_server::settings::Secret::new(TEST_INDEX_KEY);
     s
 }
+
+pub const TEST_INDEX_KEY: &str = "test-index-key-long-enough";
+
+/// The tests' encryption keys: `t2` seals, `t1` (an older key) still opens.
+pub const TEST_KEYS: &str =
+    "t2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=,t1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
 impl TestApp {
     pub async fn spawn() -> Self {

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod datasets;
 mod datasets_input;
+mod encryption;
 mod errors;
 mod event_store;
 mod helpers;

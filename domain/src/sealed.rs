@@ -1,0 +1,359 @@
+//! Sensitive fields encrypted at rest (design 4.2): people's e-mail addresses, display names, the client
+//! and address of their sessions, and the text of their questions and answers are stored sealed (AES-256-GCM)
+//! wherever the platform writes them to PostgreSQL: event payloads, aggregate snapshots and read models.
+//! Everything that reads them back (aggregates, the event log reader, view queries) opens them, so handlers,
+//! workers and NATS subscribers see plain values.
+//!
+//! A sealed value is the string `sealed:v1:<key id>:<base64(nonce | ciphertext | tag)>`, bound to its
+//! aggregate (`User/<id>`, `QaSession/<id>`) as associated data: a sealed cell copied to another record does
+//! not open. Keys come in a [`KeyRing`]: the first seals, every one opens, so a key is rotated by putting a
+//! new one in front and keeping the old ones for what they sealed. Values stored before encryption was turned
+//! on stay readable (a plain string opens as itself) and are sealed when next written.
+//!
+//! The ring is process-wide, like the upcasters: [`install`] it once at start, before anything reads events.
+//! Without one, values are stored plain.
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::Value;
+use std::sync::{Arc, RwLock};
+
+const PREFIX: &str = "sealed:v1:";
+
+/// The fields of each event that are sealed, as JSON pointers into its payload (`*` walks every element of
+/// an array).
+fn sensitive_fields(aggregate_type: &str, event_type: &str) -> &'static [&'static str] {
+    match (aggregate_type, event_type) {
+        ("User", "UserRegistered") => &["/UserRegistered/email", "/UserRegistered/display_name"],
+        ("User", "ProfileUpdated") => &["/ProfileUpdated/email", "/ProfileUpdated/display_name"],
+        ("User", "SessionStarted") => &["/SessionStarted/user_agent", "/SessionStarted/address"],
+        ("QaSession", "QuestionAsked") => {
+            &["/QuestionAsked/question", "/QuestionAsked/context/*/question", "/QuestionAsked/context/*/answer"]
+        }
+        ("QaSession", "QuestionAnswered") => &["/QuestionAnswered/answer/answer"],
+        _ => &[],
+    }
+}
+
+/// Whether snapshots of this aggregate type hold sensitive fields (its state keeps some of the above).
+pub fn seals_snapshots(aggregate_type: &str) -> bool {
+    matches!(aggregate_type, "User" | "QaSession")
+}
+
+/// The associated data of a value of aggregate `aggregate_type` / `aggregate_id`.
+pub fn context(aggregate_type: &str, aggregate_id: &str) -> String {
+    format!("{aggregate_type}/{aggregate_id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("the encryption key `{0}` is not in the key ring")]
+    UnknownKey(String),
+    #[error("a sealed value does not open (wrong key, altered, or moved from another record)")]
+    Tampered,
+    #[error("a sealed value is found but no encryption keys are set up (BONSAI__ENCRYPTION__KEYS)")]
+    NoKeys,
+    #[error("invalid encryption keys: {0}")]
+    InvalidKeys(String),
+}
+
+/// Encryption keys: the first seals, all open.
+pub struct KeyRing {
+    keys: Vec<(String, LessSafeKey)>,
+    index: hmac::Key,
+    random: SystemRandom,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("KeyRing").field("key_ids", &ids).finish_non_exhaustive()
+    }
+}
+
+fn decode_key(id: &str, encoded: &str) -> Result<[u8; 32], SealError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| SealError::InvalidKeys(format!("key `{id}` is not base64")))?;
+    bytes.try_into().map_err(|_| SealError::InvalidKeys(format!("key `{id}` is not 32 bytes (AES-256)")))
+}
+
+impl KeyRing {
+    /// `id:base64-of-32-bytes` entries, comma-separated, the sealing key first (`2026b:..., 2026a:...`).
+    /// `index_key` (any secret text) keys the look-up digests of sealed values ([`KeyRing::digest`]); it must
+    /// outlive key rotations, so it is separate from the keys.
+    pub fn parse(keys: &str, index_key: &str) -> Result<Self, SealError> {
+        let mut ring = Vec::new();
+        for entry in keys.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, encoded) =
+                entry.split_once(':').ok_or_else(|| SealError::InvalidKeys("each key is `id:base64`".into()))?;
+            let id = id.trim();
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(SealError::InvalidKeys(format!("key id `{id}`: letters, digits, - and _ only")));
+            }
+            if ring.iter().any(|(other, _)| other == id) {
+                return Err(SealError::InvalidKeys(format!("key id `{id}` appears twice")));
+            }
+            let key = UnboundKey::new(&AES_256_GCM, &decode_key(id, encoded)?).expect("32 bytes make an AES-256 key");
+            ring.push((id.to_owned(), LessSafeKey::new(key)));
+        }
+        if ring.is_empty() {
+            return Err(SealError::InvalidKeys("no key".into()));
+        }
+        if index_key.len() < 16 {
+            return Err(SealError::InvalidKeys("the index key must be at least 16 characters".into()));
+        }
+        Ok(Self {
+            keys: ring,
+            index: hmac::Key::new(hmac::HMAC_SHA256, index_key.as_bytes()),
+            random: SystemRandom::new(),
+        })
+    }
+
+    /// A new random key, as `parse` takes it (base64 of 32 bytes).
+    pub fn generate_key() -> String {
+        use base64::Engine;
+        let mut key = [0u8; 32];
+        SystemRandom::new().fill(&mut key).expect("the system's random source works");
+        base64::engine::general_purpose::STANDARD.encode(key)
+    }
+
+    /// Seals `plain` for `context`.
+    pub fn seal(&self, plain: &str, context: &str) -> String {
+        use base64::Engine;
+        let (id, key) = &self.keys[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random.fill(&mut nonce).expect("the system's random source works");
+        let mut buffer = plain.as_bytes().to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut buffer)
+            .expect("AES-GCM seals any length the platform stores");
+        let mut sealed = nonce.to_vec();
+        sealed.extend(buffer);
+        format!("{PREFIX}{id}:{}", base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    /// Opens a value sealed for `context`; a plain value is returned as it is.
+    pub fn open(&self, value: &str, context: &str) -> Result<String, SealError> {
+        use base64::Engine;
+        let Some(rest) = value.strip_prefix(PREFIX) else { return Ok(value.to_owned()) };
+        let (id, encoded) = rest.split_once(':').ok_or(SealError::Tampered)?;
+        let key = self.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key);
+        let key = key.ok_or_else(|| SealError::UnknownKey(id.to_owned()))?;
+        let mut bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SealError::Tampered)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(SealError::Tampered);
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&bytes[..NONCE_LEN]).map_err(|_| SealError::Tampered)?;
+        let mut cipher = bytes.split_off(NONCE_LEN);
+        let plain =
+            key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut cipher).map_err(|_| SealError::Tampered)?;
+        String::from_utf8(plain.to_vec()).map_err(|_| SealError::Tampered)
+    }
+
+    /// A keyed digest of `value` (hex HMAC-SHA256), for finding sealed values by equality (an e-mail address
+    /// taken by another user) without storing them plain.
+    pub fn digest(&self, value: &str) -> String {
+        let tag = hmac::sign(&self.index, value.as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Whether `value` is sealed.
+pub fn is_sealed(value: &str) -> bool {
+    value.starts_with(PREFIX)
+}
+
+static RING: RwLock<Option<Arc<KeyRing>>> = RwLock::new(None);
+
+/// Sets (or with `None` removes) the process's key ring.
+pub fn install(ring: Option<KeyRing>) {
+    *RING.write().expect("key ring lock") = ring.map(Arc::new);
+}
+
+/// The process's key ring, if one is installed.
+pub fn ring() -> Option<Arc<KeyRing>> {
+    RING.read().expect("key ring lock").clone()
+}
+
+/// Seals `plain` for `context` with the installed ring; plain without one.
+pub fn seal(plain: &str, context: &str) -> String {
+    match ring() {
+        Some(ring) => ring.seal(plain, context),
+        None => plain.to_owned(),
+    }
+}
+
+/// Opens a value sealed for `context` with the installed ring (a plain value opens as itself).
+pub fn open(value: &str, context: &str) -> Result<String, SealError> {
+    if !is_sealed(value) {
+        return Ok(value.to_owned());
+    }
+    ring().ok_or(SealError::NoKeys)?.open(value, context)
+}
+
+/// The installed ring's digest of `value`, or none without a ring.
+pub fn digest(value: &str) -> Option<String> {
+    ring().map(|ring| ring.digest(value))
+}
+
+fn pointer_targets<'v>(value: &'v mut Value, path: &[&str], out: &mut Vec<&'v mut Value>) {
+    let Some((first, rest)) = path.split_first() else {
+        out.push(value);
+        return;
+    };
+    match (value, *first) {
+        (Value::Array(items), "*") => {
+            for item in items {
+                pointer_targets(item, rest, out);
+            }
+        }
+        (Value::Object(map), key) => {
+            if let Some(child) = map.get_mut(key) {
+                pointer_targets(child, rest, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Seals the sensitive string fields of an event payload in place (nothing without a ring).
+pub fn seal_event(aggregate_type: &str, aggregate_id: &str, event_type: &str, payload: &mut Value) {
+    let Some(ring) = ring() else { return };
+    let context = context(aggregate_type, aggregate_id);
+    for pointer in sensitive_fields(aggregate_type, event_type) {
+        let path: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        let mut targets = Vec::new();
+        pointer_targets(payload, &path, &mut targets);
+        for target in targets {
+            if let Value::String(plain) = target {
+                if !is_sealed(plain) {
+                    *plain = ring.seal(plain, &context);
+                }
+            }
+        }
+    }
+}
+
+/// Opens every sealed string in `value` (an event payload, whatever its version) in place.
+pub fn open_all(value: &mut Value, context: &str) -> Result<(), SealError> {
+    match value {
+        Value::String(s) if is_sealed(s) => *s = open(s, context)?,
+        Value::Array(items) => items.iter_mut().try_for_each(|v| open_all(v, context))?,
+        Value::Object(map) => map.values_mut().try_for_each(|v| open_all(v, context))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A snapshot (an aggregate's whole state) sealed as one string, for the aggregate types that keep
+/// sensitive fields; others, or without a ring, as they are.
+pub fn seal_snapshot(aggregate_type: &str, aggregate_id: &str, state: Value) -> Value {
+    match ring() {
+        Some(ring) if seals_snapshots(aggregate_type) => {
+            Value::String(ring.seal(&state.to_string(), &context(aggregate_type, aggregate_id)))
+        }
+        _ => state,
+    }
+}
+
+/// The state in a snapshot written by [`seal_snapshot`].
+pub fn open_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) -> Result<Value, SealError> {
+    match stored {
+        Value::String(s) if is_sealed(&s) => {
+            let plain = open(&s, &context(aggregate_type, aggregate_id))?;
+            serde_json::from_str(&plain).map_err(|_| SealError::Tampered)
+        }
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ring_of(keys: &[(&str, u8)]) -> KeyRing {
+        use base64::Engine;
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|(id, byte)| format!("{id}:{}", base64::engine::general_purpose::STANDARD.encode([*byte; 32])))
+            .collect();
+        KeyRing::parse(&keys.join(","), "an index key of some length").unwrap()
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_with_its_key_and_for_its_record() {
+        let ring = ring_of(&[("a", 1)]);
+        let sealed = ring.seal("ada@example.com", "User/1");
+        assert!(is_sealed(&sealed) && !sealed.contains("ada"), "{sealed}");
+        assert_ne!(sealed, ring.seal("ada@example.com", "User/1"), "a fresh nonce every time");
+        assert_eq!(ring.open(&sealed, "User/1").unwrap(), "ada@example.com");
+        assert_eq!(ring.open(&sealed, "User/2"), Err(SealError::Tampered), "moved to another record");
+        let mut altered = sealed.clone();
+        altered.replace_range(altered.len() - 6..altered.len() - 5, if altered.ends_with("A=") { "B" } else { "A" });
+        assert!(ring.open(&altered, "User/1").is_err());
+        assert_eq!(ring_of(&[("b", 2)]).open(&sealed, "User/1"), Err(SealError::UnknownKey("a".into())));
+        assert_eq!(ring.open("plain text", "User/1").unwrap(), "plain text", "values from before stay readable");
+    }
+
+    #[test]
+    fn a_rotated_ring_seals_with_the_new_key_and_opens_with_every_key() {
+        let old = ring_of(&[("2026a", 1)]);
+        let rotated = ring_of(&[("2026b", 2), ("2026a", 1)]);
+        let before = old.seal("question", "QaSession/9");
+        assert_eq!(rotated.open(&before, "QaSession/9").unwrap(), "question");
+        let after = rotated.seal("question", "QaSession/9");
+        assert!(after.starts_with("sealed:v1:2026b:"), "{after}");
+        assert!(old.open(&after, "QaSession/9").is_err(), "the old ring alone cannot read the new key's values");
+        assert_eq!(old.digest("x"), rotated.digest("x"), "digests do not depend on the keys");
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        for (keys, index) in [
+            ("", "an index key of some length"),
+            ("a", "an index key of some length"),
+            ("a:bm90IDMyIGJ5dGVz", "an index key of some length"),
+            (
+                "a:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,a:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "an index key of some length",
+            ),
+            ("a b:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "an index key of some length"),
+            ("a:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "short"),
+        ] {
+            assert!(KeyRing::parse(keys, index).is_err(), "{keys} / {index}");
+        }
+        let generated = KeyRing::generate_key();
+        assert!(KeyRing::parse(&format!("k:{generated}"), "an index key of some length").is_ok());
+    }
+
+    #[test]
+    fn event_fields_are_sealed_by_path_and_opened_wherever_they_are() {
+        // Only this test installs a ring in this test binary.
+        install(Some(ring_of(&[("a", 1)])));
+        let mut payload = json!({"QuestionAsked": {
+            "question": "what is our margin?", "question_id": "q1",
+            "context": [{"question": "earlier", "answer": "reply", "question_id": "q0"}],
+            "params": {"max_new_tokens": 5}
+        }});
+        seal_event("QaSession", "s1", "QuestionAsked", &mut payload);
+        let text = payload.to_string();
+        for secret in ["margin", "earlier", "reply"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(payload["QuestionAsked"]["question_id"], "q1", "other fields stay plain");
+        assert_eq!(payload["QuestionAsked"]["context"][0]["question_id"], "q0");
+        open_all(&mut payload, "QaSession/s1").unwrap();
+        assert_eq!(payload["QuestionAsked"]["question"], "what is our margin?");
+        assert_eq!(payload["QuestionAsked"]["context"][0]["answer"], "reply");
+
+        let state = json!({"email": "ada@example.com"});
+        let stored = seal_snapshot("User", "u1", state.clone());
+        assert!(!stored.to_string().contains("ada"));
+        assert_eq!(open_snapshot("User", "u1", stored).unwrap(), state);
+        assert_eq!(seal_snapshot("Dataset", "d1", state.clone()), state, "no sensitive fields: left as it is");
+        install(None);
+    }
+}

@@ -1,0 +1,138 @@
+//! Encryption at rest (design 4.2): e-mail addresses, display names, session clients and addresses, and
+//! questions and answers are sealed in the event store, the snapshots and the read models, and read back
+//! plain through the API, the audit log and NATS. (Every test runs with keys: see `test_settings`.)
+
+use crate::helpers::*;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// How many rows of the event store, the snapshots and the views hold `needle` in plain text.
+async fn plain_copies(app: &TestApp, needle: &str) -> i64 {
+    let pattern = format!("%{needle}%");
+    let mut found = 0;
+    for sql in [
+        "SELECT count(*) FROM events WHERE payload::text LIKE $1",
+        "SELECT count(*) FROM snapshots WHERE payload::text LIKE $1",
+        "SELECT count(*) FROM users_view WHERE email LIKE $1 OR display_name LIKE $1",
+        "SELECT count(*) FROM qa_history_view WHERE question LIKE $1 OR answer LIKE $1",
+    ] {
+        let n: i64 = sqlx::query_scalar(sql).bind(&pattern).fetch_one(&app.pool).await.unwrap();
+        found += n;
+    }
+    found
+}
+
+#[tokio::test]
+async fn personal_data_is_sealed_in_the_database_and_plain_through_the_api() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let nats = async_nats::connect(&app.settings.nats_url).await.unwrap();
+    let mut published = nats.subscribe(format!("{}.events.User.>", app.settings.nats_prefix)).await.unwrap();
+
+    let body = json!({"username": "ada", "email": "ada.lovelace@example.com", "password": "ada-password-1",
+        "role": "user", "display_name": "Ada Lovelace"});
+    let response = app.post("/api/users", Some(&admin), body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let login = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .header("user-agent", "AnalyticalEngine/1843")
+        .json(&json!({"username": "ada", "password": "ada-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    let token = login.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let path = format!("/api/users/{id}");
+    eventually(|| async { app.get(&path, Some(&admin)).await.status() == StatusCode::OK }).await;
+    let profile = json!({"email": "countess@example.com"});
+    assert_eq!(app.put("/api/users/profile", &token, profile).await.status(), StatusCode::OK);
+    eventually(|| async {
+        let user: Value = app.get(&path, Some(&admin)).await.json().await.unwrap();
+        user["email"] == "countess@example.com"
+    })
+    .await;
+
+    // Plain through the API: the user's own profile, the admin's view, sessions, the audit log.
+    let user: Value = app.get(&path, Some(&admin)).await.json().await.unwrap();
+    assert_eq!(
+        (user["email"].as_str(), user["display_name"].as_str()),
+        (Some("countess@example.com"), Some("Ada Lovelace"))
+    );
+    let sessions: Value = app.get("/api/users/profile/sessions", Some(&token)).await.json().await.unwrap();
+    assert_eq!(sessions["items"][0]["user_agent"], "AnalyticalEngine/1843", "{sessions}");
+    let audit: Value = app.get(&format!("/api/audit/User/{id}"), Some(&admin)).await.json().await.unwrap();
+    assert!(audit.to_string().contains("ada.lovelace@example.com"), "the audit log reads plain: {audit}");
+    // ... and on NATS, for integrations.
+    let registered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(message) = published.next().await {
+            if String::from_utf8_lossy(&message.payload).contains("\"UserRegistered\"") {
+                return String::from_utf8_lossy(&message.payload).into_owned();
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap();
+    assert!(registered.contains("ada.lovelace@example.com"), "{registered}");
+
+    // Sealed in the database, everywhere.
+    for secret in ["ada.lovelace@", "countess@", "Lovelace", "AnalyticalEngine"] {
+        assert_eq!(plain_copies(&app, secret).await, 0, "{secret} is stored in plain text");
+    }
+    let stored: String = sqlx::query_scalar("SELECT email FROM users_view WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:t2:"), "sealed with the first key: {stored}");
+
+    // An address in use is still found, though sealed (by its digest), for both create and update.
+    let taken =
+        json!({"username": "ada2", "email": "countess@example.com", "password": "ada-password-2", "role": "user"});
+    let response = app.post("/api/users", Some(&admin), taken).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(response).await, "email_taken");
+    let (babbage, other) = app.create_user(&admin, "babbage", "user").await;
+    let response = app.put("/api/users/profile", &other, json!({"email": "countess@example.com"})).await;
+    assert_eq!(error_code(response).await, "email_taken");
+
+    // A value sealed for one record does not open for another: copied to another row, it is refused.
+    sqlx::query("UPDATE users_view SET email = $1 WHERE username = 'babbage'")
+        .bind(&stored)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let response = app.get(&format!("/api/users/{babbage}"), Some(&admin)).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!response.text().await.unwrap().contains("countess"));
+}
+
+#[tokio::test]
+async fn questions_and_answers_are_sealed_in_the_database() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    let (_, user) = app.create_user(&admin, "asker", "user").await;
+    let (status, first) =
+        app.ask(&user, json!({"question": "What is the quarterly margin?", "max_new_tokens": 6})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let session = first["session_id"].as_str().unwrap();
+    let answer = first["answer"].as_str().unwrap().to_owned();
+    let follow_up = json!({"question": "And the forecast?", "session_id": session, "max_new_tokens": 4});
+    let (status, _) = app.ask(&user, follow_up).await;
+    assert_eq!(status, StatusCode::OK);
+    let history: Value = app.get(&format!("/api/qa/history/{session}"), Some(&user)).await.json().await.unwrap();
+    assert_eq!(history["items"][0]["question"], "What is the quarterly margin?", "{history}");
+    assert_eq!(history["items"][0]["answer"], answer.as_str());
+    for secret in ["quarterly margin", "the forecast"] {
+        assert_eq!(plain_copies(&app, secret).await, 0, "{secret} is stored in plain text");
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM qa_history_view WHERE question LIKE 'sealed:v1:%'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+}
