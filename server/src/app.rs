@@ -60,6 +60,13 @@ impl Application {
             (None, Some(_)) => anyhow::bail!("BONSAI__TLS_KEY is set without BONSAI__TLS_CERT"),
         };
         settings.encryption.install()?;
+        // A signed-out session's access tokens are refused for as long as nodes remember the sign-out.
+        let memory = bonsai_projections::user_cache::ENDED_SESSION_MEMORY.as_secs() as i64;
+        anyhow::ensure!(
+            (1..=memory).contains(&settings.access_token_ttl_secs),
+            "BONSAI__ACCESS_TOKEN_TTL_SECS must be between 1 and {memory} (a day): a signed-out session's access \
+             tokens are refused for that long"
+        );
         let pool = db::connect_and_migrate(&settings.database_url, settings.database_max_connections).await?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()

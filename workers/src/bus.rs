@@ -55,17 +55,15 @@ impl EventBus {
         &self,
         config: pull::Config,
     ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
-        let name = config.durable_name.clone().ok_or("a durable consumer needs a name")?;
         let stream = self.ensure_stream().await?;
-        Ok(stream.get_or_create_consumer(&name, config).await?)
+        current_consumer(&stream, config).await
     }
 
     /// The message stream of the durable pull consumer `config.durable_name` on the events stream,
     /// creating stream and consumer if needed.
     pub async fn durable_messages(&self, config: pull::Config) -> Result<pull::Stream, async_nats::Error> {
-        let name = config.durable_name.clone().ok_or("a durable consumer needs a name")?;
         let stream = self.ensure_stream().await?;
-        let consumer = stream.get_or_create_consumer(&name, config).await?;
+        let consumer = current_consumer(&stream, config).await?;
         Ok(consumer.messages().await?)
     }
 
@@ -76,10 +74,26 @@ impl EventBus {
         config: pull::Config,
         batch: usize,
     ) -> Result<pull::Stream, async_nats::Error> {
-        let name = config.durable_name.clone().ok_or("a durable consumer needs a name")?;
         let stream = self.ensure_stream().await?;
-        let consumer = stream.get_or_create_consumer(&name, config).await?;
+        let consumer = current_consumer(&stream, config).await?;
         Ok(consumer.stream().max_messages_per_batch(batch.max(1)).messages().await?)
+    }
+}
+
+/// The durable consumer `config.durable_name`, created, or updated to `config` where it exists with other
+/// settings (a new release's `max_ack_pending`, say: NATS keeps a durable's settings until told otherwise).
+/// A setting NATS cannot change on an existing consumer leaves it as it is, with a warning.
+async fn current_consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+    config: pull::Config,
+) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
+    let name = config.durable_name.clone().ok_or("a durable consumer needs a name")?;
+    match stream.create_consumer(config.clone()).await {
+        Ok(consumer) => Ok(consumer),
+        Err(error) => {
+            tracing::warn!(%error, consumer = %name, "the durable consumer keeps its earlier settings");
+            Ok(stream.get_or_create_consumer(&name, config).await?)
+        }
     }
 }
 

@@ -243,3 +243,13 @@ async fn a_user_sees_their_sessions_and_signs_them_out_and_so_can_an_admin() {
     let again = login_as(&restarted, "sam", "laptop-browser").await;
     assert_eq!(restarted.get("/api/users/profile", Some(access(&again))).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_access_token_lifetime_beyond_the_sign_out_memory_stops_the_start() {
+    for ttl in [0, 24 * 3600 + 1] {
+        let mut settings = test_settings();
+        settings.access_token_ttl_secs = ttl;
+        let error = bonsai_server::Application::build(&settings).await.err().expect("the start fails");
+        assert!(format!("{error:#}").contains("BONSAI__ACCESS_TOKEN_TTL_SECS"), "{error:#}");
+    }
+}

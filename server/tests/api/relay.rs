@@ -186,3 +186,47 @@ async fn a_relay_that_loses_its_lock_connection_steps_down_and_leads_again() {
     })
     .await;
 }
+
+type Durable = async_nats::jetstream::consumer::Config;
+
+#[tokio::test]
+async fn a_restart_brings_durable_consumers_to_the_settings_of_this_release() {
+    let settings = test_settings();
+    let app = TestApp::spawn_with(settings.clone()).await;
+    let js = async_nats::jetstream::new(async_nats::connect(&settings.nats_url).await.unwrap());
+    let stream_name = stream_name(&settings.nats_prefix);
+    let durable = format!("{}_worker_qa", stream_name.to_lowercase());
+    let mut stream = None;
+    for _ in 0..200 {
+        if let Ok(s) = js.get_stream(&stream_name).await {
+            if s.get_consumer::<Durable>(&durable).await.is_ok() {
+                stream = Some(s);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stream = stream.expect("the QA worker's durable consumer exists");
+    app.stop().await.unwrap();
+
+    // An earlier release made it with another in-flight limit.
+    let mut consumer = stream.get_consumer::<Durable>(&durable).await.unwrap();
+    let mut old = consumer.info().await.unwrap().config.clone();
+    old.max_ack_pending = 3;
+    stream.create_consumer(old).await.unwrap();
+    let mut consumer = stream.get_consumer::<Durable>(&durable).await.unwrap();
+    assert_eq!(consumer.info().await.unwrap().config.max_ack_pending, 3);
+
+    let app = TestApp::spawn_with(settings).await;
+    let mut updated = false;
+    for _ in 0..200 {
+        let mut consumer = stream.get_consumer::<Durable>(&durable).await.unwrap();
+        if consumer.info().await.unwrap().config.max_ack_pending == 256 {
+            updated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(updated, "the restarted node updates the durable consumer's max_ack_pending");
+    app.stop().await.unwrap();
+}
