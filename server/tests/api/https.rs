@@ -91,6 +91,9 @@ async fn plain_http_also_speaks_http2_to_clients_that_know_it_does() {
     let response = h2c.post(app.url("/api/auth/login")).json(&login).send().await.expect("served over h2c");
     assert_eq!((response.status(), response.version()), (StatusCode::OK, reqwest::Version::HTTP_2));
     let token = response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    // The users view knows the first admin within moments of the start.
+    let profile = || h2c.get(app.url("/api/users/profile")).bearer_auth(&token).send();
+    eventually(|| async { profile().await.unwrap().status() == StatusCode::OK }).await;
     let requests = (0..8).map(|_| h2c.get(app.url("/api/users/profile")).bearer_auth(&token).send());
     for response in futures::future::join_all(requests).await {
         let response = response.unwrap();
