@@ -67,6 +67,12 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    /// 429 with a `Retry-After` of `retry_after` in whole seconds, rounded up (a client that waits that long
+    /// is let in).
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        Self::TooManyRequests { retry_after_secs: (retry_after.as_secs_f64().ceil() as u64).max(1) }
+    }
+
     pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
         Self::Unauthenticated { code, message: message.into() }
     }

@@ -2,6 +2,7 @@
 //! (`bonsai_domain::permissions`), one error shape, OpenAPI generated from the handlers' own types.
 
 pub mod auth;
+mod conditional;
 mod error;
 mod extract;
 pub mod metrics;
@@ -9,7 +10,7 @@ mod openapi;
 mod routes;
 mod state;
 
-pub use auth::{RateLimitSettings, TokenSettings};
+pub use auth::{RateLimitSettings, RateLimits, TokenSettings};
 pub use error::{ApiError, ErrorBody};
 pub use state::{AppState, NodeGauges, VirusScan, DEFAULT_MAX_UPLOAD_BYTES};
 
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(routes::not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(conditional::conditional_get))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");

@@ -129,6 +129,7 @@ fn escape(value: &str) -> String {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     state.http_metrics.render(&mut out);
+    state.limits.render_metrics(&mut out);
     if state.virus_scan.is_some() {
         state.scan_metrics.render(&mut out);
     }

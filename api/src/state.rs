@@ -114,6 +114,12 @@ impl AppState {
     }
 
     /// The NATS subject prefix events are published under.
+    /// Replaces the node's own rate limits (such as with limits shared through Redis: [`RateLimits::shared`]).
+    pub fn with_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = Arc::new(limits);
+        self
+    }
+
     pub fn with_nats_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.nats_prefix = prefix.into();
         self

@@ -9,6 +9,7 @@ pub mod host;
 mod metadata;
 mod models;
 mod passwords;
+pub mod redis;
 pub mod scan;
 mod store;
 mod upcasters;

@@ -11,3 +11,11 @@ pub enum ProjectionError {
     #[error("a sealed field of a {event_type} event does not open: {reason}")]
     Sealed { event_type: String, reason: String },
 }
+
+impl ProjectionError {
+    /// Opens a sealed cell of a `view` row whose associated data is `context` (a plain cell opens as itself).
+    pub(crate) fn open_cell(view: &str, context: &str, value: &str) -> Result<String, Self> {
+        bonsai_domain::sealed::open(value, context)
+            .map_err(|e| Self::Sealed { event_type: view.to_owned(), reason: e.to_string() })
+    }
+}

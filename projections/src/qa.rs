@@ -95,10 +95,7 @@ impl QuestionRow {
     /// The row with its sealed cells (question, answer) opened.
     fn opened(mut self) -> Result<Self, ProjectionError> {
         let context = sealed::context("QaSession", &self.session_id.to_string());
-        let open = |value: &str| {
-            sealed::open(value, &context)
-                .map_err(|e| ProjectionError::Sealed { event_type: "qa_history_view".into(), reason: e.to_string() })
-        };
+        let open = |value: &str| ProjectionError::open_cell("qa_history_view", &context, value);
         self.question = open(&self.question)?;
         self.answer = self.answer.as_deref().map(open).transpose()?;
         Ok(self)

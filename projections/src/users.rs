@@ -106,10 +106,7 @@ impl UserRow {
     /// The row with its sealed cells (e-mail, display name) opened.
     fn opened(mut self) -> Result<Self, ProjectionError> {
         let context = sealed::context("User", &self.id.to_string());
-        let open = |value: &str| {
-            sealed::open(value, &context)
-                .map_err(|e| ProjectionError::Sealed { event_type: "users_view".into(), reason: e.to_string() })
-        };
+        let open = |value: &str| ProjectionError::open_cell("users_view", &context, value);
         self.email = open(&self.email)?;
         self.display_name = open(&self.display_name)?;
         Ok(self)

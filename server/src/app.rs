@@ -6,7 +6,7 @@ use crate::db;
 use crate::settings::Settings;
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use bonsai_api::{AppState, RateLimitSettings, TokenSettings};
+use bonsai_api::{AppState, RateLimitSettings, RateLimits, TokenSettings};
 use bonsai_commands::{Clamd, ClamdAddress, CommandBus, CommandMetadata, FileStore, LocalFileStore, LocalModels};
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
@@ -106,7 +106,14 @@ impl Application {
             let help = "Models whose ONNX Runtime engine this node holds in memory.";
             vec![("bonsai_serving_models_loaded", help, loaded.loaded() as f64)]
         });
-        let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
+        // One Redis connection for the node: the rate limits and the answer cache.
+        let redis = bonsai_commands::redis::Redis::connect(&settings.redis_url).await;
+        let limits = match redis.clone() {
+            Some(redis) => RateLimits::shared(limits, redis, &settings.nats_prefix),
+            None => RateLimits::new(limits),
+        };
+        let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, RateLimitSettings::default())
+            .with_limits(limits)
             .with_datasets(files.clone(), settings.max_upload_bytes)
             .with_models(models.clone())
             .with_nats_prefix(settings.nats_prefix.clone())
@@ -133,7 +140,7 @@ impl Application {
         }
         let data_dir = settings.data_dir.clone();
         let ttl = Duration::from_secs(settings.answer_cache_ttl_secs);
-        let answer_cache = AnswerCache::connect(&settings.redis_url, &settings.nats_prefix, ttl).await;
+        let answer_cache = AnswerCache::new(redis, &settings.nats_prefix, ttl);
         Ok(Self {
             listener,
             tls,

@@ -1,10 +1,14 @@
 //! The answer cache: greedy answers to first questions, per model (a model's weights never change, so an
 //! answer never goes stale; entries expire after a TTL to bound the memory). Kept in Redis so that every
 //! node shares it and it survives restarts; in this process's memory when no Redis is configured or
-//! reachable (a Redis error is logged and the memory cache answers instead: the cache never fails a question).
+//! reachable (on a Redis error the memory cache answers instead: the cache never fails a question).
+//! Questions and answers are what encryption at rest protects: with a key ring installed a key holds a keyed
+//! digest of the question (not a plain hash, which a dictionary would reverse) and the value is sealed for
+//! its key, so Redis's memory, dumps and replicas hold neither in the clear.
 
+use bonsai_commands::redis::Redis;
 use bonsai_domain::qa::Answer;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use bonsai_domain::sealed;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +20,7 @@ const MEMORY_CAPACITY: usize = 4096;
 
 #[derive(Clone)]
 pub struct AnswerCache {
-    redis: Option<ConnectionManager>,
+    redis: Option<Redis>,
     /// Key prefix: `<namespace>:answer:...` (the NATS prefix, so instances sharing a Redis stay apart).
     namespace: String,
     ttl: Duration,
@@ -30,32 +34,9 @@ impl AnswerCache {
         Self { redis: None, namespace: namespace.to_owned(), ttl: Duration::ZERO, memory: Arc::default() }
     }
 
-    /// A cache in Redis at `url` (empty: in memory). An unreachable Redis is logged and memory is used.
-    pub async fn connect(url: &str, namespace: &str, ttl: Duration) -> Self {
-        let mut cache = Self::in_memory(namespace);
-        cache.ttl = ttl;
-        if url.is_empty() {
-            return cache;
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2);
-        // The connection manager retries a refused first connection for minutes: bounded here.
-        let connected = match redis::Client::open(url) {
-            Ok(client) => {
-                tokio::time::timeout(Duration::from_secs(3), client.get_connection_manager_with_config(config))
-                    .await
-                    .map_err(|_| "no answer within 3 s".to_owned())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match connected {
-            Ok(manager) => cache.redis = Some(manager),
-            Err(error) => tracing::warn!(%error, url, "Redis is unavailable: answers are cached in memory only"),
-        }
-        cache
+    /// A cache in `redis` (none: in memory), whose entries live for `ttl`.
+    pub fn new(redis: Option<Redis>, namespace: &str, ttl: Duration) -> Self {
+        Self { redis, namespace: namespace.to_owned(), ttl, memory: Arc::default() }
     }
 
     pub fn uses_redis(&self) -> bool {
@@ -64,28 +45,31 @@ impl AnswerCache {
 
     /// The key of an answer of `model` to `question` with at most `max_new_tokens`.
     pub fn key(&self, model: Uuid, question: &str, max_new_tokens: u32) -> String {
-        let digest = hex::encode(Sha256::digest(question.as_bytes()));
+        let digest = sealed::digest(&format!("answer-cache\0{question}"))
+            .unwrap_or_else(|| hex::encode(Sha256::digest(question.as_bytes())));
         format!("{}:answer:{model}:{max_new_tokens}:{digest}", self.namespace)
     }
 
     pub async fn get(&self, key: &str) -> Option<Answer> {
-        if let Some(mut redis) = self.redis.clone() {
-            match redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut redis).await {
-                Ok(found) => return found.and_then(|json| serde_json::from_str(&json).ok()),
-                Err(error) => tracing::warn!(%error, "Redis GET failed; using the memory cache"),
+        if let Some(redis) = &self.redis {
+            if let Some(found) = redis.query::<Option<String>>(redis::cmd("GET").arg(key)).await {
+                let context = sealed::context("AnswerCache", key);
+                return found
+                    .and_then(|value| sealed::open(&value, &context).ok())
+                    .and_then(|json| serde_json::from_str(&json).ok());
             }
         }
         self.memory.lock().expect("cache lock").get(key).cloned()
     }
 
     pub async fn put(&self, key: &str, answer: &Answer) {
-        if let Some(mut redis) = self.redis.clone() {
+        if let Some(redis) = &self.redis {
             let json = serde_json::to_string(answer).unwrap_or_default();
+            let json = sealed::seal(&json, &sealed::context("AnswerCache", key));
             let mut set = redis::cmd("SET");
             set.arg(key).arg(json).arg("EX").arg(self.ttl.as_secs().max(1));
-            match set.query_async::<()>(&mut redis).await {
-                Ok(()) => return,
-                Err(error) => tracing::warn!(%error, "Redis SET failed; using the memory cache"),
+            if redis.query::<()>(&set).await.is_some() {
+                return;
             }
         }
         let mut memory = self.memory.lock().expect("cache lock");

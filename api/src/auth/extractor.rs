@@ -77,10 +77,7 @@ impl FromRequestParts<AppState> for AuthUser {
         if !row.is_active {
             return Err(ApiError::unauthenticated("account_disabled", "this account is deactivated"));
         }
-        state
-            .limits
-            .request(row.id)
-            .map_err(|retry| ApiError::TooManyRequests { retry_after_secs: retry.as_secs().max(1) })?;
+        state.limits.request(row.id).await.map_err(ApiError::rate_limited)?;
         let role = row.role.parse().map_err(ApiError::Internal)?;
         Ok(AuthUser { id: row.id, username: row.username, role, session_id: claims.sid, created_at: row.created_at })
     }

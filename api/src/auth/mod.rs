@@ -14,10 +14,8 @@ use rate_limit::LoginGate;
 
 /// Refuses (429) or slows down a login attempt according to recent failures.
 pub(crate) async fn rate_limit_gate(state: &AppState, username: &str, address: &str) -> Result<(), ApiError> {
-    match state.limits.login_gate(username, address) {
-        LoginGate::Refuse { retry_after } => {
-            Err(ApiError::TooManyRequests { retry_after_secs: retry_after.as_secs().max(1) })
-        }
+    match state.limits.login_gate(username, address).await {
+        LoginGate::Refuse { retry_after } => Err(ApiError::rate_limited(retry_after)),
         LoginGate::Proceed { delay } => {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;

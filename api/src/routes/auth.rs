@@ -72,7 +72,7 @@ pub(crate) async fn login(
     // A name or password that could never be valid is a failed login like any other: the answer
     // must not tell which part was wrong.
     let (Ok(username), Ok(password)) = (Username::parse(&body.username), Password::parse(&body.password)) else {
-        state.limits.login_failed(&body.username, &address);
+        state.limits.login_failed(&body.username, &address).await;
         return Err(bad_credentials());
     };
     let user_id = user_id_for(&username);
@@ -89,12 +89,12 @@ pub(crate) async fn login(
     };
     match state.commands.user(user_id, command, &CommandMetadata::new(Some(user_id), correlation)).await {
         Ok(()) => {
-            state.limits.login_succeeded(&body.username);
+            state.limits.login_succeeded(&body.username).await;
             Ok(Json(tokens(&state, RefreshToken { user_id, session_id, generation: 0 })))
         }
         Err(e) => {
             if matches!(e, bonsai_commands::CommandError::User(UserError::InvalidCredentials)) {
-                state.limits.login_failed(&body.username, &address);
+                state.limits.login_failed(&body.username, &address).await;
             }
             Err(e.into())
         }

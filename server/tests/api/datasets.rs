@@ -255,14 +255,7 @@ async fn the_datasets_view_rebuilt_by_replay_equals_the_live_one() {
     let live = all_rows(&app.pool).await.unwrap();
     assert_eq!((live.0.len(), live.1.len()), (2, 2));
     sqlx::query("UPDATE dataset_versions_view SET status = 'wrong', stats = NULL").execute(&app.pool).await.unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bonsai"))
-        .args(["replay", "--projection", "datasets"])
-        .env("DATABASE_URL", &app.settings.database_url)
-        .env("BONSAI_CONFIG", "/nonexistent.toml")
-        .env("BONSAI__ENCRYPTION__KEYS", TEST_KEYS)
-        .env("BONSAI__ENCRYPTION__INDEX_KEY", TEST_INDEX_KEY)
-        .output()
-        .unwrap();
+    let output = app.cli(&["replay", "--projection", "datasets"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(all_rows(&app.pool).await.unwrap(), live);
 }

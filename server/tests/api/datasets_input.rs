@@ -175,14 +175,8 @@ async fn files_no_event_names_are_collected_after_a_grace_period() {
     std::fs::File::options().append(true).open(&partial).unwrap().set_modified(three_days_ago).unwrap();
 
     let gc = |dry_run: bool| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bonsai"));
-        command.arg("gc-files").args(dry_run.then_some("--dry-run"));
-        let output = command
-            .env("DATABASE_URL", &app.settings.database_url)
-            .env("BONSAI_DATA_DIR", &app.settings.data_dir)
-            .env("BONSAI_CONFIG", "/nonexistent.toml")
-            .output()
-            .unwrap();
+        let mut command = app.cli(&["gc-files"]);
+        let output = command.args(dry_run.then_some("--dry-run")).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
     };

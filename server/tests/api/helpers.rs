@@ -138,6 +138,20 @@ impl TestApp {
         self.post("/api/auth/login", None, json!({"username": username, "password": password})).await
     }
 
+    /// The `bonsai` CLI with `args`, set up for this instance (its database, data folder and encryption keys;
+    /// no configuration file).
+    pub fn cli(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bonsai"));
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.settings.database_url)
+            .env("BONSAI_DATA_DIR", &self.settings.data_dir)
+            .env("BONSAI_CONFIG", "/nonexistent.toml")
+            .env("BONSAI__ENCRYPTION__KEYS", TEST_KEYS)
+            .env("BONSAI__ENCRYPTION__INDEX_KEY", TEST_INDEX_KEY);
+        command
+    }
+
     /// Logs in and returns the token response, panicking on anything but 200.
     pub async fn tokens(&self, username: &str, password: &str) -> Value {
         let response = self.login(username, password).await;

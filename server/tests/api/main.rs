@@ -4,6 +4,7 @@
 mod alerts;
 mod audit;
 mod auth;
+mod conditional;
 mod datasets;
 mod datasets_input;
 mod encryption;
@@ -11,6 +12,7 @@ mod errors;
 mod event_store;
 mod helpers;
 mod https;
+mod rate_limits;
 mod relay;
 mod replay;
 mod serving;

@@ -22,33 +22,22 @@ async fn a_users_view_rebuilt_by_bonsai_replay_equals_the_live_one() {
     // Vandalise the view, then rebuild it with the real CLI.
     sqlx::query("UPDATE users_view SET display_name = 'wrong', role = 'admin'").execute(&app.pool).await.unwrap();
     // Without the encryption keys the sealed events cannot be read: the replay stops and says why.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bonsai"))
-        .args(["replay", "--projection", "users"])
-        .env("DATABASE_URL", &app.settings.database_url)
-        .env("BONSAI_CONFIG", "/nonexistent.toml")
+    let output = app
+        .cli(&["replay", "--projection", "users"])
+        .env_remove("BONSAI__ENCRYPTION__KEYS")
+        .env_remove("BONSAI__ENCRYPTION__INDEX_KEY")
         .output()
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("BONSAI__ENCRYPTION__KEYS"), "{output:?}");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bonsai"))
-        .args(["replay", "--projection", "users"])
-        .env("DATABASE_URL", &app.settings.database_url)
-        .env("BONSAI_CONFIG", "/nonexistent.toml")
-        .env("BONSAI__ENCRYPTION__KEYS", TEST_KEYS)
-        .env("BONSAI__ENCRYPTION__INDEX_KEY", TEST_INDEX_KEY)
-        .output()
-        .unwrap();
+    let output = app.cli(&["replay", "--projection", "users"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("rebuilt users"));
     assert_eq!(all_rows(&app.pool).await.unwrap(), live);
 
     // The live consumer skips what the rebuild applied and keeps going.
     app.put("/api/users/profile", &token, json!({"display_name": "after replay"})).await;
-    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_bonsai"))
-        .args(["replay", "--projection", "nope"])
-        .env("DATABASE_URL", &app.settings.database_url)
-        .output()
-        .unwrap();
+    let unknown = app.cli(&["replay", "--projection", "nope"]).output().unwrap();
     assert!(!unknown.status.success());
     assert_eq!(
         app.get("/api/users/profile", Some(&token)).await.status(),

@@ -88,8 +88,14 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     let pattern = format!("{}:answer:{model}:12:*", app.settings.nats_prefix);
     let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await.unwrap();
     assert_eq!(keys.len(), 1, "{pattern}");
+    // Sealed like the answer in the event store: Redis holds neither the question nor the answer in the clear.
     let stored: String = redis::cmd("GET").arg(&keys[0]).query_async(&mut redis).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&stored).unwrap()["answer"], expected.as_str());
+    assert!(stored.starts_with("sealed:v1:") && !stored.contains(expected.as_str()), "{stored}");
+    let opened = bonsai_domain::sealed::open(&stored, &bonsai_domain::sealed::context("AnswerCache", &keys[0]));
+    assert_eq!(serde_json::from_str::<Value>(&opened.unwrap()).unwrap()["answer"], expected.as_str());
+    use sha2::Digest;
+    let plain_digest = hex::encode(sha2::Sha256::digest(b"What is Bonsai?"));
+    assert!(!keys[0].ends_with(&plain_digest), "the key is a keyed digest of the question");
     let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query_async(&mut redis).await.unwrap();
     assert!(ttl > 0 && ttl <= 24 * 3600, "cached answers expire: {ttl}");
 
