@@ -1,5 +1,5 @@
 //! Conditional GETs (the API's response cache, design 5.1): every complete JSON answer of a `GET /api/...`
-//! carries a strong `ETag` (a digest of its body) and `Cache-Control: private, no-cache` (a client or a
+//! carries a weak `ETag` (a digest of its body; weak because the same answer may travel gzipped or not) and `Cache-Control: private, no-cache` (a client or a
 //! browser may keep it, must revalidate it, and no shared cache may store it). A client that sends the
 //! `ETag` back in `If-None-Match` gets `304 Not Modified` with no body when nothing changed: polling a
 //! task's progress, a model list or a conversation costs a few bytes instead of the whole answer.
@@ -18,10 +18,10 @@ use sha2::{Digest, Sha256};
 /// The largest answer given an `ETag` (larger ones are sent as they are).
 const MAX_TAGGED_BYTES: u64 = 8 << 20;
 
-/// The strong entity tag of `body`.
+/// The (weak) entity tag of `body`.
 fn entity_tag(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
-    format!("\"{}\"", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18]))
+    format!("W/\"{}\"", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18]))
 }
 
 /// Whether `If-None-Match` names `tag` (the weak comparison of RFC 9110 13.1.2, as GET asks for).
@@ -85,7 +85,8 @@ mod tests {
     fn if_none_match_compares_weakly_and_takes_lists_and_the_wildcard() {
         let tag = entity_tag(b"{}");
         assert!(none_match(&headers(&tag), &tag));
-        assert!(none_match(&headers(&format!("\"other\", W/{tag}")), &tag));
+        assert!(tag.starts_with("W/\""), "{tag}");
+        assert!(none_match(&headers(&format!("\"other\", {}", tag.trim_start_matches("W/"))), &tag));
         assert!(none_match(&headers("*"), &tag));
         assert!(!none_match(&headers("\"other\""), &tag));
         assert!(!none_match(&HeaderMap::new(), &tag));

@@ -31,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(conditional::conditional_get))
+        // gzip for clients that accept it (not for event streams, nor for answers under 32 bytes).
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
