@@ -108,7 +108,7 @@ impl ProjectionConsumer {
     pub async fn process_batch(&self, messages: &[Message]) {
         if messages.len() > 1 {
             let events: Result<Vec<StoredEvent>, _> =
-                messages.iter().map(|m| serde_json::from_slice::<StoredEvent>(&m.payload)).collect();
+                messages.iter().map(|m| StoredEvent::from_bus(&m.payload)).collect();
             if let Ok(events) = events {
                 if apply_batch(&self.pool, self.projection.as_ref(), &events).await.is_ok() {
                     let acks = messages.iter().map(|m| Processed::Applied.acknowledge(m, Duration::ZERO));
@@ -126,26 +126,40 @@ impl ProjectionConsumer {
     /// message by message.
     #[tracing::instrument(skip_all, fields(projection = self.projection.name()))]
     pub async fn process(&self, message: &Message) -> Processed {
-        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
-            Ok(event) => match apply_event(&self.pool, self.projection.as_ref(), &event).await {
-                Ok(Applied::Applied) => Processed::Applied,
-                Ok(Applied::AlreadyApplied) => Processed::AlreadyApplied,
-                Err(ProjectionError::Undecodable { event_type, version, reason }) => {
-                    tracing::error!(%event_type, %version, %reason, "poison event, terminating");
-                    Processed::Terminated
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "projection failed, will retry");
-                    Processed::Retried
-                }
-            },
-            Err(error) => {
-                tracing::error!(%error, "message is not an event envelope, terminating");
+        let applied = match StoredEvent::from_bus(&message.payload) {
+            Ok(event) => apply_event(&self.pool, self.projection.as_ref(), &event).await,
+            Err(error) => Err(error),
+        };
+        let outcome = match applied {
+            Ok(Applied::Applied) => Processed::Applied,
+            Ok(Applied::AlreadyApplied) => Processed::AlreadyApplied,
+            Err(ProjectionError::Undecodable { event_type, version, reason }) => {
+                tracing::error!(%event_type, %version, %reason, "poison event, terminating");
                 Processed::Terminated
+            }
+            Err(error) => {
+                tracing::warn!(%error, "projection failed, will retry");
+                Processed::Retried
             }
         };
         outcome.acknowledge(message, Duration::from_secs(1)).await
     }
+}
+
+/// The event a worker's message carries, or what to do with a message that does not read: terminate what is
+/// not an event envelope (retrying will not help), retry a sealed field the keys do not open (the fix is the
+/// configuration).
+pub(crate) fn read_message(message: &Message, consumer: &str) -> Result<StoredEvent, Processed> {
+    StoredEvent::from_bus(&message.payload).map_err(|error| match error {
+        ProjectionError::Undecodable { reason, .. } => {
+            tracing::error!(%reason, consumer, "message is not an event envelope, terminating");
+            Processed::Terminated
+        }
+        error => {
+            tracing::warn!(%error, consumer, "event cannot be read, will retry");
+            Processed::Retried
+        }
+    })
 }
 
 /// A worker's durable consumer.
@@ -198,9 +212,9 @@ where
             .for_each_concurrent(concurrency, |next| async {
                 match next {
                     Ok(message) => {
-                        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+                        let outcome = match read_message(&message, &name) {
                             Ok(event) => handle(event).await,
-                            Err(_) => Processed::Terminated,
+                            Err(outcome) => outcome,
                         };
                         outcome.acknowledge(&message, Duration::from_secs(2)).await;
                     }

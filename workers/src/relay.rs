@@ -213,7 +213,7 @@ impl Relay {
             headers.insert("Bonsai-Position", event.position.to_string().as_str());
             headers.insert("Bonsai-Event-Type", event.event_type.as_str());
             let subject = event.subject(&self.bus.prefix);
-            let body = serde_json::to_vec(&event.clone().redacted()).map_err(|e| RelayError::Publish(e.to_string()))?;
+            let body = serde_json::to_vec(&event.clone().for_bus()).map_err(|e| RelayError::Publish(e.to_string()))?;
             let ack = self
                 .bus
                 .js

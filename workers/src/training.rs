@@ -274,12 +274,9 @@ impl TrainingWorker {
 
     /// Handles one message and acknowledges it accordingly.
     pub async fn process(&self, message: &Message, shutdown: &CancellationToken) -> Processed {
-        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+        let outcome = match crate::consumer::read_message(message, "training") {
             Ok(event) => self.handle(&event, Some(message), shutdown).await,
-            Err(error) => {
-                tracing::error!(%error, "message is not an event envelope, terminating");
-                Processed::Terminated
-            }
+            Err(outcome) => outcome,
         };
         outcome.acknowledge(message, Duration::from_secs(2)).await
     }

@@ -169,12 +169,9 @@ impl ValidationWorker {
 
     /// Handles one message and acknowledges it accordingly (exposed so tests can drive the worker).
     pub async fn process(&self, message: &Message) -> Processed {
-        let outcome = match serde_json::from_slice::<StoredEvent>(&message.payload) {
+        let outcome = match crate::consumer::read_message(message, "validation") {
             Ok(event) => self.handle(&event).await,
-            Err(error) => {
-                tracing::error!(%error, "message is not an event envelope, terminating");
-                Processed::Terminated
-            }
+            Err(outcome) => outcome,
         };
         outcome.acknowledge(message, Duration::from_secs(2)).await
     }

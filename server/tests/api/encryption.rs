@@ -1,6 +1,7 @@
 //! Encryption at rest (design 4.2): e-mail addresses, display names, session clients and addresses, and
-//! questions and answers are sealed in the event store, the snapshots and the read models, and read back
-//! plain through the API, the audit log and NATS. (Every test runs with keys: see `test_settings`.)
+//! questions and answers are sealed in the event store, the snapshots, the read models and the messages on
+//! NATS (which JetStream keeps on disk), and read back plain through the API and the audit log. (Every test
+//! runs with keys: see `test_settings`.)
 
 use crate::helpers::*;
 use futures::StreamExt;
@@ -64,18 +65,24 @@ async fn personal_data_is_sealed_in_the_database_and_plain_through_the_api() {
     assert_eq!(sessions["items"][0]["user_agent"], "AnalyticalEngine/1843", "{sessions}");
     let audit: Value = app.get(&format!("/api/audit/User/{id}"), Some(&admin)).await.json().await.unwrap();
     assert!(audit.to_string().contains("ada.lovelace@example.com"), "the audit log reads plain: {audit}");
-    // ... and on NATS, for integrations.
+    // On NATS sealed as in the store: an integration with the keys opens them (`bonsai_domain::sealed`).
     let registered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while let Some(message) = published.next().await {
             if String::from_utf8_lossy(&message.payload).contains("\"UserRegistered\"") {
-                return String::from_utf8_lossy(&message.payload).into_owned();
+                return message.payload;
             }
         }
-        String::new()
+        Default::default()
     })
     .await
     .unwrap();
-    assert!(registered.contains("ada.lovelace@example.com"), "{registered}");
+    let text = String::from_utf8_lossy(&registered);
+    assert!(!text.contains("ada.lovelace@") && !text.contains("Lovelace"), "plain on NATS: {text}");
+    let envelope: Value = serde_json::from_slice(&registered).unwrap();
+    let sealed_email = envelope["payload"]["UserRegistered"]["email"].as_str().unwrap();
+    assert!(sealed_email.starts_with("sealed:v1:t2:"), "{sealed_email}");
+    let opened = bonsai_projections::StoredEvent::from_bus(&registered).unwrap();
+    assert_eq!(opened.payload["UserRegistered"]["email"], "ada.lovelace@example.com");
 
     // Sealed in the database, everywhere.
     for secret in ["ada.lovelace@", "countess@", "Lovelace", "AnalyticalEngine"] {
@@ -116,6 +123,8 @@ async fn questions_and_answers_are_sealed_in_the_database() {
     app.training_fixture(&admin).await;
     app.deployed_tiny(&admin).await;
     let (_, user) = app.create_user(&admin, "asker", "user").await;
+    let nats = async_nats::connect(&app.settings.nats_url).await.unwrap();
+    let mut published = nats.subscribe(format!("{}.events.QaSession.>", app.settings.nats_prefix)).await.unwrap();
     let (status, first) =
         app.ask(&user, json!({"question": "What is the quarterly margin?", "max_new_tokens": 6})).await;
     assert_eq!(status, StatusCode::OK, "{first}");
@@ -135,4 +144,15 @@ async fn questions_and_answers_are_sealed_in_the_database() {
         .await
         .unwrap();
     assert_eq!(n, 2);
+    // Sealed on NATS too: of the conversation's events, none holds a question or the answer in the clear.
+    let mut sealed = 0;
+    while let Ok(Some(message)) = tokio::time::timeout(std::time::Duration::from_secs(2), published.next()).await {
+        let text = String::from_utf8_lossy(&message.payload);
+        // (The tiny model's answer only when it is long enough not to turn up by chance.)
+        for secret in ["quarterly margin", "the forecast", answer.as_str()].into_iter().filter(|s| s.len() >= 12) {
+            assert!(!text.contains(secret), "{secret} is plain on NATS: {text}");
+        }
+        sealed += text.matches("sealed:v1:").count();
+    }
+    assert!(sealed >= 4, "two questions and two answers sealed on NATS: {sealed}");
 }
