@@ -152,11 +152,61 @@ impl KeyRing {
         String::from_utf8(plain.to_vec()).map_err(|_| SealError::Tampered)
     }
 
+    /// The id of the key that seals.
+    pub fn sealing_key(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// `value` sealed again with the sealing key when another key sealed it; `None` when it is plain or
+    /// already sealed with the sealing key.
+    pub fn reseal(&self, value: &str, context: &str) -> Result<Option<String>, SealError> {
+        match key_id(value) {
+            Some(id) if id != self.sealing_key() => Ok(Some(self.seal(&self.open(value, context)?, context))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Seals again with the sealing key every sealed string in `value` (a payload or a snapshot) that another
+    /// key sealed; how many it changed.
+    pub fn reseal_all(&self, value: &mut Value, context: &str) -> Result<usize, SealError> {
+        Ok(match value {
+            Value::String(s) => match self.reseal(s, context)? {
+                Some(resealed) => {
+                    *s = resealed;
+                    1
+                }
+                None => 0,
+            },
+            Value::Array(items) => items.iter_mut().map(|v| self.reseal_all(v, context)).sum::<Result<_, _>>()?,
+            Value::Object(map) => map.values_mut().map(|v| self.reseal_all(v, context)).sum::<Result<_, _>>()?,
+            _ => 0,
+        })
+    }
+
     /// A keyed digest of `value` (hex HMAC-SHA256), for finding sealed values by equality (an e-mail address
     /// taken by another user) without storing them plain.
     pub fn digest(&self, value: &str) -> String {
         let tag = hmac::sign(&self.index, value.as_bytes());
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The id of the key that sealed `value`; none for a plain value.
+pub fn key_id(value: &str) -> Option<&str> {
+    value.strip_prefix(PREFIX)?.split_once(':').map(|(id, _)| id)
+}
+
+/// Every sealed string in `value` by the id of the key that sealed it, counted into `counts`.
+pub fn count_keys(value: &Value, counts: &mut std::collections::BTreeMap<String, u64>) {
+    match value {
+        Value::String(s) => {
+            if let Some(id) = key_id(s) {
+                *counts.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| count_keys(v, counts)),
+        Value::Object(map) => map.values().for_each(|v| count_keys(v, counts)),
+        _ => {}
     }
 }
 
@@ -296,6 +346,30 @@ mod tests {
         assert!(ring.open(&altered, "User/1").is_err());
         assert_eq!(ring_of(&[("b", 2)]).open(&sealed, "User/1"), Err(SealError::UnknownKey("a".into())));
         assert_eq!(ring.open("plain text", "User/1").unwrap(), "plain text", "values from before stay readable");
+    }
+
+    #[test]
+    fn resealing_moves_every_value_of_older_keys_to_the_sealing_key() {
+        let old = ring_of(&[("a", 1)]);
+        let rotated = ring_of(&[("b", 2), ("a", 1)]);
+        let mut payload = json!({"QuestionAsked": {"question": old.seal("q?", "QaSession/1"),
+            "context": [{"question": old.seal("earlier", "QaSession/1"), "answer": rotated.seal("yes", "QaSession/1")}],
+            "model_id": "m", "max_new_tokens": 4}});
+        let mut counts = std::collections::BTreeMap::new();
+        count_keys(&payload, &mut counts);
+        assert_eq!(counts, [("a".to_owned(), 2), ("b".to_owned(), 1)].into());
+        assert_eq!(rotated.reseal_all(&mut payload, "QaSession/1").unwrap(), 2);
+        let mut counts = std::collections::BTreeMap::new();
+        count_keys(&payload, &mut counts);
+        assert_eq!(counts, [("b".to_owned(), 3)].into());
+        let only_new = ring_of(&[("b", 2)]);
+        assert_eq!(only_new.open(payload["QuestionAsked"]["question"].as_str().unwrap(), "QaSession/1").unwrap(), "q?");
+        assert_eq!(payload["QuestionAsked"]["model_id"], "m");
+        assert_eq!(rotated.reseal_all(&mut payload, "QaSession/1").unwrap(), 0, "nothing left to do");
+        // A value that does not open for its record stops the rekeying: nothing is sealed over it.
+        let mut moved = json!(old.seal("x", "QaSession/2"));
+        assert_eq!(rotated.reseal_all(&mut moved, "QaSession/1"), Err(SealError::Tampered));
+        assert_eq!(key_id("plain"), None);
     }
 
     #[test]

@@ -31,6 +31,13 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// After a key rotation (a new key first in BONSAI__ENCRYPTION__KEYS on every node), seal every stored
+    /// value again with the new key, so that the old keys can be removed.
+    Rekey {
+        /// Count what is sealed with which key and what would be re-sealed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Remove stored dataset files that no event names (left by refused or interrupted uploads).
     GcFiles {
         /// Only files unreferenced for longer than this many hours (uploads in flight are younger).
@@ -77,6 +84,32 @@ fn main() -> anyhow::Result<()> {
             let pool = db::connect_and_migrate(&settings.database_url, 4).await?;
             for (name, n) in replay::replay(&pool, projection.as_deref()).await? {
                 println!("rebuilt {name}: {n} events replayed");
+            }
+            Ok(())
+        }),
+        Command::Rekey { dry_run } => runtime()?.block_on(async {
+            let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
+            let reports = bonsai_server::rekey::rekey(&pool, dry_run).await?;
+            for report in &reports {
+                println!("{report}");
+            }
+            let ring = bonsai_domain::sealed::ring().context("the key ring")?;
+            let current = ring.sealing_key();
+            let older: u64 =
+                reports.iter().flat_map(|r| r.found.iter()).filter(|(k, _)| *k != current).map(|(_, n)| n).sum();
+            let resealed: u64 = reports.iter().map(|r| r.resealed).sum();
+            let skipped: u64 = reports.iter().map(|r| r.skipped).sum();
+            if dry_run {
+                println!("would re-seal {older} values with key {current}");
+            } else if skipped > 0 {
+                println!(
+                    "re-sealed {resealed} values with key {current}; {skipped} rows changed meanwhile: run it again"
+                );
+            } else {
+                println!(
+                    "re-sealed {resealed} values with key {current}: nothing stored is sealed with another key now \
+                     (the NATS stream's older messages still are)"
+                );
             }
             Ok(())
         }),

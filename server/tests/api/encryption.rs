@@ -156,3 +156,79 @@ async fn questions_and_answers_are_sealed_in_the_database() {
     }
     assert!(sealed >= 4, "two questions and two answers sealed on NATS: {sealed}");
 }
+
+/// A new key (bytes 3 x 32) in front of the tests' keys.
+const ROTATED_KEYS: &str = "t3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=,\
+    t2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=,t1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+/// How many values in the event store, the snapshots and the views are sealed with `key`.
+async fn sealed_with(app: &TestApp, key: &str) -> i64 {
+    let pattern = format!("%sealed:v1:{key}:%");
+    let mut found = 0;
+    for sql in [
+        "SELECT count(*) FROM events WHERE payload::text LIKE $1",
+        "SELECT count(*) FROM snapshots WHERE payload::text LIKE $1",
+        "SELECT count(*) FROM users_view WHERE email LIKE $1 OR display_name LIKE $1",
+        "SELECT count(*) FROM qa_history_view WHERE question LIKE $1 OR answer LIKE $1",
+    ] {
+        let n: i64 = sqlx::query_scalar(sql).bind(&pattern).fetch_one(&app.pool).await.unwrap();
+        found += n;
+    }
+    found
+}
+
+#[tokio::test]
+async fn after_a_key_rotation_rekey_seals_everything_with_the_new_key() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    let (user_id, user) = app.create_user(&admin, "rosa", "user").await;
+    let (status, asked) = app.ask(&user, json!({"question": "Where is the archive?", "max_new_tokens": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    let session = asked["session_id"].as_str().unwrap().to_owned();
+    eventually(|| async {
+        let history: Value = app.get(&format!("/api/qa/history/{session}"), Some(&user)).await.json().await.unwrap();
+        history["items"][0]["status"] == "answered"
+    })
+    .await;
+    let before = sealed_with(&app, "t2").await;
+    assert!(before > 5, "the data is sealed with the tests' key t2: {before}");
+    // Every node runs with the new key first (here: the platform is stopped, and the CLI has it).
+    let mut app = app;
+    app.halt().await.unwrap();
+
+    let rekey = |dry_run: bool| {
+        let mut command = app.cli(&["rekey"]);
+        command.args(dry_run.then_some("--dry-run")).env("BONSAI__ENCRYPTION__KEYS", ROTATED_KEYS);
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let planned = rekey(true);
+    assert!(planned.contains("events: sealed values by key t2: "), "{planned}");
+    assert!(planned.contains("would re-seal") && !planned.contains("would re-seal 0 "), "{planned}");
+    assert_eq!(sealed_with(&app, "t2").await, before, "a dry run changes nothing");
+    let done = rekey(false);
+    assert!(done.contains("nothing stored is sealed with another key now"), "{done}");
+    assert_eq!(sealed_with(&app, "t2").await, 0, "{done}");
+    assert!(sealed_with(&app, "t3").await >= before);
+    assert!(rekey(false).contains("re-sealed 0 values"), "a second run has nothing to do");
+
+    // The old keys can go: the whole store opens with the new key alone (the views rebuilt from it too).
+    let output = app.cli(&["replay", "--all"]).env("BONSAI__ENCRYPTION__KEYS", &ROTATED_KEYS[..48]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let only_new = bonsai_domain::sealed::KeyRing::parse(&ROTATED_KEYS[..48], TEST_INDEX_KEY).unwrap();
+    let email: String = sqlx::query_scalar("SELECT email FROM users_view WHERE id = $1::uuid")
+        .bind(&user_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(only_new.open(&email, &format!("User/{user_id}")).unwrap(), "rosa@example.com");
+    let question: String = sqlx::query_scalar("SELECT question FROM qa_history_view WHERE session_id = $1::uuid")
+        .bind(&session)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(only_new.open(&question, &format!("QaSession/{session}")).unwrap(), "Where is the archive?");
+}

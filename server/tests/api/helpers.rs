@@ -94,8 +94,13 @@ impl TestApp {
 
     /// Stops every task and returns how the application ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.halt().await
+    }
+
+    /// Stops every task (the database stays, for the CLI), returning how the application ended.
+    pub async fn halt(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.handle.take().unwrap().await.expect("the application task does not panic")
+        self.handle.take().expect("the application runs").await.expect("the application task does not panic")
     }
 
     pub fn url(&self, path: &str) -> String {
