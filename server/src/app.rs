@@ -96,6 +96,8 @@ impl Application {
             login_lockout: Duration::from_secs(r.login_lockout_secs),
             requests_per_second: r.requests_per_second,
             burst: r.burst,
+            questions_per_minute: r.questions_per_minute,
+            question_burst: r.question_burst,
             ..RateLimitSettings::default()
         };
         let files = file_store(settings)?;

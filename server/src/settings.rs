@@ -180,6 +180,8 @@ pub struct RateLimit {
     pub login_lockout_after: u32,
     pub login_lockout_after_per_address: u32,
     pub login_lockout_secs: u64,
+    pub questions_per_minute: u32,
+    pub question_burst: u32,
 }
 
 impl Default for Settings {
@@ -214,6 +216,8 @@ impl Default for Settings {
                 login_lockout_after: 8,
                 login_lockout_after_per_address: 30,
                 login_lockout_secs: 300,
+                questions_per_minute: 60,
+                question_burst: 20,
             },
             alerts: Alerts::default(),
             virus_scan: VirusScan::default(),

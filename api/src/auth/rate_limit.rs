@@ -31,6 +31,11 @@ pub struct RateLimitSettings {
     pub requests_per_second: u32,
     /// Bucket size of the per-user limit.
     pub burst: u32,
+    /// Sustained questions (`POST /api/qa/ask`, which costs a generation) per minute per user; 0 turns the
+    /// limit off.
+    pub questions_per_minute: u32,
+    /// Questions a user may ask at once before the per-minute rate applies.
+    pub question_burst: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -43,6 +48,8 @@ impl Default for RateLimitSettings {
             login_lockout: Duration::from_secs(5 * 60),
             requests_per_second: 50,
             burst: 100,
+            questions_per_minute: 60,
+            question_burst: 20,
         }
     }
 }
@@ -79,6 +86,7 @@ pub struct RateLimits {
     shared: Option<Shared>,
     refused_logins: AtomicU64,
     refused_requests: AtomicU64,
+    refused_questions: AtomicU64,
 }
 
 impl RateLimits {
@@ -90,6 +98,7 @@ impl RateLimits {
             shared: None,
             refused_logins: AtomicU64::new(0),
             refused_requests: AtomicU64::new(0),
+            refused_questions: AtomicU64::new(0),
         }
     }
 
@@ -145,18 +154,37 @@ impl RateLimits {
 
     /// Takes one request from `user`'s budget; `Err(retry_after)` when it is spent.
     pub async fn request(&self, user: uuid::Uuid) -> Result<(), Duration> {
-        let rate = f64::from(self.settings.requests_per_second);
+        let s = &self.settings;
+        self.take(Budget::Request, user, f64::from(s.requests_per_second), s.burst, &self.refused_requests).await
+    }
+
+    /// Takes one question from `user`'s budget of questions; `Err(retry_after)` when it is spent.
+    pub async fn question(&self, user: uuid::Uuid) -> Result<(), Duration> {
+        let s = &self.settings;
+        let rate = f64::from(s.questions_per_minute) / 60.0;
+        self.take(Budget::Question, user, rate, s.question_burst, &self.refused_questions).await
+    }
+
+    /// Takes one unit of `user`'s `budget`, refilled at `rate` a second up to `burst` (rate 0: no limit).
+    async fn take(
+        &self,
+        budget: Budget,
+        user: uuid::Uuid,
+        rate: f64,
+        burst: u32,
+        refused: &AtomicU64,
+    ) -> Result<(), Duration> {
         if rate == 0.0 {
             return Ok(());
         }
-        let burst = f64::from(self.settings.burst.max(1));
-        let local = self.local.request(user, rate, burst);
+        let burst = f64::from(burst.max(1));
+        let local = self.local.take(budget, user, rate, burst);
         let decided = match &self.shared {
-            Some(shared) => shared.request(user, rate, burst).await.unwrap_or(local),
+            Some(shared) => shared.take(budget, user, rate, burst).await.unwrap_or(local),
             None => local,
         };
         if decided.is_err() {
-            self.refused_requests.fetch_add(1, Relaxed);
+            refused.fetch_add(1, Relaxed);
         }
         decided
     }
@@ -168,6 +196,8 @@ impl RateLimits {
         out.push_str("# TYPE bonsai_rate_limited_total counter\n");
         let _ = writeln!(out, "bonsai_rate_limited_total{{limit=\"login\"}} {}", self.refused_logins.load(Relaxed));
         let _ = writeln!(out, "bonsai_rate_limited_total{{limit=\"request\"}} {}", self.refused_requests.load(Relaxed));
+        let _ =
+            writeln!(out, "bonsai_rate_limited_total{{limit=\"question\"}} {}", self.refused_questions.load(Relaxed));
         if let Some(shared) = &self.shared {
             out.push_str("# HELP bonsai_redis_errors_total Calls to Redis that failed or timed out (the node then used its own limits and caches).\n");
             out.push_str("# TYPE bonsai_redis_errors_total counter\n");
@@ -176,11 +206,29 @@ impl RateLimits {
     }
 }
 
+/// A per-user budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Budget {
+    /// Every authenticated request.
+    Request,
+    /// Questions to the deployed models.
+    Question,
+}
+
+impl Budget {
+    fn name(self) -> &'static str {
+        match self {
+            Budget::Request => "request",
+            Budget::Question => "question",
+        }
+    }
+}
+
 /// The limits as this node alone sees them.
 #[derive(Default)]
 struct Local {
     failures: Mutex<HashMap<String, Failures>>,
-    buckets: Mutex<HashMap<uuid::Uuid, Bucket>>,
+    buckets: Mutex<HashMap<(Budget, uuid::Uuid), Bucket>>,
 }
 
 #[derive(Debug)]
@@ -247,14 +295,14 @@ impl Local {
         self.failures.lock().expect("rate-limit lock poisoned").remove(key);
     }
 
-    fn request(&self, user: uuid::Uuid, rate: f64, burst: f64) -> Result<(), Duration> {
+    fn take(&self, budget: Budget, user: uuid::Uuid, rate: f64, burst: f64) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("rate-limit lock poisoned");
         if buckets.len() >= LOCAL_PRUNE_AT {
             // A bucket idle long enough to be full again is the same as no bucket.
-            buckets.retain(|_, b| now.duration_since(b.at).as_secs_f64() * rate < burst);
+            buckets.retain(|(kind, _), b| *kind != budget || now.duration_since(b.at).as_secs_f64() * rate < burst);
         }
-        let bucket = buckets.entry(user).or_insert(Bucket { tokens: burst, at: now });
+        let bucket = buckets.entry((budget, user)).or_insert(Bucket { tokens: burst, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
@@ -349,12 +397,13 @@ impl Shared {
         let _: Option<i64> = self.redis.script(&SCRIPT, &[self.key(&format!("login:{user}"))], &[]).await;
     }
 
-    async fn request(&self, user: uuid::Uuid, rate: f64, burst: f64) -> Option<Result<(), Duration>> {
+    async fn take(&self, budget: Budget, user: uuid::Uuid, rate: f64, burst: f64) -> Option<Result<(), Duration>> {
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(REQUEST_SCRIPT));
         let interval = 1000.0 / rate;
         let args = [format!("{interval:.3}"), format!("{:.3}", interval * burst)];
-        let wait: i64 = self.redis.script(&SCRIPT, &[self.key(&format!("request:{user}"))], &args).await?;
+        let key = self.key(&format!("{}:{user}", budget.name()));
+        let wait: i64 = self.redis.script(&SCRIPT, &[key], &args).await?;
         Some(if wait > 0 { Err(Duration::from_millis(wait as u64)) } else { Ok(()) })
     }
 }

@@ -114,7 +114,8 @@ async fn decided(state: &AppState, question_id: Uuid) -> Result<Option<QuestionR
     responses((status = 200, body = QuestionDto), (status = 202, description = "not answered yet", body = QuestionDto),
     (status = 404, description = "no such conversation", body = crate::ErrorBody),
     (status = 422, description = "validation_failed, invalid_body, no_deployed_model or model_not_deployed",
-        body = crate::ErrorBody)))]
+        body = crate::ErrorBody),
+    (status = 429, description = "rate_limited: the user's question budget is spent (Retry-After)", body = crate::ErrorBody)))]
 pub(crate) async fn ask(
     State(state): State<AppState>,
     user: AuthUser,
@@ -126,6 +127,8 @@ pub(crate) async fn ask(
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::field("validation_failed", "wait_secs must be 0 to 120", "wait_secs"));
     }
+    // Every question costs a generation: each user has a budget of them (429 with Retry-After when spent).
+    state.limits.question(user.id).await.map_err(ApiError::rate_limited)?;
     let model_id = match request.model_id {
         Some(id) => {
             let model = state.commands.model_state(id).await?;

@@ -61,6 +61,7 @@ pub fn test_settings() -> Settings {
     s.admin_username = ADMIN.into();
     s.admin_password = bonsai_server::settings::Secret::new(ADMIN_PASSWORD);
     s.rate_limit.requests_per_second = 0;
+    s.rate_limit.questions_per_minute = 0;
     s.alerts.check_every_secs = 0.0; // resource checks only where a test turns them on
     s.data_dir = std::env::temp_dir().join(format!("bonsai_test_{id}"));
     // Every test runs with encryption at rest on (the key ring is process-wide: all tests share it).

@@ -92,6 +92,33 @@ async fn a_users_request_budget_is_shared_by_every_node() {
     );
 }
 
+#[tokio::test]
+async fn questions_have_a_budget_of_their_own_on_every_node() {
+    let mut settings = test_settings();
+    settings.rate_limit.questions_per_minute = 6;
+    settings.rate_limit.question_burst = 3;
+    let first = TestApp::spawn_with(settings).await;
+    let second = TestApp::spawn_with(first.settings.clone()).await;
+    let admin = first.admin_token().await;
+    let (_, ann) = first.create_user(&admin, "ann", "user").await;
+    // No model is deployed: each question is refused (422), but it was asked, and counts.
+    for node in [&first, &second, &first] {
+        let response = node.post("/api/qa/ask", Some(&ann), serde_json::json!({"question": "Anyone there?"})).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error_code(response).await, "no_deployed_model");
+    }
+    let response = second.post("/api/qa/ask", Some(&ann), serde_json::json!({"question": "Anyone there?"})).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry_after), "six a minute: one every 10 s: {retry_after}");
+    assert_eq!(error_code(response).await, "rate_limited");
+    // Another user's budget is untouched, and other requests of ann go on.
+    let response = first.post("/api/qa/ask", Some(&admin), serde_json::json!({"question": "Anyone there?"})).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(first.get("/api/qa/history", Some(&ann)).await.status(), StatusCode::OK);
+    assert_eq!(metric(&second, "bonsai_rate_limited_total{limit=\"question\"}").await, 1.0);
+}
+
 /// A TCP relay to the test Redis that can be cut, as if Redis died.
 struct CuttableRedis {
     url: String,
