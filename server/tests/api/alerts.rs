@@ -215,6 +215,62 @@ async fn a_resource_over_its_threshold_raises_one_alert_until_it_clears() {
     assert!(page["items"][0]["resolve_note"].as_str().unwrap().starts_with("back to "), "{page}");
 }
 
+#[tokio::test]
+async fn memory_over_its_threshold_raises_a_warning_for_admins() {
+    let mut settings = test_settings();
+    settings.alerts.check_every_secs = 0.1;
+    settings.alerts.disk_used_ratio = 1.5; // never
+    settings.alerts.memory_used_ratio = 0.0; // any host is over it
+    settings.alerts.node_name = Some("node-m".into());
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    let page = app.alerts_until(&admin, "?kind=memory_high", |p| total(p) == 1).await;
+    let alert = &page["items"][0];
+    assert_eq!(
+        (alert["severity"].as_str(), alert["subject"].as_str(), alert["status"].as_str()),
+        (Some("warning"), Some("node/node-m/memory"), Some("open")),
+        "{alert}"
+    );
+    let ratio = alert["details"]["used_ratio"].as_f64().unwrap();
+    assert!(ratio > 0.0 && ratio <= 1.0 && alert["details"]["total_bytes"].as_u64() > Some(0), "{alert}");
+    assert_eq!(alert["details"]["threshold"], 0.0);
+    // Only admins see platform alerts (a trainer sees the alerts of their own work).
+    let (_, trainer) = app.create_user(&admin, "mia", "trainer").await;
+    let theirs: Value = app.get("/api/alerts?kind=memory_high", Some(&trainer)).await.json().await.unwrap();
+    assert_eq!(total(&theirs), 0, "{theirs}");
+}
+
+#[tokio::test]
+async fn a_model_whose_export_fails_raises_an_alert_for_its_registrant() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (_, trainer) = app.create_user(&admin, "tom", "trainer").await;
+    // An installed model whose weights file is damaged: it registers, but cannot be exported.
+    let dir = app.settings.models_dir().join("damaged");
+    bonsai_ml::tiny::init_tiny(&dir, &bonsai_ml::tiny::TinySpec::default(), None).unwrap();
+    std::fs::write(dir.join("model.safetensors"), b"not a safetensors file").unwrap();
+    let response =
+        app.post("/api/models", Some(&trainer), json!({"name": "damaged bot", "base_model_id": "damaged"})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let model = app.model_until(&trainer, &id, |m| m["status"] != "exporting").await;
+    assert_eq!(model["status"], "failed", "{model}");
+
+    let page = app.alerts_until(&trainer, "?kind=model_export_failed", |p| total(p) == 1).await;
+    let alert = &page["items"][0];
+    assert_eq!(
+        (alert["severity"].as_str(), alert["subject"].as_str(), alert["recurring"].as_bool()),
+        (Some("warning"), Some(format!("Model/{id}").as_str()), Some(false)),
+        "{alert}"
+    );
+    assert_eq!(alert["details"]["code"], "export_failed", "{alert}");
+    assert!(alert["message"].as_str().unwrap().contains("damaged bot"), "{alert}");
+    // The registrant's alert: the admin sees it too, another trainer does not.
+    assert_eq!(total(&app.alerts_until(&admin, "?kind=model_export_failed", |_| true).await), 1);
+    let (_, other) = app.create_user(&admin, "tess", "trainer").await;
+    assert_eq!(total(&app.alerts_until(&other, "?kind=model_export_failed", |_| true).await), 0);
+}
+
 /// A webhook receiver: answers 503 to the first delivery and 200 after; keeps (status answered, headers,
 /// body) of every delivery.
 type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(u16, axum::http::HeaderMap, Value)>>>;
