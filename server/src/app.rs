@@ -41,6 +41,7 @@ pub struct Application {
     pub answer_cache: AnswerCache,
     /// The devices whose training tasks this node runs.
     training_devices: String,
+    training_threads: usize,
     alerts: AlertSettings,
     /// The models this node has loaded (shared by its model and QA workers; counted in `/metrics`).
     engines: Engines,
@@ -102,7 +103,8 @@ impl Application {
         };
         let files = file_store(settings)?;
         let models = LocalModels::new(settings.models_dir());
-        let engines = Engines::default();
+        anyhow::ensure!(settings.serving_sessions >= 1, "BONSAI__SERVING_SESSIONS must be at least 1");
+        let engines = Engines::new(settings.serving_threads, settings.serving_sessions);
         let loaded = engines.clone();
         let gauges: bonsai_api::NodeGauges = Arc::new(move || {
             let help = "Models whose ONNX Runtime engine this node holds in memory.";
@@ -154,6 +156,7 @@ impl Application {
             data_dir,
             answer_cache,
             training_devices: settings.training_devices.clone(),
+            training_threads: settings.training_threads,
             engines,
             alerts: AlertSettings {
                 accuracy_drop: settings.alerts.accuracy_drop,
@@ -235,7 +238,8 @@ impl Application {
                 self.models.clone(),
                 self.data_dir.clone(),
                 device,
-            );
+            )
+            .with_threads(self.training_threads);
             let stop = shutdown.clone();
             let name = format!("worker:training:{device}");
             tasks.spawn(async move { (name, trainer.run(stop).await) });

@@ -47,6 +47,13 @@ pub struct Settings {
     /// device listed on a node without it fails its tasks at once (`device_unavailable`); a device no node
     /// lists leaves its tasks queued.
     pub training_devices: String,
+    /// Threads a CPU training run computes on (0: one per core). Fewer leave cores to serving and the API.
+    pub training_threads: usize,
+    /// Intra-op threads of each ONNX Runtime session that answers questions (0: one per core).
+    pub serving_threads: usize,
+    /// Sessions per deployed model on this node: how many answers it generates at once (each holds a copy of
+    /// the weights).
+    pub serving_sessions: usize,
     pub http_addr: String,
     /// Serve HTTPS with this PEM certificate chain (and `tls_key`); unset: plain HTTP (behind a TLS proxy).
     pub tls_cert: Option<PathBuf>,
@@ -194,6 +201,9 @@ impl Default for Settings {
             redis_url: "redis://127.0.0.1:6379".into(),
             answer_cache_ttl_secs: 24 * 3600,
             training_devices: "cpu,cuda".into(),
+            training_threads: 0,
+            serving_threads: 0,
+            serving_sessions: 2,
             http_addr: "127.0.0.1:8080".into(),
             tls_cert: None,
             tls_key: None,

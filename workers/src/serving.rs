@@ -22,19 +22,35 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Loaded engines by model id. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Engines {
     // A std mutex: nothing awaits while it is held.
     loaded: Arc<Mutex<HashMap<Uuid, Arc<Engine>>>>,
+    /// Intra-op threads per ONNX Runtime session (0: one per core).
+    threads: usize,
+    /// Sessions per model: answers generated at once.
+    sessions: usize,
+}
+
+impl Default for Engines {
+    fn default() -> Self {
+        Self::new(0, 2)
+    }
 }
 
 impl Engines {
+    /// Engines whose sessions use `threads` intra-op threads each (0: one per core), `sessions` per model
+    /// (at least 1).
+    pub fn new(threads: usize, sessions: usize) -> Self {
+        Self { loaded: Arc::default(), threads, sessions: sessions.max(1) }
+    }
+
     /// The engine of model `id` from its export folder, loading it once (blocking: call it off the runtime).
     fn get(&self, id: Uuid, dir: &Path) -> Result<Arc<Engine>, String> {
         if let Some(engine) = self.loaded.lock().expect("engines lock").get(&id) {
             return Ok(Arc::clone(engine));
         }
-        let options = EngineOptions { sessions: 2, ..EngineOptions::default() };
+        let options = EngineOptions { sessions: self.sessions, threads: self.threads, ..EngineOptions::default() };
         let engine = Engine::load(dir, options).map_err(|e| e.to_string())?;
         self.loaded.lock().expect("engines lock").insert(id, Arc::clone(&engine));
         Ok(engine)

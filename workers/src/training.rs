@@ -52,6 +52,8 @@ pub struct TrainingWorker {
     data_dir: PathBuf,
     name: String,
     progress_interval: Duration,
+    /// Threads a CPU run computes on (0: one per core).
+    threads: usize,
 }
 
 /// Why a run could not be carried out: recorded as the task's failure.
@@ -199,7 +201,14 @@ impl TrainingWorker {
             data_dir,
             name: format!("{host}/{}/{device}", std::process::id()),
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            threads: 0,
         }
+    }
+
+    /// Runs CPU training on `threads` threads (0: one per core), leaving the other cores to serving and the API.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 
     /// Records progress at most this often (evaluations and the last step always).
@@ -455,6 +464,15 @@ impl TrainingWorker {
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
         let flag = Arc::clone(&cancel);
+        let pool = match self.threads {
+            0 => None,
+            n => match rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("train-{i}")).build() {
+                Ok(pool) => Some(pool),
+                Err(e) => {
+                    return Ended::Failed(Failure::new("training_error", format!("cannot start {n} threads: {e}")))
+                }
+            },
+        };
         // Training is minutes of CPU (or GPU) work: a thread of its own, never the runtime's.
         let thread = std::thread::Builder::new().name(format!("train-{}", &task_id.simple().to_string()[..8])).spawn(
             move || {
@@ -462,7 +480,10 @@ impl TrainingWorker {
                 let mut on_progress = |p: &Progress| {
                     let _ = progress_tx.send(p.clone());
                 };
-                let outcome = bonsai_ml::train::train(cfg, &mut on_progress, &flag);
+                let outcome = match &pool {
+                    Some(pool) => pool.install(|| bonsai_ml::train::train(cfg, &mut on_progress, &flag)),
+                    None => bonsai_ml::train::train(cfg, &mut on_progress, &flag),
+                };
                 let _ = done_tx.send(outcome);
             },
         );

@@ -486,3 +486,27 @@ async fn a_cuda_task_on_a_node_without_a_gpu_fails_at_once() {
         assert!(ended["result"]["device"].as_str().unwrap().starts_with("cuda"), "{ended}");
     }
 }
+
+#[tokio::test]
+async fn a_node_trains_and_answers_on_the_threads_it_is_given() {
+    let mut settings = test_settings();
+    settings.training_threads = 1;
+    settings.serving_threads = 1;
+    settings.serving_sessions = 1;
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let (status, created) = app.create_task(&admin, &dataset, json!({"max_steps": 2, "merge": false}), true).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let task = app.task_until(&admin, &id, 120, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(task["result"]["device"], "cpu (1 threads)", "{task}");
+    app.deployed_tiny(&admin).await;
+    let (status, answered) = app.ask(&admin, json!({"question": "What is Bonsai?", "max_new_tokens": 3})).await;
+    assert_eq!((status, answered["status"].as_str()), (StatusCode::OK, Some("answered")), "{answered}");
+
+    let mut settings = test_settings();
+    settings.serving_sessions = 0;
+    let error = bonsai_server::Application::build(&settings).await.err().expect("the start fails");
+    assert!(format!("{error:#}").contains("BONSAI__SERVING_SESSIONS"), "{error:#}");
+}
