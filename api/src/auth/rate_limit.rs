@@ -108,9 +108,9 @@ impl RateLimits {
         Self { shared: Some(shared), ..Self::new(settings) }
     }
 
-    /// Whether the limits are shared through Redis (whether or not Redis answers now).
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
+    /// The Redis link the limits are shared through, if they are (whether or not Redis answers now).
+    pub fn redis(&self) -> Option<&Redis> {
+        self.shared.as_ref().map(|shared| &shared.redis)
     }
 
     /// Checks a login attempt for `username` from `address`.

@@ -9,7 +9,8 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// PostgreSQL and NATS are reachable.
+/// PostgreSQL and NATS are reachable. Redis is reported but not required: `ok`; `degraded` when it fails (the
+/// node limits and caches on its own meanwhile); `off` when the node runs without it.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down", body = crate::ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -17,5 +18,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
     if state.nats.connection_state() != async_nats::connection::State::Connected {
         return Err(ApiError::Unavailable("nats: not connected".into()));
     }
-    Ok(Json(json!({ "status": "ready", "database": "ok", "nats": "ok" })))
+    let redis = match state.limits.redis() {
+        None => "off",
+        Some(redis) => match redis.query::<String>(&redis::cmd("PING")).await {
+            Some(_) => "ok",
+            None => "degraded",
+        },
+    };
+    Ok(Json(json!({ "status": "ready", "database": "ok", "nats": "ok", "redis": redis })))
 }

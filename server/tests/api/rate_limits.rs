@@ -162,6 +162,8 @@ async fn when_redis_dies_each_node_goes_on_limiting_alone() {
     settings.rate_limit.requests_per_second = 50;
     let app = TestApp::spawn_with(settings).await;
     let token = app.admin_token().await;
+    let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["redis"], "ok", "{ready}");
     assert_eq!(app.login(ADMIN, "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
     relay.cut();
     // The node counted that failure too: two more lock the account out, Redis or not.
@@ -172,6 +174,10 @@ async fn when_redis_dies_each_node_goes_on_limiting_alone() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(error_code(response).await, "rate_limited");
     assert!(metric(&app, "bonsai_redis_errors_total").await >= 1.0);
+    // Still ready (Redis is not required), and saying that Redis is not answering.
+    let response = app.get("/readyz", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["redis"], "degraded");
     // A dead Redis fails no request: signed-in users go on, under the node's own request limit.
     for _ in 0..20 {
         assert_eq!(app.get("/api/users/profile", Some(&token)).await.status(), StatusCode::OK);
