@@ -60,13 +60,13 @@ impl AppState {
         commands: CommandBus,
         nats: async_nats::Client,
         tokens: crate::TokenSettings,
-        limits: crate::RateLimitSettings,
+        limits: RateLimits,
     ) -> Self {
         Self {
             pool,
             commands,
             tokens: Arc::new(TokenService::new(tokens)),
-            limits: Arc::new(RateLimits::new(limits)),
+            limits: Arc::new(limits),
             user_cache: Arc::new(UserCache::new(DEFAULT_USER_CACHE_TTL)),
             nats,
             files: Arc::new(crate::routes::NoFileStore),
@@ -114,12 +114,6 @@ impl AppState {
     }
 
     /// The NATS subject prefix events are published under.
-    /// Replaces the node's own rate limits (such as with limits shared through Redis: [`RateLimits::shared`]).
-    pub fn with_limits(mut self, limits: RateLimits) -> Self {
-        self.limits = Arc::new(limits);
-        self
-    }
-
     pub fn with_nats_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.nats_prefix = prefix.into();
         self

@@ -116,8 +116,7 @@ impl Application {
             Some(redis) => RateLimits::shared(limits, redis, &settings.nats_prefix),
             None => RateLimits::new(limits),
         };
-        let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, RateLimitSettings::default())
-            .with_limits(limits)
+        let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
             .with_datasets(files.clone(), settings.max_upload_bytes)
             .with_models(models.clone())
             .with_nats_prefix(settings.nats_prefix.clone())

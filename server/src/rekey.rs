@@ -45,6 +45,38 @@ impl std::fmt::Display for TableReport {
     }
 }
 
+impl TableReport {
+    /// Counts the sealed values of a JSON payload (`text`, of record `aggregate_type`/`aggregate_id`) and seals
+    /// again those of older keys: the payload to write and how many values it changes, or `None` when there
+    /// is nothing to write (nothing to re-seal, or a dry run, which counts them as re-sealed).
+    fn reseal_payload(
+        &mut self,
+        ring: &KeyRing,
+        text: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        dry_run: bool,
+    ) -> anyhow::Result<Option<(Value, u64)>> {
+        let mut payload: Value = serde_json::from_str(text)?;
+        sealed::count_keys(&payload, &mut self.found);
+        let n = ring.reseal_all(&mut payload, &sealed::context(aggregate_type, aggregate_id))? as u64;
+        if n == 0 || dry_run {
+            self.resealed += n;
+            return Ok(None);
+        }
+        Ok(Some((payload, n)))
+    }
+
+    /// Records a guarded rewrite of `n` values: done when it changed the row, else skipped (the row changed).
+    fn rewritten(&mut self, done: sqlx::postgres::PgQueryResult, n: u64) {
+        if done.rows_affected() == 1 {
+            self.resealed += n;
+        } else {
+            self.skipped += 1;
+        }
+    }
+}
+
 /// A view column that holds sealed cells, and the record they are bound to.
 struct SealedColumn {
     table: &'static str,
@@ -114,16 +146,10 @@ async fn events(pool: &PgPool, ring: &KeyRing, dry_run: bool) -> anyhow::Result<
         after = last.0;
         let mut tx = pool.begin().await?;
         for (position, aggregate_type, aggregate_id, text) in &rows {
-            let mut payload: Value = serde_json::from_str(text)?;
-            sealed::count_keys(&payload, &mut report.found);
-            let context = sealed::context(aggregate_type, aggregate_id);
-            let n = ring
-                .reseal_all(&mut payload, &context)
+            let resealed = report
+                .reseal_payload(ring, text, aggregate_type, aggregate_id, dry_run)
                 .with_context(|| format!("event {position} ({aggregate_type} {aggregate_id})"))?;
-            if n == 0 || dry_run {
-                report.resealed += n as u64;
-                continue;
-            }
+            let Some((payload, n)) = resealed else { continue };
             let updated =
                 sqlx::query("UPDATE events SET payload = $1 WHERE global_position = $2 AND payload::text = $3")
                     .bind(sqlx::types::Json(&payload))
@@ -131,11 +157,7 @@ async fn events(pool: &PgPool, ring: &KeyRing, dry_run: bool) -> anyhow::Result<
                     .bind(text)
                     .execute(&mut *tx)
                     .await?;
-            if updated.rows_affected() == 1 {
-                report.resealed += n as u64;
-            } else {
-                report.skipped += 1;
-            }
+            report.rewritten(updated, n);
         }
         tx.commit().await?;
         bar.inc(rows.len() as u64);
@@ -166,16 +188,10 @@ async fn snapshots(pool: &PgPool, ring: &KeyRing, dry_run: bool) -> anyhow::Resu
         after = (last.0.clone(), last.1.clone());
         let mut tx = pool.begin().await?;
         for (aggregate_type, aggregate_id, last_sequence, text) in &rows {
-            let mut payload: Value = serde_json::from_str(text)?;
-            sealed::count_keys(&payload, &mut report.found);
-            let context = sealed::context(aggregate_type, aggregate_id);
-            let n = ring
-                .reseal_all(&mut payload, &context)
+            let resealed = report
+                .reseal_payload(ring, text, aggregate_type, aggregate_id, dry_run)
                 .with_context(|| format!("snapshot of {aggregate_type} {aggregate_id}"))?;
-            if n == 0 || dry_run {
-                report.resealed += n as u64;
-                continue;
-            }
+            let Some((payload, n)) = resealed else { continue };
             // Only the snapshot that was read: a newer one (a command ran meanwhile) is not overwritten.
             let updated = sqlx::query(
                 "UPDATE snapshots SET payload = $1 WHERE aggregate_type = $2 AND aggregate_id = $3 \
@@ -188,11 +204,7 @@ async fn snapshots(pool: &PgPool, ring: &KeyRing, dry_run: bool) -> anyhow::Resu
             .bind(text)
             .execute(&mut *tx)
             .await?;
-            if updated.rows_affected() == 1 {
-                report.resealed += n as u64;
-            } else {
-                report.skipped += 1;
-            }
+            report.rewritten(updated, n);
         }
         tx.commit().await?;
         bar.inc(rows.len() as u64);
@@ -236,11 +248,7 @@ async fn view_column(pool: &PgPool, ring: &KeyRing, c: &SealedColumn, dry_run: b
                 .bind(value)
                 .execute(&mut *tx)
                 .await?;
-            if updated.rows_affected() == 1 {
-                report.resealed += 1;
-            } else {
-                report.skipped += 1;
-            }
+            report.rewritten(updated, 1);
         }
         tx.commit().await?;
         bar.inc(rows.len() as u64);

@@ -154,26 +154,21 @@ impl RateLimits {
 
     /// Takes one request from `user`'s budget; `Err(retry_after)` when it is spent.
     pub async fn request(&self, user: uuid::Uuid) -> Result<(), Duration> {
-        let s = &self.settings;
-        self.take(Budget::Request, user, f64::from(s.requests_per_second), s.burst, &self.refused_requests).await
+        self.take(Budget::Request, user).await
     }
 
     /// Takes one question from `user`'s budget of questions; `Err(retry_after)` when it is spent.
     pub async fn question(&self, user: uuid::Uuid) -> Result<(), Duration> {
-        let s = &self.settings;
-        let rate = f64::from(s.questions_per_minute) / 60.0;
-        self.take(Budget::Question, user, rate, s.question_burst, &self.refused_questions).await
+        self.take(Budget::Question, user).await
     }
 
-    /// Takes one unit of `user`'s `budget`, refilled at `rate` a second up to `burst` (rate 0: no limit).
-    async fn take(
-        &self,
-        budget: Budget,
-        user: uuid::Uuid,
-        rate: f64,
-        burst: u32,
-        refused: &AtomicU64,
-    ) -> Result<(), Duration> {
+    /// Takes one unit of `user`'s `budget` (refilled at its rate a second up to its burst; rate 0: no limit).
+    async fn take(&self, budget: Budget, user: uuid::Uuid) -> Result<(), Duration> {
+        let s = &self.settings;
+        let (rate, burst, refused) = match budget {
+            Budget::Request => (f64::from(s.requests_per_second), s.burst, &self.refused_requests),
+            Budget::Question => (f64::from(s.questions_per_minute) / 60.0, s.question_burst, &self.refused_questions),
+        };
         if rate == 0.0 {
             return Ok(());
         }

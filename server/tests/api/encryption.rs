@@ -8,7 +8,8 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// How many rows of the event store, the snapshots and the views hold `needle` in plain text.
+/// How many rows of the event store, the snapshots and the views hold `needle` in plain text (sealed values
+/// are text too: a needle of `sealed:v1:<key>:` counts those sealed with a key).
 async fn plain_copies(app: &TestApp, needle: &str) -> i64 {
     let pattern = format!("%{needle}%");
     let mut found = 0;
@@ -161,20 +162,9 @@ async fn questions_and_answers_are_sealed_in_the_database() {
 const ROTATED_KEYS: &str = "t3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=,\
     t2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=,t1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
-/// How many values in the event store, the snapshots and the views are sealed with `key`.
+/// How many rows of the event store, the snapshots and the views hold a value sealed with `key`.
 async fn sealed_with(app: &TestApp, key: &str) -> i64 {
-    let pattern = format!("%sealed:v1:{key}:%");
-    let mut found = 0;
-    for sql in [
-        "SELECT count(*) FROM events WHERE payload::text LIKE $1",
-        "SELECT count(*) FROM snapshots WHERE payload::text LIKE $1",
-        "SELECT count(*) FROM users_view WHERE email LIKE $1 OR display_name LIKE $1",
-        "SELECT count(*) FROM qa_history_view WHERE question LIKE $1 OR answer LIKE $1",
-    ] {
-        let n: i64 = sqlx::query_scalar(sql).bind(&pattern).fetch_one(&app.pool).await.unwrap();
-        found += n;
-    }
-    found
+    plain_copies(app, &format!("sealed:v1:{key}:")).await
 }
 
 #[tokio::test]
