@@ -38,6 +38,11 @@ pub struct CommandBus {
 }
 
 impl CommandBus {
+    /// The event store's database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn new(pool: PgPool) -> Self {
         // A user who logs in daily has a long history: the User's state is kept in its snapshot, written
         // with every append (one statement, see store.rs), so loading it is one row whatever its age.

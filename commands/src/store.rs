@@ -1,7 +1,8 @@
 //! The event repository under cqrs-es: postgres-es's, with appends done in one statement.
 //!
 //! Sensitive fields are sealed on the way in and opened on the way out (`bonsai_domain::sealed`): event
-//! payloads field by field, snapshots of aggregates that hold such fields whole.
+//! payloads field by field, snapshots of aggregates that hold such fields whole. Erasable fields (question
+//! and answer text) take the data keys of their questions, created before the append and loaded before a read.
 //!
 //! postgres-es appends with `BEGIN`, one `INSERT` per event, the snapshot write and `COMMIT`: four
 //! round trips or more per command. Here the events go in with one `INSERT ... SELECT FROM UNNEST` and
@@ -20,6 +21,7 @@
 //! is returned with an undecodable payload, which makes cqrs-es rebuild the aggregate from all of its
 //! events (its documented path for a snapshot whose shape changed); the next append rewrites it.
 
+use crate::data_keys;
 use bonsai_domain::sealed;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
@@ -71,25 +73,39 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
     }
 }
 
-/// An event's payload as stored: its sensitive fields sealed (see `bonsai_domain::sealed`).
-fn sealed_payload(event: &SerializedEvent) -> Value {
+fn unsealing(error: sealed::SealError) -> PersistenceError {
+    PersistenceError::UnknownError(Box::new(error))
+}
+
+/// An event's payload as stored: its sensitive fields sealed (see `bonsai_domain::sealed`; its data keys
+/// prepared).
+fn sealed_payload(event: &SerializedEvent) -> Result<Value, PersistenceError> {
     let mut payload = event.payload.clone();
-    sealed::seal_event(&event.aggregate_type, &event.aggregate_id, &event.event_type, &mut payload);
-    payload
+    sealed::seal_event(&event.aggregate_type, &event.aggregate_id, &event.event_type, &mut payload)
+        .map_err(unsealing)?;
+    Ok(payload)
 }
 
 /// Events as the aggregate reads them: sealed fields opened.
 fn opened(mut events: Vec<SerializedEvent>) -> Result<Vec<SerializedEvent>, PersistenceError> {
     for event in &mut events {
         let context = sealed::context(&event.aggregate_type, &event.aggregate_id);
-        sealed::open_all(&mut event.payload, &context).map_err(|e| PersistenceError::UnknownError(Box::new(e)))?;
+        sealed::open_all(&mut event.payload, &context).map_err(unsealing)?;
     }
     Ok(events)
 }
 
+impl EventRepository {
+    /// `events` with their sealed fields opened, their data keys loaded first.
+    async fn opened(&self, events: Vec<SerializedEvent>) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        data_keys::load(&self.pool, events.iter().map(|e| &e.payload)).await?;
+        opened(events)
+    }
+}
+
 impl PersistedEventRepository for EventRepository {
     async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        opened(self.inner.get_events::<A>(aggregate_id).await?)
+        self.opened(self.inner.get_events::<A>(aggregate_id).await?).await
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -97,7 +113,7 @@ impl PersistedEventRepository for EventRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        opened(self.inner.get_last_events::<A>(aggregate_id, last_sequence).await?)
+        self.opened(self.inner.get_last_events::<A>(aggregate_id, last_sequence).await?).await
     }
 
     async fn get_snapshot<A: Aggregate>(
@@ -117,17 +133,18 @@ impl PersistedEventRepository for EventRepository {
         let last_sequence: Option<i64> = row.try_get("last_sequence").map_err(persistence_error)?;
         let current_snapshot: Option<i64> = row.try_get("current_snapshot").map_err(persistence_error)?;
         let snapshot = match (last_sequence, current_snapshot) {
-            (Some(last_sequence), Some(current_snapshot)) if last_sequence == last_event => SerializedSnapshot {
-                aggregate_id: aggregate_id.to_owned(),
-                aggregate: sealed::open_snapshot(
-                    A::TYPE,
-                    aggregate_id,
-                    row.try_get("payload").map_err(persistence_error)?,
-                )
-                .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
-                current_sequence: last_sequence as usize,
-                current_snapshot: current_snapshot as usize,
-            },
+            (Some(last_sequence), Some(current_snapshot)) if last_sequence == last_event => {
+                let stored = row.try_get("payload").map_err(persistence_error)?;
+                let mut state = sealed::unwrap_snapshot(A::TYPE, aggregate_id, stored).map_err(unsealing)?;
+                data_keys::load(&self.pool, [&state]).await?;
+                sealed::open_all(&mut state, &sealed::context(A::TYPE, aggregate_id)).map_err(unsealing)?;
+                SerializedSnapshot {
+                    aggregate_id: aggregate_id.to_owned(),
+                    aggregate: state,
+                    current_sequence: last_sequence as usize,
+                    current_snapshot: current_snapshot as usize,
+                }
+            }
             // Behind the events or missing: undecodable on purpose, so that cqrs-es replays every event.
             (_, current_snapshot) => SerializedSnapshot {
                 aggregate_id: aggregate_id.to_owned(),
@@ -147,6 +164,18 @@ impl PersistedEventRepository for EventRepository {
         if events.is_empty() {
             return Ok(());
         }
+        // The data keys of the questions whose text this append seals exist before it (a key created by an
+        // append that then fails is left unused).
+        for event in events {
+            let ids = sealed::event_data_keys(&event.aggregate_type, &event.event_type, &event.payload);
+            let owner = sealed::context(&event.aggregate_type, &event.aggregate_id);
+            data_keys::prepare(&self.pool, &owner, ids).await?;
+        }
+        if let Some((aggregate_id, payload, _)) = &snapshot_update {
+            let owner = sealed::context(A::TYPE, aggregate_id);
+            data_keys::prepare(&self.pool, &owner, sealed::snapshot_data_keys(A::TYPE, payload)).await?;
+        }
+        let payloads = events.iter().map(sealed_payload).collect::<Result<Vec<Value>, _>>()?;
         let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
         let query = match &snapshot_update {
             None => sqlx::query(APPEND),
@@ -157,12 +186,12 @@ impl PersistedEventRepository for EventRepository {
         .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<i64>>())
         .bind(column(|e| e.event_type.clone()))
         .bind(column(|e| e.event_version.clone()))
-        .bind(events.iter().map(sealed_payload).collect::<Vec<Value>>())
+        .bind(payloads)
         .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<Value>>());
         let query = match snapshot_update {
             None => query,
             Some((aggregate_id, payload, current_snapshot)) => {
-                let payload = sealed::seal_snapshot(A::TYPE, &aggregate_id, payload);
+                let payload = sealed::seal_snapshot(A::TYPE, &aggregate_id, payload).map_err(unsealing)?;
                 query.bind(aggregate_id).bind(current_snapshot as i64).bind(payload)
             }
         };

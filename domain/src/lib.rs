@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod audit;
+pub mod data_keys;
 pub mod dataset;
 pub mod model;
 pub mod permissions;

@@ -12,7 +12,12 @@
 //!
 //! The ring is process-wide, like the upcasters: [`install`] it once at start, before anything reads events.
 //! Without one, values are stored plain.
+//!
+//! The text of questions and answers is erasable instead: sealed with a data key per question
+//! (`sealed:e1:...`, see [`crate::data_keys`]) whether or not a ring is installed, so deleting a question
+//! makes every stored copy of it unreadable.
 
+use crate::data_keys;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -21,17 +26,50 @@ use std::sync::{Arc, RwLock};
 
 const PREFIX: &str = "sealed:v1:";
 
-/// The fields of each event that are sealed, as JSON pointers into its payload (`*` walks every element of
-/// an array).
-fn sensitive_fields(aggregate_type: &str, event_type: &str) -> &'static [&'static str] {
+/// Sensitive string fields of a payload: `fields` (JSON pointers relative to `at`) in each object that `at`
+/// points to (`*` walks every element of an array). With `erasable_by`, the object's field of that name holds
+/// the id of the data key that seals them (see [`crate::data_keys`]); without it, or when that field is
+/// missing, the key ring seals them.
+struct Sensitive {
+    at: &'static str,
+    fields: &'static [&'static str],
+    erasable_by: Option<&'static str>,
+}
+
+const fn plain_keyed(at: &'static str, fields: &'static [&'static str]) -> Sensitive {
+    Sensitive { at, fields, erasable_by: None }
+}
+
+const fn per_question(at: &'static str, fields: &'static [&'static str]) -> Sensitive {
+    Sensitive { at, fields, erasable_by: Some("question_id") }
+}
+
+/// The sealed fields of each event.
+fn sensitive_fields(aggregate_type: &str, event_type: &str) -> &'static [Sensitive] {
+    const REGISTERED: &[Sensitive] = &[plain_keyed("/UserRegistered", &["email", "display_name"])];
+    const PROFILE: &[Sensitive] = &[plain_keyed("/ProfileUpdated", &["email", "display_name"])];
+    const SESSION: &[Sensitive] = &[plain_keyed("/SessionStarted", &["user_agent", "address"])];
+    const ASKED: &[Sensitive] = &[
+        per_question("/QuestionAsked", &["question"]),
+        per_question("/QuestionAsked/context/*", &["question", "answer"]),
+    ];
+    const ANSWERED: &[Sensitive] = &[per_question("/QuestionAnswered", &["answer/answer"])];
     match (aggregate_type, event_type) {
-        ("User", "UserRegistered") => &["/UserRegistered/email", "/UserRegistered/display_name"],
-        ("User", "ProfileUpdated") => &["/ProfileUpdated/email", "/ProfileUpdated/display_name"],
-        ("User", "SessionStarted") => &["/SessionStarted/user_agent", "/SessionStarted/address"],
-        ("QaSession", "QuestionAsked") => {
-            &["/QuestionAsked/question", "/QuestionAsked/context/*/question", "/QuestionAsked/context/*/answer"]
-        }
-        ("QaSession", "QuestionAnswered") => &["/QuestionAnswered/answer/answer"],
+        ("User", "UserRegistered") => REGISTERED,
+        ("User", "ProfileUpdated") => PROFILE,
+        ("User", "SessionStarted") => SESSION,
+        ("QaSession", "QuestionAsked") => ASKED,
+        ("QaSession", "QuestionAnswered") => ANSWERED,
+        _ => &[],
+    }
+}
+
+/// The erasable fields of each aggregate's state (its snapshot).
+fn sensitive_state(aggregate_type: &str) -> &'static [Sensitive] {
+    const QA: &[Sensitive] =
+        &[per_question("/pending/*", &["question"]), per_question("/recent/*", &["question", "answer"])];
+    match aggregate_type {
+        "QaSession" => QA,
         _ => &[],
     }
 }
@@ -56,6 +94,9 @@ pub enum SealError {
     NoKeys,
     #[error("invalid encryption keys: {0}")]
     InvalidKeys(String),
+    /// An erasable value's data key has not been read from the database (see [`crate::data_keys`]).
+    #[error("the data key {0} is not loaded")]
+    DataKeyNotLoaded(uuid::Uuid),
 }
 
 /// Encryption keys: the first seals, all open.
@@ -212,7 +253,7 @@ pub fn count_keys(value: &Value, counts: &mut std::collections::BTreeMap<String,
 
 /// Whether `value` is sealed.
 pub fn is_sealed(value: &str) -> bool {
-    value.starts_with(PREFIX)
+    value.starts_with(PREFIX) || data_keys::is_erasable(value)
 }
 
 static RING: RwLock<Option<Arc<KeyRing>>> = RwLock::new(None);
@@ -236,7 +277,11 @@ pub fn seal(plain: &str, context: &str) -> String {
 }
 
 /// Opens a value sealed for `context` with the installed ring (a plain value opens as itself).
+/// An erasable value opens with its data key (see [`crate::data_keys`]), which must be loaded.
 pub fn open(value: &str, context: &str) -> Result<String, SealError> {
+    if data_keys::is_erasable(value) {
+        return data_keys::open(value, context);
+    }
     if !is_sealed(value) {
         return Ok(value.to_owned());
     }
@@ -268,22 +313,76 @@ fn pointer_targets<'v>(value: &'v mut Value, path: &[&str], out: &mut Vec<&'v mu
     }
 }
 
-/// Seals the sensitive string fields of an event payload in place (nothing without a ring).
-pub fn seal_event(aggregate_type: &str, aggregate_id: &str, event_type: &str, payload: &mut Value) {
-    let Some(ring) = ring() else { return };
-    let context = context(aggregate_type, aggregate_id);
-    for pointer in sensitive_fields(aggregate_type, event_type) {
-        let path: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
-        let mut targets = Vec::new();
-        pointer_targets(payload, &path, &mut targets);
-        for target in targets {
-            if let Value::String(plain) = target {
-                if !is_sealed(plain) {
-                    *plain = ring.seal(plain, &context);
+/// The objects `at` points to in `value`.
+fn objects_at<'v>(value: &'v mut Value, at: &str) -> Vec<&'v mut Value> {
+    let path: Vec<&str> = at.trim_start_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let mut targets = Vec::new();
+    pointer_targets(value, &path, &mut targets);
+    targets
+}
+
+/// The data key that seals the fields of `object` under `spec`, if any.
+fn erasable_key(spec: &Sensitive, object: &Value) -> Option<uuid::Uuid> {
+    object.get(spec.erasable_by?)?.as_str()?.parse().ok()
+}
+
+/// Seals the sensitive fields of `value` under `specs` in place: an erasable field with its data key (which
+/// must be loaded), any other with the installed ring (left plain without one).
+fn seal_fields(specs: &[Sensitive], value: &mut Value, context: &str) -> Result<(), SealError> {
+    let ring = ring();
+    for spec in specs {
+        for object in objects_at(value, spec.at) {
+            let key = erasable_key(spec, object);
+            for field in spec.fields {
+                let Some(Value::String(plain)) = object.pointer_mut(&format!("/{field}")) else { continue };
+                if is_sealed(plain) || plain == data_keys::ERASED {
+                    continue;
+                }
+                match (key, &ring) {
+                    (Some(id), _) => *plain = data_keys::seal(id, plain, context)?,
+                    (None, Some(ring)) => *plain = ring.seal(plain, context),
+                    (None, None) => {}
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// The data keys that sealing `value` under `specs` takes.
+fn data_keys_of(specs: &[Sensitive], value: &Value) -> Vec<uuid::Uuid> {
+    let mut value = value.clone();
+    let mut ids = Vec::new();
+    for spec in specs {
+        for object in objects_at(&mut value, spec.at) {
+            ids.extend(erasable_key(spec, object));
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The data keys that sealing an event takes (those of the questions whose text it holds): the writer
+/// creates or loads them before [`seal_event`].
+pub fn event_data_keys(aggregate_type: &str, event_type: &str, payload: &Value) -> Vec<uuid::Uuid> {
+    data_keys_of(sensitive_fields(aggregate_type, event_type), payload)
+}
+
+/// The data keys that sealing a snapshot of this aggregate type takes.
+pub fn snapshot_data_keys(aggregate_type: &str, state: &Value) -> Vec<uuid::Uuid> {
+    data_keys_of(sensitive_state(aggregate_type), state)
+}
+
+/// Seals the sensitive string fields of an event payload in place. Erasable fields need their data keys
+/// loaded ([`event_data_keys`]); other fields are sealed with the installed ring, or left plain without one.
+pub fn seal_event(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: &mut Value,
+) -> Result<(), SealError> {
+    seal_fields(sensitive_fields(aggregate_type, event_type), payload, &context(aggregate_type, aggregate_id))
 }
 
 /// Opens every sealed string in `value` (an event payload, whatever its version) in place.
@@ -297,26 +396,35 @@ pub fn open_all(value: &mut Value, context: &str) -> Result<(), SealError> {
     Ok(())
 }
 
-/// A snapshot (an aggregate's whole state) sealed as one string, for the aggregate types that keep
-/// sensitive fields; others, or without a ring, as they are.
-pub fn seal_snapshot(aggregate_type: &str, aggregate_id: &str, state: Value) -> Value {
-    match ring() {
-        Some(ring) if seals_snapshots(aggregate_type) => {
-            Value::String(ring.seal(&state.to_string(), &context(aggregate_type, aggregate_id)))
-        }
+/// A snapshot (an aggregate's whole state) as stored: its erasable fields sealed with their data keys (which
+/// must be loaded, [`snapshot_data_keys`]), then, for the aggregate types that keep sensitive fields and with
+/// a ring, the whole sealed as one string.
+pub fn seal_snapshot(aggregate_type: &str, aggregate_id: &str, mut state: Value) -> Result<Value, SealError> {
+    let context = context(aggregate_type, aggregate_id);
+    seal_fields(sensitive_state(aggregate_type), &mut state, &context)?;
+    Ok(match ring() {
+        Some(ring) if seals_snapshots(aggregate_type) => Value::String(ring.seal(&state.to_string(), &context)),
         _ => state,
-    }
+    })
 }
 
-/// The state in a snapshot written by [`seal_snapshot`].
-pub fn open_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) -> Result<Value, SealError> {
+/// The state in a snapshot written by [`seal_snapshot`], with its erasable fields still sealed: load their
+/// keys, then [`open_all`].
+pub fn unwrap_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) -> Result<Value, SealError> {
     match stored {
-        Value::String(s) if is_sealed(&s) => {
+        Value::String(s) if s.starts_with(PREFIX) => {
             let plain = open(&s, &context(aggregate_type, aggregate_id))?;
             serde_json::from_str(&plain).map_err(|_| SealError::Tampered)
         }
         other => Ok(other),
     }
+}
+
+/// The state in a snapshot written by [`seal_snapshot`] (its data keys loaded).
+pub fn open_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) -> Result<Value, SealError> {
+    let mut state = unwrap_snapshot(aggregate_type, aggregate_id, stored)?;
+    open_all(&mut state, &context(aggregate_type, aggregate_id))?;
+    Ok(state)
 }
 
 #[cfg(test)]
@@ -412,7 +520,7 @@ mod tests {
             "context": [{"question": "earlier", "answer": "reply", "question_id": "q0"}],
             "params": {"max_new_tokens": 5}
         }});
-        seal_event("QaSession", "s1", "QuestionAsked", &mut payload);
+        seal_event("QaSession", "s1", "QuestionAsked", &mut payload).unwrap();
         let text = payload.to_string();
         for secret in ["margin", "earlier", "reply"] {
             assert!(!text.contains(secret), "{text}");
@@ -424,10 +532,57 @@ mod tests {
         assert_eq!(payload["QuestionAsked"]["context"][0]["answer"], "reply");
 
         let state = json!({"email": "ada@example.com"});
-        let stored = seal_snapshot("User", "u1", state.clone());
+        let stored = seal_snapshot("User", "u1", state.clone()).unwrap();
         assert!(!stored.to_string().contains("ada"));
         assert_eq!(open_snapshot("User", "u1", stored).unwrap(), state);
-        assert_eq!(seal_snapshot("Dataset", "d1", state.clone()), state, "no sensitive fields: left as it is");
+        assert_eq!(seal_snapshot("Dataset", "d1", state.clone()).unwrap(), state, "no sensitive fields: left as it is");
         install(None);
+    }
+
+    #[test]
+    fn question_text_is_sealed_with_the_data_key_of_its_question_everywhere_it_is_copied() {
+        let (asked, earlier) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let mut payload = json!({"QuestionAsked": {
+            "question": "what is our margin?", "question_id": asked.to_string(),
+            "context": [{"question": "earlier", "answer": "reply", "question_id": earlier.to_string()}],
+        }});
+        assert_eq!(event_data_keys("QaSession", "QuestionAsked", &payload), {
+            let mut ids = vec![asked, earlier];
+            ids.sort();
+            ids
+        });
+        assert_eq!(
+            seal_event("QaSession", "s1", "QuestionAsked", &mut payload.clone()),
+            Err(SealError::DataKeyNotLoaded(asked)),
+            "no sealing before the keys are loaded"
+        );
+        data_keys::remember([(asked, Some(data_keys::new_key(asked))), (earlier, Some(data_keys::new_key(earlier)))])
+            .unwrap();
+        seal_event("QaSession", "s1", "QuestionAsked", &mut payload).unwrap();
+        let question = payload["QuestionAsked"]["question"].as_str().unwrap().to_owned();
+        assert_eq!(data_keys::key_id(&question), Some(asked));
+        assert_eq!(
+            data_keys::key_id(payload["QuestionAsked"]["context"][0]["answer"].as_str().unwrap()),
+            Some(earlier)
+        );
+        assert_eq!(key_id(&question), None, "not a key ring value: rekeying leaves it alone");
+
+        // The earlier question is deleted: its copies read as erased, the new question still opens.
+        data_keys::forget(&[earlier]);
+        let mut read = payload.clone();
+        open_all(&mut read, "QaSession/s1").unwrap();
+        assert_eq!(read["QuestionAsked"]["question"], "what is our margin?");
+        assert_eq!(read["QuestionAsked"]["context"][0]["question"], data_keys::ERASED);
+        assert_eq!(read["QuestionAsked"]["context"][0]["answer"], data_keys::ERASED);
+
+        // A snapshot keeps the pending question sealed with its key, whatever the ring.
+        let state =
+            json!({"pending": [{"question_id": asked.to_string(), "question": "what is our margin?"}], "recent": []});
+        assert_eq!(snapshot_data_keys("QaSession", &state), vec![asked]);
+        let stored = seal_snapshot("QaSession", "s1", state.clone()).unwrap();
+        assert!(!stored.to_string().contains("margin"));
+        assert_eq!(open_snapshot("QaSession", "s1", stored.clone()).unwrap(), state);
+        data_keys::forget(&[asked]);
+        assert_eq!(open_snapshot("QaSession", "s1", stored).unwrap()["pending"][0]["question"], data_keys::ERASED);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 mod checkpoint;
+pub mod data_keys;
 pub mod datasets;
 mod error;
 pub mod log;

@@ -4,7 +4,7 @@ use crate::{Cursor, ProjectionError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 /// One committed event with its position. This is also the JSON envelope published on NATS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,32 +49,48 @@ impl StoredEvent {
         self
     }
 
-    /// The event as the relay publishes it: password hashes redacted, and (with a key ring installed)
-    /// personal data sealed as in the event store, so that JetStream's files hold none in the clear.
+    /// The event as the relay publishes it: read as stored ([`read_stored_after`]: personal data sealed, so
+    /// that JetStream's files hold none in the clear, and question text erasable), password hashes redacted.
     pub fn for_bus(self) -> Self {
-        let mut event = self.redacted();
-        bonsai_domain::sealed::seal_event(
-            &event.aggregate_type,
-            &event.aggregate_id,
-            &event.event_type,
-            &mut event.payload,
-        );
-        event
+        self.redacted()
     }
 
-    /// An event as a bus message carries it, with its sealed fields opened. Not an envelope: `Undecodable`
+    /// An event as a bus message carries it, with its sealed fields opened (the data keys of its erasable
+    /// fields read from `db` when this process has not loaded them). Not an envelope: `Undecodable`
     /// (retrying will not help); a sealed field that the installed keys do not open: `Sealed` (retried: the
     /// fix is the configuration).
-    pub fn from_bus(payload: &[u8]) -> Result<Self, ProjectionError> {
-        let mut event: StoredEvent = serde_json::from_slice(payload).map_err(|e| ProjectionError::Undecodable {
+    pub async fn from_bus(db: &sqlx::PgPool, payload: &[u8]) -> Result<Self, ProjectionError> {
+        let event = Self::envelope(payload)?;
+        crate::data_keys::load_from(db, [&event.payload]).await?;
+        event.opened()
+    }
+
+    /// Several bus messages as [`StoredEvent::from_bus`] reads one, their data keys read at once.
+    pub async fn all_from_bus<'p>(
+        db: &sqlx::PgPool,
+        payloads: impl IntoIterator<Item = &'p [u8]>,
+    ) -> Result<Vec<Self>, ProjectionError> {
+        let events = payloads.into_iter().map(Self::envelope).collect::<Result<Vec<_>, _>>()?;
+        crate::data_keys::load_from(db, events.iter().map(|e| &e.payload)).await?;
+        events.into_iter().map(Self::opened).collect()
+    }
+
+    /// The envelope of a bus message, its sealed fields as published (enough for the fields that are never
+    /// sealed: ids, types, status).
+    pub fn envelope(payload: &[u8]) -> Result<Self, ProjectionError> {
+        serde_json::from_slice(payload).map_err(|e| ProjectionError::Undecodable {
             event_type: "(not an event envelope)".into(),
             version: "-".into(),
             reason: e.to_string(),
-        })?;
-        let context = bonsai_domain::sealed::context(&event.aggregate_type, &event.aggregate_id);
-        bonsai_domain::sealed::open_all(&mut event.payload, &context)
-            .map_err(|e| ProjectionError::Sealed { event_type: event.event_type.clone(), reason: e.to_string() })?;
-        Ok(event)
+        })
+    }
+
+    /// The event with its sealed fields opened (their data keys loaded).
+    fn opened(mut self) -> Result<Self, ProjectionError> {
+        let context = bonsai_domain::sealed::context(&self.aggregate_type, &self.aggregate_id);
+        bonsai_domain::sealed::open_all(&mut self.payload, &context)
+            .map_err(|e| ProjectionError::Sealed { event_type: self.event_type.clone(), reason: e.to_string() })?;
+        Ok(self)
     }
 
     /// The NATS subject of this event under `prefix`.
@@ -105,17 +121,12 @@ struct Row {
     recorded_at: DateTime<Utc>,
 }
 
-impl TryFrom<Row> for StoredEvent {
-    type Error = ProjectionError;
-
-    /// Sealed fields are opened and old payload versions upcast here, so no reader ever sees either.
-    fn try_from(mut r: Row) -> Result<Self, ProjectionError> {
-        let context = bonsai_domain::sealed::context(&r.aggregate_type, &r.aggregate_id);
-        bonsai_domain::sealed::open_all(&mut r.payload, &context)
-            .map_err(|e| ProjectionError::Sealed { event_type: r.event_type.clone(), reason: e.to_string() })?;
+impl From<Row> for StoredEvent {
+    /// Old payload versions are upcast here, so no reader ever sees them; sealed fields stay sealed.
+    fn from(r: Row) -> Self {
         let (event_version, payload) =
             bonsai_domain::upcast::upcast(&r.aggregate_type, &r.event_type, &r.event_version, r.payload);
-        Ok(StoredEvent {
+        StoredEvent {
             position: r.global_position,
             tx_id: r.tx_id,
             aggregate_type: r.aggregate_type,
@@ -126,26 +137,40 @@ impl TryFrom<Row> for StoredEvent {
             payload,
             metadata: r.metadata,
             recorded_at: r.recorded_at,
-        })
+        }
     }
+}
+
+/// `rows` as readers see them: upcast, sealed fields opened (data keys loaded through `conn` first).
+async fn opened(conn: &mut PgConnection, rows: Vec<Row>) -> Result<Vec<StoredEvent>, ProjectionError> {
+    let events: Vec<StoredEvent> = rows.into_iter().map(StoredEvent::from).collect();
+    crate::data_keys::load(&mut *conn, events.iter().map(|e| &e.payload)).await?;
+    events.into_iter().map(StoredEvent::opened).collect()
+}
+
+const AFTER: &str = "WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+       AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY tx_id, global_position LIMIT $3";
+
+async fn rows_after(conn: &mut PgConnection, after: Cursor, limit: i64) -> Result<Vec<Row>, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM events {AFTER}");
+    Ok(sqlx::query_as(&sql).bind(after.tx_id.to_string()).bind(after.position).bind(limit).fetch_all(conn).await?)
 }
 
 /// Up to `limit` events after `after` in commit order, only from transactions older than every one
 /// still running (`tx_id < xmin`): an event of a slow transaction is never skipped, it is waited for.
-pub async fn read_committed_after<'e>(
-    db: impl PgExecutor<'e>,
+pub async fn read_committed_after(
+    conn: &mut PgConnection,
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, ProjectionError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events \
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY tx_id, global_position LIMIT $3"
-    );
-    let rows: Vec<Row> =
-        sqlx::query_as(&sql).bind(after.tx_id.to_string()).bind(after.position).bind(limit).fetch_all(db).await?;
-    rows.into_iter().map(StoredEvent::try_from).collect()
+    let rows = rows_after(conn, after, limit).await?;
+    opened(conn, rows).await
+}
+
+/// As [`read_committed_after`], with sealed fields as stored (the relay publishes them so).
+pub async fn read_stored_after(pool: &PgPool, after: Cursor, limit: i64) -> Result<Vec<StoredEvent>, ProjectionError> {
+    Ok(rows_after(&mut *pool.acquire().await?, after, limit).await?.into_iter().map(StoredEvent::from).collect())
 }
 
 /// The cursor of the event at `position`, for "events after position N" pages.
@@ -158,25 +183,28 @@ pub async fn cursor_of<'e>(db: impl PgExecutor<'e>, position: i64) -> Result<Opt
 }
 
 /// An aggregate's first event (its creation), without reading the rest of its history.
-pub async fn first_event<'e>(
-    db: impl PgExecutor<'e>,
+pub async fn first_event(
+    pool: &PgPool,
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Option<StoredEvent>, ProjectionError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT 1"
     );
-    let row: Option<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_optional(db).await?;
-    row.map(StoredEvent::try_from).transpose()
+    let mut conn = pool.acquire().await?;
+    let row: Option<Row> =
+        sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_optional(&mut *conn).await?;
+    Ok(opened(&mut conn, row.into_iter().collect()).await?.pop())
 }
 
 /// One aggregate's whole history, in sequence order.
-pub async fn aggregate_history<'e>(
-    db: impl PgExecutor<'e>,
+pub async fn aggregate_history(
+    pool: &PgPool,
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Vec<StoredEvent>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence");
-    let rows: Vec<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(db).await?;
-    rows.into_iter().map(StoredEvent::try_from).collect()
+    let mut conn = pool.acquire().await?;
+    let rows: Vec<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(&mut *conn).await?;
+    opened(&mut conn, rows).await
 }

@@ -105,7 +105,7 @@ pub async fn rebuild(pool: &PgPool, projection: &dyn Projection) -> Result<u64, 
     let mut at = Cursor::default();
     let mut replayed = 0;
     loop {
-        let page = read_committed_after(&mut *tx, at, PAGE).await?;
+        let page = read_committed_after(&mut tx, at, PAGE).await?;
         for event in &page {
             projection.apply(&mut tx, event).await?;
             at = event.cursor();

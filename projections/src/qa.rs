@@ -58,10 +58,20 @@ impl Projection for QaProjection {
             .bind(code)
             .bind(message)
             .bind(at),
+            // Deleting erases the data keys of the questions, which makes their text unreadable wherever
+            // it was copied (events, snapshots, the NATS stream), then drops them from the history.
             QaEvent::QuestionDeleted { question_id } => {
+                crate::data_keys::erase(&mut *conn, &[question_id]).await?;
                 sqlx::query("DELETE FROM qa_history_view WHERE question_id = $1").bind(question_id)
             }
             QaEvent::HistoryCleared {} => {
+                // The view holds exactly the questions asked before the clearing: events apply in order.
+                let asked: Vec<Uuid> =
+                    sqlx::query_scalar("SELECT question_id FROM qa_history_view WHERE session_id = $1")
+                        .bind(session)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                crate::data_keys::erase(&mut *conn, &asked).await?;
                 sqlx::query("DELETE FROM qa_history_view WHERE session_id = $1").bind(session)
             }
         };

@@ -7,7 +7,8 @@
 //! (JetStream messages cannot be rewritten): the platform never reads them back (views are rebuilt from
 //! PostgreSQL), but an integration that reads the stream from the start still needs the old key.
 //!
-//! Event payloads, snapshots and the views' sealed cells are rewritten in place, batch by batch, each row
+//! Event payloads, snapshots, the views' sealed cells and the data keys of erasable values (question text,
+//! which is sealed with those keys and so needs no rewriting) are rewritten in place, batch by batch, each row
 //! only if it still holds what was read (a row that a node changed meanwhile is counted as skipped and left
 //! for the next run). Running it again is harmless; stopping it half-way loses nothing.
 
@@ -88,7 +89,7 @@ struct SealedColumn {
     column: &'static str,
 }
 
-const VIEW_COLUMNS: [SealedColumn; 4] = [
+const VIEW_COLUMNS: [SealedColumn; 5] = [
     SealedColumn { table: "users_view", id: "id", aggregate_type: "User", aggregate_id: "id", column: "email" },
     SealedColumn { table: "users_view", id: "id", aggregate_type: "User", aggregate_id: "id", column: "display_name" },
     SealedColumn {
@@ -105,6 +106,8 @@ const VIEW_COLUMNS: [SealedColumn; 4] = [
         aggregate_id: "session_id",
         column: "answer",
     },
+    // The data keys of erasable values (question text) are sealed with the ring; the values are not.
+    SealedColumn { table: "data_keys", id: "id", aggregate_type: "DataKey", aggregate_id: "id", column: "key" },
 ];
 
 fn bar(len: u64, what: &str) -> ProgressBar {

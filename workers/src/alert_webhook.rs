@@ -59,7 +59,7 @@ impl AlertNotifier {
         // One notification in hand in the whole cluster: receivers get them in order.
         let spec =
             WorkerConsumer { name, subjects, ack_wait: Duration::from_secs(120), concurrency: 1, max_in_flight: 1 };
-        consume(&self.bus, spec, &shutdown, |e| self.handle(e)).await
+        consume(&self.bus, &self.pool, spec, &shutdown, |e| self.handle(e)).await
     }
 
     /// What the alert was raised with: the latest `AlertRaised` up to `sequence`.

@@ -141,7 +141,7 @@ impl AlertWorker {
         let subjects = vec![format!("{prefix}.events.TrainingTask.>"), format!("{prefix}.events.Model.>")];
         let spec =
             WorkerConsumer { name, subjects, ack_wait: Duration::from_secs(60), concurrency: 1, max_in_flight: 64 };
-        let events = consume(&self.bus, spec, &shutdown, |e| self.handle(e));
+        let events = consume(&self.bus, &self.pool, spec, &shutdown, |e| self.handle(e));
         let (events, ()) = tokio::join!(events, self.check_resources(&shutdown));
         events
     }

@@ -107,9 +107,8 @@ impl ProjectionConsumer {
     /// by one (with nak/term per message) if any of them fails.
     pub async fn process_batch(&self, messages: &[Message]) {
         if messages.len() > 1 {
-            let events: Result<Vec<StoredEvent>, _> =
-                messages.iter().map(|m| StoredEvent::from_bus(&m.payload)).collect();
-            if let Ok(events) = events {
+            let payloads = messages.iter().map(|m| &m.payload[..]);
+            if let Ok(events) = StoredEvent::all_from_bus(&self.pool, payloads).await {
                 if apply_batch(&self.pool, self.projection.as_ref(), &events).await.is_ok() {
                     let acks = messages.iter().map(|m| Processed::Applied.acknowledge(m, Duration::ZERO));
                     futures::future::join_all(acks).await;
@@ -126,7 +125,7 @@ impl ProjectionConsumer {
     /// message by message.
     #[tracing::instrument(skip_all, fields(projection = self.projection.name()))]
     pub async fn process(&self, message: &Message) -> Processed {
-        let applied = match StoredEvent::from_bus(&message.payload) {
+        let applied = match StoredEvent::from_bus(&self.pool, &message.payload).await {
             Ok(event) => apply_event(&self.pool, self.projection.as_ref(), &event).await,
             Err(error) => Err(error),
         };
@@ -149,8 +148,8 @@ impl ProjectionConsumer {
 /// The event a worker's message carries, or what to do with a message that does not read: terminate what is
 /// not an event envelope (retrying will not help), retry a sealed field the keys do not open (the fix is the
 /// configuration).
-pub(crate) fn read_message(message: &Message, consumer: &str) -> Result<StoredEvent, Processed> {
-    StoredEvent::from_bus(&message.payload).map_err(|error| match error {
+pub(crate) async fn read_message(db: &PgPool, message: &Message, consumer: &str) -> Result<StoredEvent, Processed> {
+    StoredEvent::from_bus(db, &message.payload).await.map_err(|error| match error {
         ProjectionError::Undecodable { reason, .. } => {
             tracing::error!(%reason, consumer, "message is not an event envelope, terminating");
             Processed::Terminated
@@ -179,6 +178,7 @@ pub(crate) struct WorkerConsumer {
 /// (messages in hand are finished first).
 pub(crate) async fn consume<F, Fut>(
     bus: &EventBus,
+    db: &PgPool,
     spec: WorkerConsumer,
     shutdown: &CancellationToken,
     handle: F,
@@ -212,7 +212,7 @@ where
             .for_each_concurrent(concurrency, |next| async {
                 match next {
                     Ok(message) => {
-                        let outcome = match read_message(&message, &name) {
+                        let outcome = match read_message(db, &message, &name).await {
                             Ok(event) => handle(event).await,
                             Err(outcome) => outcome,
                         };

@@ -35,7 +35,7 @@ fn headers_of(message: &Message) -> Option<(&str, Uuid, i64, &str)> {
 
 /// The session a relayed `SessionEnded` event ended, and why.
 fn ended_session(payload: &[u8]) -> Option<(Uuid, String)> {
-    let event = bonsai_projections::StoredEvent::from_bus(payload).ok()?;
+    let event = bonsai_projections::StoredEvent::envelope(payload).ok()?;
     let ended = &event.payload["SessionEnded"];
     Some((ended["session_id"].as_str()?.parse().ok()?, ended["reason"].as_str().unwrap_or_default().to_owned()))
 }

@@ -12,7 +12,7 @@
 use crate::EventBus;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::HeaderMap;
-use bonsai_projections::{log::read_committed_after, Cursor, ProjectionError};
+use bonsai_projections::{log::read_stored_after, Cursor, ProjectionError};
 use futures::{FutureExt, StreamExt};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
@@ -202,7 +202,7 @@ impl Relay {
             Some(from) => from,
             None => *cursor.insert(self.load_checkpoint().await?),
         };
-        let events = read_committed_after(&self.pool, from, BATCH).await?;
+        let events = read_stored_after(&self.pool, from, BATCH).await?;
         let Some(last) = events.last().map(|e| e.cursor()) else {
             return Ok(0);
         };

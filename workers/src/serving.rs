@@ -154,7 +154,7 @@ impl ModelWorker {
             concurrency: 1,
             max_in_flight: 64,
         };
-        consume(&self.bus, spec, &shutdown, |event| self.handle(event)).await
+        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(model_id = %event.aggregate_id, sequence = event.sequence))]
@@ -270,7 +270,7 @@ impl QaWorker {
             concurrency: 2,
             max_in_flight: 256,
         };
-        consume(&self.bus, spec, &shutdown, |event| self.handle(event)).await
+        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(session_id = %event.aggregate_id, sequence = event.sequence))]

@@ -283,7 +283,7 @@ impl TrainingWorker {
 
     /// Handles one message and acknowledges it accordingly.
     pub async fn process(&self, message: &Message, shutdown: &CancellationToken) -> Processed {
-        let outcome = match crate::consumer::read_message(message, "training") {
+        let outcome = match crate::consumer::read_message(self.commands.pool(), message, "training").await {
             Ok(event) => self.handle(&event, Some(message), shutdown).await,
             Err(outcome) => outcome,
         };

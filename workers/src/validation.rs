@@ -169,7 +169,7 @@ impl ValidationWorker {
 
     /// Handles one message and acknowledges it accordingly (exposed so tests can drive the worker).
     pub async fn process(&self, message: &Message) -> Processed {
-        let outcome = match crate::consumer::read_message(message, "validation") {
+        let outcome = match crate::consumer::read_message(self.commands.pool(), message, "validation").await {
             Ok(event) => self.handle(&event).await,
             Err(outcome) => outcome,
         };

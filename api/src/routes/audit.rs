@@ -81,7 +81,7 @@ pub(crate) async fn events(
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no event at position {position}")))?,
     };
-    let events = log::read_committed_after(&state.pool, after, limit).await?;
+    let events = log::read_committed_after(&mut *state.pool.acquire().await?, after, limit).await?;
     let next_after = (events.len() as i64 == limit).then(|| events.last().map(|e| e.position)).flatten();
     Ok(Json(AuditPage { events: events.into_iter().map(AuditEventDto::from).collect(), next_after }))
 }

@@ -97,7 +97,7 @@ pub(crate) struct QuestionPage {
 
 /// Whether a message on a conversation's subject decides `question_id`.
 fn decides(payload: &[u8], question_id: Uuid) -> bool {
-    let Ok(event) = StoredEvent::from_bus(payload) else { return false };
+    let Ok(event) = StoredEvent::envelope(payload) else { return false };
     let id = question_id.to_string();
     ["QuestionAnswered", "QuestionFailed"]
         .iter()

@@ -18,6 +18,7 @@ async fn plain_copies(app: &TestApp, needle: &str) -> i64 {
         "SELECT count(*) FROM snapshots WHERE payload::text LIKE $1",
         "SELECT count(*) FROM users_view WHERE email LIKE $1 OR display_name LIKE $1",
         "SELECT count(*) FROM qa_history_view WHERE question LIKE $1 OR answer LIKE $1",
+        "SELECT count(*) FROM data_keys WHERE key LIKE $1",
     ] {
         let n: i64 = sqlx::query_scalar(sql).bind(&pattern).fetch_one(&app.pool).await.unwrap();
         found += n;
@@ -82,7 +83,7 @@ async fn personal_data_is_sealed_in_the_database_and_plain_through_the_api() {
     let envelope: Value = serde_json::from_slice(&registered).unwrap();
     let sealed_email = envelope["payload"]["UserRegistered"]["email"].as_str().unwrap();
     assert!(sealed_email.starts_with("sealed:v1:t2:"), "{sealed_email}");
-    let opened = bonsai_projections::StoredEvent::from_bus(&registered).unwrap();
+    let opened = bonsai_projections::StoredEvent::from_bus(&app.pool, &registered).await.unwrap();
     assert_eq!(opened.payload["UserRegistered"]["email"], "ada.lovelace@example.com");
 
     // Sealed in the database, everywhere.
@@ -132,7 +133,7 @@ async fn questions_and_answers_are_sealed_in_the_database() {
     let session = first["session_id"].as_str().unwrap();
     let answer = first["answer"].as_str().unwrap().to_owned();
     let follow_up = json!({"question": "And the forecast?", "session_id": session, "max_new_tokens": 4});
-    let (status, _) = app.ask(&user, follow_up).await;
+    let (status, second) = app.ask(&user, follow_up).await;
     assert_eq!(status, StatusCode::OK);
     let history: Value = app.get(&format!("/api/qa/history/{session}"), Some(&user)).await.json().await.unwrap();
     assert_eq!(history["items"][0]["question"], "What is the quarterly margin?", "{history}");
@@ -146,16 +147,57 @@ async fn questions_and_answers_are_sealed_in_the_database() {
         .unwrap();
     assert_eq!(n, 2);
     // Sealed on NATS too: of the conversation's events, none holds a question or the answer in the clear.
+    // Question and answer text is erasable: sealed with the data key of its question (`sealed:e1:<id>:`).
     let mut sealed = 0;
+    let mut asked = Vec::new();
     while let Ok(Some(message)) = tokio::time::timeout(std::time::Duration::from_secs(2), published.next()).await {
         let text = String::from_utf8_lossy(&message.payload);
         // (The tiny model's answer only when it is long enough not to turn up by chance.)
         for secret in ["quarterly margin", "the forecast", answer.as_str()].into_iter().filter(|s| s.len() >= 12) {
             assert!(!text.contains(secret), "{secret} is plain on NATS: {text}");
         }
-        sealed += text.matches("sealed:v1:").count();
+        sealed += text.matches("sealed:e1:").count();
+        if text.contains("\"QuestionAsked\"") {
+            asked.push(message.payload);
+        }
     }
-    assert!(sealed >= 4, "two questions and two answers sealed on NATS: {sealed}");
+    assert!(sealed >= 5, "two questions, one copy in context and two answers sealed on NATS: {sealed}");
+    assert_eq!(asked.len(), 2);
+    let follow_up = opened(&app, &asked[1]).await["QuestionAsked"].clone();
+    assert_eq!(follow_up["context"][0]["question"], "What is the quarterly margin?");
+
+    // Deleting the first question erases its data key: the messages JetStream keeps no longer open, in
+    // this process or any other (no key is left in the database).
+    let first_id = first["question_id"].as_str().unwrap();
+    let response = app.delete(&format!("/api/qa/history/{first_id}"), Some(&user)).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    eventually(|| async {
+        let key: Option<Option<String>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = $1::uuid")
+            .bind(first_id)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+        key == Some(None)
+    })
+    .await;
+    let erased = bonsai_domain::data_keys::ERASED;
+    assert_eq!(opened(&app, &asked[0]).await["QuestionAsked"]["question"], erased);
+    let follow_up = opened(&app, &asked[1]).await["QuestionAsked"].clone();
+    assert_eq!(
+        (follow_up["question"].as_str(), follow_up["context"][0]["question"].as_str()),
+        (Some("And the forecast?"), Some(erased))
+    );
+    let stored: String = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = $1::uuid")
+        .bind(second["question_id"].as_str().unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:t2:"), "the follow-up's key is live, sealed with the key ring: {stored}");
+}
+
+/// The payload of a message as published on NATS, opened as a subscriber opens it.
+async fn opened(app: &TestApp, payload: &[u8]) -> Value {
+    bonsai_projections::StoredEvent::from_bus(&app.pool, payload).await.unwrap().payload
 }
 
 /// A new key (bytes 3 x 32) in front of the tests' keys.

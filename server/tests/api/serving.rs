@@ -2,6 +2,7 @@
 //! deployed, tested, and answers questions through the QA worker, in conversations with a history.
 
 use crate::helpers::*;
+use bonsai_domain::data_keys::ERASED;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -183,6 +184,23 @@ async fn asked_with_context(app: &TestApp, session: &str) -> Vec<(String, Vec<St
         .collect()
 }
 
+/// Whether the data key of each question is erased (in the database: the test process shares the app's
+/// cache of keys).
+async fn erased_keys(app: &TestApp, questions: &[String]) -> Vec<bool> {
+    let mut erased = Vec::new();
+    for id in questions {
+        let (key_gone, at): (bool, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT key IS NULL, erased_at FROM data_keys WHERE id = $1::uuid")
+                .bind(id)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(key_gone, at.is_some());
+        erased.push(key_gone);
+    }
+    erased
+}
+
 #[tokio::test]
 async fn a_conversation_reads_as_a_transcript_and_its_history_can_be_deleted() {
     let app = TestApp::spawn().await;
@@ -242,6 +260,9 @@ async fn a_conversation_reads_as_a_transcript_and_its_history_can_be_deleted() {
     assert_eq!(status, StatusCode::OK);
     let asked = asked_with_context(&app, &session).await;
     assert_eq!(asked[3], ("q4".to_owned(), vec!["q1".to_owned(), "q3".to_owned()]), "q2 left the context");
+    // Erased, not only hidden: the events stay, but q2's data key is gone, so its text reads as erased.
+    assert_eq!(asked[1].0, ERASED, "q2's own event");
+    assert_eq!(erased_keys(&app, &ids).await, [false, true, false]);
 
     // Deleting the conversation: everything asked so far goes; the conversation can go on, afresh.
     assert_eq!(app.delete_history(&session, &user).await, StatusCode::NO_CONTENT);
@@ -257,12 +278,25 @@ async fn a_conversation_reads_as_a_transcript_and_its_history_can_be_deleted() {
     assert_eq!(asked_with_context(&app, &session).await[4], ("q5".to_owned(), vec![]), "no context after clearing");
     let page: Value = app.get(&transcript, Some(&user)).await.json().await.unwrap();
     assert_eq!(questions(&page), ["q5"]);
+    assert_eq!(erased_keys(&app, &ids).await, [true, true, true]);
+    let asked = asked_with_context(&app, &session).await;
+    assert_eq!(asked.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>(), [ERASED, ERASED, ERASED, ERASED, "q5"]);
+    assert_eq!(asked[3].1, [ERASED, ERASED], "copies of erased questions in later context are erased too");
 
     // The audit log keeps what was deleted; a rebuilt view agrees with the live one.
     let audit: Value = app.get(&format!("/api/audit/QaSession/{session}"), Some(&admin)).await.json().await.unwrap();
     let types: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert!(types.contains(&"QuestionDeleted") && types.contains(&"HistoryCleared"), "{types:?}");
     assert_eq!(types.iter().filter(|t| **t == "QuestionAsked").count(), 5);
+    let answers: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "QuestionAnswered")
+        .map(|e| e["payload"]["QuestionAnswered"]["answer"]["answer"].as_str().unwrap())
+        .collect();
+    assert_eq!(answers.len(), 5);
+    assert!(answers[..4].iter().all(|a| *a == ERASED) && answers[4] != ERASED, "{answers:?}");
     let rows = bonsai_projections::qa::all_rows(&app.pool).await.unwrap();
     bonsai_projections::rebuild(&app.pool, &bonsai_projections::qa::QaProjection).await.unwrap();
     assert_eq!(bonsai_projections::qa::all_rows(&app.pool).await.unwrap(), rows);

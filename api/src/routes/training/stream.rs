@@ -56,7 +56,7 @@ async fn feed(
         }
         loop {
             let message = live.next().await?;
-            let Ok(event) = StoredEvent::from_bus(&message.payload) else { continue };
+            let Ok(event) = StoredEvent::envelope(&message.payload) else { continue };
             let done = FINAL.contains(&event.event_type.as_str());
             return Some((event, (live, done)));
         }
