@@ -16,8 +16,8 @@
 //! stops opening here within that time (at once on the node that erased it, [`forget`]).
 
 use crate::sealed::SealError;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+use ring::rand::SystemRandom;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{LazyLock, RwLock};
@@ -130,44 +130,27 @@ pub fn is_loaded(id: Uuid) -> bool {
 
 /// `plain` sealed for `context` with data key `id`, or [`ERASED`] when that key is erased.
 pub(crate) fn seal(id: Uuid, plain: &str, context: &str) -> Result<String, SealError> {
-    use base64::Engine;
     let cache = CACHE.read().expect("data key cache lock");
-    let key = match cache.get(&id) {
-        Some(Cached::Live { key, .. }) => key,
-        Some(Cached::Erased) => return Ok(ERASED.to_owned()),
-        None => return Err(SealError::DataKeyNotLoaded(id)),
-    };
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new().fill(&mut nonce).expect("the system's random source works");
-    let mut buffer = plain.as_bytes().to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut buffer)
-        .expect("AES-GCM seals any length the platform stores");
-    let mut sealed = nonce.to_vec();
-    sealed.extend(buffer);
-    Ok(format!("{PREFIX}{id}:{}", base64::engine::general_purpose::STANDARD.encode(sealed)))
+    match cache.get(&id) {
+        Some(Cached::Live { key, .. }) => {
+            Ok(format!("{PREFIX}{id}:{}", crate::sealed::seal_with(key, &SystemRandom::new(), plain, context)))
+        }
+        Some(Cached::Erased) => Ok(ERASED.to_owned()),
+        None => Err(SealError::DataKeyNotLoaded(id)),
+    }
 }
 
 /// Opens an erasable value sealed for `context`: [`ERASED`] when its key is erased.
 pub(crate) fn open(value: &str, context: &str) -> Result<String, SealError> {
-    use base64::Engine;
     let rest = value.strip_prefix(PREFIX).ok_or(SealError::Tampered)?;
     let (id, encoded) = rest.split_once(':').ok_or(SealError::Tampered)?;
     let id: Uuid = id.parse().map_err(|_| SealError::Tampered)?;
     let cache = CACHE.read().expect("data key cache lock");
-    let key = match cache.get(&id) {
-        Some(Cached::Live { key, .. }) => key,
-        Some(Cached::Erased) => return Ok(ERASED.to_owned()),
-        None => return Err(SealError::DataKeyNotLoaded(id)),
-    };
-    let mut bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SealError::Tampered)?;
-    if bytes.len() < NONCE_LEN {
-        return Err(SealError::Tampered);
+    match cache.get(&id) {
+        Some(Cached::Live { key, .. }) => crate::sealed::open_with(key, encoded, context),
+        Some(Cached::Erased) => Ok(ERASED.to_owned()),
+        None => Err(SealError::DataKeyNotLoaded(id)),
     }
-    let nonce = Nonce::try_assume_unique_for_key(&bytes[..NONCE_LEN]).map_err(|_| SealError::Tampered)?;
-    let mut cipher = bytes.split_off(NONCE_LEN);
-    let plain =
-        key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut cipher).map_err(|_| SealError::Tampered)?;
-    String::from_utf8(plain.to_vec()).map_err(|_| SealError::Tampered)
 }
 
 #[cfg(test)]

@@ -163,34 +163,16 @@ impl KeyRing {
 
     /// Seals `plain` for `context`.
     pub fn seal(&self, plain: &str, context: &str) -> String {
-        use base64::Engine;
         let (id, key) = &self.keys[0];
-        let mut nonce = [0u8; NONCE_LEN];
-        self.random.fill(&mut nonce).expect("the system's random source works");
-        let mut buffer = plain.as_bytes().to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut buffer)
-            .expect("AES-GCM seals any length the platform stores");
-        let mut sealed = nonce.to_vec();
-        sealed.extend(buffer);
-        format!("{PREFIX}{id}:{}", base64::engine::general_purpose::STANDARD.encode(sealed))
+        format!("{PREFIX}{id}:{}", seal_with(key, &self.random, plain, context))
     }
 
     /// Opens a value sealed for `context`; a plain value is returned as it is.
     pub fn open(&self, value: &str, context: &str) -> Result<String, SealError> {
-        use base64::Engine;
         let Some(rest) = value.strip_prefix(PREFIX) else { return Ok(value.to_owned()) };
         let (id, encoded) = rest.split_once(':').ok_or(SealError::Tampered)?;
         let key = self.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key);
-        let key = key.ok_or_else(|| SealError::UnknownKey(id.to_owned()))?;
-        let mut bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SealError::Tampered)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(SealError::Tampered);
-        }
-        let nonce = Nonce::try_assume_unique_for_key(&bytes[..NONCE_LEN]).map_err(|_| SealError::Tampered)?;
-        let mut cipher = bytes.split_off(NONCE_LEN);
-        let plain =
-            key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut cipher).map_err(|_| SealError::Tampered)?;
-        String::from_utf8(plain.to_vec()).map_err(|_| SealError::Tampered)
+        open_with(key.ok_or_else(|| SealError::UnknownKey(id.to_owned()))?, encoded, context)
     }
 
     /// The id of the key that seals.
@@ -230,6 +212,33 @@ impl KeyRing {
         let tag = hmac::sign(&self.index, value.as_bytes());
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// base64 of nonce | ciphertext | tag: `plain` sealed with `key` (AES-256-GCM), `context` as associated data.
+pub(crate) fn seal_with(key: &LessSafeKey, random: &SystemRandom, plain: &str, context: &str) -> String {
+    use base64::Engine;
+    let mut nonce = [0u8; NONCE_LEN];
+    random.fill(&mut nonce).expect("the system's random source works");
+    let mut buffer = plain.as_bytes().to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut buffer)
+        .expect("AES-GCM seals any length the platform stores");
+    let mut sealed = nonce.to_vec();
+    sealed.extend(buffer);
+    base64::engine::general_purpose::STANDARD.encode(sealed)
+}
+
+/// The text that [`seal_with`] sealed into `encoded`.
+pub(crate) fn open_with(key: &LessSafeKey, encoded: &str, context: &str) -> Result<String, SealError> {
+    use base64::Engine;
+    let mut bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SealError::Tampered)?;
+    if bytes.len() < NONCE_LEN {
+        return Err(SealError::Tampered);
+    }
+    let nonce = Nonce::try_assume_unique_for_key(&bytes[..NONCE_LEN]).map_err(|_| SealError::Tampered)?;
+    let mut cipher = bytes.split_off(NONCE_LEN);
+    let plain =
+        key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut cipher).map_err(|_| SealError::Tampered)?;
+    String::from_utf8(plain.to_vec()).map_err(|_| SealError::Tampered)
 }
 
 /// The id of the key that sealed `value`; none for a plain value.
