@@ -27,11 +27,7 @@ fn remember(rows: Vec<(Uuid, Option<String>)>) -> Result<(), PersistenceError> {
 }
 
 /// Makes sure the keys `ids` exist and are loaded before values are sealed with them.
-pub(crate) async fn prepare(
-    pool: &PgPool,
-    owner: &str,
-    ids: impl IntoIterator<Item = Uuid>,
-) -> Result<(), PersistenceError> {
+pub async fn prepare(pool: &PgPool, owner: &str, ids: impl IntoIterator<Item = Uuid>) -> Result<(), PersistenceError> {
     let ids: Vec<Uuid> =
         ids.into_iter().filter(|id| !data_keys::is_loaded(*id)).collect::<BTreeSet<_>>().into_iter().collect();
     if ids.is_empty() {
@@ -44,10 +40,7 @@ pub(crate) async fn prepare(
 }
 
 /// Loads the keys that opening `values` needs.
-pub(crate) async fn load<'v>(
-    pool: &PgPool,
-    values: impl IntoIterator<Item = &'v Value>,
-) -> Result<(), PersistenceError> {
+pub async fn load<'v>(pool: &PgPool, values: impl IntoIterator<Item = &'v Value>) -> Result<(), PersistenceError> {
     let mut missing = BTreeSet::new();
     values.into_iter().for_each(|value| data_keys::to_load(value, &mut missing));
     if missing.is_empty() {

@@ -2,7 +2,7 @@
 //! retries of optimistic-concurrency conflicts, and the real implementations of the domain's services.
 
 mod bus;
-mod data_keys;
+pub mod data_keys;
 mod error;
 mod file_gc;
 pub mod files;

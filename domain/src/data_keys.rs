@@ -159,6 +159,7 @@ mod tests {
 
     #[test]
     fn an_erasable_value_opens_while_its_key_lives_and_reads_erased_after() {
+        let _ring = crate::sealed::RING_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         let id = Uuid::new_v4();
         assert_eq!(seal(id, "x", "QaSession/1"), Err(SealError::DataKeyNotLoaded(id)), "no key loaded: no sealing");
         remember([(id, Some(new_key(id)))]).unwrap();

@@ -335,27 +335,74 @@ fn erasable_key(spec: &Sensitive, object: &Value) -> Option<uuid::Uuid> {
     object.get(spec.erasable_by?)?.as_str()?.parse().ok()
 }
 
-/// Seals the sensitive fields of `value` under `specs` in place: an erasable field with its data key (which
-/// must be loaded), any other with the installed ring (left plain without one).
-fn seal_fields(specs: &[Sensitive], value: &mut Value, context: &str) -> Result<(), SealError> {
-    let ring = ring();
+/// Calls `f` with each sensitive string field of `value` under `specs` and the data key that seals it, if any.
+fn each_field(
+    specs: &[Sensitive],
+    value: &mut Value,
+    mut f: impl FnMut(Option<uuid::Uuid>, &mut String) -> Result<(), SealError>,
+) -> Result<(), SealError> {
     for spec in specs {
         for object in objects_at(value, spec.at) {
             let key = erasable_key(spec, object);
             for field in spec.fields {
-                let Some(Value::String(plain)) = object.pointer_mut(&format!("/{field}")) else { continue };
-                if is_sealed(plain) || plain == data_keys::ERASED {
-                    continue;
-                }
-                match (key, &ring) {
-                    (Some(id), _) => *plain = data_keys::seal(id, plain, context)?,
-                    (None, Some(ring)) => *plain = ring.seal(plain, context),
-                    (None, None) => {}
+                if let Some(Value::String(text)) = object.pointer_mut(&format!("/{field}")) {
+                    f(key, text)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Seals the sensitive fields of `value` under `specs` in place: an erasable field with its data key (which
+/// must be loaded), any other with the installed ring (left plain without one).
+fn seal_fields(specs: &[Sensitive], value: &mut Value, context: &str) -> Result<(), SealError> {
+    let ring = ring();
+    each_field(specs, value, |key, plain| {
+        if is_sealed(plain) || plain == data_keys::ERASED {
+            return Ok(());
+        }
+        match (key, &ring) {
+            (Some(id), _) => *plain = data_keys::seal(id, plain, context)?,
+            (None, Some(ring)) => *plain = ring.seal(plain, context),
+            (None, None) => {}
+        }
+        Ok(())
+    })
+}
+
+/// Seals with their data keys (which must be loaded) the erasable fields of an event stored before question
+/// text was erasable (plain, or sealed with the key ring); how many it changed.
+pub fn make_erasable(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: &mut Value,
+) -> Result<usize, SealError> {
+    let context = context(aggregate_type, aggregate_id);
+    let mut changed = 0;
+    each_field(sensitive_fields(aggregate_type, event_type), payload, |key, text| {
+        let Some(id) = key else { return Ok(()) };
+        if data_keys::is_erasable(text) || text == data_keys::ERASED {
+            return Ok(());
+        }
+        *text = data_keys::seal(id, &open(text, &context)?, &context)?;
+        changed += 1;
+        Ok(())
+    })?;
+    Ok(changed)
+}
+
+/// How many fields [`make_erasable`] would change in an event (no keys needed).
+pub fn not_erasable(aggregate_type: &str, event_type: &str, payload: &Value) -> usize {
+    let mut count = 0;
+    let _ = each_field(sensitive_fields(aggregate_type, event_type), &mut payload.clone(), |key, text| {
+        if key.is_some() && !data_keys::is_erasable(text) && text != data_keys::ERASED {
+            count += 1;
+        }
+        Ok(())
+    });
+    count
 }
 
 /// The data keys that sealing `value` under `specs` takes.
@@ -435,6 +482,10 @@ pub fn open_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) ->
     open_all(&mut state, &context(aggregate_type, aggregate_id))?;
     Ok(state)
 }
+
+/// Held by the tests that install a ring and by those whose results depend on the installed ring (none).
+#[cfg(test)]
+pub(crate) static RING_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(test)]
 mod tests {
@@ -522,7 +573,8 @@ mod tests {
 
     #[test]
     fn event_fields_are_sealed_by_path_and_opened_wherever_they_are() {
-        // Only this test installs a ring in this test binary.
+        // Only this test installs a ring in this test binary; the tests that seal with the installed ring wait.
+        let _ring = RING_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         install(Some(ring_of(&[("a", 1)])));
         let mut payload = json!({"QuestionAsked": {
             "question": "what is our margin?", "question_id": "q1",
@@ -550,6 +602,7 @@ mod tests {
 
     #[test]
     fn question_text_is_sealed_with_the_data_key_of_its_question_everywhere_it_is_copied() {
+        let _ring = RING_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         let (asked, earlier) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
         let mut payload = json!({"QuestionAsked": {
             "question": "what is our margin?", "question_id": asked.to_string(),
@@ -593,5 +646,21 @@ mod tests {
         assert_eq!(open_snapshot("QaSession", "s1", stored.clone()).unwrap(), state);
         data_keys::forget(&[asked]);
         assert_eq!(open_snapshot("QaSession", "s1", stored).unwrap()["pending"][0]["question"], data_keys::ERASED);
+
+        // An event from before: its text made erasable, that of an erased question replaced.
+        let later = uuid::Uuid::new_v4();
+        data_keys::remember([(later, Some(data_keys::new_key(later)))]).unwrap();
+        let mut old = json!({"QuestionAsked": {"question": "older", "question_id": later.to_string(),
+            "context": [{"question": "gone", "answer": "gone too", "question_id": asked.to_string()}, {"question": "kept", "answer": "as is"}]}});
+        assert_eq!(not_erasable("QaSession", "QuestionAsked", &old), 3);
+        assert_eq!(make_erasable("QaSession", "s1", "QuestionAsked", &mut old).unwrap(), 3);
+        assert_eq!(not_erasable("QaSession", "QuestionAsked", &old), 0);
+        assert_eq!(data_keys::key_id(old["QuestionAsked"]["question"].as_str().unwrap()), Some(later));
+        assert_eq!(
+            old["QuestionAsked"]["context"][0],
+            json!({"question": data_keys::ERASED, "answer": data_keys::ERASED, "question_id": asked.to_string()})
+        );
+        assert_eq!(old["QuestionAsked"]["context"][1]["question"], "kept", "no question id: nothing to erase it by");
+        assert_eq!(make_erasable("QaSession", "s1", "QuestionAsked", &mut old).unwrap(), 0, "done once");
     }
 }

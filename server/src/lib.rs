@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod db;
+pub mod erasable;
 pub mod rekey;
 pub mod replay;
 pub mod settings;

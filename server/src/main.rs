@@ -38,6 +38,13 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Make question text stored before it was erasable erasable (sealed with a key per question), and erase
+    /// the text of questions deleted before; for conversations older than erasable history.
+    MakeErasable {
+        /// Count what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Remove stored dataset files that no event names (left by refused or interrupted uploads).
     GcFiles {
         /// Only files unreferenced for longer than this many hours (uploads in flight are younger).
@@ -111,6 +118,12 @@ fn main() -> anyhow::Result<()> {
                      (the NATS stream's older messages still are)"
                 );
             }
+            Ok(())
+        }),
+        Command::MakeErasable { dry_run } => runtime()?.block_on(async {
+            let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
+            let report = bonsai_server::erasable::make_erasable(&pool, dry_run).await?;
+            println!("{}{report}", if dry_run { "would change: " } else { "" });
             Ok(())
         }),
         Command::GcFiles { grace_hours, dry_run } => runtime()?.block_on(async {

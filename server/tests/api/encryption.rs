@@ -264,3 +264,130 @@ async fn after_a_key_rotation_rekey_seals_everything_with_the_new_key() {
         .unwrap();
     assert_eq!(only_new.open(&question, &format!("QaSession/{session}")).unwrap(), "Where is the archive?");
 }
+
+/// Question text as stored before it was erasable: every erasable value of `value` sealed with the key ring
+/// instead (the text of an erased one replaced by `erased_text`).
+fn as_before_erasable(value: &mut Value, context: &str, ring: &bonsai_domain::sealed::KeyRing, erased_text: &str) {
+    match value {
+        Value::String(s) if bonsai_domain::data_keys::is_erasable(s) || s == bonsai_domain::data_keys::ERASED => {
+            let plain = bonsai_domain::sealed::open(s, context).unwrap();
+            let plain = if plain == bonsai_domain::data_keys::ERASED { erased_text.to_owned() } else { plain };
+            *s = ring.seal(&plain, context);
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| as_before_erasable(v, context, ring, erased_text)),
+        Value::Object(map) => map.values_mut().for_each(|v| as_before_erasable(v, context, ring, erased_text)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn make_erasable_brings_older_question_text_under_data_keys_and_erases_what_was_deleted() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    let (_, user) = app.create_user(&admin, "archivist", "user").await;
+    let (status, first) = app.ask(&user, json!({"question": "Where is the old vault?", "max_new_tokens": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let session = first["session_id"].as_str().unwrap().to_owned();
+    let follow_up = json!({"question": "Who keeps the old keys?", "session_id": session, "max_new_tokens": 4});
+    let (status, second) = app.ask(&user, follow_up).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let (first_id, second_id) = (first["question_id"].as_str().unwrap(), second["question_id"].as_str().unwrap());
+    assert_eq!(app.delete(&format!("/api/qa/history/{first_id}"), Some(&user)).await.status(), StatusCode::NO_CONTENT);
+    eventually(|| async {
+        let erased: Option<bool> = sqlx::query_scalar("SELECT key IS NULL FROM data_keys WHERE id = $1::uuid")
+            .bind(first_id)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+        erased == Some(true)
+    })
+    .await;
+    let mut app = app;
+    app.halt().await.unwrap();
+
+    // The conversation as it was stored before: text sealed with the key ring, the deleted question's too,
+    // and no data key for the deleted question.
+    let ring = bonsai_domain::sealed::KeyRing::parse(TEST_KEYS, TEST_INDEX_KEY).unwrap();
+    let context = format!("QaSession/{session}");
+    let rows: Vec<(i64, Value)> =
+        sqlx::query_as("SELECT global_position, payload FROM events WHERE aggregate_id = $1 ORDER BY global_position")
+            .bind(&session)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    for (position, mut payload) in rows {
+        as_before_erasable(&mut payload, &context, &ring, "Where is the old vault?");
+        sqlx::query("UPDATE events SET payload = $1 WHERE global_position = $2")
+            .bind(&payload)
+            .bind(position)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM data_keys WHERE id = $1::uuid").bind(first_id).execute(&app.pool).await.unwrap();
+    let older = |pattern: &'static str| {
+        let pool = app.pool.clone();
+        let session = session.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM events WHERE aggregate_id = $1 AND payload::text LIKE $2",
+            )
+            .bind(session)
+            .bind(pattern)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(older("%sealed:v1:%").await, 4, "two questions and two answers as they were stored before");
+
+    let run = |dry_run: bool| {
+        let mut command = app.cli(&["make-erasable"]);
+        command.args(dry_run.then_some("--dry-run"));
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let planned = run(true);
+    assert!(
+        planned.contains("would change: deleted questions erased: 1; events made erasable: 4 (6 text fields)"),
+        "{planned}"
+    );
+    assert_eq!(older("%sealed:v1:%").await, 4, "a dry run changes nothing");
+    let done = run(false);
+    assert!(done.contains("deleted questions erased: 1; events made erasable: 4 (6 text fields)"), "{done}");
+    assert_eq!(older("%sealed:v1:%").await, 0, "{done}");
+    assert_eq!(older("%sealed:e1:%").await, 2, "the follow-up and its answer, under the follow-up's key");
+    assert_eq!(
+        older("%[erased]%").await,
+        3,
+        "the deleted question, its answer and its copy in the follow-up's context"
+    );
+    let snapshots: i64 = sqlx::query_scalar("SELECT count(*) FROM snapshots WHERE aggregate_type = 'QaSession'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(snapshots, 0, "written before, they may hold what was erased");
+    let live: Vec<(uuid::Uuid, bool)> =
+        sqlx::query_as("SELECT id, key IS NOT NULL FROM data_keys ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    let id = |s: &str| s.parse::<uuid::Uuid>().unwrap();
+    assert!(live.contains(&(id(first_id), false)) && live.contains(&(id(second_id), true)), "{live:?}");
+    assert!(run(false)
+        .contains("deleted questions erased: 0; events made erasable: 0 (0 text fields); snapshots dropped: 0"));
+
+    // The platform reads the conversation on: the audit log, and a next question in it.
+    let app = TestApp::spawn_with(app.settings.clone()).await;
+    let audit: Value = app.get(&format!("/api/audit/QaSession/{session}"), Some(&admin)).await.json().await.unwrap();
+    let asked: Vec<&Value> = audit.as_array().unwrap().iter().filter(|e| e["event_type"] == "QuestionAsked").collect();
+    assert_eq!(asked[0]["payload"]["QuestionAsked"]["question"], bonsai_domain::data_keys::ERASED, "{audit}");
+    let follow_up = &asked[1]["payload"]["QuestionAsked"];
+    assert_eq!(
+        (follow_up["question"].as_str(), follow_up["context"][0]["question"].as_str()),
+        (Some("Who keeps the old keys?"), Some(bonsai_domain::data_keys::ERASED))
+    );
+    let next = json!({"question": "And the new ones?", "session_id": session, "max_new_tokens": 4});
+    let (status, asked) = app.ask(&user, next).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+}
