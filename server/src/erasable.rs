@@ -61,8 +61,7 @@ const DELETED: &str = "SELECT (payload->'QuestionDeleted'->>'question_id')::uuid
 const CANDIDATES: &str = "aggregate_type = 'QaSession' AND event_type IN ('QuestionAsked', 'QuestionAnswered')";
 
 pub async fn make_erasable(pool: &PgPool, dry_run: bool) -> anyhow::Result<Report> {
-    let mut report = Report::default();
-    report.erased = if dry_run {
+    let erased = if dry_run {
         let sql = format!("SELECT count(*) FROM ({DELETED}) d LEFT JOIN data_keys k ON k.id = d.id WHERE k.key IS NOT NULL OR k.id IS NULL");
         sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await? as u64
     } else {
@@ -73,6 +72,7 @@ pub async fn make_erasable(pool: &PgPool, dry_run: bool) -> anyhow::Result<Repor
         );
         sqlx::query(&sql).execute(pool).await?.rows_affected()
     };
+    let mut report = Report { erased, ..Default::default() };
 
     let total: i64 =
         sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {CANDIDATES}")).fetch_one(pool).await?;
