@@ -95,11 +95,11 @@ impl Application {
             login_lockout_after: r.login_lockout_after,
             login_lockout_after_per_address: r.login_lockout_after_per_address,
             login_lockout: Duration::from_secs(r.login_lockout_secs),
+            login_window: Duration::from_secs(r.login_window_secs.max(1)),
             requests_per_second: r.requests_per_second,
             burst: r.burst,
             questions_per_minute: r.questions_per_minute,
             question_burst: r.question_burst,
-            ..RateLimitSettings::default()
         };
         let files = file_store(settings)?;
         let models = LocalModels::new(settings.models_dir());

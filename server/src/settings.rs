@@ -187,6 +187,8 @@ pub struct RateLimit {
     pub login_lockout_after: u32,
     pub login_lockout_after_per_address: u32,
     pub login_lockout_secs: u64,
+    /// How long failed logins count towards a lockout.
+    pub login_window_secs: u64,
     pub questions_per_minute: u32,
     pub question_burst: u32,
 }
@@ -226,6 +228,7 @@ impl Default for Settings {
                 login_lockout_after: 8,
                 login_lockout_after_per_address: 30,
                 login_lockout_secs: 300,
+                login_window_secs: 900,
                 questions_per_minute: 60,
                 question_burst: 20,
             },

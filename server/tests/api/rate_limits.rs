@@ -19,6 +19,24 @@ async fn metric(app: &TestApp, line_start: &str) -> f64 {
 }
 
 #[tokio::test]
+async fn failed_logins_count_towards_a_lockout_only_within_the_login_window() {
+    let mut settings = test_settings();
+    settings.rate_limit.login_lockout_after = 3;
+    settings.rate_limit.login_window_secs = 1;
+    let app = TestApp::spawn_with(settings).await;
+    for _ in 0..2 {
+        assert_eq!(app.login(ADMIN, "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    // The first two have left the window: two more are not yet three.
+    for _ in 0..2 {
+        assert_eq!(app.login(ADMIN, "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(app.login(ADMIN, "wrong-password").await.status(), StatusCode::UNAUTHORIZED, "the third in the window");
+    assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
 async fn a_login_lockout_earned_on_one_node_holds_on_every_node() {
     let mut settings = test_settings();
     settings.rate_limit.login_lockout_after = 3;
