@@ -3,11 +3,12 @@
 //! Redis speeds the platform up and joins its nodes; it is never needed for a request to succeed. So
 //! every call is bounded ([`CALL_TIMEOUT`]) and answers `None` when Redis fails, and after a failure the
 //! link pauses ([`PAUSE`]): for a few seconds every caller uses its fallback at once instead of each
-//! waiting out a timeout on a dead Redis.
+//! waiting out a timeout on a dead Redis. A Redis that does not answer at start does not hold the start up:
+//! the link tries again every [`PAUSE`] in the background, and the node uses it from when it answers.
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// The longest one call waits for Redis.
@@ -17,50 +18,59 @@ pub const PAUSE: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Redis {
-    manager: ConnectionManager,
-    inner: Arc<Health>,
+    inner: Arc<Link>,
 }
 
 #[derive(Default)]
-struct Health {
-    // A std mutex: nothing awaits while it is held.
+struct Link {
+    // std locks: nothing awaits while one is held.
+    /// None until Redis first answers.
+    manager: RwLock<Option<ConnectionManager>>,
     paused_until: Mutex<Option<Instant>>,
     errors: AtomicU64,
 }
 
 impl Redis {
-    /// Connects to Redis at `url` (empty: no Redis). An unreachable Redis is logged and answered with
-    /// `None`: the node runs without it.
+    /// The link to Redis at `url` (empty: no Redis; an invalid URL is logged, and no Redis). A Redis that does
+    /// not answer is logged and tried again in the background; until it answers, calls answer `None`.
     pub async fn connect(url: &str) -> Option<Self> {
         if url.is_empty() {
             return None;
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(CALL_TIMEOUT)
-            .set_number_of_retries(2);
-        // The connection manager retries a refused first connection for minutes: bounded here.
-        let connected = match ::redis::Client::open(url) {
-            Ok(client) => {
-                tokio::time::timeout(Duration::from_secs(3), client.get_connection_manager_with_config(config))
-                    .await
-                    .map_err(|_| "no answer within 3 s".to_owned())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match connected {
-            Ok(manager) => Some(Self { manager, inner: Arc::default() }),
+        let client = match ::redis::Client::open(url) {
+            Ok(client) => client,
             Err(error) => {
-                tracing::warn!(%error, url, "Redis is unavailable: this node caches and rate-limits on its own");
-                None
+                tracing::warn!(%error, url, "invalid Redis URL: this node caches and rate-limits on its own");
+                return None;
+            }
+        };
+        let redis = Self { inner: Arc::default() };
+        match manager(&client).await {
+            Ok(manager) => *redis.inner.manager.write().expect("redis link lock") = Some(manager),
+            Err(error) => {
+                tracing::warn!(%error, url, "Redis is unavailable: this node caches and rate-limits on its own until it answers");
+                let link = Arc::downgrade(&redis.inner);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(PAUSE).await;
+                        // Every handle dropped (the node stopped): nothing to connect for.
+                        let Some(link) = link.upgrade() else { return };
+                        if let Ok(manager) = manager(&client).await {
+                            *link.manager.write().expect("redis link lock") = Some(manager);
+                            tracing::info!("Redis answers: limits and the answer cache are shared from now on");
+                            return;
+                        }
+                    }
+                });
             }
         }
+        Some(redis)
     }
 
     /// Runs `command`; `None` when Redis fails, is slow or is paused after a failure (logged once a pause).
     pub async fn query<T: ::redis::FromRedisValue>(&self, command: &::redis::Cmd) -> Option<T> {
-        self.call(command.query_async::<T>(&mut self.manager.clone())).await
+        let mut manager = self.manager()?;
+        self.call(command.query_async::<T>(&mut manager)).await
     }
 
     /// Runs `script` with `keys` and `args` (EVALSHA, loading it on first use); `None` as for [`Redis::query`].
@@ -77,8 +87,13 @@ impl Redis {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut manager = self.manager.clone();
+        let mut manager = self.manager()?;
         self.call(invocation.invoke_async::<T>(&mut manager)).await
+    }
+
+    /// The connection, once Redis has answered.
+    fn manager(&self) -> Option<ConnectionManager> {
+        self.inner.manager.read().expect("redis link lock").clone()
     }
 
     /// Calls to Redis that failed or timed out since start.
@@ -103,4 +118,22 @@ impl Redis {
         }
         None
     }
+}
+
+/// A connection manager for `client`, or why Redis does not answer. One plain connection first: the manager
+/// retries a refused connection with back-off (seconds), a plain one fails at once.
+async fn manager(client: &::redis::Client) -> Result<ConnectionManager, String> {
+    let bounded = |what: &'static str| move |_| format!("no answer within {what}");
+    tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection())
+        .await
+        .map_err(bounded("1 s"))?
+        .map_err(|e| e.to_string())?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(CALL_TIMEOUT)
+        .set_number_of_retries(2);
+    tokio::time::timeout(Duration::from_secs(3), client.get_connection_manager_with_config(config))
+        .await
+        .map_err(bounded("3 s"))?
+        .map_err(|e| e.to_string())
 }

@@ -9,8 +9,8 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// PostgreSQL and NATS are reachable. Redis is reported but not required: `ok`; `degraded` when it fails (the
-/// node limits and caches on its own meanwhile); `off` when the node runs without it.
+/// PostgreSQL and NATS are reachable. Redis is reported but not required: `ok`; `degraded` when it fails or has
+/// not answered yet (the node limits and caches on its own meanwhile); `off` when the node runs without it.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down", body = crate::ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

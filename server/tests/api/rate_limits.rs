@@ -145,7 +145,11 @@ struct CuttableRedis {
 
 impl CuttableRedis {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0").await
+    }
+
+    async fn start_at(addr: &str) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let url = format!("redis://{}", listener.local_addr().unwrap());
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let inner = tasks.clone();
@@ -169,6 +173,31 @@ impl CuttableRedis {
             task.abort();
         }
     }
+}
+
+#[tokio::test]
+async fn a_redis_that_answers_only_after_the_start_is_used_from_then_on() {
+    // A port where nothing listens yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let mut settings = test_settings();
+    settings.redis_url = format!("redis://{addr}");
+    settings.rate_limit.login_lockout_after = 2;
+    let started = std::time::Instant::now();
+    let app = TestApp::spawn_with(settings).await;
+    let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["redis"], "degraded", "{ready}");
+    println!("started in {:?} with Redis refusing connections", started.elapsed());
+    let _redis = CuttableRedis::start_at(&addr).await;
+    eventually(|| async {
+        let ready: serde_json::Value = app.get("/readyz", None).await.json().await.unwrap();
+        ready["redis"] == "ok"
+    })
+    .await;
+    // Limits go to Redis from now on: a second node sees the first one's failed logins.
+    let second = TestApp::spawn_with(app.settings.clone()).await;
+    assert_eq!(app.login(ADMIN, "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(second.login(ADMIN, "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
