@@ -2,8 +2,9 @@
 //! of its own (one per question), wherever it is written: the `QuestionAsked` event, copies of it in the
 //! context of later questions, the `QuestionAnswered` event, aggregate snapshots, the NATS stream. Events are
 //! never rewritten (they are the audit trail), so deleting a question erases its data key instead: every copy
-//! of its text becomes unreadable at once, in PostgreSQL, in JetStream's files and in backups, while the
-//! events themselves (who asked, when, which model, how long it took) stay.
+//! of its text becomes unreadable at once, in PostgreSQL, in JetStream's files and in backups of the events,
+//! while the events themselves (who asked, when, which model, how long it took) stay. (A backup of the
+//! `data_keys` table still holds the keys it was taken with: keep such backups for a short time only.)
 //!
 //! An erasable value is the string `sealed:e1:<data key id>:<base64(nonce | ciphertext | tag)>`, bound to
 //! its record like every sealed value. The keys live in the `data_keys` table (sealed with the key ring when
@@ -128,8 +129,9 @@ pub fn is_loaded(id: Uuid) -> bool {
     CACHE.read().expect("data key cache lock").contains_key(&id)
 }
 
-/// `plain` sealed for `context` with data key `id`, or [`ERASED`] when that key is erased.
-pub(crate) fn seal(id: Uuid, plain: &str, context: &str) -> Result<String, SealError> {
+/// `plain` sealed for `context` with data key `id` (which must be loaded), or [`ERASED`] when that key is
+/// erased. Opened by `sealed::open`.
+pub fn seal(id: Uuid, plain: &str, context: &str) -> Result<String, SealError> {
     let cache = CACHE.read().expect("data key cache lock");
     match cache.get(&id) {
         Some(Cached::Live { key, .. }) => {

@@ -3,13 +3,17 @@
 //! node shares it and it survives restarts; in this process's memory when no Redis is configured or
 //! reachable (on a Redis error the memory cache answers instead: the cache never fails a question).
 //! Questions and answers are what encryption at rest protects: with a key ring installed a key holds a keyed
-//! digest of the question (not a plain hash, which a dictionary would reverse) and the value is sealed for
-//! its key, so Redis's memory, dumps and replicas hold neither in the clear.
+//! digest of the question (not a plain hash, which a dictionary would reverse), and the value is sealed for
+//! its key with the data key of the question that produced it (`bonsai_domain::data_keys`), so Redis's memory,
+//! dumps and replicas hold neither in the clear, and deleting that question erases the cached copy too (the
+//! next asker gets a fresh answer).
 
 use bonsai_commands::redis::Redis;
 use bonsai_domain::qa::Answer;
-use bonsai_domain::sealed;
+use bonsai_domain::{data_keys, sealed};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +29,8 @@ pub struct AnswerCache {
     namespace: String,
     ttl: Duration,
     // A std mutex: nothing awaits while it is held.
-    memory: Arc<Mutex<HashMap<String, Answer>>>,
+    /// Sealed as in Redis.
+    memory: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl AnswerCache {
@@ -50,24 +55,35 @@ impl AnswerCache {
         format!("{}:answer:{model}:{max_new_tokens}:{digest}", self.namespace)
     }
 
-    pub async fn get(&self, key: &str) -> Option<Answer> {
+    /// The answer cached under `key`, unless the question that produced it was deleted since (its data key is
+    /// read from `db` when this process has not loaded it).
+    pub async fn get(&self, db: &PgPool, key: &str) -> Option<Answer> {
+        let stored = self.stored(key).await?;
+        bonsai_projections::data_keys::load_from(db, [&Value::String(stored.clone())]).await.ok()?;
+        let json = sealed::open(&stored, &sealed::context("AnswerCache", key)).ok()?;
+        serde_json::from_str(&json).ok() // an erased one reads `[erased]`: no answer
+    }
+
+    async fn stored(&self, key: &str) -> Option<String> {
         if let Some(redis) = &self.redis {
             if let Some(found) = redis.query::<Option<String>>(redis::cmd("GET").arg(key)).await {
-                let context = sealed::context("AnswerCache", key);
-                return found
-                    .and_then(|value| sealed::open(&value, &context).ok())
-                    .and_then(|json| serde_json::from_str(&json).ok());
+                return found;
             }
         }
         self.memory.lock().expect("cache lock").get(key).cloned()
     }
 
-    pub async fn put(&self, key: &str, answer: &Answer) {
+    /// Caches `answer` under `key`, sealed with the data key of `question`, the question it answered (loaded:
+    /// the question was just read); nothing when that question is deleted already.
+    pub async fn put(&self, key: &str, answer: &Answer, question: Uuid) {
+        let json = serde_json::to_string(answer).unwrap_or_default();
+        let Ok(value) = data_keys::seal(question, &json, &sealed::context("AnswerCache", key)) else { return };
+        if value == data_keys::ERASED {
+            return;
+        }
         if let Some(redis) = &self.redis {
-            let json = serde_json::to_string(answer).unwrap_or_default();
-            let json = sealed::seal(&json, &sealed::context("AnswerCache", key));
             let mut set = redis::cmd("SET");
-            set.arg(key).arg(json).arg("EX").arg(self.ttl.as_secs().max(1));
+            set.arg(key).arg(&value).arg("EX").arg(self.ttl.as_secs().max(1));
             if redis.query::<()>(&set).await.is_some() {
                 return;
             }
@@ -76,6 +92,6 @@ impl AnswerCache {
         if memory.len() >= MEMORY_CAPACITY {
             memory.clear();
         }
-        memory.insert(key.to_owned(), answer.clone());
+        memory.insert(key.to_owned(), value);
     }
 }

@@ -314,7 +314,7 @@ impl QaWorker {
         let key = self.cache.key(model_id, &question, params.max_new_tokens);
         let cacheable = context.is_empty() && params.temperature == 0.0;
         if cacheable {
-            if let Some(hit) = self.cache.get(&key).await {
+            if let Some(hit) = self.cache.get(self.commands.pool(), &key).await {
                 return Ok(Answer { cached: true, response_ms: 0, ..hit });
             }
         }
@@ -327,7 +327,7 @@ impl QaWorker {
         .await
         .map_err(|e| ("generation_failed", e.to_string()))??;
         if cacheable {
-            self.cache.put(&key, &result).await;
+            self.cache.put(&key, &result, question_id).await;
         }
         Ok(result)
     }

@@ -91,7 +91,9 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     assert_eq!(keys.len(), 1, "{pattern}");
     // Sealed like the answer in the event store: Redis holds neither the question nor the answer in the clear.
     let stored: String = redis::cmd("GET").arg(&keys[0]).query_async(&mut redis).await.unwrap();
-    assert!(stored.starts_with("sealed:v1:") && !stored.contains(expected.as_str()), "{stored}");
+    // With the data key of the question that produced it, so that deleting that question erases this copy too.
+    let produced_by = format!("sealed:e1:{}:", first["question_id"].as_str().unwrap());
+    assert!(stored.starts_with(&produced_by) && !stored.contains(expected.as_str()), "{stored}");
     let opened = bonsai_domain::sealed::open(&stored, &bonsai_domain::sealed::context("AnswerCache", &keys[0]));
     assert_eq!(serde_json::from_str::<Value>(&opened.unwrap()).unwrap()["answer"], expected.as_str());
     use sha2::Digest;
@@ -155,6 +157,24 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     assert_eq!(bonsai_projections::models::all_rows(&app.pool).await.unwrap(), models);
     assert_eq!(bonsai_projections::qa::all_rows(&app.pool).await.unwrap(), questions);
     assert_eq!(questions.len(), 4);
+
+    // Deleting the question whose answer is cached erases the cached copy: the next asker gets a fresh one.
+    let first_id = first["question_id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/api/qa/history/{first_id}"), Some(&user)).await.status(), StatusCode::NO_CONTENT);
+    eventually(|| async {
+        let key: Option<Option<String>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = $1::uuid")
+            .bind(first_id)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+        key == Some(None)
+    })
+    .await;
+    let (status, fresh) = app.ask(&other, json!({"question": "What is Bonsai?", "max_new_tokens": 12})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((fresh["answer"].as_str(), fresh["cached"].as_bool()), (Some(expected.as_str()), Some(false)));
+    let (_, again) = app.ask(&other, json!({"question": "What is Bonsai?", "max_new_tokens": 12})).await;
+    assert_eq!(again["cached"], true, "cached again, under the new question's key");
 
     // Undeployed, it answers no more.
     let response = app.post(&format!("/api/models/{model}/undeploy"), Some(&admin), json!({})).await;
