@@ -16,7 +16,7 @@ use utoipa_swagger_ui::SwaggerUi;
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
         preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, task_socket, adapter_file, start_task, stop_task,
         register_model, list_models, get_model, deploy_model, undeploy_model, test_model, ask, qa_history, conversation,
-        delete_history, get_question, list_alerts, get_alert, acknowledge_alert, resolve_alert
+        delete_history, delete_all_history, delete_user_history, get_question, list_alerts, get_alert, acknowledge_alert, resolve_alert
     ),
     components(schemas(
         crate::ErrorBody, crate::error::ErrorDetail, LoginRequest, RefreshRequest, LogoutRequest, TokenResponse,
@@ -24,7 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
         AuditEventDto, AuditPage, DatasetDto, DatasetDetail, DatasetPage, VersionDto, ValidationAccepted, PreviewPage,
         UploadForm, CreateTaskRequest, TaskDto, TaskPage, TaskAccepted, ProgressDto, ProgressPoint, ProgressReport,
         RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AskRequest, QuestionDto, QuestionPage,
-        ConversationPage, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList
+        ConversationPage, HistoryDeleted, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "alerts"), (name = "health"))

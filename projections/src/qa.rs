@@ -115,6 +115,14 @@ impl QuestionRow {
 const COLUMNS: &str = "question_id, session_id, user_id, model_id, question, answer, status, response_ms, \
      prompt_tokens, completion_tokens, finish_reason, cached, error_code, error_message, asked_at, answered_at";
 
+/// The conversations of `user` that hold questions.
+pub async fn sessions_of(db: &PgPool, user: Uuid) -> Result<Vec<Uuid>, ProjectionError> {
+    Ok(sqlx::query_scalar("SELECT DISTINCT session_id FROM qa_history_view WHERE user_id = $1 ORDER BY session_id")
+        .bind(user)
+        .fetch_all(db)
+        .await?)
+}
+
 pub async fn find<'e>(db: impl PgExecutor<'e>, question_id: Uuid) -> Result<Option<QuestionRow>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM qa_history_view WHERE question_id = $1");
     let row: Option<QuestionRow> = sqlx::query_as(&sql).bind(question_id).fetch_optional(db).await?;

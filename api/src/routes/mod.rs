@@ -16,7 +16,7 @@ pub(crate) use datasets::{
     DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto,
 };
 pub(crate) use models::{ModelAccepted, ModelDto, ModelPage, RegisterModelRequest, TestRequest};
-pub(crate) use qa::{AskRequest, ConversationPage, QuestionDto, QuestionPage};
+pub(crate) use qa::{AskRequest, ConversationPage, HistoryDeleted, QuestionDto, QuestionPage};
 pub(crate) use sessions::{SessionDto, SessionList};
 pub(crate) use training::{
     CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage,
@@ -42,6 +42,7 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/users/profile/sessions", get(sessions::list_sessions).delete(sessions::end_other_sessions))
         .route("/api/users/profile/sessions/{id}", delete(sessions::end_session))
         .route("/api/users/{id}/sessions", delete(sessions::end_user_sessions))
+        .route("/api/users/{id}/qa-history", delete(users::delete_user_history))
         .route("/api/users", get(users::list_users).post(users::create_user))
         .route("/api/users/{id}", get(users::get_user).patch(users::patch_user))
         .route("/api/audit/events", get(audit::events))
@@ -74,7 +75,7 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/alerts/{id}/acknowledge", post(alerts::acknowledge_alert))
         .route("/api/alerts/{id}/resolve", post(alerts::resolve_alert))
         .route("/api/qa/ask", post(qa::ask))
-        .route("/api/qa/history", get(qa::history))
+        .route("/api/qa/history", get(qa::history).delete(qa::delete_all_history))
         .route("/api/qa/history/{id}", get(qa::conversation).delete(qa::delete_history))
         .route("/api/qa/questions/{id}", get(qa::get_question))
 }
@@ -100,7 +101,8 @@ pub(crate) use models::{
     __path_undeploy_model,
 };
 pub(crate) use qa::{
-    __path_ask, __path_conversation, __path_delete_history, __path_get_question, __path_history as __path_qa_history,
+    __path_ask, __path_conversation, __path_delete_all_history, __path_delete_history, __path_get_question,
+    __path_history as __path_qa_history,
 };
 pub(crate) use sessions::{
     __path_end_other_sessions, __path_end_session, __path_end_user_sessions, __path_list_sessions,
@@ -110,6 +112,6 @@ pub(crate) use training::{
     __path_task_events, __path_task_progress, __path_task_socket,
 };
 pub(crate) use users::{
-    __path_change_password, __path_create_user, __path_get_profile, __path_get_user, __path_list_users,
-    __path_patch_user, __path_update_profile,
+    __path_change_password, __path_create_user, __path_delete_user_history, __path_get_profile, __path_get_user,
+    __path_list_users, __path_patch_user, __path_update_profile,
 };

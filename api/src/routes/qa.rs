@@ -304,3 +304,41 @@ pub(crate) async fn delete_history(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// What deleting a whole history did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HistoryDeleted {
+    /// Conversations cleared (their questions deleted and their text erased).
+    pub conversations: usize,
+}
+
+/// Clears every conversation of `owner` that holds questions, as `by` (the owner, or an admin for them).
+pub(crate) async fn clear_all(
+    state: &AppState,
+    owner: Uuid,
+    by: Actor,
+    meta: &CommandMetadata,
+) -> Result<HistoryDeleted, ApiError> {
+    let sessions = qa::sessions_of(&state.pool, owner).await?;
+    for session in &sessions {
+        let command =
+            if by.id == owner { QaCommand::ClearHistory { by } } else { QaCommand::ClearHistoryForOwner { by } };
+        state.commands.qa(*session, command, meta).await?;
+    }
+    Ok(HistoryDeleted { conversations: sessions.len() })
+}
+
+/// Deletes the caller's whole history: every conversation is cleared as `DELETE /api/qa/history/{id}` clears
+/// one (the text erased, the audit log keeps the events). The conversations can go on afterwards, afresh.
+#[utoipa::path(delete, path = "/api/qa/history", tag = "qa", security(("bearer" = [])),
+    responses((status = 200, body = HistoryDeleted)))]
+pub(crate) async fn delete_all_history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+) -> Result<Json<HistoryDeleted>, ApiError> {
+    user.require(Permission::AskQuestions)?;
+    let by = Actor { id: user.id, role: user.role };
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    Ok(Json(clear_all(&state, user.id, by, &meta).await?))
+}

@@ -264,3 +264,22 @@ pub(crate) async fn patch_user(
     dto.updated_at = Utc::now();
     Ok(Json(dto))
 }
+
+/// Erases a user's question history (admin; for a person's request to erase their data): every conversation
+/// is cleared and its text erased; the audit log keeps the events, with the admin as the actor.
+#[utoipa::path(delete, path = "/api/users/{id}/qa-history", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = super::qa::HistoryDeleted), (status = 403, body = crate::ErrorBody),
+    (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn delete_user_history(
+    State(state): State<AppState>,
+    admin: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<super::qa::HistoryDeleted>, ApiError> {
+    admin.require(Permission::ManageUsers)?;
+    view_of(&state, id).await?;
+    let by = bonsai_domain::dataset::Actor { id: admin.id, role: admin.role };
+    let meta = CommandMetadata::new(Some(admin.id), correlation);
+    Ok(Json(super::qa::clear_all(&state, id, by, &meta).await?))
+}

@@ -102,6 +102,10 @@ pub enum QaCommand {
     ClearHistory {
         by: Actor,
     },
+    /// As `ClearHistory`, by an admin for the owner (a request to erase a person's data).
+    ClearHistoryForOwner {
+        by: Actor,
+    },
 }
 
 /// A question waiting for its answer.
@@ -180,6 +184,10 @@ impl QaSession {
                 self.owned_by(by)?;
                 Ok(vec![QaEvent::HistoryCleared {}])
             }
+            QaCommand::ClearHistoryForOwner { by } => match self.owner_id {
+                Some(_) if by.role.can(crate::Permission::ManageUsers) => Ok(vec![QaEvent::HistoryCleared {}]),
+                _ => Err(QaError::NotFound),
+            },
         }
     }
 }

@@ -178,6 +178,24 @@ fn only_the_owner_deletes_and_an_empty_conversation_has_nothing_to_delete() {
 }
 
 #[test]
+fn an_admin_clears_a_conversation_for_its_owner_and_no_one_else_does() {
+    let admin = Actor { id: Uuid::from_u128(9), role: Role::Admin };
+    let trainer = Actor { id: Uuid::from_u128(8), role: Role::Trainer };
+    framework()
+        .given(vec![asked(1, "q1", vec![])])
+        .when(QaCommand::ClearHistoryForOwner { by: admin })
+        .then_expect_events(vec![QaEvent::HistoryCleared {}]);
+    framework()
+        .given(vec![asked(1, "q1", vec![])])
+        .when(QaCommand::ClearHistoryForOwner { by: trainer })
+        .then_expect_error(QaError::NotFound);
+    framework()
+        .given_no_previous_events()
+        .when(QaCommand::ClearHistoryForOwner { by: admin })
+        .then_expect_error(QaError::NotFound);
+}
+
+#[test]
 fn turns_recorded_without_a_question_id_still_read() {
     let old: Turn = serde_json::from_str(r#"{"question":"q","answer":"a"}"#).unwrap();
     assert_eq!(old, Turn { question_id: None, question: "q".into(), answer: "a".into() });

@@ -582,3 +582,62 @@ async fn a_model_trained_on_the_faq_answers_its_questions() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["answer"], "Admins and trainers can create training tasks.", "{answer}");
 }
+
+#[tokio::test]
+async fn a_user_deletes_their_whole_history_and_an_admin_erases_a_users_history_on_request() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    let (_, user) = app.create_user(&admin, "asker", "user").await;
+    let (other_id, other) = app.create_user(&admin, "other", "user").await;
+    let mut asked = Vec::new();
+    for (token, question) in [(&user, "first talk"), (&user, "second talk"), (&other, "their talk")] {
+        let (status, body) = app.ask(token, json!({"question": question, "max_new_tokens": 3})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        asked.push(body["question_id"].as_str().unwrap().to_owned());
+    }
+    let total = |token: &str| {
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            let page: Value = app.get("/api/qa/history", Some(&token)).await.json().await.unwrap();
+            page["total"].as_i64().unwrap()
+        }
+    };
+
+    // The caller's own history: both conversations, not the other user's.
+    let response = app.delete("/api/qa/history", Some(&user)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["conversations"], 2);
+    eventually(|| async { total(&user).await == 0 }).await;
+    assert_eq!(erased_keys(&app, &asked).await, [true, true, false]);
+    assert_eq!(total(&other).await, 1);
+    let response = app.delete("/api/qa/history", Some(&user)).await;
+    assert_eq!(response.json::<Value>().await.unwrap()["conversations"], 0, "nothing left to delete");
+
+    // An admin erases another user's history; nobody else may, and an unknown user is a 404.
+    let path = format!("/api/users/{other_id}/qa-history");
+    let response = app.delete(&path, Some(&user)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let unknown = format!("/api/users/{}/qa-history", uuid::Uuid::new_v4());
+    assert_eq!(app.delete(&unknown, Some(&admin)).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(total(&other).await, 1, "refused requests change nothing");
+    let response = app.delete(&path, Some(&admin)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["conversations"], 1);
+    eventually(|| async { total(&other).await == 0 }).await;
+    assert_eq!(erased_keys(&app, &asked).await, [true, true, true]);
+    // The audit log names the admin as the one who cleared it.
+    let session: String = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE event_type = 'QuestionAsked' AND payload->'QuestionAsked'->>'question_id' = $1",
+    )
+    .bind(&asked[2])
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let audit: Value = app.get(&format!("/api/audit/QaSession/{session}"), Some(&admin)).await.json().await.unwrap();
+    let cleared = audit.as_array().unwrap().iter().find(|e| e["event_type"] == "HistoryCleared").expect("cleared");
+    let admin_id: Value = app.get("/api/users/profile", Some(&admin)).await.json().await.unwrap();
+    assert_eq!(cleared["metadata"]["actor"], admin_id["id"], "{cleared}");
+}
