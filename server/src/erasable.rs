@@ -12,13 +12,11 @@
 //!
 //! Rows are rewritten batch by batch, each only if it still holds what was read; running it again is harmless.
 
+use crate::rekey::{rewrite_events, EventText};
 use anyhow::Context;
 use bonsai_domain::sealed;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sqlx::PgPool;
-
-const BATCH: i64 = 500;
 
 /// What `make-erasable` did (with `dry_run`: would do).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -74,62 +72,28 @@ pub async fn make_erasable(pool: &PgPool, dry_run: bool) -> anyhow::Result<Repor
     };
     let mut report = Report { erased, ..Default::default() };
 
-    let total: i64 =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {CANDIDATES}")).fetch_one(pool).await?;
-    let bar = ProgressBar::new(total as u64);
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} events  question text") {
-        bar.set_style(style);
-    }
-    let mut after = 0_i64;
-    loop {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(&format!(
-            "SELECT global_position, aggregate_id, event_type, payload::text FROM events \
-             WHERE global_position > $1 AND {CANDIDATES} ORDER BY global_position LIMIT $2"
-        ))
-        .bind(after)
-        .bind(BATCH)
-        .fetch_all(pool)
-        .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.0;
-        let mut tx = pool.begin().await?;
-        for (position, aggregate_id, event_type, text) in &rows {
-            let mut payload: Value = serde_json::from_str(text)?;
-            let pending = sealed::not_erasable("QaSession", event_type, &payload);
-            if pending == 0 {
-                continue;
-            }
-            if dry_run {
-                report.events += 1;
-                report.fields += pending as u64;
-                continue;
-            }
-            let owner = sealed::context("QaSession", aggregate_id);
-            let ids = sealed::event_data_keys("QaSession", event_type, &payload);
-            bonsai_commands::data_keys::prepare(pool, &owner, ids).await?;
-            let n = sealed::make_erasable("QaSession", aggregate_id, event_type, &mut payload)
-                .with_context(|| format!("event {position} (QaSession {aggregate_id})"))?;
-            if n == 0 {
-                continue;
-            }
-            let updated =
-                sqlx::query("UPDATE events SET payload = $1 WHERE global_position = $2 AND payload::text = $3")
-                    .bind(sqlx::types::Json(&payload))
-                    .bind(position)
-                    .bind(text)
-                    .execute(&mut *tx)
-                    .await?;
-            if updated.rows_affected() == 1 {
-                report.events += 1;
-                report.fields += n as u64;
-            } else {
-                report.skipped += 1;
-            }
+    let written = rewrite_events(pool, CANDIDATES, "question text", async |e: &EventText| {
+        let mut payload: Value = serde_json::from_str(&e.text)?;
+        let pending = sealed::not_erasable("QaSession", &e.event_type, &payload);
+        if pending == 0 {
+            return Ok(None);
         }
-        tx.commit().await?;
-        bar.inc(rows.len() as u64);
-    }
-    bar.finish_and_clear();
+        if dry_run {
+            report.events += 1;
+            report.fields += pending as u64;
+            return Ok(None);
+        }
+        let owner = sealed::context("QaSession", &e.aggregate_id);
+        let ids = sealed::event_data_keys("QaSession", &e.event_type, &payload);
+        bonsai_commands::data_keys::prepare(pool, &owner, ids).await?;
+        let n = sealed::make_erasable("QaSession", &e.aggregate_id, &e.event_type, &mut payload)
+            .with_context(|| format!("event {} (QaSession {})", e.position, e.aggregate_id))?;
+        Ok((n > 0).then_some((payload, n as u64)))
+    })
+    .await?;
+    report.events += written.rows;
+    report.fields += written.values;
+    report.skipped = written.skipped;
 
     // Snapshots written before may hold what was just erased or made erasable (a run with nothing to do keeps them).
     if report.erased + report.events > 0 {

@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use std::collections::BTreeMap;
 
 /// Rows read and rewritten per transaction.
-const BATCH: i64 = 500;
+pub(crate) const BATCH: i64 = 500;
 
 /// What `rekey` found and did in one table (or one view column).
 #[derive(Debug, Default)]
@@ -110,7 +110,7 @@ const VIEW_COLUMNS: [SealedColumn; 5] = [
     SealedColumn { table: "data_keys", id: "id", aggregate_type: "DataKey", aggregate_id: "id", column: "key" },
 ];
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {msg}") {
         bar.set_style(style);
@@ -132,14 +132,54 @@ pub async fn rekey(pool: &PgPool, dry_run: bool) -> anyhow::Result<Vec<TableRepo
 
 async fn events(pool: &PgPool, ring: &KeyRing, dry_run: bool) -> anyhow::Result<TableReport> {
     let mut report = TableReport { table: "events".into(), ..Default::default() };
-    const SEALED: &str = "payload::text LIKE '%\"sealed:v1:%'";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {SEALED}")).fetch_one(pool).await?;
-    let bar = bar(total as u64, "events");
+    let written = rewrite_events(pool, "payload::text LIKE '%\"sealed:v1:%'", "events", async |e: &EventText| {
+        report
+            .reseal_payload(ring, &e.text, &e.aggregate_type, &e.aggregate_id, dry_run)
+            .with_context(|| format!("event {} ({} {})", e.position, e.aggregate_type, e.aggregate_id))
+    })
+    .await?;
+    report.resealed += written.values;
+    report.skipped += written.skipped;
+    Ok(report)
+}
+
+/// An event as [`rewrite_events`] hands it over: its payload as stored, as text.
+pub(crate) struct EventText {
+    pub position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub text: String,
+}
+
+/// What [`rewrite_events`] wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Rewritten {
+    /// Events rewritten.
+    pub rows: u64,
+    /// Values changed in them.
+    pub values: u64,
+    /// Events that changed meanwhile, left for the next run.
+    pub skipped: u64,
+}
+
+/// Pages through the events that `filter` (an SQL condition) selects, [`BATCH`] at a time, each batch in one
+/// transaction, with a progress bar: `rewrite` gives an event's new payload and how many values it changed
+/// (`None`: leave it), and the event is rewritten only if it still holds what was read.
+pub(crate) async fn rewrite_events(
+    pool: &PgPool,
+    filter: &str,
+    what: &str,
+    mut rewrite: impl AsyncFnMut(&EventText) -> anyhow::Result<Option<(Value, u64)>>,
+) -> anyhow::Result<Rewritten> {
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {filter}")).fetch_one(pool).await?;
+    let bar = bar(total as u64, what);
+    let mut written = Rewritten::default();
     let mut after = 0_i64;
     loop {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(&format!(
-            "SELECT global_position, aggregate_type, aggregate_id, payload::text FROM events \
-             WHERE global_position > $1 AND {SEALED} ORDER BY global_position LIMIT $2"
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(&format!(
+            "SELECT global_position, aggregate_type, aggregate_id, event_type, payload::text FROM events \
+             WHERE global_position > $1 AND {filter} ORDER BY global_position LIMIT $2"
         ))
         .bind(after)
         .bind(BATCH)
@@ -147,26 +187,30 @@ async fn events(pool: &PgPool, ring: &KeyRing, dry_run: bool) -> anyhow::Result<
         .await?;
         let Some(last) = rows.last() else { break };
         after = last.0;
+        let count = rows.len() as u64;
         let mut tx = pool.begin().await?;
-        for (position, aggregate_type, aggregate_id, text) in &rows {
-            let resealed = report
-                .reseal_payload(ring, text, aggregate_type, aggregate_id, dry_run)
-                .with_context(|| format!("event {position} ({aggregate_type} {aggregate_id})"))?;
-            let Some((payload, n)) = resealed else { continue };
+        for (position, aggregate_type, aggregate_id, event_type, text) in rows {
+            let event = EventText { position, aggregate_type, aggregate_id, event_type, text };
+            let Some((payload, n)) = rewrite(&event).await? else { continue };
             let updated =
                 sqlx::query("UPDATE events SET payload = $1 WHERE global_position = $2 AND payload::text = $3")
                     .bind(sqlx::types::Json(&payload))
-                    .bind(position)
-                    .bind(text)
+                    .bind(event.position)
+                    .bind(&event.text)
                     .execute(&mut *tx)
                     .await?;
-            report.rewritten(updated, n);
+            if updated.rows_affected() == 1 {
+                written.rows += 1;
+                written.values += n;
+            } else {
+                written.skipped += 1;
+            }
         }
         tx.commit().await?;
-        bar.inc(rows.len() as u64);
+        bar.inc(count);
     }
     bar.finish_and_clear();
-    Ok(report)
+    Ok(written)
 }
 
 async fn snapshots(pool: &PgPool, ring: &KeyRing, dry_run: bool) -> anyhow::Result<TableReport> {

@@ -171,15 +171,7 @@ async fn questions_and_answers_are_sealed_in_the_database() {
     let first_id = first["question_id"].as_str().unwrap();
     let response = app.delete(&format!("/api/qa/history/{first_id}"), Some(&user)).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    eventually(|| async {
-        let key: Option<Option<String>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = $1::uuid")
-            .bind(first_id)
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap();
-        key == Some(None)
-    })
-    .await;
+    app.until_erased(first_id).await;
     let erased = bonsai_domain::data_keys::ERASED;
     assert_eq!(opened(&app, &asked[0]).await["QuestionAsked"]["question"], erased);
     let follow_up = opened(&app, &asked[1]).await["QuestionAsked"].clone();
@@ -295,15 +287,7 @@ async fn make_erasable_brings_older_question_text_under_data_keys_and_erases_wha
     assert_eq!(status, StatusCode::OK, "{second}");
     let (first_id, second_id) = (first["question_id"].as_str().unwrap(), second["question_id"].as_str().unwrap());
     assert_eq!(app.delete(&format!("/api/qa/history/{first_id}"), Some(&user)).await.status(), StatusCode::NO_CONTENT);
-    eventually(|| async {
-        let erased: Option<bool> = sqlx::query_scalar("SELECT key IS NULL FROM data_keys WHERE id = $1::uuid")
-            .bind(first_id)
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap();
-        erased == Some(true)
-    })
-    .await;
+    app.until_erased(first_id).await;
     let mut app = app;
     app.halt().await.unwrap();
 

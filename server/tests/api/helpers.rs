@@ -158,6 +158,20 @@ impl TestApp {
         command
     }
 
+    /// Waits until the data key of `question` is erased in the database (the history projection erases it
+    /// when it applies the deletion).
+    pub async fn until_erased(&self, question: &str) {
+        eventually(|| async {
+            let key: Option<Option<String>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = $1::uuid")
+                .bind(question)
+                .fetch_optional(&self.pool)
+                .await
+                .unwrap();
+            key == Some(None)
+        })
+        .await;
+    }
+
     /// Logs in and returns the token response, panicking on anything but 200.
     pub async fn tokens(&self, username: &str, password: &str) -> Value {
         let response = self.login(username, password).await;

@@ -161,15 +161,7 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     // Deleting the question whose answer is cached erases the cached copy: the next asker gets a fresh one.
     let first_id = first["question_id"].as_str().unwrap();
     assert_eq!(app.delete(&format!("/api/qa/history/{first_id}"), Some(&user)).await.status(), StatusCode::NO_CONTENT);
-    eventually(|| async {
-        let key: Option<Option<String>> = sqlx::query_scalar("SELECT key FROM data_keys WHERE id = $1::uuid")
-            .bind(first_id)
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap();
-        key == Some(None)
-    })
-    .await;
+    app.until_erased(first_id).await;
     let (status, fresh) = app.ask(&other, json!({"question": "What is Bonsai?", "max_new_tokens": 12})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((fresh["answer"].as_str(), fresh["cached"].as_bool()), (Some(expected.as_str()), Some(false)));
