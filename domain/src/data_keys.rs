@@ -13,14 +13,17 @@
 //!
 //! Opening is synchronous, loading keys is not: readers first find the keys a value needs that this process
 //! has not loaded ([`to_load`]), read them from the database ([`remember`]), then open. Loaded keys are
-//! trusted for [`FRESH_FOR`]; after that a reader reloads them, so a question erased through another node
-//! stops opening here within that time (at once on the node that erased it, [`forget`]).
+//! trusted for [`FRESH_FOR`]; after that a reader reloads them. The node that erases a key forgets it at
+//! once ([`forget`]); every other node hears of the erasure from PostgreSQL (a trigger on `data_keys`
+//! notifies at commit) and forgets it too, and treats every loaded key as stale ([`expire_all`]) whenever it
+//! may have missed such a notice, so [`FRESH_FOR`] only bounds what a lost notice can delay.
 
 use crate::sealed::SealError;
 use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use ring::rand::SystemRandom;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -37,11 +40,19 @@ pub const FRESH_FOR: Duration = Duration::from_secs(60);
 const MAX_CACHED: usize = 100_000;
 
 enum Cached {
-    Live { key: Box<LessSafeKey>, loaded: Instant },
+    /// A key and when it was loaded, in which [`GENERATION`].
+    Live {
+        key: Box<LessSafeKey>,
+        loaded: Instant,
+        generation: u64,
+    },
     Erased,
 }
 
 static CACHE: LazyLock<RwLock<HashMap<Uuid, Cached>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// Raised by [`expire_all`]: keys loaded in an earlier generation are stale.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The associated data of a data key sealed with the key ring.
 pub fn context(id: Uuid) -> String {
@@ -77,7 +88,11 @@ pub fn remember(rows: impl IntoIterator<Item = (Uuid, Option<String>)>) -> Resul
     let mut decoded = Vec::new();
     for (id, stored) in rows {
         let entry = match stored {
-            Some(stored) => Cached::Live { key: Box::new(decode(id, &stored)?), loaded: Instant::now() },
+            Some(stored) => Cached::Live {
+                key: Box::new(decode(id, &stored)?),
+                loaded: Instant::now(),
+                generation: GENERATION.load(Ordering::Acquire),
+            },
             None => Cached::Erased,
         };
         decoded.push((id, entry));
@@ -86,7 +101,13 @@ pub fn remember(rows: impl IntoIterator<Item = (Uuid, Option<String>)>) -> Resul
     if cache.len() + decoded.len() > MAX_CACHED {
         cache.clear();
     }
-    cache.extend(decoded);
+    for (id, entry) in decoded {
+        // An erased key never lives again: a read that began before the erasure and ends after the notice of it
+        // must not bring the key back.
+        if !matches!(cache.get(&id), Some(Cached::Erased)) {
+            cache.insert(id, entry);
+        }
+    }
     Ok(())
 }
 
@@ -98,13 +119,20 @@ pub fn forget(ids: &[Uuid]) {
     }
 }
 
+/// Makes every loaded key stale: readers load each again before they next open with it (values still open
+/// meanwhile). For when this process may have missed the notice of an erasure.
+pub fn expire_all() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
 /// Adds to `out` the keys that opening the erasable values in `value` needs and that are not loaded (or
-/// loaded longer than [`FRESH_FOR`] ago).
+/// loaded longer than [`FRESH_FOR`] ago, or before the last [`expire_all`]).
 pub fn to_load(value: &Value, out: &mut BTreeSet<Uuid>) {
+    let current = GENERATION.load(Ordering::Acquire);
     let cache = CACHE.read().expect("data key cache lock");
     collect(value, &mut |id| match cache.get(&id) {
         Some(Cached::Erased) => {}
-        Some(Cached::Live { loaded, .. }) if loaded.elapsed() < FRESH_FOR => {}
+        Some(Cached::Live { loaded, generation, .. }) if *generation == current && loaded.elapsed() < FRESH_FOR => {}
         _ => {
             out.insert(id);
         }
@@ -164,7 +192,8 @@ mod tests {
         let _ring = crate::sealed::RING_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         let id = Uuid::new_v4();
         assert_eq!(seal(id, "x", "QaSession/1"), Err(SealError::DataKeyNotLoaded(id)), "no key loaded: no sealing");
-        remember([(id, Some(new_key(id)))]).unwrap();
+        let stored = new_key(id);
+        remember([(id, Some(stored.clone()))]).unwrap();
         let sealed = seal(id, "what is our margin?", "QaSession/1").unwrap();
         assert!(is_erasable(&sealed) && !sealed.contains("margin"), "{sealed}");
         assert_eq!(key_id(&sealed), Some(id));
@@ -173,6 +202,14 @@ mod tests {
         let mut missing = BTreeSet::new();
         to_load(&serde_json::json!({"a": [sealed.clone()]}), &mut missing);
         assert!(missing.is_empty(), "a fresh key is not loaded again");
+        expire_all();
+        to_load(&serde_json::json!([sealed.clone()]), &mut missing);
+        assert_eq!(missing, [id].into(), "an expired key is loaded again");
+        assert_eq!(open(&sealed, "QaSession/1").unwrap(), "what is our margin?", "and opens meanwhile");
+        remember([(id, Some(stored))]).unwrap();
+        missing.clear();
+        to_load(&serde_json::json!([sealed.clone()]), &mut missing);
+        assert!(missing.is_empty(), "loaded again, it is fresh");
 
         forget(&[id]);
         assert_eq!(open(&sealed, "QaSession/1").unwrap(), ERASED);
@@ -185,5 +222,7 @@ mod tests {
         assert_eq!(missing, [other].into());
         remember([(other, None)]).unwrap();
         assert!(is_loaded(other));
+        remember([(id, Some(new_key(id)))]).unwrap();
+        assert_eq!(open(&sealed, "QaSession/1").unwrap(), ERASED, "a key read before its erasure stays erased");
     }
 }

@@ -8,6 +8,9 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
+/// The PostgreSQL channel on which each erased key's id is announced at commit (a trigger on `data_keys`).
+pub const ERASURES_CHANNEL: &str = "bonsai_data_keys_erased";
+
 /// The keys that opening `values` needs and this process has not loaded (or loaded too long ago).
 fn missing<'v>(values: impl IntoIterator<Item = &'v Value>) -> Vec<Uuid> {
     let mut missing = BTreeSet::new();

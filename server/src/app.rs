@@ -12,9 +12,9 @@ use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
 use bonsai_workers::{
-    follow_model_events, follow_user_events, node_name, AlertNotifier, AlertSettings, AlertWorker, AnswerCache,
-    Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker, ValidationWorker,
-    WebhookSettings,
+    follow_key_erasures, follow_model_events, follow_user_events, node_name, AlertNotifier, AlertSettings, AlertWorker,
+    AnswerCache, Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker,
+    ValidationWorker, WebhookSettings,
 };
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -210,6 +210,8 @@ impl Application {
         });
         let (cache, bus, stop) = (self.state.user_cache.clone(), self.bus.clone(), shutdown.clone());
         tasks.spawn(async move { ("user-cache".to_owned(), follow_user_events(bus, cache, stop).await) });
+        let (pool, stop) = (self.pool.clone(), shutdown.clone());
+        tasks.spawn(async move { ("data-key-erasures".to_owned(), follow_key_erasures(pool, stop).await) });
         let (waker, bus, stop) = (self.waker, self.bus.clone(), shutdown.clone());
         tasks.spawn(async move { ("relay-waker".to_owned(), waker.run(bus, stop).await) });
         let relay = Relay::new(self.pool.clone(), self.bus.clone());

@@ -17,7 +17,7 @@ pub use alerts::{node_name, AlertSettings, AlertWorker};
 pub use answer_cache::AnswerCache;
 pub use bus::{stream_name, EventBus};
 pub use consumer::{Processed, ProjectionConsumer};
-pub use notices::{follow_model_events, follow_user_events};
+pub use notices::{follow_key_erasures, follow_model_events, follow_user_events};
 pub use relay::{Relay, RelayError, RelayWaker};
 pub use serving::{matches_expected, Engines, ModelWorker, QaWorker};
 pub use training::{latest_checkpoint, TrainingWorker};

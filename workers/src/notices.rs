@@ -5,6 +5,9 @@
 //!   session's access tokens at once;
 //! - `ModelUndeployed` makes every node drop the model's loaded engine (its memory is given back
 //!   everywhere, not just on the node whose model worker took the event).
+//!
+//! And one PostgreSQL notification channel: erased data keys ([`follow_key_erasures`]), which must reach every
+//! node only once the erasure is committed, as NOTIFY does.
 
 use crate::bus::open_with_retry;
 use crate::serving::Engines;
@@ -95,6 +98,45 @@ pub async fn follow_model_events(bus: EventBus, engines: Engines, shutdown: Canc
         }
     })
     .await;
+    Ok(())
+}
+
+/// Forgets each data key that is erased (by any node or by hand) as soon as the erasure commits, until
+/// `shutdown`: the erased question's text stops opening on this node at once rather than after
+/// `data_keys::FRESH_FOR`. Whenever the channel was not followed (at the start, after a lost connection),
+/// every key this process loaded is treated as stale, so no erasure in between is missed.
+pub async fn follow_key_erasures(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use bonsai_projections::data_keys::ERASURES_CHANNEL;
+    // The listener keeps its connection for good: a pool of its own, so the shared one does not lose a slot.
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let connect = || async {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+        listener.listen(ERASURES_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    while let Some(mut listener) = open_with_retry("the data key erasure notices", &shutdown, connect).await {
+        bonsai_domain::data_keys::expire_all();
+        loop {
+            let notice = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                notice = listener.try_recv() => notice,
+            };
+            match notice {
+                Ok(Some(notice)) => match notice.payload().parse::<Uuid>() {
+                    Ok(id) => bonsai_domain::data_keys::forget(&[id]),
+                    Err(_) => tracing::warn!(payload = notice.payload(), "not a data key id; ignored"),
+                },
+                // The connection was lost: listen again on a new one, then expire what was loaded meanwhile.
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "data key erasure notices interrupted");
+                    break;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

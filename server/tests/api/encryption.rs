@@ -375,3 +375,134 @@ async fn make_erasable_brings_older_question_text_under_data_keys_and_erases_wha
     let (status, asked) = app.ask(&user, next).await;
     assert_eq!(status, StatusCode::OK, "{asked}");
 }
+
+/// Another node (`bonsai serve` in a process of its own, so with a data key cache of its own) on `app`'s
+/// database, NATS stream and data folder; its base URL. It runs until the child is dropped.
+async fn second_node(app: &TestApp) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::from(app.cli(&["serve"]));
+    command
+        .env("NATS_URL", &app.settings.nats_url)
+        .env("BONSAI_NATS_PREFIX", &app.settings.nats_prefix)
+        .env("REDIS_URL", &app.settings.redis_url)
+        .env("BONSAI_HTTP_ADDR", "127.0.0.1:0")
+        .env("BONSAI_JWT_SECRET", crate::helpers::SECRET)
+        .env("BONSAI_ADMIN_USERNAME", crate::helpers::ADMIN)
+        .env("BONSAI_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
+        .env("BONSAI__TRAINING_DEVICES", "")
+        .env("BONSAI__ALERTS__CHECK_EVERY_SECS", "0")
+        .env("BONSAI__RATE_LIMIT__REQUESTS_PER_SECOND", "0")
+        .env("BONSAI__RATE_LIMIT__QUESTIONS_PER_MINUTE", "0")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut node = command.spawn().expect("bonsai serve starts");
+    let mut lines = tokio::io::BufReader::new(node.stderr.take().unwrap()).lines();
+    let listening = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some((_, at)) = line.split_once("bonsai is listening").and_then(|_| line.split_once("127.0.0.1:")) {
+                return format!("127.0.0.1:{}", at.chars().take_while(char::is_ascii_digit).collect::<String>());
+            }
+        }
+        panic!("the second node stopped before it listened")
+    });
+    let addr = listening.await.expect("the second node listens within 60 s");
+    // Its log is read on (a full pipe would stop it).
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (node, format!("http://{addr}"))
+}
+
+/// Asks `question` as `user` (in `session`, or a new conversation): `(session id, question id)`.
+async fn ask_in(app: &TestApp, user: &str, session: Option<&str>, question: &str) -> (String, String) {
+    let (status, asked) =
+        app.ask(user, json!({"question": question, "max_new_tokens": 3, "session_id": session})).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    (asked["session_id"].as_str().unwrap().to_owned(), asked["question_id"].as_str().unwrap().to_owned())
+}
+
+/// How many connections to `app`'s database follow a notification channel (one per running node).
+async fn listening_nodes(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_erased_question_stops_opening_on_every_node_at_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    let (_, user) = app.create_user(&admin, "asker", "user").await;
+    let (node, other) = second_node(&app).await;
+    // Both nodes follow the erasure notices (each loads its keys afresh once it does).
+    eventually(|| async { listening_nodes(&app).await == 2 }).await;
+    let (id, first) = ask_in(&app, &user, None, "Who signs the lease?").await;
+    // What the other node's audit API shows as the text of question `question`.
+    let client = reqwest::Client::new();
+    let shown = |question: String| {
+        let (client, url, admin) = (client.clone(), format!("{other}/api/audit/QaSession/{id}"), admin.clone());
+        async move {
+            let response = client.get(url).bearer_auth(admin).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let events: Value = response.json().await.unwrap();
+            let asked = events.as_array().unwrap().iter().find(|e| {
+                e["event_type"] == "QuestionAsked" && e["payload"]["QuestionAsked"]["question_id"] == question.as_str()
+            });
+            asked.map(|e| e["payload"]["QuestionAsked"]["question"].as_str().unwrap().to_owned())
+        }
+    };
+    let erased = Some(bonsai_domain::data_keys::ERASED.to_owned());
+    assert_eq!(
+        shown(first.clone()).await.as_deref(),
+        Some("Who signs the lease?"),
+        "the other node has loaded its key"
+    );
+
+    // An erasure whose notice is lost (made with triggers off): the other node trusts the key it loaded...
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE data_keys SET key = NULL, erased_at = now() WHERE id = $1::uuid")
+        .bind(&first)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(shown(first.clone()).await.as_deref(), Some("Who signs the lease?"), "no notice, a fresh key");
+    // ...until its notice connection breaks: listening again, it reloads every key and sees the erasure.
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN %') AS cut",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(cut, 2);
+    eventually(|| async { shown(first.clone()).await == erased }).await;
+    eventually(|| async { listening_nodes(&app).await == 2 }).await;
+
+    // A key erased by another node, or by hand, is forgotten here as soon as the erasure commits, well
+    // within the time this node would otherwise trust it (data_keys::FRESH_FOR, 60 s).
+    let (_, second) = ask_in(&app, &user, Some(&id), "And who pays the rent?").await;
+    assert_eq!(shown(second.clone()).await.as_deref(), Some("And who pays the rent?"));
+    let erasing = std::time::Instant::now();
+    sqlx::query("UPDATE data_keys SET key = NULL, erased_at = now() WHERE id = $1::uuid")
+        .bind(&second)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    eventually(|| async { shown(second.clone()).await == erased }).await;
+    assert!(erasing.elapsed() < std::time::Duration::from_secs(10), "{:?}", erasing.elapsed());
+
+    // And the way a user erases: deleting a question through this node.
+    let (_, third) = ask_in(&app, &user, Some(&id), "When does it end?").await;
+    assert_eq!(shown(third.clone()).await.as_deref(), Some("When does it end?"));
+    let response = app.delete(&format!("/api/qa/history/{third}"), Some(&user)).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    eventually(|| async { shown(third.clone()).await == erased }).await;
+    drop(node);
+}
