@@ -19,8 +19,12 @@ impl Projection for AlertsProjection {
         &["alerts_view"]
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Alert"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "Alert" {
+        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
             return Ok(());
         }
         let (decoded, id): (AlertEvent, Uuid) = event.decode()?;

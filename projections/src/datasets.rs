@@ -72,8 +72,12 @@ impl Projection for DatasetsProjection {
         &["datasets_view", "dataset_versions_view"]
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Dataset"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "Dataset" {
+        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
             return Ok(());
         }
         let (decoded, id): (DatasetEvent, Uuid) = event.decode()?;

@@ -19,8 +19,12 @@ impl Projection for ModelsProjection {
         &["models_view"]
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Model"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "Model" {
+        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
             return Ok(());
         }
         let (decoded, id): (ModelEvent, Uuid) = event.decode()?;

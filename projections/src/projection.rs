@@ -11,6 +11,9 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// The view tables this projection owns (emptied on rebuild).
     fn tables(&self) -> &'static [&'static str];
+    /// The aggregate types whose events it folds: its NATS consumer receives only those, and its lag counts
+    /// only those (each of the others would cost every projection a delivery and a transaction for nothing).
+    fn aggregate_types(&self) -> &'static [&'static str];
     /// Folds one event into the view. Events of other aggregates must be ignored.
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError>;
 }

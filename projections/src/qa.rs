@@ -20,8 +20,12 @@ impl Projection for QaProjection {
         &["qa_history_view"]
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["QaSession"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "QaSession" {
+        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
             return Ok(());
         }
         let (decoded, session): (QaEvent, uuid::Uuid) = event.decode()?;

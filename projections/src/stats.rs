@@ -49,10 +49,21 @@ pub async fn read(pool: &PgPool) -> Result<PlatformStats, ProjectionError> {
     .await?;
     let events: i64 =
         sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events").fetch_one(pool).await?;
+    // Each projection's lag counts only the events of its aggregates (it does not receive the others); one that
+    // has applied none yet has no checkpoint.
+    let (names, types): (Vec<&str>, Vec<String>) = crate::all()
+        .iter()
+        .flat_map(|p| p.aggregate_types().iter().map(|t| (p.name(), (*t).to_owned())).collect::<Vec<_>>())
+        .unzip();
     let projection_lag = sqlx::query_as(
-        "SELECT name, (SELECT count(*) FROM events e WHERE e.global_position > c.position)::int8 \
-         FROM projection_checkpoints c ORDER BY name",
+        "WITH p AS (SELECT name, array_agg(aggregate_type) AS types \
+                    FROM unnest($1::text[], $2::text[]) AS u(name, aggregate_type) GROUP BY name) \
+         SELECT p.name, (SELECT count(*) FROM events e \
+                         WHERE e.global_position > coalesce(c.position, 0) AND e.aggregate_type = ANY(p.types))::int8 \
+         FROM p LEFT JOIN projection_checkpoints c ON c.name = p.name ORDER BY p.name",
     )
+    .bind(&names)
+    .bind(&types)
     .fetch_all(pool)
     .await?;
     let active_alerts = sqlx::query_as(

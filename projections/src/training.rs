@@ -20,8 +20,12 @@ impl Projection for TrainingProjection {
         &["training_tasks_view", "training_progress_view"]
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["TrainingTask"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "TrainingTask" {
+        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
             return Ok(());
         }
         let (decoded, id): (TrainingTaskEvent, Uuid) = event.decode()?;

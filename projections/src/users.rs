@@ -22,8 +22,12 @@ impl Projection for UsersProjection {
         &["users_view"]
     }
 
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["User"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "User" {
+        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
             return Ok(());
         }
         let (decoded, id): (UserEvent, Uuid) = event.decode()?;

@@ -60,8 +60,13 @@ impl ProjectionConsumer {
     }
 
     async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
+        // Only the events of the projection's aggregates (an existing consumer is updated to this filter).
+        let subjects = self.projection.aggregate_types().iter().map(|t| format!("{}.events.{t}.>", self.bus.prefix));
+        let (filter_subject, filter_subjects) = one_or_many(subjects.collect());
         let config = pull::Config {
             durable_name: Some(self.durable_name()),
+            filter_subject,
+            filter_subjects,
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: Duration::from_secs(30),
@@ -161,6 +166,15 @@ pub(crate) async fn read_message(db: &PgPool, message: &Message, consumer: &str)
     })
 }
 
+/// Subject filters as a consumer's `(filter_subject, filter_subjects)`: one subject as `filter_subject`, as
+/// consumers made before several were possible have it.
+fn one_or_many(subjects: Vec<String>) -> (String, Vec<String>) {
+    match <[String; 1]>::try_from(subjects) {
+        Ok([one]) => (one, Vec::new()),
+        Err(many) => (String::new(), many),
+    }
+}
+
 /// A worker's durable consumer.
 pub(crate) struct WorkerConsumer {
     pub(crate) name: String,
@@ -188,11 +202,7 @@ where
     Fut: std::future::Future<Output = Processed>,
 {
     let WorkerConsumer { name, subjects, ack_wait, concurrency, max_in_flight } = spec;
-    // One subject as `filter_subject`, as consumers made before several were possible have it.
-    let (filter_subject, filter_subjects) = match <[String; 1]>::try_from(subjects) {
-        Ok([one]) => (one, Vec::new()),
-        Err(many) => (String::new(), many),
-    };
+    let (filter_subject, filter_subjects) = one_or_many(subjects);
     let config = pull::Config {
         durable_name: Some(name.clone()),
         filter_subject,

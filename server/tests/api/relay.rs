@@ -230,3 +230,48 @@ async fn a_restart_brings_durable_consumers_to_the_settings_of_this_release() {
     assert!(updated, "the restarted node updates the durable consumer's max_ack_pending");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn each_projection_receives_only_its_aggregates_events_and_reports_no_lag_for_the_others() {
+    let settings = test_settings();
+    let app = TestApp::spawn_with(settings.clone()).await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "someone", "user").await;
+    app.training_fixture(&admin).await; // Dataset events, after the User ones
+    let js = async_nats::jetstream::new(async_nats::connect(&settings.nats_url).await.unwrap());
+    let stream_name = stream_name(&settings.nats_prefix);
+    let projection = |name: &str| format!("{}_projection_{name}", stream_name.to_lowercase());
+    let stream = js.get_stream(&stream_name).await.unwrap();
+    let info = |name: String| {
+        let stream = stream.clone();
+        async move { stream.get_consumer::<Durable>(&name).await.ok()?.info().await.ok().map(|i| i.clone()) }
+    };
+    // The users view has taken the new user's events; the models consumer was given none of them (nor the
+    // datasets').
+    eventually(|| async { info(projection("users")).await.is_some_and(|i| i.delivered.stream_sequence >= 2) }).await;
+    let models = info(projection("models")).await.expect("the models projection's consumer");
+    assert_eq!(models.config.filter_subject, format!("{}.events.Model.>", settings.nats_prefix));
+    assert_eq!((models.delivered.consumer_sequence, models.num_pending), (0, 0), "{models:?}");
+    // So /metrics counts for each projection (all six, whether or not it has applied an event yet) only the
+    // events of its aggregates: none is behind, though the users view has not seen the dataset's events.
+    eventually(|| async {
+        let metrics = app.get("/metrics", None).await.text().await.unwrap();
+        let lags: Vec<&str> = metrics.lines().filter(|l| l.starts_with("bonsai_projection_lag_events{")).collect();
+        lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0"))
+    })
+    .await;
+    app.stop().await.unwrap();
+
+    // A consumer an earlier release made without a filter is narrowed when a node starts.
+    let mut unfiltered = models.config.clone();
+    unfiltered.filter_subject = String::new();
+    stream.create_consumer(unfiltered).await.unwrap();
+    assert_eq!(info(projection("models")).await.unwrap().config.filter_subject, "");
+    let app = TestApp::spawn_with(settings.clone()).await;
+    eventually(|| async {
+        let filter = info(projection("models")).await.map(|i| i.config.filter_subject);
+        filter == Some(format!("{}.events.Model.>", settings.nats_prefix))
+    })
+    .await;
+    app.stop().await.unwrap();
+}
