@@ -24,9 +24,6 @@ impl Projection for AlertsProjection {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
-            return Ok(());
-        }
         let (decoded, id): (AlertEvent, Uuid) = event.decode()?;
         let at = event.recorded_at;
         let query = match decoded {

@@ -77,9 +77,6 @@ impl Projection for DatasetsProjection {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
-            return Ok(());
-        }
         let (decoded, id): (DatasetEvent, Uuid) = event.decode()?;
         let (at, seq) = (event.recorded_at, event.sequence);
         match decoded {

@@ -24,9 +24,6 @@ impl Projection for ModelsProjection {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
-            return Ok(());
-        }
         let (decoded, id): (ModelEvent, Uuid) = event.decode()?;
         let (at, seq) = (event.recorded_at, event.sequence);
         let query = match decoded {

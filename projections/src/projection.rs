@@ -14,7 +14,7 @@ pub trait Projection: Send + Sync {
     /// The aggregate types whose events it folds: its NATS consumer receives only those, and its lag counts
     /// only those (each of the others would cost every projection a delivery and a transaction for nothing).
     fn aggregate_types(&self) -> &'static [&'static str];
-    /// Folds one event into the view. Events of other aggregates must be ignored.
+    /// Folds one event of its [`Projection::aggregate_types`] into the view (it is given no others).
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError>;
 }
 
@@ -51,6 +51,18 @@ async fn store_checkpoint(conn: &mut PgConnection, name: &str, at: Cursor) -> Re
     Ok(())
 }
 
+/// Folds `event` into `projection`'s view if it is an event of the projection's aggregates; others pass by.
+async fn fold(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    event: &StoredEvent,
+) -> Result<(), ProjectionError> {
+    if projection.aggregate_types().contains(&event.aggregate_type.as_str()) {
+        projection.apply(conn, event).await?;
+    }
+    Ok(())
+}
+
 /// Applies `event` and advances the checkpoint in one transaction, unless it was applied before.
 /// The checkpoint row lock serialises concurrent appliers (and a rebuild) of the same projection.
 pub async fn apply_event(
@@ -63,7 +75,7 @@ pub async fn apply_event(
     if event.cursor() <= checkpoint {
         return Ok(Applied::AlreadyApplied);
     }
-    projection.apply(&mut tx, event).await?;
+    fold(&mut tx, projection, event).await?;
     store_checkpoint(&mut tx, projection.name(), event.cursor()).await?;
     tx.commit().await?;
     Ok(Applied::Applied)
@@ -84,7 +96,7 @@ pub async fn apply_batch(
         if event.cursor() <= at {
             continue;
         }
-        projection.apply(&mut tx, event).await?;
+        fold(&mut tx, projection, event).await?;
         at = event.cursor();
         applied += 1;
     }
@@ -110,7 +122,7 @@ pub async fn rebuild(pool: &PgPool, projection: &dyn Projection) -> Result<u64, 
     loop {
         let page = read_committed_after(&mut tx, at, PAGE).await?;
         for event in &page {
-            projection.apply(&mut tx, event).await?;
+            fold(&mut tx, projection, event).await?;
             at = event.cursor();
             replayed += 1;
         }

@@ -25,9 +25,6 @@ impl Projection for QaProjection {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
-            return Ok(());
-        }
         let (decoded, session): (QaEvent, uuid::Uuid) = event.decode()?;
         let at = event.recorded_at;
         let context = sealed::context("QaSession", &event.aggregate_id);

@@ -51,9 +51,13 @@ pub async fn read(pool: &PgPool) -> Result<PlatformStats, ProjectionError> {
         sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events").fetch_one(pool).await?;
     // Each projection's lag counts only the events of its aggregates (it does not receive the others); one that
     // has applied none yet has no checkpoint.
-    let (names, types): (Vec<&str>, Vec<String>) = crate::all()
+    let projections = crate::all();
+    let (names, types): (Vec<&str>, Vec<&str>) = projections
         .iter()
-        .flat_map(|p| p.aggregate_types().iter().map(|t| (p.name(), (*t).to_owned())).collect::<Vec<_>>())
+        .flat_map(|p| {
+            let name = p.name();
+            p.aggregate_types().iter().map(move |t| (name, *t))
+        })
         .unzip();
     let projection_lag = sqlx::query_as(
         "WITH p AS (SELECT name, array_agg(aggregate_type) AS types \

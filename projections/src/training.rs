@@ -25,9 +25,6 @@ impl Projection for TrainingProjection {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
-            return Ok(());
-        }
         let (decoded, id): (TrainingTaskEvent, Uuid) = event.decode()?;
         let (at, seq) = (event.recorded_at, event.sequence);
         match decoded {

@@ -27,9 +27,6 @@ impl Projection for UsersProjection {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<(), ProjectionError> {
-        if !self.aggregate_types().contains(&event.aggregate_type.as_str()) {
-            return Ok(());
-        }
         let (decoded, id): (UserEvent, Uuid) = event.decode()?;
         let at = event.recorded_at;
         let version = event.sequence;
