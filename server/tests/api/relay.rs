@@ -244,7 +244,7 @@ async fn each_projection_receives_only_its_aggregates_events_and_reports_no_lag_
     let stream = js.get_stream(&stream_name).await.unwrap();
     let info = |name: String| {
         let stream = stream.clone();
-        async move { stream.get_consumer::<Durable>(&name).await.ok()?.info().await.ok().map(|i| i.clone()) }
+        async move { stream.get_consumer::<Durable>(&name).await.ok()?.info().await.ok().cloned() }
     };
     // The users view has taken the new user's events; the models consumer was given none of them (nor the
     // datasets').
