@@ -5,6 +5,7 @@ pub mod auth;
 mod conditional;
 mod error;
 mod extract;
+mod fresh;
 pub mod metrics;
 mod openapi;
 mod routes;

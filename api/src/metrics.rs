@@ -188,9 +188,21 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             }
             gauge(&mut out, "bonsai_events", "Events in the event store (newest global position).");
             let _ = writeln!(out, "bonsai_events {}", stats.events);
-            gauge(&mut out, "bonsai_projection_lag_events", "Events a projection has yet to apply.");
-            for (name, lag) in &stats.projection_lag {
+            gauge(
+                &mut out,
+                "bonsai_projection_lag_events",
+                "Events a projection has yet to apply (held ones included).",
+            );
+            for (name, lag, _) in &stats.projection_lag {
                 let _ = writeln!(out, "bonsai_projection_lag_events{{projection=\"{name}\"}} {lag}");
+            }
+            gauge(
+                &mut out,
+                "bonsai_projection_held_aggregates",
+                "Aggregates a projection is held at (an event it cannot apply).",
+            );
+            for (name, _, held) in &stats.projection_lag {
+                let _ = writeln!(out, "bonsai_projection_held_aggregates{{projection=\"{name}\"}} {held}");
             }
             gauge(&mut out, "bonsai_alerts_active", "Open or acknowledged alerts by kind and severity.");
             for (kind, severity, n) in &stats.active_alerts {

@@ -95,6 +95,18 @@ impl From<Email> for String {
     }
 }
 
+/// The name of a thing people create (a dataset, a training task, a model): trimmed, 1 to
+/// [`MAX_NAME_CHARS`] characters, no control characters (NUL included: PostgreSQL cannot store it, and a name
+/// is shown in lists and logs, where control characters would mislead). `None` when it is not such a name.
+pub fn thing_name(raw: &str) -> Option<String> {
+    let name = raw.trim();
+    let fits = (1..=MAX_NAME_CHARS).contains(&name.chars().count());
+    (fits && !name.chars().any(char::is_control)).then(|| name.to_owned())
+}
+
+/// Longest name of a dataset, training task or model, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
 /// A name shown to people: at most 100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -192,6 +204,19 @@ mod tests {
         fn any_parsed_username_parses_again_to_itself(raw in "[A-Za-z0-9_.-]{3,50}") {
             let once = Username::parse(&raw).unwrap();
             prop_assert_eq!(Username::parse(once.as_str()).unwrap(), once);
+        }
+
+        #[test]
+        fn thing_names_are_trimmed_bounded_and_free_of_control_characters(raw in "(\\PC|[\\x00\\x07\\n]){0,120}") {
+            match thing_name(&raw) {
+                Some(name) => {
+                    prop_assert!(!name.chars().any(char::is_control));
+                    prop_assert!((1..=MAX_NAME_CHARS).contains(&name.chars().count()));
+                    prop_assert_eq!(name.as_str(), raw.trim());
+                }
+                None => prop_assert!(raw.trim().is_empty() || raw.trim().chars().count() > MAX_NAME_CHARS
+                    || raw.chars().any(char::is_control)),
+            }
         }
 
         #[test]

@@ -19,7 +19,10 @@ pub mod users;
 pub use checkpoint::Cursor;
 pub use error::ProjectionError;
 pub use log::StoredEvent;
-pub use projection::{apply_batch, apply_event, rebuild, Applied, Projection};
+pub use projection::{
+    apply_batch, apply_event, catch_up, held, held_alert_key, is_transient, rebuild, retry_held, wait_until_current,
+    Applied, Batch, CatchUp, Held, Projection,
+};
 
 /// A row of a page read with `count(*) OVER () AS total`: the page and the total of all matching rows
 /// come from one statement, so they agree (read by two statements, an event applied in between can make

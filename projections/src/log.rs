@@ -208,3 +208,26 @@ pub async fn aggregate_history(
     let rows: Vec<Row> = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(&mut *conn).await?;
     opened(&mut conn, rows).await
 }
+
+/// One aggregate's events after sequence `after` (and up to `upto`, when given), in sequence order, opened
+/// as readers see them: what a projection reads to fill a gap in what it was delivered.
+pub async fn aggregate_events_after(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after: i64,
+    upto: Option<i64>,
+) -> Result<Vec<StoredEvent>, ProjectionError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+           AND ($4::int8 IS NULL OR sequence <= $4) ORDER BY sequence"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&mut *conn)
+        .await?;
+    opened(conn, rows).await
+}

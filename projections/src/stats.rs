@@ -19,7 +19,8 @@ pub struct PlatformStats {
     /// The newest event's global position (events ever stored).
     pub events: i64,
     /// Events each projection has yet to apply.
-    pub projection_lag: Vec<(String, i64)>,
+    /// Per projection: events it has yet to apply, and aggregates it is held at (see `projection::Held`).
+    pub projection_lag: Vec<(String, i64, i64)>,
     /// Active (open or acknowledged) alerts by kind and severity.
     pub active_alerts: Vec<(String, String, i64)>,
 }
@@ -59,11 +60,18 @@ pub async fn read(pool: &PgPool) -> Result<PlatformStats, ProjectionError> {
             p.aggregate_types().iter().map(move |t| (name, *t))
         })
         .unzip();
+    // Held aggregates' events from the one each is held at count too: their checkpoint has moved past them.
     let projection_lag = sqlx::query_as(
         "WITH p AS (SELECT name, array_agg(aggregate_type) AS types \
                     FROM unnest($1::text[], $2::text[]) AS u(name, aggregate_type) GROUP BY name) \
-         SELECT p.name, (SELECT count(*) FROM events e \
-                         WHERE e.global_position > coalesce(c.position, 0) AND e.aggregate_type = ANY(p.types))::int8 \
+         SELECT p.name, \
+                (SELECT count(*) FROM events e \
+                 WHERE e.global_position > coalesce(c.position, 0) AND e.aggregate_type = ANY(p.types))::int8 \
+              + (SELECT count(*) FROM projection_held h JOIN events e \
+                   ON e.aggregate_type = h.aggregate_type AND e.aggregate_id = h.aggregate_id \
+                  AND e.sequence >= h.sequence AND e.global_position <= coalesce(c.position, 0) \
+                 WHERE h.projection = p.name)::int8, \
+                (SELECT count(*) FROM projection_held h WHERE h.projection = p.name)::int8 \
          FROM p LEFT JOIN projection_checkpoints c ON c.name = p.name ORDER BY p.name",
     )
     .bind(&names)

@@ -219,7 +219,8 @@ impl Application {
         tasks.spawn(async move { ("relay".to_owned(), relay.run(stop).await) });
         for projection in bonsai_projections::all() {
             let name = format!("projection:{}", projection.name());
-            let consumer = ProjectionConsumer::new(self.pool.clone(), self.bus.clone(), projection);
+            let consumer = ProjectionConsumer::new(self.pool.clone(), self.bus.clone(), projection)
+                .with_alerts(self.commands.clone());
             let stop = shutdown.clone();
             tasks.spawn(async move { (name, consumer.run(stop).await) });
         }

@@ -5,9 +5,15 @@ use crate::bus::open_with_retry;
 use crate::EventBus;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
-use bonsai_projections::{apply_batch, apply_event, Applied, Projection, ProjectionError, StoredEvent};
+use bonsai_commands::{CommandBus, CommandMetadata};
+use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
+use bonsai_projections::{
+    apply_batch, apply_event, held_alert_key, retry_held, Applied, Batch, Held, Projection, ProjectionError,
+    StoredEvent,
+};
 use futures::FutureExt;
 use futures::StreamExt;
+use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +28,9 @@ pub enum Processed {
     Retried,
     /// Poison: will not be redelivered.
     Terminated,
+    /// A projection could not apply it and holds its aggregate at it: acknowledged, as the event is in the
+    /// store, from where the aggregate is caught up once the event applies.
+    Held,
 }
 
 impl Processed {
@@ -30,7 +39,7 @@ impl Processed {
     /// again and is recognised as done.
     pub(crate) async fn acknowledge(self, message: &Message, retry_after: Duration) -> Self {
         let ack = match self {
-            Processed::Applied | Processed::AlreadyApplied => AckKind::Ack,
+            Processed::Applied | Processed::AlreadyApplied | Processed::Held => AckKind::Ack,
             Processed::Retried => AckKind::Nak(Some(retry_after)),
             Processed::Terminated => AckKind::Term,
         };
@@ -44,15 +53,27 @@ impl Processed {
 /// The most messages applied in one transaction.
 const MAX_BATCH: usize = 256;
 
+/// How often a projection's consumer tries its held aggregates again (and at its start).
+const RETRY_HELD_EVERY: Duration = Duration::from_secs(30);
+
 pub struct ProjectionConsumer {
     pool: PgPool,
     bus: EventBus,
     projection: Arc<dyn Projection>,
+    /// Where alerts for held aggregates are raised (none: only logged and counted in the lag metric).
+    alerts: Option<CommandBus>,
 }
 
 impl ProjectionConsumer {
     pub fn new(pool: PgPool, bus: EventBus, projection: Arc<dyn Projection>) -> Self {
-        Self { pool, bus, projection }
+        Self { pool, bus, projection, alerts: None }
+    }
+
+    /// Raises a critical `projection_held` alert through `commands` for each aggregate the projection is held
+    /// at, and resolves it when the aggregate is released.
+    pub fn with_alerts(mut self, commands: CommandBus) -> Self {
+        self.alerts = Some(commands);
+        self
     }
 
     fn durable_name(&self) -> String {
@@ -76,13 +97,20 @@ impl ProjectionConsumer {
         self.bus.durable_messages(config).await
     }
 
-    /// Runs until `shutdown`, reconnecting the message stream after errors.
+    /// Runs until `shutdown`, reconnecting the message stream after errors, and trying held aggregates again
+    /// every [`RETRY_HELD_EVERY`].
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let what = format!("the {} projection's consumer", self.projection.name());
+        let mut retry = tokio::time::interval(RETRY_HELD_EVERY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while let Some(mut messages) = open_with_retry(&what, &shutdown, || self.consumer()).await {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
+                    _ = retry.tick() => {
+                        self.retry_held().await;
+                        continue;
+                    }
                     next = messages.next() => next,
                 };
                 match next {
@@ -109,12 +137,12 @@ impl ProjectionConsumer {
     }
 
     /// Applies several messages in one transaction and acks them after the commit; falls back to one
-    /// by one (with nak/term per message) if any of them fails.
+    /// by one (with nak per message) if any of them fails or is not its aggregate's next event.
     pub async fn process_batch(&self, messages: &[Message]) {
         if messages.len() > 1 {
             let payloads = messages.iter().map(|m| &m.payload[..]);
             if let Ok(events) = StoredEvent::all_from_bus(&self.pool, payloads).await {
-                if apply_batch(&self.pool, self.projection.as_ref(), &events).await.is_ok() {
+                if let Ok(Batch::Applied(_)) = apply_batch(&self.pool, self.projection.as_ref(), &events).await {
                     let acks = messages.iter().map(|m| Processed::Applied.acknowledge(m, Duration::ZERO));
                     futures::future::join_all(acks).await;
                     return;
@@ -130,23 +158,96 @@ impl ProjectionConsumer {
     /// message by message.
     #[tracing::instrument(skip_all, fields(projection = self.projection.name()))]
     pub async fn process(&self, message: &Message) -> Processed {
-        let applied = match StoredEvent::from_bus(&self.pool, &message.payload).await {
-            Ok(event) => apply_event(&self.pool, self.projection.as_ref(), &event).await,
-            Err(error) => Err(error),
+        let outcome = match StoredEvent::from_bus(&self.pool, &message.payload).await {
+            Ok(event) => self.apply(&event).await,
+            // Not an event envelope: no event is lost by dropping it (the store has every event).
+            Err(ProjectionError::Undecodable { event_type, version, reason }) => {
+                tracing::error!(%event_type, %version, %reason, "not an event envelope, terminating");
+                Processed::Terminated
+            }
+            Err(error) => {
+                tracing::warn!(%error, "event cannot be read, will retry");
+                Processed::Retried
+            }
         };
-        let outcome = match applied {
+        outcome.acknowledge(message, Duration::from_secs(1)).await
+    }
+
+    /// Applies one event as [`apply_event`] does; an event that holds its aggregate is acknowledged (it is in
+    /// the store, where the aggregate's catch-up reads it) and raises an alert.
+    pub async fn apply(&self, event: &StoredEvent) -> Processed {
+        match apply_event(&self.pool, self.projection.as_ref(), event).await {
             Ok(Applied::Applied) => Processed::Applied,
             Ok(Applied::AlreadyApplied) => Processed::AlreadyApplied,
-            Err(ProjectionError::Undecodable { event_type, version, reason }) => {
-                tracing::error!(%event_type, %version, %reason, "poison event, terminating");
-                Processed::Terminated
+            Ok(Applied::Released(sequence)) => {
+                self.resolve(&event.aggregate_type, &event.aggregate_id, sequence).await;
+                Processed::Applied
+            }
+            Ok(Applied::Held(held)) => {
+                if held.newly {
+                    self.raise(&held).await;
+                }
+                Processed::Held
             }
             Err(error) => {
                 tracing::warn!(%error, "projection failed, will retry");
                 Processed::Retried
             }
+        }
+    }
+
+    /// Tries every held aggregate again; raises an alert for each still held, resolves those released.
+    pub async fn retry_held(&self) {
+        let outcomes = match retry_held(&self.pool, self.projection.as_ref()).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::warn!(%error, projection = self.projection.name(), "held aggregates not retried");
+                return;
+            }
         };
-        outcome.acknowledge(message, Duration::from_secs(1)).await
+        for outcome in outcomes {
+            if let Some(held) = &outcome.held {
+                // Raising an open alert is a no-op: this also raises what a rebuild held, or a raise that failed.
+                self.raise(held).await;
+            }
+            if let Some(sequence) = outcome.released {
+                self.resolve(&outcome.aggregate_type, &outcome.aggregate_id, sequence).await;
+            }
+        }
+    }
+
+    async fn raise(&self, held: &Held) {
+        let Some(commands) = &self.alerts else { return };
+        let spec = AlertSpec {
+            kind: "projection_held".into(),
+            severity: Severity::Critical,
+            subject: format!("projection/{}/{}/{}", held.projection, held.aggregate_type, held.aggregate_id),
+            message: format!(
+                "the {} view cannot apply {} event {} of {} {} ({}); its later events wait in the event store",
+                held.projection, held.event_type, held.sequence, held.aggregate_type, held.aggregate_id, held.error
+            ),
+            details: json!({
+                "projection": held.projection, "aggregate_type": held.aggregate_type,
+                "aggregate_id": held.aggregate_id, "sequence": held.sequence, "event_type": held.event_type,
+                "error": held.error,
+            }),
+            owner_id: None,
+        };
+        let key = held.alert_key();
+        let command = AlertCommand::Raise { spec, recurring: false };
+        if let Err(error) = commands.alert(alert_id(&key), command, &CommandMetadata::system(key.clone())).await {
+            tracing::warn!(%error, key, "projection_held alert not raised; retried with the held aggregates");
+        }
+    }
+
+    async fn resolve(&self, aggregate_type: &str, aggregate_id: &str, sequence: i64) {
+        let Some(commands) = &self.alerts else { return };
+        let key = held_alert_key(self.projection.name(), aggregate_type, aggregate_id, sequence);
+        let note = Some("the event was applied: the view caught up".to_owned());
+        let command = AlertCommand::Resolve { by: None, note };
+        if let Err(error) = commands.alert(alert_id(&key), command, &CommandMetadata::system(key.clone())).await {
+            tracing::warn!(%error, key, "projection_held alert not resolved");
+        }
     }
 }
 

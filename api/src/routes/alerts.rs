@@ -133,6 +133,7 @@ pub(crate) async fn get_alert(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<AlertDto>, ApiError> {
     user.require(Permission::ManageAlerts)?;
+    crate::fresh::current(&state, "alerts", "Alert", id).await?;
     match alerts::find(&state.pool, id).await? {
         Some(row) if may_see(row.owner_id, &Actor { id: user.id, role: user.role }) => Ok(Json(row.into())),
         _ => Err(not_found()),

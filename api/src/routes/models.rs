@@ -223,6 +223,7 @@ pub(crate) async fn get_model(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ModelDto>, ApiError> {
     user.require(Permission::ReadDeployedModels)?;
+    crate::fresh::current(&state, "models", "Model", id).await?;
     match models::find(&state.pool, id).await? {
         Some(row) if row.deployed || user.role.can(Permission::ManageModels) => Ok(Json(row.into())),
         _ => Err(ApiError::NotFound("no such model".into())),

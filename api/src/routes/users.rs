@@ -107,6 +107,7 @@ async fn ensure_email_free(state: &AppState, email: &Email, except: Option<Uuid>
 }
 
 async fn view_of(state: &AppState, id: Uuid) -> Result<UserRow, ApiError> {
+    crate::fresh::current(state, "users", "User", id).await?;
     users::find(&state.pool, id).await?.ok_or_else(|| ApiError::NotFound("no such user".into()))
 }
 

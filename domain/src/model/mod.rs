@@ -22,7 +22,7 @@ pub enum ModelError {
     AlreadyExists,
     #[error("no such model")]
     NotFound,
-    #[error("the name must be 1 to 100 characters")]
+    #[error("the name must be 1 to 100 characters, without control characters")]
     InvalidName,
     #[error("the model is {0}; only a ready model can be deployed or tested")]
     NotReady(ModelStatus),
@@ -141,10 +141,7 @@ impl Model {
             if self.id.is_some() {
                 return Err(ModelError::AlreadyExists);
             }
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.chars().count() > 100 {
-                return Err(ModelError::InvalidName);
-            }
+            let name = crate::values::thing_name(&name).ok_or(ModelError::InvalidName)?;
             return Ok(vec![ModelEvent::ModelRegistered {
                 model_id,
                 owner_id,

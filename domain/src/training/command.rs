@@ -67,10 +67,7 @@ pub(super) fn decide(
         if task.exists() {
             return Err(TrainingTaskError::AlreadyExists);
         }
-        let name = name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(TrainingTaskError::InvalidName);
-        }
+        let name = crate::values::thing_name(&name).ok_or(TrainingTaskError::InvalidName)?;
         let config = config.validated().map_err(TrainingTaskError::InvalidConfig)?;
         return Ok(vec![E::TrainingTaskCreated {
             task_id,

@@ -35,7 +35,7 @@ pub enum TrainingTaskError {
     NotFound,
     #[error("invalid configuration: {0}")]
     InvalidConfig(ConfigError),
-    #[error("the name must be 1 to 100 characters")]
+    #[error("the name must be 1 to 100 characters, without control characters")]
     InvalidName,
     #[error("a {status} task cannot be {action}")]
     InvalidState { status: TaskStatus, action: &'static str },

@@ -378,7 +378,7 @@ async fn make_erasable_brings_older_question_text_under_data_keys_and_erases_wha
 
 /// Another node (`bonsai serve` in a process of its own, so with a data key cache of its own) on `app`'s
 /// database, NATS stream and data folder; its base URL. It runs until the child is dropped.
-async fn second_node(app: &TestApp) -> (tokio::process::Child, String) {
+pub(crate) async fn second_node(app: &TestApp) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::from(app.cli(&["serve"]));
     command

@@ -221,3 +221,19 @@ pub async fn error_code(response: Response) -> String {
     let body: Value = response.json().await.expect("error bodies are JSON");
     body["error"]["code"].as_str().expect("error.code is present").to_owned()
 }
+
+/// Polls `check` until it gives a value, failing after 20 seconds.
+pub async fn eventually_some<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no value within 20 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -6,14 +6,14 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 /// A private NATS server, so that this test can take it down without touching anyone else's.
-struct PrivateNats {
+pub(crate) struct PrivateNats {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl PrivateNats {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut nats = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
         nats.up();
@@ -28,7 +28,7 @@ impl PrivateNats {
             .to_owned()
     }
 
-    fn up(&mut self) {
+    pub(crate) fn up(&mut self) {
         let child = Command::new(Self::binary())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.dir.path())
@@ -42,14 +42,14 @@ impl PrivateNats {
         }
     }
 
-    fn down(&mut self) {
+    pub(crate) fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 }

@@ -63,6 +63,7 @@ fn unprocessable(message: impl Into<String>) -> ApiError {
 
 /// The dataset as the view has it, if `user` may see it; otherwise (also for another user's) 404.
 async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<DatasetRow, ApiError> {
+    crate::fresh::current(state, "datasets", "Dataset", id).await?;
     let row = datasets::find(&state.pool, id).await?;
     match row {
         Some(row) if row.owner_id == user.id || user.role.can(Permission::ReadAllDatasets) => Ok(row),

@@ -15,6 +15,7 @@ use bonsai_commands::{CommandMetadata, FileStoreError, Staged, Verdict};
 use bonsai_datasets::{DatasetError as FormatError, ErrorClass};
 use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
 use bonsai_domain::dataset::{DatasetCommand, DatasetFile};
+use bonsai_domain::values::{thing_name, MAX_NAME_CHARS};
 use bonsai_domain::Permission;
 use futures::StreamExt;
 use serde_json::json;
@@ -22,7 +23,6 @@ use uuid::Uuid;
 
 /// Longest text field (name, description, ...).
 const MAX_TEXT_FIELD: usize = 4096;
-const MAX_NAME_CHARS: usize = 200;
 
 /// 415 for content that is not a dataset we read, 422 for one that is empty; the library's own code
 /// goes in `details.reason`.
@@ -85,7 +85,9 @@ async fn text_field(mut field: axum::extract::multipart::Field<'_>, limit: u64) 
             return Err(unprocessable(format!("the `{name}` field is longer than {MAX_TEXT_FIELD} bytes")));
         }
     }
-    String::from_utf8(bytes).map_err(|_| unprocessable(format!("the `{name}` field is not UTF-8")))
+    let text = String::from_utf8(bytes).map_err(|_| unprocessable(format!("the `{name}` field is not UTF-8")))?;
+    crate::extract::no_nul(&name, &text)?;
+    Ok(text)
 }
 
 /// The uploader's file name as metadata: control characters (NUL included) dropped, bounded length.
@@ -175,11 +177,16 @@ pub(crate) async fn upload(
             (id, None)
         }
         None => {
-            let name = form.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(filename.as_str());
-            let name = if name.is_empty() { "dataset".to_owned() } else { name.to_owned() };
-            if name.chars().count() > MAX_NAME_CHARS {
-                return Err(unprocessable(format!("name is longer than {MAX_NAME_CHARS} characters")));
-            }
+            // A name given is checked; one taken from the file name (control characters already dropped) is cut.
+            let name = match form.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+                Some(given) => thing_name(given).ok_or_else(|| {
+                    let message =
+                        format!("name must be at most {MAX_NAME_CHARS} characters, without control characters");
+                    ApiError::field("validation_failed", message, "name")
+                })?,
+                None => thing_name(&filename.chars().take(MAX_NAME_CHARS).collect::<String>())
+                    .unwrap_or_else(|| "dataset".to_owned()),
+            };
             let description = form.description.unwrap_or_default().trim().to_owned();
             (Uuid::now_v7(), Some((name, description)))
         }

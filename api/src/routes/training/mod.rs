@@ -33,6 +33,7 @@ fn actor(user: &AuthUser) -> Actor {
 
 /// The task as the view has it, if `user` may see it; otherwise (also for another user's) 404.
 async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<TaskRow, ApiError> {
+    crate::fresh::current(state, "training", "TrainingTask", id).await?;
     match training::find(&state.pool, id).await? {
         Some(row) if row.owner_id == user.id || user.role.can(Permission::ReadAllTraining) => Ok(row),
         _ => Err(ApiError::NotFound("no such training task".into())),
