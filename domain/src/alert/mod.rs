@@ -92,7 +92,7 @@ impl AlertStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertSpec {
     /// Machine-readable: `training_failed`, `model_export_failed`, `accuracy_drop`, `accuracy_below_minimum`,
-    /// `disk_space_low`, `memory_high`, `infected_upload`.
+    /// `disk_space_low`, `memory_high`, `infected_upload`, `projection_held`.
     pub kind: String,
     pub severity: Severity,
     /// What it is about: `TrainingTask/<id>`, `Model/<id>`, `node/<host>/disk`, ...

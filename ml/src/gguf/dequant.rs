@@ -70,7 +70,7 @@ impl GgmlType {
         if !numel.is_multiple_of(per) {
             return Err(MlError::Gguf(format!("{numel} values do not fill {self:?} blocks of {per}")));
         }
-        Ok(numel / per * bytes)
+        (numel / per).checked_mul(bytes).ok_or_else(|| MlError::Gguf(format!("{numel} values of {self:?} overflow")))
     }
 }
 

@@ -78,8 +78,11 @@ pub struct TensorInfo {
 
 impl TensorInfo {
     /// Number of values.
+    /// Number of values (saturating: a directory claiming more than fits is refused by [`GgufFile::read_f32`]
+    /// against the file's length rather than overflowing).
     pub fn numel(&self) -> usize {
-        self.dims.iter().product::<u64>() as usize
+        let n = self.dims.iter().try_fold(1u64, |n, d| n.checked_mul(*d)).unwrap_or(u64::MAX);
+        usize::try_from(n).unwrap_or(usize::MAX)
     }
 
     /// Row-major shape, outermost first (the Hugging Face order).
@@ -154,6 +157,12 @@ impl GgufFile {
         let numel = info.numel();
         let bytes = info.ggml_type.byte_len(numel)?;
         let mut file = File::open(&self.path).map_err(|e| MlError::io(&self.path, e))?;
+        // Checked against the file before anything is allocated: a directory may claim any size.
+        let len = file.metadata().map_err(|e| MlError::io(&self.path, e))?.len();
+        let end = self.data_start.checked_add(info.offset).and_then(|start| start.checked_add(bytes as u64));
+        if end.is_none_or(|end| end > len) {
+            return Err(MlError::Gguf(format!("{}: {} lies past the end of the file", self.path.display(), info.name)));
+        }
         let mut buf = vec![0u8; bytes];
         file.seek(SeekFrom::Start(self.data_start + info.offset))
             .and_then(|_| file.read_exact(&mut buf))
@@ -180,8 +189,12 @@ fn read_string(r: &mut impl Read) -> Result<String> {
     if len > 1 << 30 {
         return Err(MlError::Gguf(format!("string of {len} bytes")));
     }
-    let mut b = vec![0u8; len as usize];
-    r.read_exact(&mut b).map_err(err)?;
+    // Read as far as the file goes, not allocated ahead: the length is the file's word.
+    let mut b = Vec::new();
+    r.take(len).read_to_end(&mut b).map_err(err)?;
+    if b.len() as u64 != len {
+        return Err(MlError::Gguf(format!("a string of {len} bytes ends early")));
+    }
     // Token strings of some vocabularies are not valid UTF-8 on their own; keep them lossily.
     Ok(String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
