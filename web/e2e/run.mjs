@@ -3,6 +3,7 @@
 // Debian's Chromium through playwright-core. Every scenario saves screenshots of the pages it visits into a
 // folder printed at the start. Usage: node e2e/run.mjs [scenario name filter]
 import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,6 +40,7 @@ async function startServer() {
   execFileSync(bin, ['model', 'init-tiny', join(data, 'models/demo-tiny'), '--corpus', join(repo, 'demo/faq.jsonl')], { stdio: 'ignore' });
   const port = await freePort();
   const database = `bonsai_e2e_${id}`;
+  const secret = `e2e-secret-${id}-long-enough`;
   const env = {
     ...process.env,
     DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${database}`,
@@ -46,10 +48,8 @@ async function startServer() {
     BONSAI_DATA_DIR: data,
     BONSAI_ADMIN_PASSWORD: ADMIN_PASSWORD,
     BONSAI_HTTP_ADDR: `127.0.0.1:${port}`,
-    BONSAI_JWT_SECRET: `e2e-secret-${id}-long-enough`,
+    BONSAI_JWT_SECRET: secret,
     BONSAI__CONSOLE_DIR: join(web, 'dist'),
-    // Short-lived access tokens: every scenario lives through silent refreshes.
-    BONSAI__ACCESS_TOKEN_TTL_SECS: '12',
     BONSAI__RATE_LIMIT__REQUESTS_PER_SECOND: '0',
     BONSAI__RATE_LIMIT__QUESTIONS_PER_MINUTE: '0',
     BONSAI__TRAINING_DEVICES: 'cpu',
@@ -73,6 +73,7 @@ async function startServer() {
   }
   return {
     base,
+    secret,
     stop() {
       child.kill('SIGTERM');
       setTimeout(() => {
@@ -137,6 +138,17 @@ async function signIn(page, base, username, password) {
 
 async function menuTexts(page) {
   return (await page.locator('[data-testid=main-menu] li').allInnerTexts()).map((s) => s.trim());
+}
+
+/** `token` (a JWT of this server) signed again with its expiry an hour ago: what a tab holds after a break. */
+function expired(token, secret) {
+  const [header, payload] = token.split('.');
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+  const now = Math.floor(Date.now() / 1000);
+  claims.exp = now - 3600;
+  if (claims.iat) claims.iat = now - 3600 - 900;
+  const body = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
 /** Picks `option` in the antd Select whose wrapper is `selector`. */
@@ -303,19 +315,25 @@ const scenarios = [
   },
   {
     name: 'sessions-refresh-and-revocation',
-    async run({ page, base, shot }) {
+    async run({ page, base, secret, shot }) {
       await signIn(page, base, 'tina', 'tina-password');
       await page.goto(`${base}/datasets`);
       await page.waitForSelector('text=Datasets');
-      const before = await page.evaluate(() => JSON.parse(localStorage.getItem('bonsai.tokens')).access_token);
-      // The access token (12 s) expires; the next calls refresh it without the user seeing anything.
-      await page.waitForTimeout(13500);
+      // The tab's access token has expired (signed by the server, expiry an hour ago): the next calls are
+      // refused with 401, refresh it once and carry on without the user seeing anything.
+      await page.evaluate(([t]) => {
+        const tokens = JSON.parse(localStorage.getItem('bonsai.tokens'));
+        tokens.access_token = t;
+        localStorage.setItem('bonsai.tokens', JSON.stringify(tokens));
+      }, [expired(await page.evaluate(() => JSON.parse(localStorage.getItem('bonsai.tokens')).access_token), secret)]);
+      const stale = await page.evaluate(() => JSON.parse(localStorage.getItem('bonsai.tokens')).access_token);
+      expect((await api(base, '/api/users/profile', { token: stale })).status === 401, 'the planted token is refused');
       await page.click('[data-testid=main-menu] >> text=Training');
       await page.waitForSelector('button:has-text("New training")');
       await page.click('[data-testid=main-menu] >> text=Datasets');
       await page.waitForSelector('td:has-text("broken")');
       const after = await page.evaluate(() => JSON.parse(localStorage.getItem('bonsai.tokens')).access_token);
-      expect(before !== after && page.url().endsWith('/datasets'), 'a silent refresh, still on the page');
+      expect(stale !== after && page.url().endsWith('/datasets'), 'a silent refresh, still on the page');
       await shot('after-silent-refresh');
       // An admin signs tina out everywhere: her next call lands on sign-in, with the way back.
       const admin = await api(base, '/api/auth/login', { method: 'POST', body: { username: 'admin', password: ADMIN_PASSWORD } });
@@ -358,7 +376,7 @@ try {
     const kit = scenarioKit(page, scenario.name);
     const t0 = Date.now();
     try {
-      await scenario.run({ page, base: server.base, shot: kit.shot });
+      await scenario.run({ page, base: server.base, secret: server.secret, shot: kit.shot });
       // Nothing a user typed ever ran as script.
       const xss = await page.evaluate(() => window.__xss);
       expect(xss === undefined, `no injected script ran (window.__xss = ${xss})`);

@@ -45,7 +45,8 @@ export function toFailure(e: unknown): ApiFailure {
       error: body && typeof body.code === 'string' ? body : { code: `http_${err.response.status}`, message: err.message },
     };
   }
-  return { status: 0, error: { code: 'network_error', message: err.message ?? String(e) } };
+  if (err?.isAxiosError) return { status: 0, error: { code: 'network_error', message: err.message } };
+  return { status: 0, error: { code: 'client_error', message: e instanceof Error ? e.message : String(e) } };
 }
 
 /** A client whose calls share one refresh of the access token. */

@@ -58,3 +58,10 @@ describe('error messages', () => {
     expect(describeError({ status: 418, error: { code: 'teapot', message: 'I am a teapot' } }, 'en')).toBe('I am a teapot');
   });
 });
+
+describe('errors thrown outside the API slice', () => {
+  it('are read too (a network failure, a JavaScript error)', () => {
+    expect(describeError(new Error('boom'), 'en')).toBe('boom');
+    expect(describeError({ isAxiosError: true, message: 'Network Error' }, 'zh')).toBe('无法连接服务器。');
+  });
+});

@@ -1,7 +1,7 @@
 // Every error code the API can answer with, as a sentence a person can act on, in each language the
 // console speaks (a test checks this list against the codes the API's source documents). Unknown codes fall
 // back to the server's own message.
-import type { ApiFailure } from './baseQuery';
+import { ApiFailure, toFailure } from './baseQuery';
 
 export type Lang = 'en' | 'zh';
 
@@ -65,8 +65,10 @@ export const ERROR_MESSAGES: Record<string, Record<Lang, string>> = {
 };
 
 /** The message for a failed call: the code's sentence, plus the field and reason the API named. */
-export function describeError(failure: ApiFailure | undefined | null, lang: Lang): string {
-  if (!failure) return '';
+export function describeError(thrown: ApiFailure | unknown, lang: Lang): string {
+  if (!thrown) return '';
+  // Whatever was thrown (an Axios error from a direct call, a JavaScript error) is read as an API failure.
+  const failure = isFailure(thrown) ? thrown : toFailure(thrown);
   const { code, message, details } = failure.error;
   const known = ERROR_MESSAGES[code]?.[lang];
   if (!known) return message || code;
@@ -78,6 +80,11 @@ export function describeError(failure: ApiFailure | undefined | null, lang: Lang
   }
   if (code === 'file_infected' && typeof details?.signature === 'string') return `${known} (${details.signature})`;
   return known;
+}
+
+function isFailure(value: unknown): value is ApiFailure {
+  const error = (value as ApiFailure | null)?.error;
+  return !!error && typeof error === 'object' && typeof error.code === 'string';
 }
 
 /** The field a 422 names, for showing the message next to it. */

@@ -17,7 +17,8 @@ const ROLES = ['admin', 'trainer', 'user'];
 export default function UsersPage() {
   const { t, lang } = useI18n();
   const [page, setPage] = useState(1);
-  const { data, isLoading, error, refetch } = useUsersQuery({ page, page_size: 20 });
+  // Polled: a new user or a role change shows in the list a moment after it is accepted (a read model).
+  const { data, isLoading, error, refetch } = useUsersQuery({ page, page_size: 20 }, { pollingInterval: 3000 });
   const [create, creating] = useCreateUserMutation();
   const [patch] = usePatchUserMutation();
   const [endSessions] = useEndUserSessionsMutation();

@@ -32,7 +32,7 @@ function Turn({ q, onDelete }: { q: Question; onDelete?: () => void }) {
       </div>
       <div style={{ marginTop: 6 }}>
         <Typography.Paragraph style={{ background: '#fafafa', padding: '6px 10px', borderRadius: 8, whiteSpace: 'pre-wrap', marginBottom: 2 }} data-testid="answer">
-          {q.answer ?? (q.status === 'pending' ? '…' : q.status)}
+          {q.answer ? q.answer : q.status === 'pending' ? '…' : q.answer === '' ? t('emptyAnswer') : q.status}
         </Typography.Paragraph>
         <Space size="small">
           {q.response_ms != null && <Typography.Text type="secondary" style={{ fontSize: 12 }}>{(q.response_ms / 1000).toFixed(2)} s</Typography.Text>}
@@ -52,7 +52,9 @@ export default function ChatPage() {
   const { t, lang } = useI18n();
   const [params] = useSearchParams();
   const models = useModelsQuery({ deployed: true, page_size: 100 });
-  const history = useHistoryQuery({ page: 1, page_size: 100 });
+  // Polled: the history is a read model, a deletion shows in it a moment after it is accepted.
+  const history = useHistoryQuery({ page: 1, page_size: 100 }, { pollingInterval: 4000 });
+  const [removed, setRemoved] = useState<Set<string>>(new Set());
   const [modelId, setModelId] = useState<string | undefined>(params.get('model') ?? undefined);
   const [secondId, setSecondId] = useState<string | undefined>();
   const [sideBySide, setSideBySide] = useState(false);
@@ -73,9 +75,9 @@ export default function ChatPage() {
 
   const conversations = useMemo(() => {
     const seen = new Map<string, Question>();
-    for (const q of history.data?.items ?? []) if (!seen.has(q.session_id)) seen.set(q.session_id, q);
+    for (const q of history.data?.items ?? []) if (!seen.has(q.session_id) && !removed.has(q.session_id)) seen.set(q.session_id, q);
     return Array.from(seen.values());
-  }, [history.data]);
+  }, [history.data, removed]);
 
   const send = async () => {
     const question = text.trim();
@@ -105,7 +107,10 @@ export default function ChatPage() {
       <Card title={t('conversations')} size="small"
         extra={<Space>
           <Button size="small" onClick={() => setSessionId(undefined)}>{t('newConversation')}</Button>
-          <Popconfirm title={t('deleteAllConfirm')} onConfirm={() => deleteAll().unwrap().then(() => setSessionId(undefined)).catch(fail)}>
+          <Popconfirm title={t('deleteAllConfirm')} onConfirm={() => deleteAll().unwrap().then(() => {
+            setRemoved(new Set(conversations.map((c) => c.session_id)));
+            setSessionId(undefined);
+          }).catch(fail)}>
             <Button size="small" danger disabled={!conversations.length}>{t('deleteAll')}</Button>
           </Popconfirm>
         </Space>}>
@@ -113,7 +118,10 @@ export default function ChatPage() {
           <List size="small" dataSource={conversations} className="conversations"
             renderItem={(q) => (
               <List.Item style={{ cursor: 'pointer', background: q.session_id === sessionId ? '#f6ffed' : undefined }} onClick={() => setSessionId(q.session_id)}
-                actions={[<Popconfirm key="d" title={t('deleteConversationConfirm')} onConfirm={() => deleteOne(q.session_id).unwrap().then(() => q.session_id === sessionId && setSessionId(undefined)).catch(fail)}>
+                actions={[<Popconfirm key="d" title={t('deleteConversationConfirm')} onConfirm={() => deleteOne(q.session_id).unwrap().then(() => {
+                  setRemoved((r) => new Set(r).add(q.session_id));
+                  if (q.session_id === sessionId) setSessionId(undefined);
+                }).catch(fail)}>
                   <Button size="small" type="link" danger onClick={(e) => e.stopPropagation()}>✕</Button></Popconfirm>]}>
                 <Typography.Text ellipsis style={{ maxWidth: 170 }}>{q.question}</Typography.Text>
               </List.Item>

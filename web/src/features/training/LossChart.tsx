@@ -50,7 +50,7 @@ export function LossChart({ series, emptyText }: { series: Series[]; emptyText: 
         </path>
       ))}
       {series.map((s, i) => (
-        <g key={`legend-${s.name}`} transform={`translate(${PAD.l + 8 + i * 150}, ${PAD.t + 4})`}>
+        <g key={`legend-${s.name}`} transform={`translate(${W - PAD.r - 140}, ${PAD.t + 4 + i * 14})`}>
           <rect width="10" height="3" y="4" fill={s.color} />
           <text x="14" y="9" fontSize="10">{s.name}</text>
         </g>

@@ -3,7 +3,7 @@
 // adapter download, "register as model", and other runs' curves on the same chart for comparison.
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { Alert, Button, Card, Descriptions, Form, Input, Modal, Progress, Select, Space, Statistic, Tag, Typography, message } from 'antd';
-import { useNavigate, useParams } from 'react-router-dom';
+import { Link, useNavigate, useParams } from 'react-router-dom';
 import {
   api, client, useProgressQuery, useRegisterModelMutation, useStartTaskMutation, useStopTaskMutation, useTaskQuery, useTasksQuery,
 } from '../../api/api';
@@ -186,7 +186,7 @@ export default function TaskPage() {
           <Card title={t('details')}>
             <Descriptions size="small" column={2} bordered>
               <Descriptions.Item label={t('baseModel')}>{task.data.base_model_id}</Descriptions.Item>
-              <Descriptions.Item label={t('dataset')}>{task.data.dataset_id} v{task.data.dataset_version}</Descriptions.Item>
+              <Descriptions.Item label={t('dataset')}><Link to={`/datasets/${task.data.dataset_id}`}>{task.data.dataset_id.slice(0, 8)}… v{task.data.dataset_version}</Link></Descriptions.Item>
               <Descriptions.Item label={t('attempt')}>{task.data.attempt}</Descriptions.Item>
               <Descriptions.Item label={t('created')}>{when(task.data.created_at)}</Descriptions.Item>
               <Descriptions.Item label={t('config')} span={2}><Typography.Text code>{JSON.stringify(task.data.config)}</Typography.Text></Descriptions.Item>
