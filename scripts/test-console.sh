@@ -12,6 +12,7 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update && apt-get install -y --no-install-recommends chromium fonts-noto-cjk
 fi
+export LD_LIBRARY_PATH="$PWD/.local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cd web
 npm ci --no-audit --no-fund
 node scripts/gen-api.mjs --check

@@ -209,6 +209,13 @@ const scenarios = [
       await shot('training-not-allowed');
       await page.goto(`${base}/datasets/0190b2d4-0000-7000-8000-000000000000`);
       await page.waitForSelector('[data-testid=not-allowed]');
+      // In Chinese, Ant Design's own words follow (the pager, the empty state).
+      await page.click('.ant-layout-header .ant-segmented-item:has-text("中文")');
+      await page.waitForSelector('text=无权访问');
+      await page.click('[data-testid=main-menu] >> text=问答');
+      await page.waitForSelector('text=还没有对话');
+      expect((await menuTexts(page)).includes('问答'), 'the menu in Chinese');
+      await shot('chat-in-chinese');
     },
   },
   {

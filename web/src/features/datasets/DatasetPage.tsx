@@ -29,11 +29,19 @@ interface Summary {
 
 const BUSY = ['uploaded', 'validating'];
 
+/** A previewed record (normalised to chat messages) as prompt and answer; anything else as its JSON. */
+function turns(item: unknown): { prompt: string; answer: string } {
+  const messages = (item as { messages?: { role: string; content: string }[] })?.messages;
+  if (!Array.isArray(messages)) return { prompt: JSON.stringify(item), answer: '' };
+  const text = (roles: string[]) => messages.filter((m) => roles.includes(m.role)).map((m) => m.content).join('\n');
+  return { prompt: text(['system', 'user']), answer: text(['assistant']) };
+}
+
 function Preview({ id }: { id: string }) {
   const { t } = useI18n();
   const [offset, setOffset] = useState(0);
   const { data, isLoading, error } = usePreviewQuery({ id, offset, limit: 10 });
-  const rows = (data?.items ?? []).map((item, i) => ({ key: offset + i, n: offset + i + 1, text: JSON.stringify(item) }));
+  const rows = (data?.items ?? []).map((item, i) => ({ key: offset + i, n: offset + i + 1, ...turns(item) }));
   return (
     <Loadable loading={isLoading} error={error} empty={!rows.length} emptyText={t('noRecords')}>
       <div data-testid="preview-table"><Table
@@ -42,7 +50,8 @@ function Preview({ id }: { id: string }) {
         pagination={false}
         columns={[
           { title: '#', dataIndex: 'n', width: 60 },
-          { title: t('record'), dataIndex: 'text', render: (s: string) => <Typography.Text code>{s}</Typography.Text> },
+          { title: t('prompt'), dataIndex: 'prompt', render: (s: string) => <span style={{ whiteSpace: 'pre-wrap' }}>{s}</span> },
+          { title: t('answer'), dataIndex: 'answer', render: (s: string) => <span style={{ whiteSpace: 'pre-wrap' }}>{s}</span> },
         ]}
       /></div>
       <Space style={{ marginTop: 8 }}>
@@ -134,7 +143,7 @@ export default function DatasetPage() {
               },
               {
                 key: 'versions',
-                label: t('versions'),
+                label: t('versionList'),
                 children: (
                   <Table<DatasetVersion> size="small" rowKey="version" dataSource={data.versions} pagination={false}
                     columns={[
