@@ -163,6 +163,11 @@ const scenarios = [
   {
     name: 'admin-users-audit',
     async run({ page, base, shot }) {
+      // The page is served with a policy that allows no inline script.
+      const index = await fetch(`${base}/admin/users`);
+      const csp = index.headers.get('content-security-policy') ?? '';
+      const scripts = csp.split(';').find((d) => d.trim().startsWith('script-src')) ?? '';
+      expect(index.ok && scripts.includes("'self'") && !scripts.includes('unsafe-inline'), `a CSP without inline scripts: ${csp}`);
       await signIn(page, base, 'admin', ADMIN_PASSWORD);
       await shot('overview');
       await page.click('text=Users');
@@ -272,6 +277,14 @@ const scenarios = [
       await page.click('button:has-text("Deploy")');
       await page.waitForSelector('.ant-tag:has-text("deployed")');
       await shot('model-deployed');
+      // A test with one case: the accuracy and the per-case result appear.
+      await page.click('button:has-text("Test")');
+      await page.fill('.ant-modal-content textarea', 'What is Bonsai? => platform');
+      await page.click('.ant-modal-content button[type=submit]');
+      await until('the test result', async () => /%$/.test((await page.innerText('[data-testid=model-accuracy]')).trim()), 60000);
+      await page.click('.ant-table-row-expand-icon');
+      await page.waitForSelector('.ant-table-expanded-row td:has-text("What is Bonsai?")');
+      await shot('model-tested');
 
       await page.click('[data-testid=main-menu] >> text=Chat');
       await page.waitForSelector('#question-input');
@@ -380,6 +393,8 @@ try {
       void d.dismiss();
     });
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    // The console itself must live within its Content-Security-Policy.
+    page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(`CSP violation: ${m.text()}`));
     const kit = scenarioKit(page, scenario.name);
     const t0 = Date.now();
     try {

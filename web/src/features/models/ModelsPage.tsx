@@ -59,7 +59,8 @@ function TestModel({ model, onDone }: { model: Model; onDone: () => void }) {
 
 function Report({ model }: { model: Model }) {
   const { t } = useI18n();
-  const report = model.test_report as { cases?: { question: string; expected?: string; answer?: string; passed?: boolean }[] } | null;
+  const report = model.test_report as { cases?: { question: string; expected?: string; answer?: string; correct?: boolean; response_ms?: number }[]; error?: string } | null;
+  if (report?.error) return <Typography.Text type="danger">{String(report.error)}</Typography.Text>;
   if (!report?.cases?.length) return <Typography.Text type="secondary">{t('noTestYet')}</Typography.Text>;
   return (
     <Table size="small" rowKey={(_, i) => String(i)} dataSource={report.cases} pagination={{ pageSize: 5 }}
@@ -67,7 +68,8 @@ function Report({ model }: { model: Model }) {
         { title: t('question'), dataIndex: 'question' },
         { title: t('expected'), dataIndex: 'expected' },
         { title: t('answer'), dataIndex: 'answer' },
-        { title: t('passed'), dataIndex: 'passed', render: (p?: boolean) => (p ? <Tag color="green">✓</Tag> : <Tag color="red">✗</Tag>) },
+        { title: t('passed'), dataIndex: 'correct', render: (p?: boolean) => (p ? <Tag color="green">✓</Tag> : <Tag color="red">✗</Tag>) },
+        { title: 'ms', dataIndex: 'response_ms' },
       ]} />
   );
 }
@@ -104,7 +106,7 @@ export default function ModelsPage() {
                   { title: t('lineage'), render: (_, m) => (
                     <span>{m.base_model_id}{m.training_task_id && <> ← <Link to={`/training/${m.training_task_id}`}>{t('training')}</Link></>}</span>
                   ) },
-                  { title: t('accuracy'), dataIndex: 'accuracy', render: (a?: number | null) => (a == null ? '—' : `${(a * 100).toFixed(1)}%`) },
+                  { title: t('accuracy'), dataIndex: 'accuracy', render: (a?: number | null) => <span data-testid="model-accuracy">{a == null ? '—' : `${(a * 100).toFixed(1)}%`}</span> },
                   { title: t('created'), dataIndex: 'created_at', render: when },
                   { title: '', render: (_, m) => (
                     <Space>
