@@ -305,6 +305,32 @@ const scenarios = [
     },
   },
   {
+    name: 'trainer-stops-and-resumes',
+    async run({ page, base, shot }) {
+      await signIn(page, base, 'tina', 'tina-password');
+      await page.goto(`${base}/training`);
+      await page.click('button:has-text("New training")');
+      await page.fill('#task-name', 'long run');
+      await choose(page, '.ant-drawer .dataset-select', 'faq<script>');
+      await page.click('.ant-segmented-item:has-text("Quick try")');
+      await page.click('.ant-collapse-header:has-text("Advanced")');
+      await page.fill('#cfg-max_steps', '5000');
+      await page.click('.ant-drawer button[type=submit]');
+      await page.waitForURL(/\/training\/[0-9a-f-]{36}$/);
+      const points = async () => Number((await page.getAttribute('[data-testid=loss-chart]', 'data-points').catch(() => null)) ?? 0);
+      await until('the run under way', async () => (await points()) >= 2, 60000);
+      await page.click('button:has-text("Stop")');
+      await until('the run stopped', async () => (await page.innerText('[data-testid=task-status]')) === 'stopped', 60000);
+      const stoppedAt = await points();
+      await shot('stopped');
+      await page.click('button:has-text("Resume")');
+      await until('the run resumed and went on', async () => (await page.innerText('[data-testid=task-status]')) === 'running' && (await points()) > stoppedAt, 60000);
+      await shot('resumed');
+      await page.click('button:has-text("Stop")');
+      await until('the run stopped again', async () => (await page.innerText('[data-testid=task-status]')) === 'stopped', 60000);
+    },
+  },
+  {
     name: 'bad-uploads-show-server-errors',
     async run({ page, base, shot }) {
       await signIn(page, base, 'tina', 'tina-password');
