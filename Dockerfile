@@ -1,3 +1,11 @@
+# The web console (web/): built by Vite into static files that `bonsai serve` serves at /.
+FROM node:20-bookworm-slim AS console
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -11,6 +19,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3-pip ca-
 COPY --from=build /src/target/release/bonsai /usr/local/bin/bonsai
 COPY scripts /opt/bonsai/scripts
 COPY demo /opt/bonsai/demo
+COPY --from=console /web/dist /opt/bonsai/web/dist
 WORKDIR /opt/bonsai
 RUN if [ -x scripts/install-onnxruntime.sh ]; then scripts/install-onnxruntime.sh; fi
 ENTRYPOINT ["bonsai"]

@@ -15,6 +15,15 @@ if [ -z "${BONSAI__VIRUS_SCAN__CLAMD:-}" ]; then
 fi
 if [ -x scripts/install-onnxruntime.sh ]; then scripts/install-onnxruntime.sh; fi
 cargo build --release --bin bonsai
+# The web console, served at / (BONSAI__CONSOLE_DIR, default web/dist): built with Node when it is there.
+if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+  apt-get update && apt-get install -y --no-install-recommends nodejs npm || true
+fi
+if command -v npm >/dev/null; then
+  (cd web && npm ci --no-audit --no-fund && npm run build)
+else
+  echo "warning: npm is missing (apt-get install nodejs npm): the console at / is not built" >&2
+fi
 export BONSAI_DATA_DIR="${BONSAI_DATA_DIR:-$PWD/data}"
 export BONSAI_ADMIN_PASSWORD="${BONSAI_ADMIN_PASSWORD:-bonsai-admin}"
 export BONSAI_JWT_SECRET="${BONSAI_JWT_SECRET:-$(mkdir -p "$BONSAI_DATA_DIR" && { cat "$BONSAI_DATA_DIR/.jwt-secret" 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tee "$BONSAI_DATA_DIR/.jwt-secret"; })}"
@@ -36,5 +45,6 @@ if [ ! -f "$demo_model/config.json" ]; then
     || echo "warning: could not create the demo model; the platform starts without it" >&2
 fi
 echo "demo data: demo/faq.jsonl; demo model: $demo_model"
+echo "console: http://${BONSAI_HTTP_ADDR:-127.0.0.1:8080}/ (admin / $BONSAI_ADMIN_PASSWORD)"
 echo "sign in: curl -s localhost:8080/api/auth/login -H 'content-type: application/json' -d '{\"username\":\"admin\",\"password\":\"$BONSAI_ADMIN_PASSWORD\"}'"
 exec target/release/bonsai serve "$@"

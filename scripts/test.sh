@@ -19,4 +19,9 @@ for db in $(psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database 
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE \"$db\"" >/dev/null 2>&1 || true
 done
 find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'bonsai_test_*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
-cargo test --workspace --features bonsai-ml/cuda --no-fail-fast "$@"
+status=0
+cargo test --workspace --features bonsai-ml/cuda --no-fail-fast "$@" || status=$?
+# The web console: unit tests, build, bundle size, and Chromium end to end against the debug binary
+# (BONSAI_SKIP_CONSOLE=1 skips them).
+if [ -z "${BONSAI_SKIP_CONSOLE:-}" ]; then scripts/test-console.sh || status=$?; fi
+exit "$status"

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod conditional;
+pub mod console;
 mod error;
 mod extract;
 mod fresh;
@@ -29,7 +30,8 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .route("/metrics", axum::routing::get(metrics::metrics))
-        .fallback(routes::not_found)
+        // The web console at `/` when built (see `AppState::with_console_dir`); JSON 404s otherwise.
+        .fallback(console::fallback)
         .with_state(state)
         .layer(axum::middleware::from_fn(conditional::conditional_get))
         // gzip for clients that accept it (not for event streams, nor for answers under 32 bytes).

@@ -41,6 +41,8 @@ pub struct AppState {
     pub virus_scan: Option<Arc<VirusScan>>,
     /// Upload scans by result, for `/metrics`.
     pub scan_metrics: Arc<crate::metrics::ScanMetrics>,
+    /// The built web console, served at `/` (see [`crate::console`]); none: `/` is a JSON 404.
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 /// How uploads are scanned.
@@ -78,6 +80,7 @@ impl AppState {
             node_gauges: None,
             virus_scan: None,
             scan_metrics: Arc::default(),
+            console_dir: None,
         }
     }
 
@@ -104,6 +107,12 @@ impl AppState {
     /// Where base models are installed. Without this, every `tokenizer_model_id` is unknown.
     pub fn with_models(mut self, models: LocalModels) -> Self {
         self.models = Some(models);
+        self
+    }
+
+    /// Serves the web console built into `dir` (Vite's `dist/`) at `/`.
+    pub fn with_console_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.console_dir = Some(dir.into());
         self
     }
 

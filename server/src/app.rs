@@ -123,6 +123,13 @@ impl Application {
             .with_data_dir(settings.data_dir.clone())
             .with_user_cache_ttl(Duration::from_millis(settings.auth_cache_ttl_ms))
             .with_node_gauges(gauges);
+        let state = match settings.console_dir() {
+            Some(dir) => {
+                tracing::info!(dir = %dir.display(), "serving the web console at /");
+                state.with_console_dir(dir)
+            }
+            None => state,
+        };
         let state = match virus_scan(settings)? {
             Some(scan) => state.with_virus_scan(scan),
             None => state,

@@ -66,6 +66,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Installed base models, one Hugging Face folder each, named by model id. Default `<data_dir>/models`.
     pub models_dir: Option<PathBuf>,
+    /// The built web console served at `/` (`BONSAI__CONSOLE_DIR`); unset: `web/dist` when it holds a build.
+    pub console_dir: Option<PathBuf>,
     /// The longest (ms) a node uses a cached user row (role, active) without news of that user; news
     /// arrives on NATS with every role change or deactivation, so this only matters when NATS is down.
     pub auth_cache_ttl_ms: u64,
@@ -214,6 +216,7 @@ impl Default for Settings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             data_dir: PathBuf::from("data"),
             models_dir: None,
+            console_dir: None,
             auth_cache_ttl_ms: 2000,
             file_gc_interval_secs: 3600,
             file_gc_grace_secs: 24 * 3600,
@@ -258,6 +261,12 @@ impl Settings {
     /// Where base models are installed.
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    /// Where the built web console is, if anywhere.
+    pub fn console_dir(&self) -> Option<PathBuf> {
+        let dir = self.console_dir.clone().unwrap_or_else(|| PathBuf::from("web/dist"));
+        dir.join("index.html").is_file().then_some(dir)
     }
 
     pub fn load() -> Result<Self, figment::Error> {

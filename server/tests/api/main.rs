@@ -5,6 +5,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod conditional;
+mod console;
 mod crash;
 mod datasets;
 mod datasets_input;

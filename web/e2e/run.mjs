@@ -1,0 +1,447 @@
+// End-to-end tests of the console: a real `bonsai serve` (the debug binary, a fresh database, its own NATS
+// prefix and data folder, the built console, a demo-tiny model, a short access-token lifetime) driven by
+// Debian's Chromium through playwright-core. Every scenario saves screenshots of the pages it visits into a
+// folder printed at the start. Usage: node e2e/run.mjs [scenario name filter]
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const repo = resolve(new URL('../..', import.meta.url).pathname);
+const web = join(repo, 'web');
+const bin = process.env.BONSAI_BIN ?? join(repo, 'target/debug/bonsai');
+const filter = process.argv[2] ?? '';
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const shots = process.env.BONSAI_E2E_SCREENSHOTS ?? join(web, 'e2e-artifacts', stamp);
+mkdirSync(shots, { recursive: true });
+console.log(`screenshots: ${shots}`);
+
+const ADMIN_PASSWORD = 'e2e-admin-password';
+const XSS = `<img src=x onerror="window.__xss=1">faq<script>window.__xss=2</script>`;
+
+function freePort() {
+  return new Promise((ok) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+async function startServer() {
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: build it first (cargo build --bin bonsai)`);
+  if (!existsSync(join(web, 'dist/index.html'))) throw new Error('web/dist is missing: run `npm run build` in web/');
+  const id = Math.random().toString(36).slice(2, 10);
+  const data = mkdtempSync(join(tmpdir(), 'bonsai_e2e_'));
+  execFileSync(bin, ['model', 'init-tiny', join(data, 'models/demo-tiny'), '--corpus', join(repo, 'demo/faq.jsonl')], { stdio: 'ignore' });
+  const port = await freePort();
+  const database = `bonsai_e2e_${id}`;
+  const secret = `e2e-secret-${id}-long-enough`;
+  const env = {
+    ...process.env,
+    DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${database}`,
+    BONSAI_NATS_PREFIX: `e2e${id}`,
+    BONSAI_DATA_DIR: data,
+    BONSAI_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    BONSAI_HTTP_ADDR: `127.0.0.1:${port}`,
+    BONSAI_JWT_SECRET: secret,
+    BONSAI__CONSOLE_DIR: join(web, 'dist'),
+    BONSAI__RATE_LIMIT__REQUESTS_PER_SECOND: '0',
+    BONSAI__RATE_LIMIT__QUESTIONS_PER_MINUTE: '0',
+    BONSAI__TRAINING_DEVICES: 'cpu',
+    BONSAI__ALERTS__CHECK_EVERY_SECS: '0',
+    BONSAI__FILE_GC_INTERVAL_SECS: '0',
+    BONSAI_LOG_FORMAT: 'text',
+    RUST_LOG: process.env.RUST_LOG ?? 'warn',
+  };
+  const log = join(shots, 'server.log');
+  const out = (await import('node:fs')).openSync(log, 'w');
+  const child = spawn(bin, ['serve'], { cwd: repo, env, stdio: ['ignore', out, out] });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 240; i++) {
+    if (child.exitCode !== null) throw new Error(`bonsai serve exited (${child.exitCode}); see ${log}`);
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return {
+    base,
+    secret,
+    stop() {
+      child.kill('SIGTERM');
+      setTimeout(() => {
+        try {
+          execFileSync('dropdb', ['-h', '127.0.0.1', '-U', 'postgres', '--if-exists', '--force', database], { stdio: 'ignore' });
+        } catch {
+          // best effort
+        }
+        rmSync(data, { recursive: true, force: true });
+      }, 1500);
+    },
+  };
+}
+
+// ---------- helpers ----------
+
+async function api(base, path, { token, method = 'GET', body } = {}) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : null };
+}
+
+function expect(cond, what) {
+  if (!cond) throw new Error(`expected: ${what}`);
+}
+
+async function until(what, check, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for: ${what}${last ? ` (${last.message})` : ''}`);
+}
+
+function scenarioKit(page, name) {
+  let n = 0;
+  return {
+    async shot(label) {
+      n += 1;
+      await page.screenshot({ path: join(shots, `${name}-${String(n).padStart(2, '0')}-${label}.png`), fullPage: true });
+    },
+  };
+}
+
+async function signIn(page, base, username, password) {
+  await page.goto(`${base}/sign-in`);
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=main-menu]');
+}
+
+async function menuTexts(page) {
+  return (await page.locator('[data-testid=main-menu] li').allInnerTexts()).map((s) => s.trim());
+}
+
+/** `token` (a JWT of this server) signed again with its expiry an hour ago: what a tab holds after a break. */
+function expired(token, secret) {
+  const [header, payload] = token.split('.');
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+  const now = Math.floor(Date.now() / 1000);
+  claims.exp = now - 3600;
+  if (claims.iat) claims.iat = now - 3600 - 900;
+  const body = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+/** Picks `option` in the antd Select whose wrapper is `selector`. */
+async function choose(page, selector, option) {
+  await page.click(`${selector} .ant-select-selector`);
+  await page.locator('.ant-select-dropdown:visible .ant-select-item-option').filter({ hasText: option }).first().click();
+}
+
+// ---------- scenarios ----------
+
+const scenarios = [
+  {
+    name: 'admin-users-audit',
+    async run({ page, base, shot }) {
+      // The page is served with a policy that allows no inline script.
+      const index = await fetch(`${base}/admin/users`);
+      const csp = index.headers.get('content-security-policy') ?? '';
+      const scripts = csp.split(';').find((d) => d.trim().startsWith('script-src')) ?? '';
+      expect(index.ok && scripts.includes("'self'") && !scripts.includes('unsafe-inline'), `a CSP without inline scripts: ${csp}`);
+      await signIn(page, base, 'admin', ADMIN_PASSWORD);
+      await shot('overview');
+      await page.click('text=Users');
+      await page.waitForSelector('text=Create a user');
+      for (const [username, role] of [['tina', 'trainer'], ['uma', 'trainer']]) {
+        await page.click('button:has-text("Create a user")');
+        await page.fill('#new-username', username);
+        await page.fill('#new-email', `${username}@example.com`);
+        await page.fill('#new-password', `${username}-password`);
+        await choose(page, '.ant-modal-content .ant-form-item:has(#new-role)', role);
+        await page.click('.ant-modal-content button[type=submit]');
+        await page.waitForSelector(`td:has-text("${username}@example.com")`);
+      }
+      await shot('users-created');
+      // uma becomes a plain user.
+      await choose(page, '[data-testid=role-uma]', 'user');
+      await page.waitForSelector('text=Saved');
+      await shot('role-changed');
+      await page.click('a:has-text("uma")');
+      await page.waitForSelector('[data-testid=audit-timeline]');
+      await until('the timeline shows the creation and the role change', async () => {
+        const text = await page.locator('[data-testid=audit-timeline]').innerText();
+        return text.includes('UserRegistered') && text.includes('RoleChanged') && text.includes('"role": "user"');
+      });
+      await shot('uma-timeline');
+      // tina's own timeline too.
+      await page.goto(`${base}/admin/users`);
+      await page.click('a:has-text("tina")');
+      await until('tina was registered as a trainer', async () =>
+        (await page.locator('[data-testid=audit-timeline]').innerText()).includes('"role": "trainer"'));
+      await shot('tina-timeline');
+    },
+  },
+  {
+    name: 'user-sees-no-training',
+    async run({ page, base, shot }) {
+      await signIn(page, base, 'uma', 'uma-password');
+      const menu = await menuTexts(page);
+      expect(menu.includes('Chat') && !menu.includes('Datasets') && !menu.includes('Training'), `a user's menu without datasets or training: ${menu}`);
+      await shot('user-menu');
+      await page.goto(`${base}/training`);
+      await page.waitForSelector('[data-testid=not-allowed]');
+      expect(await page.isVisible('text=Not allowed'), 'the not-allowed page');
+      await shot('training-not-allowed');
+      await page.goto(`${base}/datasets/0190b2d4-0000-7000-8000-000000000000`);
+      await page.waitForSelector('[data-testid=not-allowed]');
+      // In Chinese, Ant Design's own words follow (the pager, the empty state).
+      await page.click('.ant-layout-header .ant-segmented-item:has-text("中文")');
+      await page.waitForSelector('text=无权访问');
+      await page.click('[data-testid=main-menu] >> text=问答');
+      await page.waitForSelector('text=还没有对话');
+      expect((await menuTexts(page)).includes('问答'), 'the menu in Chinese');
+      await shot('chat-in-chinese');
+    },
+  },
+  {
+    name: 'trainer-upload-train-deploy-chat',
+    async run({ page, base, shot }) {
+      await signIn(page, base, 'tina', 'tina-password');
+      await page.click('[data-testid=main-menu] >> text=Datasets');
+      await page.waitForSelector('text=No datasets yet');
+      await shot('datasets-empty');
+      await page.click('button:has-text("Upload a dataset")');
+      await page.setInputFiles('[data-testid=dropzone] input[type=file], .ant-upload input[type=file]', join(repo, 'demo/faq.jsonl'));
+      await page.fill('#dataset-name', XSS);
+      await shot('upload-form');
+      await page.click('.ant-drawer button[type=submit]');
+      await page.waitForURL(/\/datasets\/[0-9a-f-]{36}$/);
+      await until('the dataset validated', async () => (await page.innerText('[data-testid=dataset-status]')) === 'valid', 30000);
+      expect((await page.innerText('[data-testid=dataset-name]')) === XSS, 'the dataset name shown as text');
+      await page.waitForSelector('[data-testid=preview-table] td:has-text("Bonsai")');
+      expect((await page.innerText('[data-testid=record-count]')) === '20', 'the record count');
+      await shot('dataset-valid-preview');
+
+      await page.click('[data-testid=main-menu] >> text=Training');
+      await page.click('button:has-text("New training")');
+      await page.fill('#task-name', 'faq quick');
+      await choose(page, '.ant-drawer .dataset-select', `${XSS} (v1)`);
+      await page.click('.ant-segmented-item:has-text("Quick try")');
+      // A run long enough to watch: 40 steps.
+      await page.click('.ant-collapse-header:has-text("Advanced")');
+      await page.fill('#cfg-max_steps', '40');
+      await shot('training-form');
+      await page.click('.ant-drawer button[type=submit]');
+      await page.waitForURL(/\/training\/[0-9a-f-]{36}$/);
+      const seen = [];
+      await until('the training completed', async () => {
+        const points = Number((await page.getAttribute('[data-testid=loss-chart]', 'data-points').catch(() => null)) ?? 0);
+        if (!seen.length || seen[seen.length - 1] !== points) seen.push(points);
+        if (seen.length === 2) await shot('training-running');
+        return (await page.innerText('[data-testid=task-status]')) === 'completed';
+      }, 180000);
+      await page.waitForTimeout(500);
+      const final = Number(await page.getAttribute('[data-testid=loss-chart]', 'data-points'));
+      console.log(`    loss chart points over time: ${seen.join(' → ')} (final ${final})`);
+      expect(final >= 3, `a loss curve of several points (${final})`);
+      await shot('training-completed');
+      // A reload shows the whole curve.
+      await page.reload();
+      await until('the curve after a reload', async () => Number(await page.getAttribute('[data-testid=loss-chart]', 'data-points')) === final);
+
+      await page.click('button:has-text("Register as model")');
+      await page.fill('#model-name', 'faq bot');
+      await page.click('.ant-modal-content button[type=submit]');
+      await page.waitForURL(/\/models$/);
+      await until('the model exported', async () => (await page.innerText('[data-testid=model-status]')) === 'ready', 120000);
+      await page.click('button:has-text("Deploy")');
+      await page.waitForSelector('.ant-tag:has-text("deployed")');
+      await shot('model-deployed');
+      // A test with one case: the accuracy and the per-case result appear.
+      await page.click('button:has-text("Test")');
+      await page.fill('.ant-modal-content textarea', 'What is Bonsai? => platform');
+      await page.click('.ant-modal-content button[type=submit]');
+      await until('the test result', async () => /%$/.test((await page.innerText('[data-testid=model-accuracy]')).trim()), 60000);
+      await page.click('.ant-table-row-expand-icon');
+      await page.waitForSelector('.ant-table-expanded-row td:has-text("What is Bonsai?")');
+      await shot('model-tested');
+
+      await page.click('[data-testid=main-menu] >> text=Chat');
+      await page.waitForSelector('#question-input');
+      await until('the deployed model chosen', async () => (await page.innerText('[data-testid=model-select]')).includes('faq bot'));
+      const question = `What is Bonsai? <img src=x onerror="window.__xss=3">`;
+      await page.fill('#question-input', question);
+      await page.click('button:has-text("Ask")');
+      await until('an answer shown', async () => {
+        const answer = (await page.locator('[data-testid=answer]').first().innerText()).trim();
+        return answer.length > 0 && answer !== '…';
+      }, 60000);
+      expect((await page.locator('[data-testid=question]').first().innerText()) === question, 'the question shown as text');
+      await shot('chat-answer');
+      await page.click('.conversations button:has-text("✕")');
+      await page.click('.ant-popconfirm button:has-text("OK")');
+      await page.waitForSelector('text=No conversations yet');
+      await shot('chat-deleted');
+    },
+  },
+  {
+    name: 'trainer-stops-and-resumes',
+    async run({ page, base, shot }) {
+      await signIn(page, base, 'tina', 'tina-password');
+      await page.goto(`${base}/training`);
+      await page.click('button:has-text("New training")');
+      await page.fill('#task-name', 'long run');
+      await choose(page, '.ant-drawer .dataset-select', 'faq<script>');
+      await page.click('.ant-segmented-item:has-text("Quick try")');
+      await page.click('.ant-collapse-header:has-text("Advanced")');
+      await page.fill('#cfg-max_steps', '5000');
+      await page.click('.ant-drawer button[type=submit]');
+      await page.waitForURL(/\/training\/[0-9a-f-]{36}$/);
+      const points = async () => Number((await page.getAttribute('[data-testid=loss-chart]', 'data-points').catch(() => null)) ?? 0);
+      await until('the run under way', async () => (await points()) >= 2, 60000);
+      await page.click('button:has-text("Stop")');
+      await until('the run stopped', async () => (await page.innerText('[data-testid=task-status]')) === 'stopped', 60000);
+      const stoppedAt = await points();
+      await shot('stopped');
+      await page.click('button:has-text("Resume")');
+      await until('the run resumed and went on', async () => (await page.innerText('[data-testid=task-status]')) === 'running' && (await points()) > stoppedAt, 60000);
+      await shot('resumed');
+      await page.click('button:has-text("Stop")');
+      await until('the run stopped again', async () => (await page.innerText('[data-testid=task-status]')) === 'stopped', 60000);
+    },
+  },
+  {
+    name: 'bad-uploads-show-server-errors',
+    async run({ page, base, shot }) {
+      await signIn(page, base, 'tina', 'tina-password');
+      await page.goto(`${base}/datasets`);
+      await page.click('button:has-text("Upload a dataset")');
+      const dir = mkdtempSync(join(tmpdir(), 'bonsai_e2e_files_'));
+      writeFileSync(join(dir, 'picture.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0]));
+      await page.setInputFiles('.ant-upload input[type=file]', join(dir, 'picture.png'));
+      await page.click('.ant-drawer button[type=submit]');
+      await page.waitForSelector('[data-testid=upload-error]');
+      const refused = await page.innerText('[data-testid=upload-error]');
+      expect(/415/.test(refused), `a 415 shown: ${refused}`);
+      await shot('wrong-type');
+      writeFileSync(join(dir, 'broken.jsonl'), '{"question": "ok?", "answer": "yes"}\n{"question": "no answer"}\nnot json at all\n');
+      await page.setInputFiles('.ant-upload input[type=file]', join(dir, 'broken.jsonl'));
+      await page.fill('#dataset-name', 'broken');
+      await page.click('.ant-drawer button[type=submit]');
+      await page.waitForURL(/\/datasets\/[0-9a-f-]{36}$/);
+      await until('the dataset found invalid', async () => (await page.innerText('[data-testid=dataset-status]')) === 'invalid', 30000);
+      await page.click('.ant-tabs-tab:has-text("Errors by line")');
+      await until('the per-line errors', async () => {
+        const table = await page.innerText('[data-testid=errors-table]');
+        return table.includes('answer') && /\b2\b/.test(table) && /\b3\b/.test(table);
+      });
+      await shot('line-errors');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  },
+  {
+    name: 'sessions-refresh-and-revocation',
+    async run({ page, base, secret, shot }) {
+      await signIn(page, base, 'tina', 'tina-password');
+      await page.goto(`${base}/datasets`);
+      await page.waitForSelector('text=Datasets');
+      // The tab's access token has expired (signed by the server, expiry an hour ago): the next calls are
+      // refused with 401, refresh it once and carry on without the user seeing anything.
+      await page.evaluate(([t]) => {
+        const tokens = JSON.parse(localStorage.getItem('bonsai.tokens'));
+        tokens.access_token = t;
+        localStorage.setItem('bonsai.tokens', JSON.stringify(tokens));
+      }, [expired(await page.evaluate(() => JSON.parse(localStorage.getItem('bonsai.tokens')).access_token), secret)]);
+      const stale = await page.evaluate(() => JSON.parse(localStorage.getItem('bonsai.tokens')).access_token);
+      expect((await api(base, '/api/users/profile', { token: stale })).status === 401, 'the planted token is refused');
+      await page.click('[data-testid=main-menu] >> text=Training');
+      await page.waitForSelector('button:has-text("New training")');
+      await page.click('[data-testid=main-menu] >> text=Datasets');
+      await page.waitForSelector('td:has-text("broken")');
+      const after = await page.evaluate(() => JSON.parse(localStorage.getItem('bonsai.tokens')).access_token);
+      expect(stale !== after && page.url().endsWith('/datasets'), 'a silent refresh, still on the page');
+      await shot('after-silent-refresh');
+      // An admin signs tina out everywhere: her next call lands on sign-in, with the way back.
+      const admin = await api(base, '/api/auth/login', { method: 'POST', body: { username: 'admin', password: ADMIN_PASSWORD } });
+      const users = await api(base, '/api/users?page_size=100', { token: admin.json.access_token });
+      const tina = users.json.items.find((u) => u.username === 'tina');
+      expect((await api(base, `/api/users/${tina.id}/sessions`, { method: 'DELETE', token: admin.json.access_token })).status < 300, 'sessions ended');
+      await page.click('[data-testid=main-menu] >> text=Models');
+      await page.waitForURL(/\/sign-in\?next=/, { timeout: 15000 });
+      expect(decodeURIComponent(page.url()).includes('next=/models'), `the return path kept: ${page.url()}`);
+      await shot('revoked-to-sign-in');
+      await page.fill('#username', 'tina');
+      await page.fill('#password', 'tina-password');
+      await page.click('button[type=submit]');
+      await page.waitForURL(/\/models$/);
+      await shot('back-after-sign-in');
+    },
+  },
+];
+
+// ---------- runner ----------
+
+const server = await startServer();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+let failed = 0;
+const started = Date.now();
+try {
+  for (const scenario of scenarios.filter((s) => s.name.includes(filter))) {
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+    const page = await context.newPage();
+    page.setDefaultTimeout(15000);
+    const problems = [];
+    page.on('dialog', (d) => {
+      problems.push(`a dialog opened: ${d.message()}`);
+      void d.dismiss();
+    });
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    // The console itself must live within its Content-Security-Policy.
+    page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(`CSP violation: ${m.text()}`));
+    const kit = scenarioKit(page, scenario.name);
+    const t0 = Date.now();
+    try {
+      await scenario.run({ page, base: server.base, secret: server.secret, shot: kit.shot });
+      // Nothing a user typed ever ran as script.
+      const xss = await page.evaluate(() => window.__xss);
+      expect(xss === undefined, `no injected script ran (window.__xss = ${xss})`);
+      expect(!problems.length, problems.join('; '));
+      console.log(`ok   ${scenario.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      failed += 1;
+      await kit.shot('FAILED').catch(() => {});
+      console.log(`FAIL ${scenario.name}: ${e.message}`);
+    } finally {
+      await context.close();
+    }
+  }
+} finally {
+  await browser.close();
+  server.stop();
+}
+console.log(`${failed ? 'FAILED' : 'passed'} in ${((Date.now() - started) / 1000).toFixed(0)} s; screenshots in ${shots}`);
+await new Promise((r) => setTimeout(r, 2000));
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,32 @@
+// Small formatting helpers shared by the pages (sizes, durations, dates, status colours).
+export function bytes(n: number | undefined | null): string {
+  if (n == null) return '—';
+  const units = ['B', 'KB', 'MB', 'GB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+export function duration(secs: number | undefined | null): string {
+  if (secs == null || !isFinite(secs)) return '—';
+  const s = Math.max(0, Math.round(secs));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = s % 60;
+  return h ? `${h}h ${m}m` : m ? `${m}m ${r}s` : `${r}s`;
+}
+
+export function when(iso: string | undefined | null): string {
+  return iso ? new Date(iso).toLocaleString() : '—';
+}
+
+export const STATUS_COLOR: Record<string, string> = {
+  valid: 'green', completed: 'green', ready: 'green', resolved: 'green', answered: 'green',
+  invalid: 'red', failed: 'red', critical: 'red',
+  validating: 'blue', running: 'blue', exporting: 'blue', uploaded: 'default', queued: 'default',
+  stopped: 'orange', acknowledged: 'orange', warning: 'orange', active: 'volcano', archived: 'default',
+};

@@ -1,0 +1,63 @@
+// Alerts: filter by severity and status; acknowledge (with a note: someone is on it) and resolve.
+import { useState } from 'react';
+import { Button, Card, Input, Modal, Select, Space, Table, Tag, Typography, message } from 'antd';
+import { useAcknowledgeAlertMutation, useAlertsQuery, useResolveAlertMutation } from '../../api/api';
+import type { ApiFailure } from '../../api/baseQuery';
+import { describeError } from '../../api/errors';
+import type { Alert } from '../../api/types';
+import { Loadable } from '../../components/States';
+import { STATUS_COLOR, when } from '../../components/format';
+import { useI18n } from '../../i18n';
+
+export default function AlertsPage() {
+  const { t, lang } = useI18n();
+  const [status, setStatus] = useState<string | undefined>('active');
+  const [severity, setSeverity] = useState<string | undefined>();
+  const [page, setPage] = useState(1);
+  const { data, isLoading, error, refetch } = useAlertsQuery({ status, severity, page, page_size: 20 }, { pollingInterval: 15000 });
+  const [ack] = useAcknowledgeAlertMutation();
+  const [resolve] = useResolveAlertMutation();
+  const [acting, setActing] = useState<{ alert: Alert; action: 'ack' | 'resolve' } | null>(null);
+  const [note, setNote] = useState('');
+  const act = async () => {
+    if (!acting) return;
+    try {
+      const run = acting.action === 'ack' ? ack : resolve;
+      await run({ id: acting.alert.id, note: note || undefined }).unwrap();
+      setActing(null);
+      setNote('');
+    } catch (e) {
+      message.error(describeError(e as ApiFailure, lang));
+    }
+  };
+  return (
+    <Card title={<Typography.Title level={4} style={{ margin: 0 }}>{t('menuAlerts')}</Typography.Title>}
+      extra={<Space>
+        <Select allowClear placeholder={t('status')} style={{ width: 160 }} value={status} onChange={(v) => { setStatus(v); setPage(1); }}
+          options={['active', 'acknowledged', 'resolved'].map((s) => ({ value: s, label: s }))} />
+        <Select allowClear placeholder={t('severity')} style={{ width: 160 }} value={severity} onChange={(v) => { setSeverity(v); setPage(1); }}
+          options={['info', 'warning', 'critical'].map((s) => ({ value: s, label: s }))} />
+      </Space>}>
+      <Loadable loading={isLoading} error={error} onRetry={refetch} empty={!data?.items.length} emptyText={t('noAlerts')}>
+        <Table<Alert> rowKey="id" dataSource={data?.items} pagination={{ current: page, total: data?.total, pageSize: 20, onChange: setPage }}
+          columns={[
+            { title: t('severity'), dataIndex: 'severity', render: (s: string) => <Tag color={STATUS_COLOR[s]}>{s}</Tag> },
+            { title: t('kind'), dataIndex: 'kind' },
+            { title: t('message'), dataIndex: 'message' },
+            { title: t('status'), dataIndex: 'status', render: (s: string, a) => <span><Tag color={STATUS_COLOR[s]}>{s}</Tag>{a.acknowledge_note && <Typography.Text type="secondary">{a.acknowledge_note}</Typography.Text>}</span> },
+            { title: t('raised'), dataIndex: 'raised_at', render: (w: string, a) => `${when(w)}${a.times_raised > 1 ? ` ×${a.times_raised}` : ''}` },
+            { title: '', render: (_, a) => (
+              <Space>
+                {a.status === 'active' && <Button size="small" onClick={() => setActing({ alert: a, action: 'ack' })}>{t('acknowledge')}</Button>}
+                {a.status !== 'resolved' && <Button size="small" onClick={() => setActing({ alert: a, action: 'resolve' })}>{t('resolve')}</Button>}
+              </Space>
+            ) },
+          ]} />
+      </Loadable>
+      <Modal open={!!acting} title={acting?.action === 'ack' ? t('acknowledge') : t('resolve')} onOk={act} onCancel={() => setActing(null)}>
+        <Typography.Paragraph>{acting?.alert.message}</Typography.Paragraph>
+        <Input.TextArea placeholder={t('note')} value={note} onChange={(e) => setNote(e.target.value)} maxLength={1000} />
+      </Modal>
+    </Card>
+  );
+}
