@@ -25,6 +25,10 @@ export const ERROR_MESSAGES: Record<string, Record<Lang, string>> = {
   concurrent_modification: { en: 'Someone changed this at the same time. Try again.', zh: '数据被同时修改，请重试。' },
   validation_failed: { en: 'Some values are not valid.', zh: '部分输入无效。' },
   invalid_body: { en: 'The request is not valid.', zh: '请求内容无效。' },
+  invalid_text: {
+    en: 'A text contains a NUL character, which cannot be stored. Remove it and try again.',
+    zh: '文本中含有无法保存的 NUL 字符，请删除后重试。',
+  },
   malformed_json: { en: 'The request is not valid JSON.', zh: '请求不是有效的 JSON。' },
   unreadable_body: { en: 'The request could not be read.', zh: '无法读取请求。' },
   bad_request: { en: 'The request is not valid.', zh: '请求无效。' },
