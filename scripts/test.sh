@@ -20,3 +20,6 @@ for db in $(psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database 
 done
 find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'bonsai_test_*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 cargo test --workspace --features bonsai-ml/cuda --no-fail-fast "$@"
+# The operations layer (deploy/): promtool, docker compose config, nginx -t, and two real nodes behind a real
+# Nginx (scripts/check-ops.sh). Skipped when a test-name filter is given (a filtered run is for those tests).
+if [ $# -eq 0 ]; then scripts/check-ops.sh; fi

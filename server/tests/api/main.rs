@@ -12,6 +12,7 @@ mod errors;
 mod event_store;
 mod helpers;
 mod https;
+mod operations;
 mod rate_limits;
 mod relay;
 mod replay;
