@@ -17,7 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-fail() { echo "ops check: FAIL ($*)" >&2; exit 1; }
+fail() {
+  # What Nginx saw, for the diagnosis (the work folder is removed on exit).
+  if [ -n "${WORK:-}" ] && [ -s "$WORK/logs/error.log" ]; then tail -n 5 "$WORK/logs/error.log" >&2; fi
+  if [ -n "${WORK:-}" ] && [ -s "$WORK/logs/access.log" ]; then tail -n 8 "$WORK/logs/access.log" >&2; fi
+  echo "ops check: FAIL ($*)" >&2
+  exit 1
+}
 trap 'echo "ops check: FAIL (a command failed at line $LINENO)" >&2' ERR
 step() { echo "== $*"; }
 
@@ -57,6 +63,7 @@ if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else C
 
 # --- 2. Nginx ----------------------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bonsai-ops.XXXXXX")
+chmod 755 "$WORK" # Nginx's workers (another user) read the console's stand-in page from it
 PIDS=()
 DB="bonsai_ops_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PG="${BONSAI_PG_URL:-postgres://postgres@127.0.0.1:5432}"
@@ -82,6 +89,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=localhost" \
   -keyout "$WORK/tls/bonsai.key" -out "$WORK/tls/bonsai.crt" >/dev/null 2>&1 || fail "openssl"
 # The console: the built one when there is one, else a stand-in page.
 if [ -f web/dist/index.html ]; then WWW="$ROOT/web/dist"; else echo '<!doctype html><title>Bonsai</title>' >"$WORK/www/index.html"; WWW="$WORK/www"; fi
+chmod -R a+rX "$WORK/www"
 sed -e "s#server api-1:8080#server 127.0.0.1:$P1#" -e "s#server api-2:8080#server 127.0.0.1:$P2#" \
   -e "s#listen 80;#listen 127.0.0.1:$HTTP_PORT;#" -e "s#listen 443 ssl#listen 127.0.0.1:$TLS_PORT ssl#" \
   -e '/listen \[::\]/d' -e "s#/etc/nginx/tls/#$WORK/tls/#" -e "s#root /usr/share/nginx/bonsai;#root $WWW;#" \
@@ -95,7 +103,8 @@ error_log $WORK/logs/error.log;
 events { worker_connections 256; }
 http {
     include $MIME;
-    access_log $WORK/logs/access.log;
+    log_format upstreams '\$request \$status upstream=\$upstream_addr \$upstream_status';
+    access_log $WORK/logs/access.log upstreams;
     client_body_temp_path $WORK/body;
     proxy_temp_path $WORK/proxy;
     fastcgi_temp_path $WORK/fastcgi;
@@ -137,7 +146,8 @@ done
 URL="https://127.0.0.1:$TLS_PORT"
 C=(curl -sk --max-time 60)
 [ "$("${C[@]}" -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/models")" = 301 ] || fail "plain HTTP is not redirected to HTTPS"
-"${C[@]}" "$URL/" | grep -qi '<title>' || fail "the console's page is not served"
+[ "$("${C[@]}" -o "$WORK/console.html" -w '%{http_code}' "$URL/training/some-page")" = 200 ] \
+  && cmp -s "$WORK/console.html" "$WWW/index.html" || fail "the console's page is not served (for its own routes too)"
 [ "$("${C[@]}" -o /dev/null -w '%{http_code}' "$URL/metrics")" = 404 ] || fail "Nginx shows the nodes' /metrics to the public"
 
 step "sign in through Nginx"
@@ -148,7 +158,8 @@ AUTH=(-H "authorization: Bearer $TOKEN")
 # Both nodes answer through Nginx: a few requests, then each node's own count of them.
 for _ in 1 2 3 4 5 6; do "${C[@]}" -o /dev/null "${AUTH[@]}" "$URL/api/users/profile"; done
 for port in "$P1" "$P2"; do
-  curl -s "http://127.0.0.1:$port/metrics" | grep -q 'route="/api/users/profile",status="200"' \
+  curl -s "http://127.0.0.1:$port/metrics" >"$WORK/balanced.txt"
+  grep -q 'route="/api/users/profile",status="200"' "$WORK/balanced.txt" \
     || fail "node :$port got none of the requests Nginx balanced"
 done
 
@@ -180,6 +191,10 @@ done
 TASK=$("${C[@]}" "${AUTH[@]}" "$URL/api/training/tasks" -H 'content-type: application/json' -d "{\"name\":\"ops check\",
   \"base_model_id\":\"tiny\",\"dataset_id\":\"$DATASET\",\"start\":false,\"config\":{\"epochs\":2,\"batch_size\":20,\"max_seq_len\":48}}" | jq -r .id)
 [ -n "$TASK" ] && [ "$TASK" != null ] || fail "creating a training task"
+# The views follow the events within moments: wait until the task is visible (on any node) before its feeds.
+for _ in $(seq 1 100); do
+  [ "$("${C[@]}" -o /dev/null -w '%{http_code}' "${AUTH[@]}" "$URL/api/training/tasks/$TASK")" = 200 ] && break; sleep 0.1
+done
 # The feed opened before the run starts: its snapshot, then the run's events as they happen (unbuffered).
 curl -skN --max-time 90 "$URL/api/training/tasks/$TASK/events?access_token=$TOKEN" >"$WORK/sse.txt" 2>/dev/null & SSE=$!
 PIDS+=("$SSE")
@@ -217,11 +232,9 @@ print(read(n).decode())
 EOF
 jq -e '.type == "snapshot"' "$WORK/ws.txt" >/dev/null || fail "the WebSocket's first message is not a snapshot: $(head -c 200 "$WORK/ws.txt")"
 "${C[@]}" -o /dev/null -X POST "${AUTH[@]}" "$URL/api/training/tasks/$TASK/start"
-for _ in $(seq 1 600); do
-  grep -q '^event: ' <(grep -v '^event: snapshot' "$WORK/sse.txt") && break; sleep 0.1
-done
-grep -v '^event: snapshot' "$WORK/sse.txt" | grep -q '^event: ' \
-  || fail "no training event came through the SSE feed within 60 s: $(head -c 300 "$WORK/sse.txt")"
+beyond_snapshot() { [ "$(grep -c '^event: ' "$WORK/sse.txt")" -gt "$(grep -c '^event: snapshot' "$WORK/sse.txt")" ]; }
+for _ in $(seq 1 600); do beyond_snapshot && break; sleep 0.1; done
+beyond_snapshot || fail "no training event came through the SSE feed within 60 s: $(head -c 300 "$WORK/sse.txt")"
 echo "   SSE events seen: $(grep '^event: ' "$WORK/sse.txt" | cut -d' ' -f2 | sort | uniq -c | tr -s ' \n' ' ')"
 
 step "every metric in the rules and dashboards is on a node's /metrics"
