@@ -23,6 +23,17 @@ use tower_http::trace::TraceLayer;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What a node that answers no API requests (a worker node) serves: its health, for load balancers and
+/// orchestrators, and its metrics, for Prometheus.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(routes::healthz))
+        .route("/readyz", axum::routing::get(routes::readyz))
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
 /// The whole API. Every request gets an `x-request-id` (kept if the client sent one), which is on
 /// every log line of the request and becomes the correlation id of the events it causes.
 pub fn router(state: AppState) -> Router {

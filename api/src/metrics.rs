@@ -1,6 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition of the API's request counts and latencies (per method,
 //! route template and status), the process's memory and CPU, and the platform's business figures
-//! (training outcomes, models and their accuracy, questions and answer times, projection lag).
+//! (training outcomes, models and their accuracy, questions and answer times, projection lag), and what
+//! operators alert on (deploy/prometheus/rules.yml): the relay's backlog, the host's CPU, and whether
+//! PostgreSQL, NATS and Redis answer this node.
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -29,6 +31,12 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
+    /// Requests answered with a server error (5xx) since start.
+    pub fn server_errors(&self) -> u64 {
+        let series = self.series.lock().expect("metrics lock");
+        series.iter().filter(|((_, _, status), _)| *status >= 500).map(|(_, s)| s.count).sum()
+    }
+
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         let mut series = self.series.lock().expect("metrics lock");
         let s = series.entry((method.to_owned(), route.to_owned(), status)).or_default();
@@ -117,6 +125,66 @@ fn process() -> Option<(u64, f64)> {
     Some((pages * 4096, ticks as f64 / 100.0))
 }
 
+/// Host CPU time (seconds) spent busy and idle since boot, over all cores, from the first line of
+/// /proc/stat (Linux; none elsewhere). Idle counts I/O wait.
+fn host_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().take(8).map(|t| t.parse().unwrap_or(0)).collect();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let busy = ticks.iter().sum::<u64>() - idle;
+    Some((busy as f64 / 100.0, idle as f64 / 100.0))
+}
+
+/// The JetStream stream (and relay checkpoint) name of a NATS prefix, as `bonsai_workers::bus` names it.
+fn stream_name(prefix: &str) -> String {
+    let clean: String =
+        prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    format!("{clean}_EVENTS")
+}
+
+/// Whether each dependency answers this node (1) or not (0): PostgreSQL (from the scrape's own queries),
+/// NATS (the client's connection), Redis (a PING, when the node is configured with one).
+async fn dependencies(state: &AppState, database_up: bool, out: &mut String) {
+    gauge(out, "bonsai_dependency_up", "1 when this node reaches the dependency, 0 when not.");
+    let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
+    let _ = writeln!(out, "bonsai_dependency_up{{dependency=\"postgresql\"}} {}", u8::from(database_up));
+    let _ = writeln!(out, "bonsai_dependency_up{{dependency=\"nats\"}} {}", u8::from(nats));
+    if let Some(up) = redis_up(state).await {
+        let _ = writeln!(out, "bonsai_dependency_up{{dependency=\"redis\"}} {}", u8::from(up));
+    }
+}
+
+/// Whether Redis answers a PING now; none when the node runs without Redis.
+pub async fn redis_up(state: &AppState) -> Option<bool> {
+    let redis = state.limits.redis()?;
+    Some(redis.query::<String>(&redis::cmd("PING")).await.is_some())
+}
+
+/// Events the relay has yet to publish to NATS, and answered questions by whether the cache answered them.
+async fn pipeline(state: &AppState, out: &mut String) -> Result<(), sqlx::Error> {
+    let relay_lag: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE global_position > \
+         coalesce((SELECT position FROM relay_checkpoints WHERE name = $1), 0)",
+    )
+    .bind(stream_name(&state.nats_prefix))
+    .fetch_one(&state.pool)
+    .await?;
+    let answers: Vec<(bool, i64)> = sqlx::query_as(
+        "SELECT coalesce(cached, false), count(*) FROM qa_history_view WHERE status = 'answered' GROUP BY 1",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    gauge(out, "bonsai_relay_lag_events", "Committed events the relay has yet to publish to NATS.");
+    let _ = writeln!(out, "bonsai_relay_lag_events {relay_lag}");
+    gauge(out, "bonsai_qa_answers", "Answered questions by whether the answer cache answered them.");
+    for cached in [false, true] {
+        let n = answers.iter().find(|(c, _)| *c == cached).map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "bonsai_qa_answers{{cached=\"{cached}\"}} {n}");
+    }
+    Ok(())
+}
+
 fn gauge(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
 }
@@ -139,6 +207,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "# HELP bonsai_process_cpu_seconds_total CPU time of the API process.\n# TYPE bonsai_process_cpu_seconds_total counter");
         let _ = writeln!(out, "bonsai_process_cpu_seconds_total {cpu}");
     }
+    if let Some((busy, idle)) = host_cpu() {
+        let _ = writeln!(out, "# HELP bonsai_host_cpu_seconds_total CPU time of this machine, all cores, by mode.\n# TYPE bonsai_host_cpu_seconds_total counter");
+        let _ = writeln!(out, "bonsai_host_cpu_seconds_total{{mode=\"busy\"}} {busy}");
+        let _ = writeln!(out, "bonsai_host_cpu_seconds_total{{mode=\"idle\"}} {idle}");
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    gauge(&mut out, "bonsai_host_cpus", "Cores this process may run on.");
+    let _ = writeln!(out, "bonsai_host_cpus {cpus}");
     if let Some(disk) = state.data_dir.as_deref().and_then(|dir| bonsai_commands::host::disk_usage(dir).ok()) {
         gauge(&mut out, "bonsai_data_disk_used_ratio", "Share of the data folder's disk in use (as df counts it).");
         let _ = writeln!(out, "bonsai_data_disk_used_ratio {}", disk.used_ratio());
@@ -153,7 +229,16 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         gauge(&mut out, "bonsai_host_memory_used_ratio", "Share of this machine's memory in use.");
         let _ = writeln!(out, "bonsai_host_memory_used_ratio {}", memory.used_ratio());
     }
-    match bonsai_projections::stats::read(&state.pool).await {
+    let stats = bonsai_projections::stats::read(&state.pool).await;
+    let backlog = match &stats {
+        Ok(_) => pipeline(&state, &mut out).await,
+        Err(_) => Ok(()),
+    };
+    if let Err(error) = backlog {
+        tracing::warn!(%error, "metrics: the relay backlog could not be read");
+    }
+    dependencies(&state, stats.is_ok(), &mut out).await;
+    match stats {
         Ok(stats) => {
             gauge(&mut out, "bonsai_training_tasks", "Training tasks by status.");
             for (status, n) in &stats.tasks {
@@ -161,8 +246,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             }
             let count = |status: &str| stats.tasks.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             let (completed, failed) = (count("completed"), count("failed"));
+            // Described even without a value, so dashboards and rules find the name on a fresh platform.
+            gauge(&mut out, "bonsai_training_success_ratio", "Completed over completed and failed training tasks.");
             if completed + failed > 0 {
-                gauge(&mut out, "bonsai_training_success_ratio", "Completed over completed and failed training tasks.");
                 let _ =
                     writeln!(out, "bonsai_training_success_ratio {}", completed as f64 / (completed + failed) as f64);
             }
@@ -182,8 +268,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             for (status, n) in &stats.questions {
                 let _ = writeln!(out, "bonsai_qa_questions{{status=\"{status}\"}} {n}");
             }
+            gauge(&mut out, "bonsai_qa_mean_response_seconds", "Mean time to answer an uncached question.");
             if let Some(ms) = stats.mean_response_ms {
-                gauge(&mut out, "bonsai_qa_mean_response_seconds", "Mean time to answer an uncached question.");
                 let _ = writeln!(out, "bonsai_qa_mean_response_seconds {}", ms / 1000.0);
             }
             gauge(&mut out, "bonsai_events", "Events in the event store (newest global position).");

@@ -1,9 +1,11 @@
 //! The application: everything `bonsai serve` runs in one process (API, relay, projection consumers),
 //! built from settings, bound before it runs (so tests can bind port 0 and read the port), and stopped
-//! by one shared shutdown token.
+//! by one shared shutdown token. A node's role (`--role api|workers|all`) picks which of its tasks run:
+//! API nodes answer HTTP and run the relay and projections, worker nodes run the consumers that do the
+//! work (they meet the API nodes only through PostgreSQL and NATS); see docs/operations.md.
 
 use crate::db;
-use crate::settings::Settings;
+use crate::settings::{NodeRole, Settings};
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use bonsai_api::{AppState, RateLimitSettings, RateLimits, TokenSettings};
@@ -25,6 +27,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub struct Application {
+    /// Which of the tasks below this node runs.
+    role: NodeRole,
     listener: TcpListener,
     /// HTTPS when set.
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -43,6 +47,8 @@ pub struct Application {
     training_devices: String,
     training_threads: usize,
     alerts: AlertSettings,
+    /// This node's checks of its own health (5xx, dependencies, panics).
+    system_alerts: crate::system_alerts::SystemAlertSettings,
     /// The models this node has loaded (shared by its model and QA workers; counted in `/metrics`).
     engines: Engines,
     webhook: Option<WebhookSettings>,
@@ -152,6 +158,7 @@ impl Application {
         let ttl = Duration::from_secs(settings.answer_cache_ttl_secs);
         let answer_cache = AnswerCache::new(redis, &settings.nats_prefix, ttl);
         Ok(Self {
+            role: settings.role,
             listener,
             tls,
             pool,
@@ -164,6 +171,12 @@ impl Application {
             training_devices: settings.training_devices.clone(),
             training_threads: settings.training_threads,
             engines,
+            system_alerts: crate::system_alerts::SystemAlertSettings {
+                every: Duration::from_secs_f64(settings.alerts.check_every_secs.max(0.0)),
+                server_errors: settings.alerts.server_errors,
+                dependency_down: Duration::from_secs_f64(settings.alerts.dependency_down_secs.max(0.0)),
+                node: settings.alerts.node_name.clone().unwrap_or_else(node_name),
+            },
             alerts: AlertSettings {
                 accuracy_drop: settings.alerts.accuracy_drop,
                 min_accuracy: settings.alerts.min_accuracy,
@@ -199,7 +212,13 @@ impl Application {
     /// point and reports how each ended.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
-        let router = bonsai_api::router(self.state.clone());
+        let role = self.role;
+        // Worker nodes answer only health checks and Prometheus's scrapes.
+        let router = if role.runs_api() {
+            bonsai_api::router(self.state.clone())
+        } else {
+            bonsai_api::ops_router(self.state.clone())
+        };
         let stop = shutdown.clone();
         let (listener, tls) = (self.listener, self.tls);
         tasks.spawn(async move {
@@ -215,67 +234,85 @@ impl Application {
             };
             ("http".to_owned(), served.context("http server"))
         });
-        let (cache, bus, stop) = (self.state.user_cache.clone(), self.bus.clone(), shutdown.clone());
-        tasks.spawn(async move { ("user-cache".to_owned(), follow_user_events(bus, cache, stop).await) });
+        // Every node: sealed values it reads or writes, and the relay wake-ups after the events it appends.
         let (pool, stop) = (self.pool.clone(), shutdown.clone());
         tasks.spawn(async move { ("data-key-erasures".to_owned(), follow_key_erasures(pool, stop).await) });
         let (waker, bus, stop) = (self.waker, self.bus.clone(), shutdown.clone());
         tasks.spawn(async move { ("relay-waker".to_owned(), waker.run(bus, stop).await) });
-        let relay = Relay::new(self.pool.clone(), self.bus.clone());
-        let stop = shutdown.clone();
-        tasks.spawn(async move { ("relay".to_owned(), relay.run(stop).await) });
-        for projection in bonsai_projections::all() {
-            let name = format!("projection:{}", projection.name());
-            let consumer = ProjectionConsumer::new(self.pool.clone(), self.bus.clone(), projection)
-                .with_alerts(self.commands.clone());
+        if role.runs_api() {
+            let (cache, bus, stop) = (self.state.user_cache.clone(), self.bus.clone(), shutdown.clone());
+            tasks.spawn(async move { ("user-cache".to_owned(), follow_user_events(bus, cache, stop).await) });
+            let relay = Relay::new(self.pool.clone(), self.bus.clone());
             let stop = shutdown.clone();
-            tasks.spawn(async move { (name, consumer.run(stop).await) });
+            tasks.spawn(async move { ("relay".to_owned(), relay.run(stop).await) });
+            for projection in bonsai_projections::all() {
+                let name = format!("projection:{}", projection.name());
+                let consumer = ProjectionConsumer::new(self.pool.clone(), self.bus.clone(), projection)
+                    .with_alerts(self.commands.clone());
+                let stop = shutdown.clone();
+                tasks.spawn(async move { (name, consumer.run(stop).await) });
+            }
         }
-        let validation = ValidationWorker::new(
-            self.bus.clone(),
-            self.commands.clone(),
-            self.files.clone(),
-            Some(self.models.clone()),
-        );
-        let stop = shutdown.clone();
-        tasks.spawn(async move { ("worker:dataset-validation".to_owned(), validation.run(stop).await) });
-        for device in self.training_devices.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-            let trainer = TrainingWorker::new(
+        if role.runs_workers() {
+            let validation = ValidationWorker::new(
                 self.bus.clone(),
                 self.commands.clone(),
                 self.files.clone(),
-                self.models.clone(),
-                self.data_dir.clone(),
-                device,
-            )
-            .with_threads(self.training_threads);
+                Some(self.models.clone()),
+            );
             let stop = shutdown.clone();
-            let name = format!("worker:training:{device}");
-            tasks.spawn(async move { (name, trainer.run(stop).await) });
+            tasks.spawn(async move { ("worker:dataset-validation".to_owned(), validation.run(stop).await) });
+            for device in self.training_devices.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                let trainer = TrainingWorker::new(
+                    self.bus.clone(),
+                    self.commands.clone(),
+                    self.files.clone(),
+                    self.models.clone(),
+                    self.data_dir.clone(),
+                    device,
+                )
+                .with_threads(self.training_threads);
+                let stop = shutdown.clone();
+                let name = format!("worker:training:{device}");
+                tasks.spawn(async move { (name, trainer.run(stop).await) });
+            }
+            let (engines, bus, stop) = (self.engines.clone(), self.bus.clone(), shutdown.clone());
+            tasks.spawn(async move { ("model-events".to_owned(), follow_model_events(bus, engines, stop).await) });
+            let engines = self.engines;
+            let (bus, commands, data_dir) = (self.bus.clone(), self.commands.clone(), self.data_dir.clone());
+            let model_worker = ModelWorker::new(bus, commands, self.models.clone(), data_dir, engines.clone());
+            let stop = shutdown.clone();
+            tasks.spawn(async move { ("worker:models".to_owned(), model_worker.run(stop).await) });
+            let cache = self.answer_cache.clone();
+            let qa_worker =
+                QaWorker::new(self.bus.clone(), self.commands.clone(), self.data_dir.clone(), engines, cache);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { ("worker:qa".to_owned(), qa_worker.run(stop).await) });
         }
-        let (engines, bus, stop) = (self.engines.clone(), self.bus.clone(), shutdown.clone());
-        tasks.spawn(async move { ("model-events".to_owned(), follow_model_events(bus, engines, stop).await) });
-        let engines = self.engines;
-        let (bus, commands, data_dir) = (self.bus.clone(), self.commands.clone(), self.data_dir.clone());
-        let model_worker = ModelWorker::new(bus, commands, self.models.clone(), data_dir, engines.clone());
-        let stop = shutdown.clone();
-        tasks.spawn(async move { ("worker:models".to_owned(), model_worker.run(stop).await) });
-        let cache = self.answer_cache.clone();
-        let qa_worker = QaWorker::new(self.bus.clone(), self.commands.clone(), self.data_dir.clone(), engines, cache);
-        let stop = shutdown.clone();
-        tasks.spawn(async move { ("worker:qa".to_owned(), qa_worker.run(stop).await) });
+        // Every node checks its own disk and memory (the alert worker's event consumer is shared: one
+        // node handles each event).
         let alerts = AlertWorker::new(self.bus.clone(), self.commands.clone(), self.pool.clone(), self.alerts);
         let stop = shutdown.clone();
         tasks.spawn(async move { ("worker:alerts".to_owned(), alerts.run(stop).await) });
-        if let Some(webhook) = self.webhook {
-            let notifier = AlertNotifier::new(self.bus.clone(), self.pool.clone(), webhook);
-            let stop = shutdown.clone();
-            tasks.spawn(async move { ("worker:alert-webhook".to_owned(), notifier.run(stop).await) });
-        }
-        if self.file_gc_interval > Duration::ZERO {
-            let (pool, files, stop) = (self.pool.clone(), self.files.clone(), shutdown.clone());
-            let (every, grace) = (self.file_gc_interval, self.file_gc_grace);
-            tasks.spawn(async move { ("file-gc".to_owned(), collect_files(pool, files, every, grace, stop).await) });
+        crate::system_alerts::install_panic_hook();
+        let (state, commands, stop) = (self.state.clone(), self.commands.clone(), shutdown.clone());
+        let checks = self.system_alerts;
+        let (panic_commands, panic_node) = (self.commands.clone(), checks.node.clone());
+        tasks.spawn(async move {
+            ("system-alerts".to_owned(), crate::system_alerts::run(state, commands, checks, stop).await)
+        });
+        if role.runs_api() {
+            if let Some(webhook) = self.webhook {
+                let notifier = AlertNotifier::new(self.bus.clone(), self.pool.clone(), webhook);
+                let stop = shutdown.clone();
+                tasks.spawn(async move { ("worker:alert-webhook".to_owned(), notifier.run(stop).await) });
+            }
+            if self.file_gc_interval > Duration::ZERO {
+                let (pool, files, stop) = (self.pool.clone(), self.files.clone(), shutdown.clone());
+                let (every, grace) = (self.file_gc_interval, self.file_gc_grace);
+                tasks
+                    .spawn(async move { ("file-gc".to_owned(), collect_files(pool, files, every, grace, stop).await) });
+            }
         }
         let mut failed = None;
         while let Some(joined) = tasks.join_next().await {
@@ -288,6 +325,10 @@ impl Application {
                 }
                 Err(join_error) => {
                     tracing::error!(%join_error, "task panicked; shutting down");
+                    // Recorded before the node stops (the periodic check stops with it).
+                    if let Err(error) = crate::system_alerts::raise_panics(&panic_commands, &panic_node).await {
+                        tracing::warn!(%error, "the panic alert could not be recorded");
+                    }
                     failed.get_or_insert(anyhow::anyhow!("a task panicked: {join_error}"));
                     shutdown.cancel();
                 }

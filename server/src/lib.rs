@@ -7,6 +7,7 @@ pub mod erasable;
 pub mod rekey;
 pub mod replay;
 pub mod settings;
+pub mod system_alerts;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;

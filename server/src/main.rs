@@ -19,6 +19,10 @@ enum Command {
         /// Listen address (overrides BONSAI_HTTP_ADDR).
         #[arg(long)]
         addr: Option<String>,
+        /// What this node runs: `api` (HTTP, relay, projections), `workers` (validation, training, models,
+        /// questions) or `all` (overrides BONSAI_ROLE; default all).
+        #[arg(long, value_enum)]
+        role: Option<bonsai_server::settings::NodeRole>,
     },
     /// Create the database if needed and apply migrations.
     Migrate,
@@ -76,9 +80,12 @@ fn main() -> anyhow::Result<()> {
     settings.encryption.install()?;
     let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {
-        Command::Serve { addr } => {
+        Command::Serve { addr, role } => {
             if let Some(addr) = addr {
                 settings.http_addr = addr;
+            }
+            if let Some(role) = role {
+                settings.role = role;
             }
             runtime()?.block_on(serve(settings))
         }
@@ -166,7 +173,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(&settings).await?;
-    tracing::info!(addr = %app.local_addr(), "bonsai is listening");
+    tracing::info!(addr = %app.local_addr(), role = settings.role.as_str(), "bonsai is listening");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

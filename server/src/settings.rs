@@ -31,9 +31,43 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// What a node runs (`--role`, `BONSAI_ROLE`); see docs/operations.md.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// The HTTP API, the relay (one leader among the nodes that run it) and the projections.
+    Api,
+    /// Dataset validation, training, model export and testing, answering questions; HTTP only for
+    /// `/healthz`, `/readyz` and `/metrics`.
+    Workers,
+    /// Both (one machine).
+    #[default]
+    All,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Api => "api",
+            NodeRole::Workers => "workers",
+            NodeRole::All => "all",
+        }
+    }
+    /// Answers the API and runs the relay and the projections.
+    pub fn runs_api(self) -> bool {
+        self != NodeRole::Workers
+    }
+    /// Runs the consumers that do the work: validation, training, models, questions.
+    pub fn runs_workers(self) -> bool {
+        self != NodeRole::Api
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// What this node runs.
+    pub role: NodeRole,
     pub database_url: String,
     pub database_max_connections: u32,
     pub nats_url: String,
@@ -157,6 +191,10 @@ pub struct Alerts {
     pub check_every_secs: f64,
     /// This node's name in resource alerts (default: the host name).
     pub node_name: Option<String>,
+    /// 5xx answers of a node between two checks that raise `server_errors` (0: never).
+    pub server_errors: u64,
+    /// How long (seconds) PostgreSQL, NATS or Redis may not answer a node before `dependency_unreachable`.
+    pub dependency_down_secs: f64,
     /// Where each raised, acknowledged and resolved alert is POSTed as JSON (unset: nowhere).
     pub webhook_url: Option<String>,
     /// Signs webhook bodies (`Bonsai-Signature: sha256=<HMAC>`) when set.
@@ -174,6 +212,8 @@ impl Default for Alerts {
             memory_used_ratio: worker.memory_used_ratio,
             check_every_secs: worker.check_every.as_secs_f64(),
             node_name: None,
+            server_errors: 10,
+            dependency_down_secs: 60.0,
             webhook_url: None,
             webhook_secret: None,
         }
@@ -198,6 +238,7 @@ pub struct RateLimit {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            role: NodeRole::All,
             database_url: "postgres://postgres@127.0.0.1:5432/bonsai".into(),
             database_max_connections: 20,
             nats_url: "nats://127.0.0.1:4222".into(),
@@ -255,6 +296,7 @@ const WELL_KNOWN: &[(&str, &str)] = &[
     ("BONSAI_ADMIN_USERNAME", "admin_username"),
     ("BONSAI_ADMIN_PASSWORD", "admin_password"),
     ("BONSAI_LOG_FORMAT", "log_format"),
+    ("BONSAI_ROLE", "role"),
 ];
 
 impl Settings {

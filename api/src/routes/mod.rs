@@ -96,6 +96,7 @@ pub(crate) use datasets::{
 };
 pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
+pub(crate) use health::{healthz, readyz};
 pub(crate) use models::{
     __path_deploy_model, __path_get_model, __path_list_models, __path_register_model, __path_test_model,
     __path_undeploy_model,

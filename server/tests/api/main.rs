@@ -15,6 +15,7 @@ mod errors;
 mod event_store;
 mod helpers;
 mod https;
+mod operations;
 mod projections;
 mod rate_limits;
 mod relay;
