@@ -5,6 +5,7 @@ pub mod auth;
 mod conditional;
 mod error;
 mod extract;
+mod idempotency;
 pub mod metrics;
 mod openapi;
 mod routes;
@@ -26,10 +27,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     routes::router(state.max_upload_bytes)
         .merge(openapi::router())
+        // Idempotency-Key on POSTs (safe retries; see idempotency.rs).
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::remember))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(routes::not_found)
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(error::JSON_BODY_LIMIT))
         .layer(axum::middleware::from_fn(conditional::conditional_get))
         // gzip for clients that accept it (not for event streams, nor for answers under 32 bytes).
         .layer(tower_http::compression::CompressionLayer::new())
