@@ -11,6 +11,7 @@ mod encryption;
 mod errors;
 mod event_store;
 mod helpers;
+mod hostile_input;
 mod https;
 mod idempotency;
 mod rate_limits;
