@@ -20,3 +20,7 @@ for db in $(psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database 
 done
 find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'bonsai_test_*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 cargo test --workspace --features bonsai-ml/cuda --no-fail-fast "$@"
+# Schemathesis over the OpenAPI document against a real `bonsai serve` (the debug binary the tests built):
+# 0 server errors, 0 schema violations, within about 4 minutes.
+cargo build --features bonsai-ml/cuda --bin bonsai
+BONSAI_ST_SECONDS=240 scripts/schemathesis.sh 100
