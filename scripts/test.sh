@@ -21,9 +21,14 @@ done
 find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'bonsai_test_*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 status=0
 cargo test --workspace --features bonsai-ml/cuda --no-fail-fast "$@" || status=$?
-# The operations layer (deploy/): promtool, docker compose config, nginx -t, and two real nodes behind a real
-# Nginx (scripts/check-ops.sh). Skipped when a test-name filter is given (a filtered run is for those tests).
-if [ $# -eq 0 ]; then scripts/check-ops.sh || status=$?; fi
+if [ $# -eq 0 ]; then
+  # Schemathesis over the OpenAPI document against a real `bonsai serve` (the debug binary the tests built):
+  # 0 server errors, 0 schema violations, within about 3 minutes.
+  BONSAI_ST_SECONDS=180 scripts/schemathesis.sh 100 || status=$?
+  # The operations layer (deploy/): promtool, docker compose config, nginx -t, and two real nodes behind a real
+  # Nginx (scripts/check-ops.sh). Skipped when a test-name filter is given (a filtered run is for those tests).
+  scripts/check-ops.sh || status=$?
+fi
 # The web console: unit tests, build, bundle size, and Chromium end to end against the debug binary
 # (BONSAI_SKIP_CONSOLE=1 skips them).
 if [ -z "${BONSAI_SKIP_CONSOLE:-}" ]; then scripts/test-console.sh || status=$?; fi

@@ -32,7 +32,7 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 413: the body (an upload) is over the configured limit.
     #[error("{code}: {message}")]
-    PayloadTooLarge { code: &'static str, message: String },
+    PayloadTooLarge { code: &'static str, message: String, details: Option<serde_json::Value> },
     /// 415 with a specific code and details (uploads whose content is not a dataset).
     #[error("{code}: {message}")]
     UnsupportedContent { code: &'static str, message: String, details: Option<serde_json::Value> },
@@ -50,6 +50,9 @@ pub enum ApiError {
     #[error("internal: {0}")]
     Internal(String),
 }
+
+/// The largest JSON request body, in bytes (uploads have a limit of their own: `max_upload_bytes`).
+pub(crate) const JSON_BODY_LIMIT: usize = 2 << 20;
 
 /// The error body of every non-2xx response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,7 +105,9 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(m) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m.clone(), None)
             }
-            ApiError::PayloadTooLarge { code, message } => (StatusCode::PAYLOAD_TOO_LARGE, code, message.clone(), None),
+            ApiError::PayloadTooLarge { code, message, details } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, code, message.clone(), details.clone())
+            }
             ApiError::UnsupportedContent { code, message, details } => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message.clone(), details.clone())
             }
@@ -271,6 +276,14 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(_) => ApiError::Unprocessable { code: "invalid_body", message, details: None },
             JsonRejection::JsonSyntaxError(_) => ApiError::BadRequest { code: "malformed_json", message },
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(message),
+            // Over the body limit: 413 with the limit, as for uploads (axum says so only in its message).
+            JsonRejection::BytesRejection(_) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge {
+                    code: "body_too_large",
+                    message: format!("the request body is over the limit of {JSON_BODY_LIMIT} bytes"),
+                    details: Some(serde_json::json!({ "limit_bytes": JSON_BODY_LIMIT })),
+                }
+            }
             JsonRejection::BytesRejection(_) => ApiError::BadRequest { code: "unreadable_body", message },
             _ => ApiError::BadRequest { code: "bad_request", message },
         }

@@ -7,6 +7,7 @@ pub mod console;
 mod error;
 mod extract;
 mod fresh;
+mod idempotency;
 pub mod metrics;
 mod openapi;
 mod routes;
@@ -39,11 +40,14 @@ pub fn ops_router(state: AppState) -> Router {
 pub fn router(state: AppState) -> Router {
     routes::router(state.max_upload_bytes)
         .merge(openapi::router())
+        // Idempotency-Key on POSTs (safe retries; see idempotency.rs).
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::remember))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .route("/metrics", axum::routing::get(metrics::metrics))
         // The web console at `/` when built (see `AppState::with_console_dir`); JSON 404s otherwise.
         .fallback(console::fallback)
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(error::JSON_BODY_LIMIT))
         .layer(axum::middleware::from_fn(conditional::conditional_get))
         // gzip for clients that accept it (not for event streams, nor for answers under 32 bytes).
         .layer(tower_http::compression::CompressionLayer::new())

@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
         RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AskRequest, QuestionDto, QuestionPage,
         ConversationPage, HistoryDeleted, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonParts),
     tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "alerts"), (name = "health"))
 )]
 pub(crate) struct ApiDoc;
@@ -40,6 +40,58 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+    }
+}
+
+/// What every operation shares: any error it answers has the one error shape (a `default` response, beside
+/// the codes each operation lists), and every POST takes an optional `Idempotency-Key` (see idempotency.rs).
+struct CommonParts;
+
+impl Modify for CommonParts {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
+        let error = ResponseBuilder::new()
+            .description("any other error, in the one error shape (`code` says which)")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        let key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Safe retries: the same key and request within 24 h answers the first answer again (409 \
+                 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs)",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[!-~]+$")),
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.responses.responses.entry("default".into()).or_insert_with(|| RefOr::T(error.clone()));
+            }
+            // Keys are per user: only signed-in POSTs take one.
+            if let Some(post) = item.post.as_mut().filter(|post| post.security.is_some()) {
+                post.parameters.get_or_insert_with(Vec::new).push(key.clone());
+            }
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-use crate::auth::{RateLimits, TokenService};
+use crate::auth::{LiveSessions, RateLimits, TokenService};
 use bonsai_commands::{CommandBus, FileStore, LocalModels};
 use bonsai_projections::user_cache::UserCache;
 use sqlx::PgPool;
@@ -20,6 +20,8 @@ pub struct AppState {
     /// The users view rows that authentication reads, kept as fresh as the view (feed it with
     /// `bonsai_workers::follow_user_events`; unfed, rows are re-read after its time limit).
     pub user_cache: Arc<UserCache>,
+    /// The sessions this node has seen exist (an access token must name one).
+    pub sessions: Arc<LiveSessions>,
     /// For `/readyz`.
     pub nats: async_nats::Client,
     /// Uploaded dataset files (see [`AppState::with_datasets`]).
@@ -70,6 +72,7 @@ impl AppState {
             tokens: Arc::new(TokenService::new(tokens)),
             limits: Arc::new(limits),
             user_cache: Arc::new(UserCache::new(DEFAULT_USER_CACHE_TTL)),
+            sessions: Arc::default(),
             nats,
             files: Arc::new(crate::routes::NoFileStore),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,

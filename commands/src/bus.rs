@@ -87,13 +87,13 @@ impl CommandBus {
 
     /// Executes a user command, retrying optimistic-concurrency conflicts a bounded number of times
     /// (each retry reloads the aggregate and decides again).
-    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err)]
+    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err(level = "info"))]
     pub async fn user(&self, user_id: Uuid, command: UserCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
         self.execute(&self.users, &self.user_services, user_id, command, meta, false).await.map(drop)
     }
 
     /// [`CommandBus::user`], answering the user's state as the command left it.
-    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err)]
+    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err(level = "info"))]
     pub async fn user_state(
         &self,
         user_id: Uuid,
@@ -110,7 +110,7 @@ impl CommandBus {
     }
 
     /// Executes a dataset command, with the same bounded conflict retries as [`CommandBus::user`].
-    #[tracing::instrument(skip_all, fields(aggregate = "Dataset", %dataset_id, correlation_id = %meta.correlation_id), err)]
+    #[tracing::instrument(skip_all, fields(aggregate = "Dataset", %dataset_id, correlation_id = %meta.correlation_id), err(level = "info"))]
     pub async fn dataset(
         &self,
         dataset_id: Uuid,
@@ -121,7 +121,7 @@ impl CommandBus {
     }
 
     /// Executes a training task command, with the same bounded conflict retries as [`CommandBus::user`].
-    #[tracing::instrument(skip_all, fields(aggregate = "TrainingTask", %task_id, correlation_id = %meta.correlation_id), err)]
+    #[tracing::instrument(skip_all, fields(aggregate = "TrainingTask", %task_id, correlation_id = %meta.correlation_id), err(level = "info"))]
     pub async fn training(
         &self,
         task_id: Uuid,
@@ -149,7 +149,7 @@ impl CommandBus {
     }
 
     /// Executes a model command, answering the model's state as the command left it.
-    #[tracing::instrument(skip_all, fields(aggregate = "Model", %model_id, correlation_id = %meta.correlation_id), err)]
+    #[tracing::instrument(skip_all, fields(aggregate = "Model", %model_id, correlation_id = %meta.correlation_id), err(level = "info"))]
     pub async fn model(
         &self,
         model_id: Uuid,
@@ -166,13 +166,13 @@ impl CommandBus {
     }
 
     /// Executes a conversation command.
-    #[tracing::instrument(skip_all, fields(aggregate = "QaSession", %session_id, correlation_id = %meta.correlation_id), err)]
+    #[tracing::instrument(skip_all, fields(aggregate = "QaSession", %session_id, correlation_id = %meta.correlation_id), err(level = "info"))]
     pub async fn qa(&self, session_id: Uuid, command: QaCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
         self.execute(&self.qa, &(), session_id, command, meta, false).await.map(drop)
     }
 
     /// Executes an alert command, answering the alert's state as the command left it.
-    #[tracing::instrument(skip_all, fields(aggregate = "Alert", %alert_id, correlation_id = %meta.correlation_id), err)]
+    #[tracing::instrument(skip_all, fields(aggregate = "Alert", %alert_id, correlation_id = %meta.correlation_id), err(level = "info"))]
     pub async fn alert(
         &self,
         alert_id: Uuid,

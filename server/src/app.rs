@@ -7,7 +7,6 @@
 use crate::db;
 use crate::settings::{NodeRole, Settings};
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use bonsai_api::{AppState, RateLimitSettings, RateLimits, TokenSettings};
 use bonsai_commands::{Clamd, ClamdAddress, CommandBus, CommandMetadata, FileStore, LocalFileStore, LocalModels};
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
@@ -32,6 +31,8 @@ pub struct Application {
     listener: TcpListener,
     /// HTTPS when set.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Timeouts and connections per client address (see `crate::http`).
+    http_limits: crate::http::Limits,
     pub pool: PgPool,
     pub bus: EventBus,
     pub commands: CommandBus,
@@ -161,6 +162,7 @@ impl Application {
             role: settings.role,
             listener,
             tls,
+            http_limits: settings.http.limits(),
             pool,
             bus,
             commands,
@@ -221,16 +223,19 @@ impl Application {
         };
         let stop = shutdown.clone();
         let (listener, tls) = (self.listener, self.tls);
+        let guard = crate::http::Guard::new(self.http_limits);
+        let limits = self.http_limits;
         tasks.spawn(async move {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
             let stopped = async move { stop.cancelled().await };
             let served = match tls {
-                // `tap_io` (doing nothing) is what gives a custom listener's connections their address.
-                Some(config) => match crate::tls::TlsListener::new(listener, config) {
-                    Ok(tls) => axum::serve(tls.tap_io(|_| ()), service).with_graceful_shutdown(stopped).await,
+                Some(config) => match crate::tls::TlsListener::new(listener, config, guard) {
+                    Ok(tls) => crate::http::serve(tls, router, limits, stopped).await,
                     Err(error) => Err(error),
                 },
-                None => axum::serve(listener, service).with_graceful_shutdown(stopped).await,
+                None => {
+                    crate::http::serve(crate::http::GuardedListener::new(listener, guard), router, limits, stopped)
+                        .await
+                }
             };
             ("http".to_owned(), served.context("http server"))
         });

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod db;
 pub mod erasable;
+pub mod http;
 pub mod rekey;
 pub mod replay;
 pub mod settings;

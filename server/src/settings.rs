@@ -119,6 +119,36 @@ pub struct Settings {
     pub alerts: Alerts,
     pub virus_scan: VirusScan,
     pub encryption: Encryption,
+    pub http: Http,
+}
+
+/// The HTTP server's limits on slow and greedy clients (`BONSAI__HTTP__<KEY>`; see `crate::http`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// The longest (seconds) a client may take to send a request's headers (and its first byte).
+    pub header_read_timeout_secs: f64,
+    /// A connection on which nothing moves either way this long (seconds) is closed.
+    pub idle_timeout_secs: f64,
+    /// Connections one client address may have open at once (0: no cap).
+    pub max_connections_per_address: usize,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self { header_read_timeout_secs: 15.0, idle_timeout_secs: 300.0, max_connections_per_address: 256 }
+    }
+}
+
+impl Http {
+    pub fn limits(&self) -> crate::http::Limits {
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
+        crate::http::Limits {
+            header_read_timeout: secs(self.header_read_timeout_secs),
+            idle_timeout: secs(self.idle_timeout_secs),
+            max_connections_per_address: self.max_connections_per_address,
+        }
+    }
 }
 
 /// Encryption at rest of sensitive fields (`BONSAI__ENCRYPTION__<KEY>`; see `bonsai_domain::sealed`).
@@ -279,6 +309,7 @@ impl Default for Settings {
             alerts: Alerts::default(),
             virus_scan: VirusScan::default(),
             encryption: Encryption::default(),
+            http: Http::default(),
         }
     }
 }

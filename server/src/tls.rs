@@ -1,7 +1,9 @@
 //! HTTPS (design 4.2): the API served over TLS when `BONSAI__TLS_CERT` and `BONSAI__TLS_KEY` name PEM
 //! files (a certificate chain and its private key). Handshakes run off the accept loop, each with a
-//! time limit, so a slow or silent client delays nobody else.
+//! time limit, so a slow or silent client delays nobody else; each connection is admitted by the HTTP
+//! [`Guard`] (connections per address, timeouts) before its handshake.
 
+use crate::http::{Guard, Guarded};
 use anyhow::Context;
 use axum::serve::Listener;
 use rustls::pki_types::pem::PemObject;
@@ -42,13 +44,13 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::Serv
 
 /// A listener that hands out connections once their TLS handshake is done.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<Guarded<tokio::net::TcpStream>>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
     /// Accepts on `listener` in a task of its own, which ends (closing the port) when this listener is dropped.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>, guard: Guard) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (done, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
@@ -67,6 +69,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Some(tcp) = guard.admit(tcp, addr) else { continue };
                 let (acceptor, done) = (acceptor.clone(), done.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -84,7 +87,7 @@ impl TlsListener {
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<tokio::net::TcpStream>;
+    type Io = TlsStream<Guarded<tokio::net::TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

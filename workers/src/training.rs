@@ -152,6 +152,23 @@ pub fn latest_checkpoint(dir: &Path) -> Option<(u64, PathBuf)> {
     checkpoints(dir).pop()
 }
 
+/// The file of a task's folder that holds how long its earlier segments trained (seconds), so that a resumed
+/// run's `duration_secs` covers every segment, not only the last.
+const TRAINED_SECS_FILE: &str = "trained_secs";
+
+/// Seconds the earlier segments of the run in `dir` trained (0 when none were recorded).
+pub(crate) fn trained_secs(dir: &Path) -> f64 {
+    std::fs::read_to_string(dir.join(TRAINED_SECS_FILE)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Records that the run in `dir` has trained `secs` in all (best effort: a lost figure only shortens the
+/// reported duration).
+pub(crate) fn record_trained_secs(dir: &Path, secs: f64) {
+    if let Err(error) = std::fs::write(dir.join(TRAINED_SECS_FILE), format!("{secs}")) {
+        tracing::warn!(%error, dir = %dir.display(), "could not record the training time so far");
+    }
+}
+
 /// Removes all but the newest `keep` checkpoints of `dir`; returns how many went.
 pub(crate) fn prune_checkpoints(dir: &Path, keep: usize) -> usize {
     let found = checkpoints(dir);
@@ -349,6 +366,8 @@ impl TrainingWorker {
         let resumed = latest_checkpoint(&dir);
         train_cfg.resume = resumed.as_ref().map(|(_, path)| path.clone());
         let resumed_from_step = resumed.map(|(step, _)| step);
+        // A run resumed from a checkpoint goes on from the earlier segments' time; a fresh one starts at 0.
+        let earlier_secs = if resumed_from_step.is_some() { trained_secs(&dir) } else { 0.0 };
         let started =
             TrainingTaskCommand::MarkTrainingStarted { attempt, worker: self.name.clone(), resumed_from_step };
         let state = self.commands.training_state_after(task_id, started, meta).await?;
@@ -358,6 +377,10 @@ impl TrainingWorker {
         tracing::info!(attempt, ?resumed_from_step, "training started");
         let began = Instant::now();
         let ended = self.supervise(task_id, attempt, train_cfg, message, shutdown, meta).await;
+        let trained = earlier_secs + began.elapsed().as_secs_f64();
+        if matches!(&ended, Ended::Interrupted | Ended::Trained(_)) {
+            record_trained_secs(&dir, trained);
+        }
         let command = match ended {
             Ended::Interrupted => {
                 tracing::info!(attempt, "training interrupted by shutdown; it resumes when a worker restarts");
@@ -386,7 +409,7 @@ impl TrainingWorker {
                     device: outcome.device.clone(),
                     adapter_path: relative(&outcome.adapter_dir, &self.data_dir),
                     merged_path: outcome.merged_dir.as_deref().map(|d| relative(d, &self.data_dir)),
-                    duration_secs: began.elapsed().as_secs_f64(),
+                    duration_secs: trained,
                     eval_records_path: outcome
                         .adapter_dir
                         .parent()
@@ -591,6 +614,19 @@ mod tests {
         assert!(!dir.join("checkpoint-4").exists() && dir.join("checkpoint-8").exists());
         assert!(dir.join("adapter").exists() && dir.join("checkpoint-x").exists(), "only checkpoints are pruned");
         assert_eq!(prune_checkpoints(&dir, 2), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_training_time_of_earlier_segments_is_kept_in_the_run_folder() {
+        let dir = std::env::temp_dir().join(format!("bonsai-secs-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(trained_secs(&dir), 0.0, "nothing recorded yet");
+        record_trained_secs(&dir, 12.5);
+        record_trained_secs(&dir, trained_secs(&dir) + 7.5);
+        assert_eq!(trained_secs(&dir), 20.0, "a second segment adds to the first");
+        std::fs::write(dir.join(TRAINED_SECS_FILE), "garbage").unwrap();
+        assert_eq!(trained_secs(&dir), 0.0);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -53,11 +53,14 @@ impl FromRequestParts<AppState> for AuthUser {
             })?,
         };
         let claims = state.tokens.verify_access(token.trim()).map_err(|e| {
-            let code = match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token_expired",
-                _ => "invalid_token",
-            };
-            ApiError::unauthenticated(code, format!("the access token is not valid: {e}"))
+            // The library's words (which algorithm, which claim) are for the log, not for whoever sent it.
+            tracing::info!(error = %e, "access token refused");
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthenticated("token_expired", "the access token has expired")
+                }
+                _ => ApiError::unauthenticated("invalid_token", "invalid token"),
+            }
         })?;
         match state.user_cache.session_ended(claims.sid).as_deref() {
             // Deactivation ends every session; the account's state is the answer that helps.
@@ -69,11 +72,16 @@ impl FromRequestParts<AppState> for AuthUser {
             }
             None => {}
         }
+        let remember = state.tokens.access_ttl.to_std().unwrap_or_default();
+        if !state.sessions.exists(state, claims.sub, claims.sid, remember).await? {
+            tracing::info!(user = %claims.sub, session = %claims.sid, "access token names no session of its user");
+            return Err(ApiError::unauthenticated("invalid_token", "invalid token"));
+        }
         let row = state
             .user_cache
             .find(&state.pool, claims.sub)
             .await?
-            .ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token's user does not exist"))?;
+            .ok_or_else(|| ApiError::unauthenticated("invalid_token", "invalid token"))?;
         if !row.is_active {
             return Err(ApiError::unauthenticated("account_disabled", "this account is deactivated"));
         }

@@ -3,10 +3,13 @@
 
 mod extractor;
 mod rate_limit;
+mod sessions;
 mod tokens;
 
 pub use extractor::AuthUser;
 pub use rate_limit::{RateLimitSettings, RateLimits};
+pub(crate) use sessions::end_sessions;
+pub use sessions::LiveSessions;
 pub use tokens::{AccessClaims, RefreshToken, TokenService, TokenSettings};
 
 use crate::{ApiError, AppState};

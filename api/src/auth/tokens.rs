@@ -91,9 +91,15 @@ impl TokenService {
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encoding cannot fail")
     }
 
-    /// Checks signature, algorithm and expiry.
+    /// Checks signature, algorithm and expiry, and that the token lives no longer than this service issues
+    /// tokens for (an `exp` years ahead, or one further than `iat` + the lifetime, is refused).
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, jsonwebtoken::errors::Error> {
-        decode::<AccessClaims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+        let claims = decode::<AccessClaims>(token, &self.decoding, &self.validation)?.claims;
+        let longest = self.access_ttl.num_seconds() + self.validation.leeway as i64;
+        if claims.exp - claims.iat > longest || claims.exp - Utc::now().timestamp() > longest {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidToken.into());
+        }
+        Ok(claims)
     }
 
     fn mac(&self, body: &str) -> Vec<u8> {
@@ -150,6 +156,20 @@ mod tests {
         let s = service("secret");
         let token = s.issue_access(Uuid::new_v4(), Uuid::new_v4(), Utc::now() - Duration::hours(1));
         assert!(s.verify_access(&token).is_err());
+    }
+
+    #[test]
+    fn access_tokens_living_longer_than_the_lifetime_are_refused() {
+        let s = service("secret");
+        let now = Utc::now().timestamp();
+        let forge = |iat: i64, exp: i64| {
+            let claims = AccessClaims { sub: Uuid::new_v4(), sid: Uuid::new_v4(), iat, exp, jti: Uuid::new_v4() };
+            encode(&Header::new(Algorithm::HS256), &claims, &s.encoding).unwrap()
+        };
+        assert!(s.verify_access(&forge(now, now + 15 * 60)).is_ok(), "the configured lifetime");
+        assert!(s.verify_access(&forge(now, now + 365 * 24 * 3600)).is_err(), "a year ahead");
+        assert!(s.verify_access(&forge(now + 3600, now + 3600 + 60)).is_err(), "issued in the future");
+        assert!(s.verify_access(&forge(now - 60, now + 15 * 60)).is_err(), "longer than iat + ttl");
     }
 
     #[test]

@@ -84,7 +84,9 @@ pub(crate) struct AlertPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertQuery {
+    #[param(minimum = 1)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// `open`, `acknowledged`, `resolved`, or `active` (open or acknowledged).
     pub status: Option<String>,
@@ -144,6 +146,7 @@ pub(crate) async fn get_alert(
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertAction {
     /// Up to 1,000 characters: what is being done, or what was done.
+    #[schema(max_length = 1000)]
     pub note: Option<String>,
 }
 

@@ -45,8 +45,10 @@ impl From<StoredEvent> for AuditEventDto {
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     /// Events after the one at this global position (0 or absent: from the start).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -60,7 +62,8 @@ pub(crate) struct AuditPage {
 /// The whole event store in commit order, a page at a time (admin).
 #[utoipa::path(get, path = "/api/audit/events", tag = "audit", security(("bearer" = [])), params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 403, body = crate::ErrorBody),
-    (status = 404, description = "no event at `after`", body = crate::ErrorBody)))]
+    (status = 404, description = "no event at `after`", body = crate::ErrorBody),
+    (status = 422, description = "validation_failed (`after` below 0, `limit` outside 1..=1000)", body = crate::ErrorBody)))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     admin: AuthUser,
@@ -74,6 +77,9 @@ pub(crate) async fn events(
             message: "limit must be between 1 and 1000".into(),
             details: None,
         });
+    }
+    if query.after.is_some_and(|after| after < 0) {
+        return Err(ApiError::field("validation_failed", "after must be 0 or more", "after"));
     }
     let after = match query.after {
         None | Some(0) => Cursor::default(),

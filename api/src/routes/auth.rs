@@ -1,5 +1,5 @@
-use crate::auth::rate_limit_gate;
 use crate::auth::RefreshToken;
+use crate::auth::{end_sessions, rate_limit_gate};
 use crate::extract::{ApiJson, ClientIp, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
@@ -129,7 +129,7 @@ pub(crate) async fn refresh(
             // A stolen token may be in use: end the session, so neither copy works any more.
             let end =
                 UserCommand::EndSession { session_id: token.session_id, reason: SessionEndReason::RefreshTokenReuse };
-            state.commands.user(token.user_id, end, &meta).await?;
+            end_sessions(&state, token.user_id, end, &meta).await?;
             Err(UserError::RefreshTokenReused.into())
         }
         Err(bonsai_commands::CommandError::User(UserError::NotFound)) => Err(UserError::SessionInvalid.into()),
@@ -150,6 +150,6 @@ pub(crate) async fn logout(
         .verify_refresh(&body.refresh_token)
         .ok_or_else(|| ApiError::unauthenticated("invalid_refresh_token", "the refresh token is not valid"))?;
     let end = UserCommand::EndSession { session_id: token.session_id, reason: SessionEndReason::Logout };
-    state.commands.user(token.user_id, end, &CommandMetadata::new(Some(token.user_id), correlation)).await?;
+    end_sessions(&state, token.user_id, end, &CommandMetadata::new(Some(token.user_id), correlation)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -31,16 +31,20 @@ const MAX_WAIT_SECS: u64 = 120;
 #[serde(deny_unknown_fields)]
 pub(crate) struct AskRequest {
     /// 1 to 4,000 characters.
+    #[schema(min_length = 1, max_length = 4000)]
     pub question: String,
     /// A deployed model (default: the most recently deployed one).
     pub model_id: Option<Uuid>,
     /// Continue this conversation of yours (its last answered turns are the context); default: a new one.
     pub session_id: Option<Uuid>,
     /// 1 to 1,024 (default 128).
+    #[schema(minimum = 1, maximum = 1024)]
     pub max_new_tokens: Option<u32>,
     /// 0 (default, deterministic) to 2.
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
     /// How long to wait for the answer, 0 to 120 seconds (default 30); then 202.
+    #[schema(minimum = 0, maximum = 120)]
     pub wait_secs: Option<u64>,
 }
 
@@ -201,7 +205,9 @@ pub(crate) async fn ask(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryQuery {
+    #[param(minimum = 1)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// One conversation only.
     pub session_id: Option<Uuid>,
@@ -250,7 +256,9 @@ pub(crate) struct ConversationPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
+    #[param(minimum = 1)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
 }
 

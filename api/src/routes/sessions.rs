@@ -73,7 +73,8 @@ async fn end(
     correlation: String,
     command: UserCommand,
 ) -> Result<(), ApiError> {
-    state.commands.user(user_id, command, &CommandMetadata::new(Some(by), correlation)).await?;
+    // This node refuses the ended sessions' access tokens before it answers.
+    crate::auth::end_sessions(state, user_id, command, &CommandMetadata::new(Some(by), correlation)).await?;
     Ok(())
 }
 

@@ -48,7 +48,9 @@ impl TryFrom<UserRow> for UserDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateProfileRequest {
+    #[schema(max_length = 100)]
     pub email: Option<String>,
+    #[schema(max_length = 100)]
     pub display_name: Option<String>,
 }
 
@@ -56,24 +58,30 @@ pub(crate) struct UpdateProfileRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangePasswordRequest {
     pub current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateUserRequest {
+    /// 3 to 50 letters, digits, `_`, `.` or `-` (stored lower-case).
+    #[schema(min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9_.-]+$")]
     pub username: String,
+    #[schema(max_length = 100)]
     pub email: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
-    #[schema(value_type = String, example = "user")]
+    #[schema(value_type = String, example = "user", pattern = "^(admin|trainer|user)$")]
     pub role: Role,
+    #[schema(max_length = 100)]
     pub display_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchUserRequest {
-    #[schema(value_type = Option<String>, example = "trainer")]
+    #[schema(value_type = Option<String>, example = "trainer", pattern = "^(admin|trainer|user)$")]
     pub role: Option<Role>,
     pub is_active: Option<bool>,
 }
@@ -82,8 +90,10 @@ pub(crate) struct PatchUserRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
 }
 
@@ -166,7 +176,7 @@ pub(crate) async fn change_password(
     let current = Password::parse(&body.current_password)
         .map_err(|_| ApiError::from(bonsai_domain::user::UserError::WrongPassword))?;
     let command = UserCommand::ChangePassword { current, new };
-    state.commands.user(user.id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
+    crate::auth::end_sessions(&state, user.id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -259,7 +269,7 @@ pub(crate) async fn patch_user(
         dto.role = role;
     }
     if let Some(active) = body.is_active {
-        state.commands.user(id, UserCommand::SetActive { active, by: admin.id }, &meta).await?;
+        crate::auth::end_sessions(&state, id, UserCommand::SetActive { active, by: admin.id }, &meta).await?;
         dto.is_active = active;
     }
     dto.updated_at = Utc::now();

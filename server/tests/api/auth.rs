@@ -253,3 +253,102 @@ async fn an_access_token_lifetime_beyond_the_sign_out_memory_stops_the_start() {
         assert!(format!("{error:#}").contains("BONSAI__ACCESS_TOKEN_TTL_SECS"), "{error:#}");
     }
 }
+
+#[tokio::test]
+async fn a_signed_out_token_is_refused_by_the_node_that_signed_out_before_it_answers() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "sam", "user").await;
+
+    // Logout: the very next request with the old access token is refused, without waiting for any notice.
+    for _ in 0..5 {
+        let tokens = login_as(&app, "sam", "laptop").await;
+        assert_eq!(app.get("/api/users/profile", Some(access(&tokens))).await.status(), StatusCode::OK);
+        let response = app.post("/api/auth/logout", None, json!({"refresh_token": tokens["refresh_token"]})).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(signed_out(&app, access(&tokens)).await, "refused at once after logout");
+    }
+
+    // A session deleted from another one, and all but this one: refused at once too.
+    let laptop = login_as(&app, "sam", "laptop").await;
+    let phone = login_as(&app, "sam", "phone").await;
+    let tablet = login_as(&app, "sam", "tablet").await;
+    assert_eq!(app.get("/api/users/profile", Some(access(&phone))).await.status(), StatusCode::OK);
+    let listed: Value = app.get("/api/users/profile/sessions", Some(access(&laptop))).await.json().await.unwrap();
+    let phone_id = listed["items"].as_array().unwrap().iter().find(|s| s["user_agent"] == "phone").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/users/profile/sessions/{phone_id}");
+    assert_eq!(app.delete(&path, Some(access(&laptop))).await.status(), StatusCode::NO_CONTENT);
+    assert!(signed_out(&app, access(&phone)).await, "refused at once after the session's deletion");
+    assert_eq!(app.get("/api/users/profile", Some(access(&tablet))).await.status(), StatusCode::OK);
+    let response = app.delete("/api/users/profile/sessions", Some(access(&laptop))).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(signed_out(&app, access(&tablet)).await, "refused at once after signing out the others");
+    assert_eq!(app.get("/api/users/profile", Some(access(&laptop))).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_node_refuses_a_signed_out_token_as_soon_as_it_hears_of_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "sam", "user").await;
+    let other = TestApp::spawn_with(app.settings.clone()).await;
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let tokens = login_as(&app, "sam", "laptop").await;
+        // The other node has seen this session live (its memory of it is warm: only the notice can stop it).
+        eventually(|| async {
+            other.get("/api/users/profile", Some(access(&tokens))).await.status() == StatusCode::OK
+        })
+        .await;
+        let response = app.post("/api/auth/logout", None, json!({"refresh_token": tokens["refresh_token"]})).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let answered = std::time::Instant::now();
+        while !signed_out(&other, access(&tokens)).await {
+            assert!(answered.elapsed() < std::time::Duration::from_secs(2), "the other node still accepts it");
+        }
+        delays.push(answered.elapsed());
+    }
+    let longest = delays.iter().max().unwrap();
+    println!("another node refused a signed-out token {delays:?} after the logout answered (longest {longest:?})");
+    assert!(*longest < std::time::Duration::from_millis(500), "{delays:?}");
+    other.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_naming_no_session_or_living_too_long_are_refused_with_a_plain_message() {
+    let app = TestApp::spawn().await;
+    let good = app.admin_token().await;
+    let claims: Value = {
+        let payload = good.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let mut no_session = claims.clone();
+    no_session["sid"] = json!(uuid::Uuid::now_v7());
+    let mut years_ahead = claims.clone();
+    years_ahead["exp"] = json!(now + 5 * 365 * 24 * 3600);
+    let mut beyond_lifetime = claims.clone();
+    beyond_lifetime["iat"] = json!(now - 3600);
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+    );
+    for (name, token) in [
+        ("a session that never existed", jwt(no_session, SECRET)),
+        ("exp years ahead", jwt(years_ahead, SECRET)),
+        ("exp beyond iat + lifetime", jwt(beyond_lifetime, SECRET)),
+        ("alg none", unsigned),
+        ("garbage", "not.a.jwt".to_owned()),
+    ] {
+        let response = app.get("/api/users/profile", Some(&token)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_token", "{name}");
+        assert_eq!(body["error"]["message"], "invalid token", "{name}: no library internals");
+    }
+    assert_eq!(app.get("/api/users/profile", Some(&good)).await.status(), StatusCode::OK);
+}

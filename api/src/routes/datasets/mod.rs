@@ -77,8 +77,10 @@ const STATUSES: [&str; 4] = ["uploaded", "validating", "valid", "invalid"];
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// `uploaded`, `validating`, `valid` or `invalid` (the latest version's status).
     pub status: Option<String>,
@@ -172,8 +174,10 @@ pub(crate) struct PreviewQuery {
     /// Valid records to skip (default 0).
     pub offset: Option<u64>,
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Which version (default: the latest).
+    #[param(minimum = 1)]
     pub version: Option<i32>,
 }
 

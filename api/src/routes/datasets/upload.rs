@@ -42,6 +42,7 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::PayloadTooLarge {
         code: "dataset_too_large",
         message: format!("the upload is larger than the limit of {limit} bytes"),
+        details: Some(serde_json::json!({ "limit_bytes": limit })),
     }
 }
 
@@ -90,10 +91,38 @@ async fn text_field(mut field: axum::extract::multipart::Field<'_>, limit: u64) 
     Ok(text)
 }
 
-/// The uploader's file name as metadata: control characters (NUL included) dropped, bounded length.
-/// It is shown back to the user and never used to name anything on the server.
+/// The uploader's file name as metadata: its base name only (`../../../../etc/passwd` is `passwd`; a
+/// client's folders are none of the server's business), control characters (NUL included) and quotes
+/// dropped, bounded length; `upload` where nothing is left. It is shown back to the user (and would be
+/// safe in a `Content-Disposition`) and never used to name anything on the server.
 fn clean_filename(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(255).collect()
+    let base = name.rsplit(['/', '\\']).find(|part| !part.trim().is_empty()).unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control() && *c != '"').take(255).collect();
+    match clean.trim() {
+        "" | "." | ".." => "upload".to_owned(),
+        name => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_filename;
+
+    #[test]
+    fn file_names_keep_only_a_safe_base_name() {
+        for (sent, kept) in [
+            ("../../../../etc/passwd", "passwd"),
+            ("/etc/passwd", "passwd"),
+            ("..\\..\\windows\\win.ini", "win.ini"),
+            ("dir/", "dir"),
+            ("..", "upload"),
+            ("", "upload"),
+            ("nul\0by\"te.jsonl", "nulbyte.jsonl"),
+            ("qa data.jsonl", "qa data.jsonl"),
+        ] {
+            assert_eq!(clean_filename(sent), kept, "{sent:?}");
+        }
+    }
 }
 
 #[derive(Default)]

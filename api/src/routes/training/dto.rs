@@ -13,6 +13,7 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTaskRequest {
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -21,6 +22,7 @@ pub(crate) struct CreateTaskRequest {
     /// A dataset of yours (any dataset for an admin) whose version is `valid`.
     pub dataset_id: Uuid,
     /// Which version (default: the latest).
+    #[schema(minimum = 1)]
     pub dataset_version: Option<u32>,
     /// LoRA and optimiser settings; every field is optional (defaults: rank 8, alpha 16, targets q and v,
     /// learning_rate 2e-4, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50, device cpu, merge true).

@@ -125,8 +125,10 @@ pub(crate) async fn create_task(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// `created`, `queued`, `running`, `stopping`, `stopped`, `completed` or `failed`.
     pub status: Option<String>,

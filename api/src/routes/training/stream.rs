@@ -97,8 +97,11 @@ pub(crate) async fn task_socket(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // A plain GET (no upgrade headers) gets the API's error shape, not axum's plain text.
+    let upgrade = upgrade
+        .map_err(|rejection| ApiError::BadRequest { code: "websocket_required", message: rejection.body_text() })?;
     // Checked before the upgrade, so a missing task or a forbidden one is a plain 404/403.
     let (task, events) = feed(&state, &user, id).await?;
     Ok(upgrade.on_upgrade(move |socket| push(socket, task, events)))
