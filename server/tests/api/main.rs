@@ -12,6 +12,7 @@ mod errors;
 mod event_store;
 mod helpers;
 mod https;
+mod model_lifecycle;
 mod rate_limits;
 mod relay;
 mod replay;
