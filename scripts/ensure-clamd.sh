@@ -16,6 +16,12 @@ if [ "$mode" = --test ]; then port=3319; name=test; else port=3310; name=real; f
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if port_open "$port"; then exit 0; fi
 
+# A real scanner is useless without ClamAV's signatures: without them, say how to get them and install nothing.
+if [ "$name" = real ] && ! ls /var/lib/clamav/*.cvd /var/lib/clamav/*.cld >/dev/null 2>&1; then
+  echo "no ClamAV signatures in /var/lib/clamav, so uploads are not scanned; to scan them (needs the internet):" >&2
+  echo "  apt-get install clamav-daemon clamav-freshclam && freshclam   # then run this again" >&2
+  exit 1
+fi
 if [ ! -x /usr/sbin/clamd ]; then
   echo "installing ClamAV (clamav-daemon)"
   apt-get update -qq

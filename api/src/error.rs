@@ -225,6 +225,12 @@ impl From<ModelError> for ApiError {
                 message,
                 details: Some(serde_json::json!({ "field": "cases" })),
             },
+            ModelError::NotDeployed => ApiError::Conflict { code: "model_not_deployed", message },
+            ModelError::InvalidAlias => ApiError::Unprocessable {
+                code: "validation_failed",
+                message,
+                details: Some(serde_json::json!({ "field": "alias" })),
+            },
         }
     }
 }

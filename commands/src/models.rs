@@ -61,6 +61,107 @@ impl LocalModels {
     }
 }
 
+/// What an installed base model is, read from its folder (`GET /api/models/base`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BaseModelInfo {
+    /// The folder name: what `base_model_id` names.
+    pub id: String,
+    /// `architectures[0]` of config.json (or its `model_type`).
+    pub architecture: Option<String>,
+    /// Counted from the safetensors headers.
+    pub parameters: u64,
+    pub layers: Option<u64>,
+    pub hidden_size: Option<u64>,
+    pub context_length: Option<u64>,
+    pub vocab_size: Option<u64>,
+    /// Whether tokenizer_config.json (or chat_template.jinja) has a chat template (else a plain fallback).
+    pub chat_template: bool,
+    /// Bytes of every file in the folder.
+    pub size_bytes: u64,
+    /// Where it came from (`bonsai-source.json` in the folder, written by the installer), if known.
+    pub source: Option<serde_json::Value>,
+}
+
+/// The number of parameters in a safetensors file, from its header (the tensors are not read).
+fn safetensors_parameters(path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len).min(100 << 20);
+    let mut header = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut header)?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).unwrap_or_default();
+    let count = |shape: &serde_json::Value| -> u64 {
+        shape.as_array().map_or(0, |dims| dims.iter().map(|d| d.as_u64().unwrap_or(0)).product())
+    };
+    Ok(header.iter().filter(|(k, _)| *k != "__metadata__").map(|(_, t)| count(&t["shape"])).sum())
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+impl LocalModels {
+    /// Every installed base model (a folder with config.json and tokenizer.json), by id.
+    pub fn list(&self) -> std::io::Result<Vec<BaseModelInfo>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Ok(dir) = self.model_dir(&id) else { continue };
+            out.push(Self::describe(id, &dir)?);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// What installed model `id` is.
+    pub fn info(&self, id: &str) -> Result<BaseModelInfo, ModelLookupError> {
+        let dir = self.model_dir(id)?;
+        Self::describe(id.to_owned(), &dir).map_err(|_| ModelLookupError::NotFound(id.to_owned()))
+    }
+
+    fn describe(id: String, dir: &Path) -> std::io::Result<BaseModelInfo> {
+        let config = read_json(&dir.join("config.json")).unwrap_or_default();
+        let number = |keys: &[&str]| keys.iter().find_map(|k| config[*k].as_u64());
+        let (mut parameters, mut size_bytes) = (0, 0);
+        for file in std::fs::read_dir(dir)? {
+            let file = file?;
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                continue;
+            }
+            size_bytes += meta.len();
+            if file.file_name().to_string_lossy().ends_with(".safetensors") {
+                parameters += safetensors_parameters(&file.path()).unwrap_or(0);
+            }
+        }
+        let template = read_json(&dir.join("tokenizer_config.json"))
+            .is_some_and(|c| c["chat_template"].as_str().is_some_and(|t| !t.is_empty()));
+        Ok(BaseModelInfo {
+            id,
+            architecture: config["architectures"][0]
+                .as_str()
+                .or_else(|| config["model_type"].as_str())
+                .map(str::to_owned),
+            parameters,
+            layers: number(&["num_hidden_layers", "n_layer"]),
+            hidden_size: number(&["hidden_size", "n_embd"]),
+            context_length: number(&["max_position_embeddings", "n_positions"]),
+            vocab_size: number(&["vocab_size"]),
+            chat_template: template || dir.join("chat_template.jinja").is_file(),
+            size_bytes,
+            source: read_json(&dir.join("bonsai-source.json")),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

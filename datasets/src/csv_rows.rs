@@ -20,6 +20,7 @@ struct Columns {
     answer: Option<usize>,
     prompt: Option<usize>,
     response: Option<usize>,
+    completion: Option<usize>,
     instruction: Option<usize>,
     input: Option<usize>,
     output: Option<usize>,
@@ -38,6 +39,7 @@ impl Columns {
                 "answer" => &mut c.answer,
                 "prompt" => &mut c.prompt,
                 "response" => &mut c.response,
+                "completion" => &mut c.completion,
                 "instruction" => &mut c.instruction,
                 "input" => &mut c.input,
                 "output" => &mut c.output,
@@ -70,7 +72,7 @@ impl<R: Read> CsvRows<R> {
         let header = reader.byte_headers().map_err(|e| DatasetError::Io(into_io(e)))?;
         let columns = Columns::from_header(header).ok_or_else(|| {
             DatasetError::UnknownFormat(
-                "not JSON, and the first line is not a CSV header with question/answer, prompt/response, \
+                "not JSON, and the first line is not a CSV header with question/answer, prompt/response (or completion), \
                  instruction/output or messages columns"
                     .to_owned(),
             )
@@ -132,6 +134,7 @@ fn build<'a>(row: &'a csv::ByteRecord, c: &Columns) -> Result<RecordRef<'a>, Fau
         answer: cell(c.answer, "answer")?,
         prompt: cell(c.prompt, "prompt")?,
         response: cell(c.response, "response")?,
+        completion: cell(c.completion, "completion")?,
         instruction: cell(c.instruction, "instruction")?,
         input: cell(c.input, "input")?,
         output: cell(c.output, "output")?,

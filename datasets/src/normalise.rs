@@ -93,7 +93,8 @@ pub(crate) fn too_deep() -> Fault {
 
 /// Decides the shape from the fields present, then applies that shape's rules.
 ///
-/// `messages` wins over `instruction`/`output`, which win over the question/answer names.
+/// `messages` wins over `instruction`/`output`, which win over the question/answer names (`question` or
+/// `prompt`; `answer`, `response` or OpenAI's legacy `completion`).
 pub(crate) fn normalise(raw: RawRecord<'_>) -> Result<RecordRef<'_>, Fault> {
     if let Some(key) = raw.duplicate {
         return Err(Fault::new(RecordErrorKind::DuplicateField, Some(key), format!("`{key}` appears twice")));
@@ -115,10 +116,11 @@ pub(crate) fn normalise(raw: RawRecord<'_>) -> Result<RecordRef<'_>, Fault> {
         };
         return Ok(RecordRef { shape: Shape::Alpaca, messages: vec![(Role::User, user), (Role::Assistant, output)] });
     }
-    let has_qa = [&raw.question, &raw.prompt, &raw.answer, &raw.response].iter().any(|f| f.is_some());
+    let has_qa = [&raw.question, &raw.prompt, &raw.answer, &raw.response, &raw.completion].iter().any(|f| f.is_some());
     if has_qa {
         // Name missing fields in the vocabulary the record uses.
-        let prompt_style = raw.question.is_none() && (raw.prompt.is_some() || raw.response.is_some());
+        let prompt_style =
+            raw.question.is_none() && (raw.prompt.is_some() || raw.response.is_some() || raw.completion.is_some());
         let question = match raw.question {
             Some(q) => prompt_text(Some(q), "question")?,
             None if raw.prompt.is_some() => prompt_text(raw.prompt, "prompt")?,
@@ -127,7 +129,12 @@ pub(crate) fn normalise(raw: RawRecord<'_>) -> Result<RecordRef<'_>, Fault> {
         let answer = match raw.answer {
             Some(a) => text(Some(a), "answer")?,
             None if raw.response.is_some() => text(raw.response, "response")?,
-            None => return Err(missing(if prompt_style { "response" } else { "answer" })),
+            None if raw.completion.is_some() => text(raw.completion, "completion")?,
+            None if prompt_style => {
+                let message = "missing field `response` (or `completion`)";
+                return Err(Fault::new(RecordErrorKind::MissingField, Some("response"), message));
+            }
+            None => return Err(missing("answer")),
         };
         return Ok(RecordRef {
             shape: Shape::QuestionAnswer,
@@ -137,7 +144,8 @@ pub(crate) fn normalise(raw: RawRecord<'_>) -> Result<RecordRef<'_>, Fault> {
     Err(Fault::new(
         RecordErrorKind::UnknownShape,
         None,
-        "no known fields: expected `question`/`answer`, `prompt`/`response`, `instruction`/`output` or `messages`",
+        "no known fields: expected `question`/`answer`, `prompt`/`response`, `prompt`/`completion`, \
+         `instruction`/`output` or `messages`",
     ))
 }
 

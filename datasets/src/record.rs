@@ -22,7 +22,7 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
-    /// `question`/`answer` or `prompt`/`response`.
+    /// `question`/`answer`, `prompt`/`response` or `prompt`/`completion` (OpenAI's legacy fine-tuning format).
     QuestionAnswer,
     /// `instruction`, optional `input`, `output`.
     Alpaca,

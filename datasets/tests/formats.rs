@@ -36,6 +36,25 @@ fn reads_prompt_response_as_question_answer() {
 }
 
 #[test]
+fn reads_openai_legacy_prompt_completion_as_question_answer() {
+    let data = concat!(
+        "{\"prompt\":\"What is Bonsai?\",\"completion\":\"A platform.\"}\n",
+        "{\"prompt\":\"2+2?\",\"completion\":\"4\"}\n"
+    );
+    let expected =
+        vec![Record::question_answer("What is Bonsai?", "A platform."), Record::question_answer("2+2?", "4")];
+    assert_eq!(read_all(data.as_bytes()), expected);
+    let r = report(data.as_bytes());
+    assert_eq!((r.shape, r.record_count, r.valid), (Some(Shape::QuestionAnswer), 2, true));
+    // The same as CSV.
+    assert_eq!(read_all(b"prompt,completion\nWhat is Bonsai?,A platform.\n2+2?,4\n"), expected);
+    // A prompt with neither answer field names both.
+    let r = report(br#"{"prompt":"alone"}"#);
+    assert!(!r.valid);
+    assert!(r.errors[0].message.contains("`completion`"), "{:?}", r.errors);
+}
+
+#[test]
 fn reads_alpaca_with_and_without_input() {
     let data = concat!(
         r#"{"instruction":"Translate","input":"chat","output":"cat"}"#,

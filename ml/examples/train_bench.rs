@@ -109,6 +109,7 @@ fn main() {
         batch_size: batch,
         grad_accum: 1,
         warmup_steps: 0,
+        schedule: bonsai_ml::train::optim::LrSchedule::Cosine,
         max_grad_norm: 0.0,
         seed: 0,
         adamw: AdamWConfig::default(),

@@ -72,6 +72,7 @@ fn a_tiny_model_memorises_twenty_answers_and_the_merged_model_recites_them() {
             batch_size: 20,
             grad_accum: 1,
             warmup_steps: 20,
+            schedule: bonsai_ml::train::optim::LrSchedule::Cosine,
             max_grad_norm: 1.0,
             seed: 0,
             adamw: AdamWConfig::default(),

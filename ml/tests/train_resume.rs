@@ -20,6 +20,7 @@ fn hyper() -> Hyper {
         batch_size: 3,
         grad_accum: 2,
         warmup_steps: 2,
+        schedule: bonsai_ml::train::optim::LrSchedule::Cosine,
         max_grad_norm: 0.5,
         seed: 7,
         adamw: AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() },

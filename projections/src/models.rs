@@ -73,7 +73,7 @@ impl Projection for ModelsProjection {
             .bind(id)
             .bind(seq)
             .bind(at),
-            ModelEvent::ModelUndeployed => {
+            ModelEvent::ModelUndeployed | ModelEvent::ModelRolledBack { .. } => {
                 sqlx::query("UPDATE models_view SET deployed = false, version = $2, updated_at = $3 WHERE id = $1")
                     .bind(id)
                     .bind(seq)
@@ -86,7 +86,14 @@ impl Projection for ModelsProjection {
             .bind(id)
             .bind(seq)
             .bind(at),
-            ModelEvent::ModelTested { accuracy, report } => sqlx::query(
+            // Defaults and aliases are read from the event store (bonsai_commands::routing).
+            ModelEvent::ModelMadeDefault | ModelEvent::ModelAliasSet { .. } => {
+                sqlx::query("UPDATE models_view SET version = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(seq)
+                    .bind(at)
+            }
+            ModelEvent::ModelTested { accuracy, report, .. } => sqlx::query(
                 "UPDATE models_view SET accuracy = $4, test_report = $5, tested_at = $3, version = $2, \
                  updated_at = $3 WHERE id = $1",
             )

@@ -1,5 +1,6 @@
 //! `bonsai watch-task <id>`: follows a training task of a running platform with a progress bar, from its
-//! live event stream (`GET /api/training/tasks/{id}/events`), until its run ends.
+//! live event stream (`GET /api/training/tasks/{id}/events`), until its run ends. Off a terminal (a log, a
+//! pipe, CI) it prints a line per progress event instead of drawing a bar.
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
@@ -57,7 +58,8 @@ pub async fn watch(url: &str, token: &str, id: &str, quiet: bool) -> anyhow::Res
         let body: Value = response.json().await.unwrap_or_default();
         bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("no details"));
     }
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let lines = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if quiet || lines { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}").context("progress bar template")?);
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
@@ -91,6 +93,10 @@ pub async fn watch(url: &str, token: &str, id: &str, quiet: bool) -> anyhow::Res
                 "TrainingStarted" => bar.set_message("running"),
                 "TrainingProgressed" => {
                     let m = &payload["metrics"];
+                    if lines {
+                        let (step, total) = (m["step"].as_u64().unwrap_or(0), m["total_steps"].as_u64().unwrap_or(0));
+                        println!("step {step}/{total}  {}", describe(m));
+                    }
                     bar.set_length(m["total_steps"].as_u64().unwrap_or(0));
                     bar.set_position(m["step"].as_u64().unwrap_or(0));
                     bar.set_message(describe(m));

@@ -180,7 +180,7 @@ impl AlertWorker {
                 Ok(ModelEvent::ModelExportFailed { code, message }) => {
                     self.export_failed(id, &code, &message, &meta).await
                 }
-                Ok(ModelEvent::ModelTested { accuracy, report }) => {
+                Ok(ModelEvent::ModelTested { accuracy, report, .. }) => {
                     self.tested(id, event.sequence, accuracy, &report, &meta).await
                 }
                 Ok(_) => Ok(()),

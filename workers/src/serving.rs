@@ -119,6 +119,62 @@ pub fn matches_expected(answer: &str, expected: &str) -> bool {
     !expected.is_empty() && (answer == expected || answer.contains(&expected))
 }
 
+/// How well one answer (or, summed, a test) gives the expected text: exact match and containment once
+/// normalised ([`matches_expected`]), and the token F1 of SQuAD (the overlap of lower-case words, punctuation
+/// aside, as the harmonic mean of precision and recall).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Score {
+    pub(crate) exact_match: f64,
+    pub(crate) contains: f64,
+    pub(crate) token_f1: f64,
+}
+
+impl Score {
+    pub(crate) fn of(answer: &str, expected: &str) -> Score {
+        let exact = !normalise(expected).is_empty() && normalise(answer) == normalise(expected);
+        Score {
+            exact_match: f64::from(u8::from(exact)),
+            contains: f64::from(u8::from(matches_expected(answer, expected))),
+            token_f1: token_f1(answer, expected),
+        }
+    }
+
+    fn add(&mut self, other: &Score) {
+        self.exact_match += other.exact_match;
+        self.contains += other.contains;
+        self.token_f1 += other.token_f1;
+    }
+}
+
+/// The words of `text` for token F1: lower case, split on anything but letters and digits.
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_owned).collect()
+}
+
+/// SQuAD's token F1 of `answer` against `expected` (0 when either has no words).
+pub(crate) fn token_f1(answer: &str, expected: &str) -> f64 {
+    let (got, want) = (words(answer), words(expected));
+    if got.is_empty() || want.is_empty() {
+        return 0.0;
+    }
+    let mut left: HashMap<&str, usize> = HashMap::new();
+    for w in &want {
+        *left.entry(w.as_str()).or_default() += 1;
+    }
+    let mut common = 0usize;
+    for w in &got {
+        if let Some(n) = left.get_mut(w.as_str()).filter(|n| **n > 0) {
+            *n -= 1;
+            common += 1;
+        }
+    }
+    if common == 0 {
+        return 0.0;
+    }
+    let (precision, recall) = (common as f64 / got.len() as f64, common as f64 / want.len() as f64);
+    2.0 * precision * recall / (precision + recall)
+}
+
 fn retried(error: CommandError) -> Processed {
     tracing::warn!(%error, "recording failed, will retry");
     Processed::Retried
@@ -163,8 +219,8 @@ impl ModelWorker {
         let meta = CommandMetadata::system(event.message_id());
         let outcome = match serde_json::from_value::<ModelEvent>(event.payload.clone()) {
             Ok(ModelEvent::ModelRegistered { source, .. }) => self.export(id, source, &meta).await,
-            Ok(ModelEvent::ModelTestRequested { cases }) => self.test(id, cases, &meta).await,
-            Ok(ModelEvent::ModelUndeployed) => {
+            Ok(ModelEvent::ModelTestRequested { cases, test_id }) => self.test(id, test_id, cases, &meta).await,
+            Ok(ModelEvent::ModelUndeployed | ModelEvent::ModelRolledBack { .. }) => {
                 self.engines.unload(id);
                 Ok(())
             }
@@ -215,32 +271,46 @@ impl ModelWorker {
         self.commands.model(id, command, meta).await.map(drop)
     }
 
-    async fn test(&self, id: Uuid, cases: Vec<TestCase>, meta: &CommandMetadata) -> Result<(), CommandError> {
+    async fn test(
+        &self,
+        id: Uuid,
+        test_id: Option<Uuid>,
+        cases: Vec<TestCase>,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
         let model = self.commands.model_state(id).await?;
-        let (Some(onnx), true) = (model.onnx_path.clone(), model.test_pending) else { return Ok(()) };
+        // Each test is scored once: a named one while it is pending, an unnamed (older) one while any is.
+        let pending = test_id.map_or(model.test_pending, |t| model.pending_tests.contains(&t));
+        let (Some(onnx), true) = (model.onnx_path.clone(), pending) else { return Ok(()) };
         let (engines, dir) = (self.engines.clone(), self.data_dir.join(onnx));
         let scored = tokio::task::spawn_blocking(move || -> Result<(f64, serde_json::Value), String> {
             let engine = engines.get(id, &dir)?;
             let params = AnswerParams { max_new_tokens: 64, temperature: 0.0 };
             let mut report = Vec::new();
-            let mut right = 0usize;
+            let mut total = Score::default();
             for case in &cases {
                 let got = answer(&engine, &[], &case.question, params, 0)?;
-                let ok = matches_expected(&got.answer, &case.expected);
-                right += usize::from(ok);
+                let score = Score::of(&got.answer, &case.expected);
+                total.add(&score);
                 report.push(json!({"question": case.question, "expected": case.expected, "answer": got.answer,
-                    "correct": ok, "response_ms": got.response_ms}));
+                    "correct": score.contains == 1.0, "exact_match": score.exact_match == 1.0,
+                    "contains": score.contains == 1.0, "token_f1": score.token_f1,
+                    "response_ms": got.response_ms}));
             }
-            Ok((right as f64 / cases.len().max(1) as f64, json!({"cases": report, "correct": right})))
+            let n = cases.len().max(1) as f64;
+            let right = total.contains as usize;
+            let totals = json!({"cases": cases.len(), "exact_match": total.exact_match / n,
+                "contains": total.contains / n, "token_f1": total.token_f1 / n});
+            Ok((total.contains / n, json!({"test_id": test_id, "cases": report, "correct": right, "totals": totals})))
         })
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
         let (accuracy, report) = match scored {
             Ok(scored) => scored,
-            Err(message) => (0.0, json!({"error": message})),
+            Err(message) => (0.0, json!({"test_id": test_id, "error": message})),
         };
-        self.commands.model(id, ModelCommand::RecordTest { accuracy, report }, meta).await.map(drop)
+        self.commands.model(id, ModelCommand::RecordTest { accuracy, report, test_id }, meta).await.map(drop)
     }
 }
 
@@ -343,5 +413,19 @@ mod tests {
         assert!(matches_expected("The capital is  Paris!", "Paris"));
         assert!(!matches_expected("Lyon", "Paris"));
         assert!(!matches_expected("anything", "  "));
+    }
+
+    #[test]
+    fn a_test_scores_exact_match_containment_and_token_f1_apart() {
+        let exact = Score::of("Paris.", "paris");
+        assert_eq!((exact.exact_match, exact.contains, exact.token_f1), (1.0, 1.0, 1.0));
+        let inside = Score::of("The capital is Paris", "Paris");
+        assert_eq!((inside.exact_match, inside.contains), (0.0, 1.0));
+        // 1 common word of 4 answered and 1 expected: precision 1/4, recall 1, F1 0.4.
+        assert!((inside.token_f1 - 0.4).abs() < 1e-9);
+        let partly = Score::of("a platform for models", "a platform for training models");
+        assert_eq!((partly.exact_match, partly.contains), (0.0, 0.0));
+        assert!((partly.token_f1 - 2.0 * 1.0 * 0.8 / 1.8).abs() < 1e-9);
+        assert_eq!(Score::of("Lyon", "Paris").token_f1, 0.0);
     }
 }

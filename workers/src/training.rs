@@ -113,6 +113,7 @@ fn train_config(config: &TrainingConfig, base: PathBuf, data: PathBuf, out: Path
             batch_size: config.batch_size as usize,
             grad_accum: config.grad_accum as usize,
             warmup_steps: config.warmup_steps as usize,
+            schedule: bonsai_ml::train::optim::LrSchedule::parse(&config.lr_schedule).unwrap_or_default(),
             max_grad_norm: config.max_grad_norm,
             seed: config.seed,
             adamw: AdamWConfig { weight_decay: config.weight_decay, ..AdamWConfig::default() },

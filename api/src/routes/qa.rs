@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use bonsai_commands::CommandMetadata;
 use bonsai_domain::dataset::Actor;
-use bonsai_domain::model::ModelStatus;
 use bonsai_domain::qa::{AnswerParams, QaCommand};
 use bonsai_domain::Permission;
 use bonsai_projections::qa::{self, QuestionRow};
@@ -33,8 +32,10 @@ pub(crate) struct AskRequest {
     /// 1 to 4,000 characters.
     #[schema(min_length = 1, max_length = 4000)]
     pub question: String,
-    /// A deployed model (default: the most recently deployed one).
-    pub model_id: Option<Uuid>,
+    /// A deployed model: its id or an alias (`production`); without it, the default model
+    /// (`POST /api/models/{id}/default`), or the only deployed one (422 `no_default_model` when several are
+    /// deployed and none is the default).
+    pub model_id: Option<String>,
     /// Continue this conversation of yours (its last answered turns are the context); default: a new one.
     pub session_id: Option<Uuid>,
     /// 1 to 1,024 (default 128).
@@ -117,7 +118,8 @@ async fn decided(state: &AppState, question_id: Uuid) -> Result<Option<QuestionR
 #[utoipa::path(post, path = "/api/qa/ask", tag = "qa", security(("bearer" = [])), request_body = AskRequest,
     responses((status = 200, body = QuestionDto), (status = 202, description = "not answered yet", body = QuestionDto),
     (status = 404, description = "no such conversation", body = crate::ErrorBody),
-    (status = 422, description = "validation_failed, invalid_body, no_deployed_model or model_not_deployed",
+    (status = 422, description = "validation_failed, invalid_body, no_deployed_model, no_default_model, unknown_model \
+        or model_not_deployed",
         body = crate::ErrorBody),
     (status = 429, description = "rate_limited: the user's question budget is spent (Retry-After)", body = crate::ErrorBody)))]
 pub(crate) async fn ask(
@@ -133,19 +135,7 @@ pub(crate) async fn ask(
     }
     // Every question costs a generation: each user has a budget of them (429 with Retry-After when spent).
     state.limits.question(user.id).await.map_err(ApiError::rate_limited)?;
-    let model_id = match request.model_id {
-        Some(id) => {
-            let model = state.commands.model_state(id).await?;
-            if !(model.deployed && model.status == ModelStatus::Ready) {
-                return Err(ApiError::field("model_not_deployed", "the model is not deployed", "model_id"));
-            }
-            id
-        }
-        None => bonsai_projections::models::latest_deployed(&state.pool)
-            .await?
-            .map(|m| m.id)
-            .ok_or_else(|| ApiError::field("no_deployed_model", "no model is deployed", "model_id"))?,
-    };
+    let model_id = super::models::answering_model(&state, request.model_id.as_deref()).await?;
     let defaults = AnswerParams::default();
     let params = AnswerParams {
         max_new_tokens: request.max_new_tokens.unwrap_or(defaults.max_new_tokens),

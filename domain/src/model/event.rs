@@ -30,13 +30,32 @@ pub enum ModelEvent {
     /// The model answers questions.
     ModelDeployed,
     ModelUndeployed,
+    /// `test_id` names the run (absent in events written before tests were named: one run at a time).
     ModelTestRequested {
         cases: Vec<TestCase>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_id: Option<Uuid>,
     },
-    /// `accuracy`: the share of test questions answered as expected; `report` has each answer.
+    /// `accuracy`: the share of test questions answered as expected; `report` has each answer and the
+    /// exact-match, contains and token-F1 scores per case and in total.
     ModelTested {
         accuracy: f64,
         report: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_id: Option<Uuid>,
+    },
+    /// This model answers questions that name no model (the latest such event among deployed models wins).
+    ModelMadeDefault,
+    /// The alias now names this model (moved from whichever model it named before: the latest such event
+    /// for an alias wins, so a move is one event).
+    ModelAliasSet {
+        alias: String,
+    },
+    /// The model was taken out of service in favour of `to_model_id` (version `to_version` of the same name),
+    /// the version deployed before it; that model's `ModelDeployed` comes first.
+    ModelRolledBack {
+        to_model_id: Uuid,
+        to_version: u32,
     },
 }
 
@@ -50,6 +69,9 @@ impl DomainEvent for ModelEvent {
             ModelEvent::ModelUndeployed => "ModelUndeployed",
             ModelEvent::ModelTestRequested { .. } => "ModelTestRequested",
             ModelEvent::ModelTested { .. } => "ModelTested",
+            ModelEvent::ModelMadeDefault => "ModelMadeDefault",
+            ModelEvent::ModelAliasSet { .. } => "ModelAliasSet",
+            ModelEvent::ModelRolledBack { .. } => "ModelRolledBack",
         }
         .to_owned()
     }

@@ -1,7 +1,10 @@
 //! The Model aggregate: a registered, versioned model that can be served. A model is registered from a
 //! completed training task (its merged weights) or from an installed base model; an export worker then
 //! writes its ONNX export (`exporting -> ready | failed`); a ready model can be deployed (answers questions)
-//! and undeployed, and tested against question/answer pairs.
+//! and undeployed, and tested against question/answer pairs (several tests may run, each named by its
+//! `test_id`). A deployed model can be made the default (it answers questions that name no model), be named
+//! by aliases (`production`, `staging`, any name: each alias names one model; setting it on another model
+//! moves it in one event), and be rolled back to the version of its name deployed before it.
 
 mod event;
 #[cfg(test)]
@@ -28,6 +31,18 @@ pub enum ModelError {
     NotReady(ModelStatus),
     #[error("a test needs 1 to {MAX_TEST_CASES} cases, each with a question and an expected answer")]
     InvalidTest,
+    #[error("the model is not deployed")]
+    NotDeployed,
+    #[error("an alias is 1 to 64 characters of a-z, 0-9, '.', '_' and '-', starting with a letter")]
+    InvalidAlias,
+}
+
+/// Whether `alias` may name a model: 1 to 64 characters of `a-z 0-9 . _ -`, starting with a letter (so it is
+/// never mistaken for a model id).
+pub fn valid_alias(alias: &str) -> bool {
+    alias.len() <= 64
+        && alias.starts_with(|c: char| c.is_ascii_lowercase())
+        && alias.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Where a model's weights come from.
@@ -92,15 +107,35 @@ pub enum ModelCommand {
     Undeploy {
         by: Actor,
     },
-    /// Asks the serving worker to answer `cases` with this model and score the answers.
+    /// Asks the serving worker to answer `cases` with this model and score the answers; `test_id` names
+    /// the run.
     RequestTest {
         by: Actor,
         cases: Vec<TestCase>,
+        test_id: Uuid,
     },
-    /// The worker's score; ignored unless a test is pending.
+    /// The worker's score; ignored unless that test is pending (`test_id` none: a test requested before
+    /// tests were named).
     RecordTest {
         accuracy: f64,
         report: Value,
+        test_id: Option<Uuid>,
+    },
+    /// Makes this deployed model the one that answers questions naming no model.
+    MakeDefault {
+        by: Actor,
+    },
+    /// Points `alias` at this ready model.
+    SetAlias {
+        by: Actor,
+        alias: String,
+    },
+    /// Takes this deployed model out of service for `to_model_id`, version `to_version` of its name, which
+    /// the caller has deployed first.
+    RollBack {
+        by: Actor,
+        to_model_id: Uuid,
+        to_version: u32,
     },
 }
 
@@ -125,7 +160,16 @@ pub struct Model {
     /// The ONNX export folder, relative to the data folder.
     pub onnx_path: Option<String>,
     pub deployed: bool,
+    /// Whether a test is pending (any of `pending_tests`, or one requested before tests were named).
     pub test_pending: bool,
+    /// The tests requested and not yet scored.
+    #[serde(default)]
+    pub pending_tests: Vec<Uuid>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// 1, 2, ... per name.
+    #[serde(default)]
+    pub version: Option<u32>,
 }
 
 impl Model {
@@ -155,8 +199,12 @@ impl Model {
         if self.id.is_none() {
             return Err(ModelError::NotFound);
         }
-        if let ModelCommand::Deploy { by } | ModelCommand::Undeploy { by } | ModelCommand::RequestTest { by, .. } =
-            &command
+        if let ModelCommand::Deploy { by }
+        | ModelCommand::Undeploy { by }
+        | ModelCommand::RequestTest { by, .. }
+        | ModelCommand::MakeDefault { by }
+        | ModelCommand::SetAlias { by, .. }
+        | ModelCommand::RollBack { by, .. } = &command
         {
             if !self.managed_by(by) {
                 return Err(ModelError::NotFound);
@@ -180,7 +228,7 @@ impl Model {
             ModelCommand::RequestTest { .. } if self.status != ModelStatus::Ready => {
                 Err(ModelError::NotReady(self.status))
             }
-            ModelCommand::RequestTest { cases, .. } => {
+            ModelCommand::RequestTest { cases, test_id, .. } => {
                 let blank = |s: &str| s.trim().is_empty();
                 if cases.is_empty()
                     || cases.len() > MAX_TEST_CASES
@@ -188,12 +236,30 @@ impl Model {
                 {
                     return Err(ModelError::InvalidTest);
                 }
-                Ok(vec![ModelEvent::ModelTestRequested { cases }])
+                Ok(vec![ModelEvent::ModelTestRequested { cases, test_id: Some(test_id) }])
             }
-            ModelCommand::RecordTest { accuracy, report } if self.test_pending => {
-                Ok(vec![ModelEvent::ModelTested { accuracy, report }])
+            ModelCommand::RecordTest { accuracy, report, test_id } => {
+                let pending = match test_id {
+                    Some(id) => self.pending_tests.contains(&id),
+                    None => self.test_pending,
+                };
+                Ok(if pending { vec![ModelEvent::ModelTested { accuracy, report, test_id }] } else { vec![] })
             }
-            ModelCommand::RecordTest { .. } => Ok(vec![]),
+            ModelCommand::MakeDefault { .. } if !self.deployed => Err(ModelError::NotDeployed),
+            ModelCommand::MakeDefault { .. } => Ok(vec![ModelEvent::ModelMadeDefault]),
+            ModelCommand::SetAlias { alias, .. } => {
+                if !valid_alias(&alias) {
+                    return Err(ModelError::InvalidAlias);
+                }
+                if self.status != ModelStatus::Ready {
+                    return Err(ModelError::NotReady(self.status));
+                }
+                Ok(vec![ModelEvent::ModelAliasSet { alias }])
+            }
+            ModelCommand::RollBack { .. } if !self.deployed => Err(ModelError::NotDeployed),
+            ModelCommand::RollBack { to_model_id, to_version, .. } => {
+                Ok(vec![ModelEvent::ModelRolledBack { to_model_id, to_version }])
+            }
         }
     }
 }
@@ -214,8 +280,10 @@ impl Aggregate for Model {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            ModelEvent::ModelRegistered { model_id, owner_id, source, .. } => {
+            ModelEvent::ModelRegistered { model_id, owner_id, source, name, version, .. } => {
                 self.id = Some(model_id);
+                self.name = Some(name);
+                self.version = Some(version);
                 self.owner_id = Some(owner_id);
                 self.source = Some(source);
             }
@@ -225,9 +293,19 @@ impl Aggregate for Model {
             }
             ModelEvent::ModelExportFailed { .. } => self.status = ModelStatus::Failed,
             ModelEvent::ModelDeployed => self.deployed = true,
-            ModelEvent::ModelUndeployed => self.deployed = false,
-            ModelEvent::ModelTestRequested { .. } => self.test_pending = true,
-            ModelEvent::ModelTested { .. } => self.test_pending = false,
+            ModelEvent::ModelUndeployed | ModelEvent::ModelRolledBack { .. } => self.deployed = false,
+            ModelEvent::ModelTestRequested { test_id, .. } => {
+                self.pending_tests.extend(test_id);
+                self.test_pending = true;
+            }
+            ModelEvent::ModelTested { test_id, .. } => {
+                match test_id {
+                    Some(id) => self.pending_tests.retain(|t| *t != id),
+                    None => self.pending_tests.clear(),
+                }
+                self.test_pending = !self.pending_tests.is_empty();
+            }
+            ModelEvent::ModelMadeDefault | ModelEvent::ModelAliasSet { .. } => {}
         }
     }
 }

@@ -99,21 +99,84 @@ fn export_results_count_once_and_strangers_see_nothing() {
 #[test]
 fn a_test_needs_cases_and_records_one_score() {
     let case = TestCase { question: "Q?".into(), expected: "A.".into() };
+    let run = Uuid::from_u128(7);
     framework()
         .given(vec![registered(), exported()])
-        .when(ModelCommand::RequestTest { by: owner(), cases: vec![] })
+        .when(ModelCommand::RequestTest { by: owner(), cases: vec![], test_id: run })
         .then_expect_error(ModelError::InvalidTest);
     framework()
         .given(vec![registered(), exported()])
-        .when(ModelCommand::RequestTest { by: owner(), cases: vec![case.clone()] })
-        .then_expect_events(vec![ModelEvent::ModelTestRequested { cases: vec![case.clone()] }]);
-    let tested = ModelEvent::ModelTested { accuracy: 1.0, report: json!([]) };
+        .when(ModelCommand::RequestTest { by: owner(), cases: vec![case.clone()], test_id: run })
+        .then_expect_events(vec![ModelEvent::ModelTestRequested { cases: vec![case.clone()], test_id: Some(run) }]);
+    let tested = ModelEvent::ModelTested { accuracy: 1.0, report: json!([]), test_id: Some(run) };
+    let requested = ModelEvent::ModelTestRequested { cases: vec![case], test_id: Some(run) };
     framework()
-        .given(vec![registered(), exported(), ModelEvent::ModelTestRequested { cases: vec![case] }])
-        .when(ModelCommand::RecordTest { accuracy: 1.0, report: json!([]) })
+        .given(vec![registered(), exported(), requested.clone()])
+        .when(ModelCommand::RecordTest { accuracy: 1.0, report: json!([]), test_id: Some(run) })
         .then_expect_events(vec![tested.clone()]);
     framework()
-        .given(vec![registered(), exported()])
-        .when(ModelCommand::RecordTest { accuracy: 1.0, report: json!([]) })
+        .given(vec![registered(), exported(), requested, tested])
+        .when(ModelCommand::RecordTest { accuracy: 1.0, report: json!([]), test_id: Some(run) })
         .then_expect_events(vec![]);
+}
+
+#[test]
+fn two_tests_requested_back_to_back_are_each_scored() {
+    let case = TestCase { question: "Q?".into(), expected: "A.".into() };
+    let (first, second) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    let requested = |id| ModelEvent::ModelTestRequested { cases: vec![case.clone()], test_id: Some(id) };
+    let tested = |id| ModelEvent::ModelTested { accuracy: 0.5, report: json!({}), test_id: Some(id) };
+    // The first result must not clear the second, still pending.
+    framework()
+        .given(vec![registered(), exported(), requested(first), requested(second), tested(first)])
+        .when(ModelCommand::RecordTest { accuracy: 0.5, report: json!({}), test_id: Some(second) })
+        .then_expect_events(vec![tested(second)]);
+}
+
+#[test]
+fn a_test_requested_before_tests_were_named_is_still_scored_once() {
+    let case = TestCase { question: "Q?".into(), expected: "A.".into() };
+    let legacy: ModelEvent =
+        serde_json::from_value(json!({"ModelTestRequested": {"cases": [{"question": "Q?", "expected": "A."}]}}))
+            .unwrap();
+    assert_eq!(legacy, ModelEvent::ModelTestRequested { cases: vec![case], test_id: None });
+    framework()
+        .given(vec![registered(), exported(), legacy])
+        .when(ModelCommand::RecordTest { accuracy: 1.0, report: json!([]), test_id: None })
+        .then_expect_events(vec![ModelEvent::ModelTested { accuracy: 1.0, report: json!([]), test_id: None }]);
+}
+
+#[test]
+fn only_a_deployed_model_becomes_the_default_or_is_rolled_back() {
+    framework()
+        .given(vec![registered(), exported()])
+        .when(ModelCommand::MakeDefault { by: owner() })
+        .then_expect_error(ModelError::NotDeployed);
+    framework()
+        .given(vec![registered(), exported(), ModelEvent::ModelDeployed])
+        .when(ModelCommand::MakeDefault { by: owner() })
+        .then_expect_events(vec![ModelEvent::ModelMadeDefault]);
+    let back = ModelCommand::RollBack { by: owner(), to_model_id: Uuid::from_u128(2), to_version: 1 };
+    framework().given(vec![registered(), exported()]).when(back.clone()).then_expect_error(ModelError::NotDeployed);
+    framework()
+        .given(vec![registered(), exported(), ModelEvent::ModelDeployed])
+        .when(back)
+        .then_expect_events(vec![ModelEvent::ModelRolledBack { to_model_id: Uuid::from_u128(2), to_version: 1 }]);
+}
+
+#[test]
+fn aliases_are_names_not_ids_and_point_at_ready_models() {
+    assert!(valid_alias("production") && valid_alias("staging-2") && valid_alias("v1.2_b"));
+    assert!(!valid_alias("") && !valid_alias("Prod") && !valid_alias("1abc") && !valid_alias(&"a".repeat(65)));
+    assert!(!valid_alias(&Uuid::from_u128(1).to_string()));
+    let set = |alias: &str| ModelCommand::SetAlias { by: owner(), alias: alias.into() };
+    framework()
+        .given(vec![registered()])
+        .when(set("production"))
+        .then_expect_error(ModelError::NotReady(ModelStatus::Exporting));
+    framework().given(vec![registered(), exported()]).when(set("no way")).then_expect_error(ModelError::InvalidAlias);
+    framework()
+        .given(vec![registered(), exported()])
+        .when(set("production"))
+        .then_expect_events(vec![ModelEvent::ModelAliasSet { alias: "production".into() }]);
 }

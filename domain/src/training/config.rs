@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The LoRA target names, in their canonical short form and order.
 pub const TARGETS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
 
+/// Learning-rate schedules (each after a linear warm-up of `warmup_steps`).
+pub const SCHEDULES: [&str; 3] = ["constant", "linear", "cosine"];
+
 /// Devices a task may ask for.
 pub const DEVICES: [&str; 2] = ["cpu", "cuda"];
 
@@ -31,6 +34,8 @@ pub struct TrainingConfig {
     pub grad_accum: u32,
     pub max_seq_len: u32,
     pub warmup_steps: u32,
+    /// The learning rate after the warm-up: `constant`, `linear` (down to 0) or `cosine` (down to 0).
+    pub lr_schedule: String,
     pub weight_decay: f32,
     /// Global gradient-norm clip (0 disables).
     pub max_grad_norm: f32,
@@ -64,6 +69,7 @@ impl Default for TrainingConfig {
             grad_accum: 1,
             max_seq_len: 512,
             warmup_steps: 0,
+            lr_schedule: "cosine".into(),
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             seed: 42,
@@ -73,6 +79,73 @@ impl Default for TrainingConfig {
             checkpoint_every: 50,
             device: "cpu".into(),
             merge: true,
+        }
+    }
+}
+
+/// How much training a task without settings gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// About half the epochs of `balanced`: a first look.
+    Quick,
+    /// The default.
+    Balanced,
+    /// About twice the epochs of `balanced`.
+    Thorough,
+}
+
+impl Preset {
+    pub fn parse(name: &str) -> Option<Preset> {
+        match name {
+            "quick" => Some(Preset::Quick),
+            "balanced" => Some(Preset::Balanced),
+            "thorough" => Some(Preset::Thorough),
+            _ => None,
+        }
+    }
+}
+
+/// Below this many parameters a base model is taken to know nothing yet (the random demo model): it must
+/// learn its answers from scratch, with many more epochs at a higher rate.
+pub const UNTRAINED_BELOW_PARAMETERS: u64 = 50_000_000;
+
+impl TrainingConfig {
+    /// Settings for a task that gave none, from the data set's size (`records`) and the base model's
+    /// (`parameters`, `context_length`): LoRA rank 16, alpha 32 on every linear layer, a constant learning
+    /// rate after a short warm-up (what learns a small data set fastest: PEFT's usual recipe, 1e-3 for a
+    /// pretrained model), the whole data set per step up to 32 records, and epochs that give a small data
+    /// set about as many steps as a large one needs.
+    pub fn chosen_for(preset: Preset, records: u64, parameters: u64, context_length: Option<u64>) -> TrainingConfig {
+        let records = records.max(1);
+        let batch_size = records.min(32) as u32;
+        let steps_per_epoch = records.div_ceil(batch_size as u64);
+        let untrained = parameters > 0 && parameters < UNTRAINED_BELOW_PARAMETERS;
+        // Epochs of `balanced` by data set size; pretrained models need few, untrained ones many.
+        let balanced: u32 = match (untrained, steps_per_epoch) {
+            (true, _) => 400,
+            (false, 0..=4) => 12,
+            (false, 5..=40) => 6,
+            (false, _) => 3,
+        };
+        let epochs = match preset {
+            Preset::Quick => balanced.div_ceil(2),
+            Preset::Balanced => balanced,
+            Preset::Thorough => balanced * 2,
+        }
+        .min(1000);
+        let total_steps = steps_per_epoch * epochs as u64;
+        TrainingConfig {
+            rank: 16,
+            alpha: 32.0,
+            targets: TARGETS.iter().map(|t| (*t).to_owned()).collect(),
+            learning_rate: if untrained { 3e-3 } else { 1e-3 },
+            lr_schedule: "constant".into(),
+            epochs,
+            batch_size,
+            warmup_steps: (total_steps / 4).clamp(1, 20) as u32,
+            max_seq_len: context_length.unwrap_or(512).clamp(8, 512) as u32,
+            ..TrainingConfig::default()
         }
     }
 }
@@ -133,6 +206,7 @@ impl TrainingConfig {
         check((1..=1024).contains(&self.grad_accum), "grad_accum", "must be 1 to 1024")?;
         check((8..=131_072).contains(&self.max_seq_len), "max_seq_len", "must be 8 to 131072")?;
         check(self.warmup_steps <= 10_000_000, "warmup_steps", "must be at most 10000000")?;
+        check(SCHEDULES.contains(&self.lr_schedule.as_str()), "lr_schedule", "must be constant, linear or cosine")?;
         check((0.0..=1.0).contains(&self.weight_decay), "weight_decay", "must be in [0, 1]")?;
         check(
             self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0,
@@ -187,10 +261,32 @@ mod tests {
             (TrainingConfig { eval_split: 0.9, ..Default::default() }, "eval_split"),
             (TrainingConfig { patience: Some(2), ..Default::default() }, "patience"),
             (TrainingConfig { device: "tpu".into(), ..Default::default() }, "device"),
+            (TrainingConfig { lr_schedule: "step".into(), ..Default::default() }, "lr_schedule"),
         ];
         for (config, field) in cases {
             assert_eq!(config.validated().unwrap_err().field, field);
         }
+    }
+
+    #[test]
+    fn settings_are_chosen_from_the_data_and_the_model_and_are_valid() {
+        // 20 facts on SmolLM2 (135M): the whole set per step, 12 epochs at 1e-3 after warm-up.
+        let smol = TrainingConfig::chosen_for(Preset::Balanced, 20, 135_000_000, Some(8192));
+        assert_eq!((smol.batch_size, smol.epochs, smol.learning_rate, smol.rank), (20, 12, 1e-3, 16));
+        assert_eq!((smol.lr_schedule.as_str(), smol.warmup_steps, smol.max_seq_len), ("constant", 3, 512));
+        assert_eq!(smol.targets, TARGETS);
+        assert!(smol.clone().validated().is_ok());
+        // The random demo model learns from scratch.
+        let tiny = TrainingConfig::chosen_for(Preset::Balanced, 20, 3_700_000, Some(1024));
+        assert_eq!((tiny.epochs, tiny.learning_rate, tiny.warmup_steps), (400, 3e-3, 20));
+        // Presets scale the epochs; big data sets get fewer.
+        let quick = TrainingConfig::chosen_for(Preset::Quick, 20, 135_000_000, None).epochs;
+        let thorough = TrainingConfig::chosen_for(Preset::Thorough, 20, 135_000_000, None).epochs;
+        assert_eq!((quick, thorough), (6, 24));
+        let big = TrainingConfig::chosen_for(Preset::Balanced, 100_000, 135_000_000, None);
+        assert_eq!((big.batch_size, big.epochs), (32, 3));
+        assert_eq!(Preset::parse("thorough"), Some(Preset::Thorough));
+        assert_eq!(Preset::parse("fast"), None);
     }
 
     #[test]

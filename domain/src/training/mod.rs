@@ -17,7 +17,7 @@ mod event;
 mod tests;
 
 pub use command::TrainingTaskCommand;
-pub use config::{ConfigError, TrainingConfig, DEVICES, TARGETS};
+pub use config::{ConfigError, Preset, TrainingConfig, DEVICES, SCHEDULES, TARGETS, UNTRAINED_BELOW_PARAMETERS};
 pub use event::TrainingTaskEvent;
 
 use crate::dataset::Actor;

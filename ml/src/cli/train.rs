@@ -47,6 +47,9 @@ pub struct TrainArgs {
     pub max_seq_len: usize,
     #[arg(long, default_value_t = 0)]
     pub warmup_steps: usize,
+    /// Learning-rate schedule after the warm-up: constant, linear or cosine.
+    #[arg(long, default_value = "cosine", value_parser = parse_schedule)]
+    pub schedule: crate::train::optim::LrSchedule,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
     /// Clip the global gradient norm to this (0 disables).
@@ -109,6 +112,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             batch_size: args.batch_size,
             grad_accum: args.grad_accum,
             warmup_steps: args.warmup_steps,
+            schedule: args.schedule,
             max_grad_norm: args.max_grad_norm,
             seed: args.seed,
             adamw: AdamWConfig { weight_decay: args.weight_decay, ..AdamWConfig::default() },
@@ -257,4 +261,8 @@ mod tests {
         run(Cli::parse_from(emu).train).unwrap();
         assert!(d.join("o3/adapter/adapter_model.safetensors").exists());
     }
+}
+
+fn parse_schedule(name: &str) -> Result<crate::train::optim::LrSchedule, String> {
+    crate::train::optim::LrSchedule::parse(name).ok_or_else(|| format!("{name:?}: use constant, linear or cosine"))
 }

@@ -1,5 +1,6 @@
-//! AdamW (decoupled weight decay, as `torch.optim.AdamW`), the warmup + cosine learning-rate schedule
-//! (as transformers' `get_cosine_schedule_with_warmup`) and global gradient-norm clipping.
+//! AdamW (decoupled weight decay, as `torch.optim.AdamW`), the learning-rate schedules with linear warm-up
+//! (constant, linear decay and cosine decay, as transformers' `get_constant_schedule_with_warmup`,
+//! `get_linear_schedule_with_warmup` and `get_cosine_schedule_with_warmup`) and global gradient-norm clipping.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,44 @@ impl AdamW {
     }
 }
 
+/// How the learning rate moves after the warm-up (a linear ramp from 0 over the warm-up steps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Stays at the base rate: what learns a small data set fastest.
+    Constant,
+    /// Falls linearly to 0 at the last step.
+    Linear,
+    /// Falls along a half cosine to 0 at the last step.
+    #[default]
+    Cosine,
+}
+
+impl LrSchedule {
+    /// `constant`, `linear` or `cosine`.
+    pub fn parse(name: &str) -> Option<LrSchedule> {
+        match name {
+            "constant" => Some(LrSchedule::Constant),
+            "linear" => Some(LrSchedule::Linear),
+            "cosine" => Some(LrSchedule::Cosine),
+            _ => None,
+        }
+    }
+
+    /// The learning rate of update `step` (0-based) out of `total` with `warmup` warm-up steps.
+    pub fn lr(self, base: f32, step: usize, warmup: usize, total: usize) -> f32 {
+        if step < warmup {
+            return base * step as f32 / warmup.max(1) as f32;
+        }
+        let progress = ((step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64).min(1.0);
+        match self {
+            LrSchedule::Constant => base,
+            LrSchedule::Linear => (base as f64 * (1.0 - progress)) as f32,
+            LrSchedule::Cosine => cosine_lr(base, step, warmup, total),
+        }
+    }
+}
+
 /// The learning rate of update `step` (0-based) out of `total`: linear warmup over `warmup` steps from 0,
 /// then a half cosine down to 0 at `total`.
 pub fn cosine_lr(base: f32, step: usize, warmup: usize, total: usize) -> f32 {
@@ -92,6 +131,22 @@ mod tests {
         assert!((cosine_lr(1.0, 10, 10, 100) - 1.0).abs() < 1e-6);
         assert!((cosine_lr(1.0, 55, 10, 100) - 0.5).abs() < 1e-6);
         assert!(cosine_lr(1.0, 100, 10, 100).abs() < 1e-6);
+    }
+
+    #[test]
+    fn every_schedule_warms_up_then_holds_or_decays() {
+        for schedule in [LrSchedule::Constant, LrSchedule::Linear, LrSchedule::Cosine] {
+            assert_eq!(schedule.lr(1.0, 0, 10, 100), 0.0, "{schedule:?}");
+            assert!((schedule.lr(1.0, 5, 10, 100) - 0.5).abs() < 1e-6, "{schedule:?}");
+            assert!((schedule.lr(1.0, 10, 10, 100) - 1.0).abs() < 1e-6, "{schedule:?}");
+        }
+        assert_eq!(LrSchedule::Constant.lr(1.0, 99, 10, 100), 1.0);
+        assert!((LrSchedule::Linear.lr(1.0, 55, 10, 100) - 0.5).abs() < 1e-6);
+        assert!((LrSchedule::Cosine.lr(1.0, 55, 10, 100) - 0.5).abs() < 1e-6);
+        assert!((LrSchedule::Linear.lr(1.0, 32, 10, 100) - LrSchedule::Cosine.lr(1.0, 32, 10, 100)).abs() > 0.01);
+        assert!(LrSchedule::Linear.lr(1.0, 100, 10, 100).abs() < 1e-6);
+        assert_eq!(LrSchedule::parse("linear"), Some(LrSchedule::Linear));
+        assert_eq!(LrSchedule::parse("step"), None);
     }
 
     #[test]

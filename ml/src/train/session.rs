@@ -10,7 +10,7 @@ use super::data::{Batch, Example};
 use super::error::TrainError;
 use super::forward::{forward_blocks, head_loss};
 use super::gpu::{self, Accelerator, DeviceSteps};
-use super::optim::{clip_grad_norm, cosine_lr, AdamW, AdamWConfig};
+use super::optim::{clip_grad_norm, AdamW, AdamWConfig, LrSchedule};
 use crate::lora::LoraParams;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -29,6 +29,9 @@ pub struct Hyper {
     pub batch_size: usize,
     pub grad_accum: usize,
     pub warmup_steps: usize,
+    /// The learning-rate schedule after the warm-up (checkpoints written before it existed: cosine).
+    #[serde(default)]
+    pub schedule: LrSchedule,
     /// Global gradient-norm clip; 0 disables.
     pub max_grad_norm: f32,
     pub seed: u64,
@@ -268,7 +271,7 @@ impl Session {
             d.read_grads(&mut self.grads)?;
         }
         let total = self.total_steps();
-        let lr = cosine_lr(self.hyper.lr, self.state.step, self.hyper.warmup_steps, total);
+        let lr = self.hyper.schedule.lr(self.hyper.lr, self.state.step, self.hyper.warmup_steps, total);
         clip_grad_norm(&mut self.grads, self.hyper.max_grad_norm);
         self.opt.step(&mut self.lora.values, &self.grads, lr);
         self.state.step += 1;

@@ -17,6 +17,7 @@ mod helpers;
 mod hostile_input;
 mod https;
 mod idempotency;
+mod model_lifecycle;
 mod operations;
 mod projections;
 mod rate_limits;

@@ -25,10 +25,13 @@ pub(crate) struct CreateTaskRequest {
     #[schema(minimum = 1)]
     pub dataset_version: Option<u32>,
     /// LoRA and optimiser settings; every field is optional (defaults: rank 8, alpha 16, targets q and v,
-    /// learning_rate 2e-4, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50, device cpu, merge true).
-    /// Unknown fields are refused.
+    /// learning_rate 2e-4, lr_schedule cosine, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50,
+    /// device cpu, merge true). Unknown fields are refused. Without `config`, settings are chosen from the
+    /// data set's size and the base model (see `preset`) and recorded in the task's `config`.
     #[schema(value_type = Option<Object>)]
     pub config: Option<TrainingConfig>,
+    /// Without `config`: `quick`, `balanced` (default) or `thorough`.
+    pub preset: Option<String>,
     /// Queue the first run at once (default false: start it with `POST .../start`).
     #[serde(default)]
     pub start: bool,

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use bonsai_commands::{CommandMetadata, ModelLookupError};
 use bonsai_domain::dataset::{Actor, VersionStatus};
-use bonsai_domain::training::{DatasetRef, TaskStatus, TrainingTaskCommand};
+use bonsai_domain::training::{DatasetRef, Preset, TaskStatus, TrainingConfig, TrainingTaskCommand};
 use bonsai_domain::Permission;
 use bonsai_projections::training::{self, TaskRow};
 use serde::Deserialize;
@@ -53,6 +53,31 @@ fn base_model(state: &AppState, id: &str) -> Result<(), ApiError> {
         };
         ApiError::field(code, e.to_string(), "base_model_id")
     })
+}
+
+/// Settings for a task that gave none: from the data set version's record count and the base model's size.
+async fn chosen_config(
+    state: &AppState,
+    preset: Preset,
+    base_model_id: &str,
+    dataset: &DatasetRef,
+) -> Result<TrainingConfig, ApiError> {
+    let versions = bonsai_projections::datasets::versions(&state.pool, dataset.dataset_id).await?;
+    let records = versions
+        .iter()
+        .find(|v| v.version == dataset.version as i32)
+        .and_then(|v| v.record_count)
+        .unwrap_or(100)
+        .max(1) as u64;
+    let (parameters, context) = match state.models.clone() {
+        Some(models) => {
+            let id = base_model_id.to_owned();
+            let info = tokio::task::spawn_blocking(move || models.info(&id)).await.ok().and_then(Result::ok);
+            info.map_or((0, None), |m| (m.parameters, m.context_length))
+        }
+        None => (0, None),
+    };
+    Ok(TrainingConfig::chosen_for(preset, records, parameters, context))
 }
 
 /// The dataset version to train (or test) on, from the Dataset's own events (never behind): it must be
@@ -102,6 +127,18 @@ pub(crate) async fn create_task(
     let base_model_id = request.base_model_id.trim().to_owned();
     base_model(&state, &base_model_id)?;
     let dataset = dataset_ref(&state, &user, request.dataset_id, request.dataset_version).await?;
+    let config = match (request.config, request.preset.as_deref()) {
+        (Some(config), None) => config,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field("validation_failed", "give config or preset, not both", "preset"));
+        }
+        (None, preset) => {
+            let preset = Preset::parse(preset.unwrap_or("balanced")).ok_or_else(|| {
+                ApiError::field("validation_failed", "preset must be quick, balanced or thorough", "preset")
+            })?;
+            chosen_config(&state, preset, &base_model_id, &dataset).await?
+        }
+    };
     let id = Uuid::now_v7();
     let meta = CommandMetadata::new(Some(user.id), correlation);
     let command = TrainingTaskCommand::CreateTrainingTask {
@@ -111,7 +148,7 @@ pub(crate) async fn create_task(
         description: request.description,
         base_model_id,
         dataset,
-        config: request.config.unwrap_or_default(),
+        config,
     };
     let mut task = state.commands.training_state_after(id, command, &meta).await?;
     if request.start {
