@@ -139,28 +139,28 @@ async fn positions(
     keys: &[Key],
 ) -> Result<(HashMap<Key, i64>, HashMap<Key, i64>), ProjectionError> {
     let (types, ids): (Vec<&str>, Vec<&str>) = keys.iter().map(|(t, i)| (t.as_str(), i.as_str())).unzip();
-    let applied: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT p.aggregate_type, p.aggregate_id, p.sequence FROM projection_positions p \
-         JOIN unnest($2::text[], $3::text[]) AS k(t, i) ON p.aggregate_type = k.t AND p.aggregate_id = k.i \
-         WHERE p.projection = $1",
+    // One round trip for both: this runs for every batch a consumer applies.
+    let rows: Vec<(String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT k.t, k.i, p.sequence, h.sequence FROM unnest($2::text[], $3::text[]) AS k(t, i) \
+         LEFT JOIN projection_positions p ON p.projection = $1 AND p.aggregate_type = k.t AND p.aggregate_id = k.i \
+         LEFT JOIN projection_held h ON h.projection = $1 AND h.aggregate_type = k.t AND h.aggregate_id = k.i",
     )
     .bind(name)
     .bind(&types)
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
-    let held: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT h.aggregate_type, h.aggregate_id, h.sequence FROM projection_held h \
-         JOIN unnest($2::text[], $3::text[]) AS k(t, i) ON h.aggregate_type = k.t AND h.aggregate_id = k.i \
-         WHERE h.projection = $1",
-    )
-    .bind(name)
-    .bind(&types)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let to_map = |rows: Vec<(String, String, i64)>| rows.into_iter().map(|(t, i, s)| ((t, i), s)).collect();
-    Ok((to_map(applied), to_map(held)))
+    let (mut applied, mut held) = (HashMap::new(), HashMap::new());
+    for (t, i, at, held_at) in rows {
+        let key = (t, i);
+        if let Some(at) = at {
+            applied.insert(key.clone(), at);
+        }
+        if let Some(held_at) = held_at {
+            held.insert(key, held_at);
+        }
+    }
+    Ok((applied, held))
 }
 
 async fn store_positions(conn: &mut PgConnection, name: &str, at: &HashMap<Key, i64>) -> Result<(), ProjectionError> {

@@ -105,28 +105,26 @@ async fn burst(base: String, admin: String, people: Vec<(String, String)>, stop:
     Arc::try_unwrap(acked).ok().unwrap().into_inner().unwrap()
 }
 
+/// Waits until `path` answers 200, failing at `deadline`.
+async fn readable(app: &TestApp, admin: &str, path: &str, deadline: tokio::time::Instant) {
+    loop {
+        let status = app.get(path, Some(admin)).await.status();
+        if status == StatusCode::OK {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "acknowledged {path} is not readable ({status})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Checks through `app` that everything `acked` says was written is readable, once.
 async fn all_readable_once(app: &TestApp, admin: &str, acked: &Acknowledged) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     for id in &acked.datasets {
-        loop {
-            let status = app.get(&format!("/api/data/datasets/{id}"), Some(admin)).await.status();
-            if status == StatusCode::OK {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "acknowledged upload {id} is not readable ({status})");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        readable(app, admin, &format!("/api/data/datasets/{id}"), deadline).await;
     }
     for id in &acked.users {
-        loop {
-            let status = app.get(&format!("/api/users/{id}"), Some(admin)).await.status();
-            if status == StatusCode::OK {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "acknowledged user {id} is not readable ({status})");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        readable(app, admin, &format!("/api/users/{id}"), deadline).await;
     }
     for (id, last, in_flight) in &acked.profiles {
         loop {

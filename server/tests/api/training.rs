@@ -441,10 +441,14 @@ async fn the_cli_follows_a_task_until_its_run_ends() {
     let output = tokio::time::timeout(Duration::from_secs(120), watching).await.unwrap().unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.starts_with("completed: ") && stdout.contains("\"steps\":5"), "{stdout}");
+    // Off a terminal, a line per progress report, then the result.
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("completed: ") && last.contains("\"steps\":5"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("step ")), "{stdout}");
     // A task at rest answers at once; an unknown one is an error.
     let again = tokio::time::timeout(Duration::from_secs(60), watch(id.clone())).await.unwrap().unwrap();
-    assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).starts_with("completed: "));
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success() && again_out.lines().last().unwrap_or_default().starts_with("completed: "));
     let unknown =
         tokio::time::timeout(Duration::from_secs(60), watch(uuid::Uuid::new_v4().to_string())).await.unwrap().unwrap();
     assert!(!unknown.status.success());

@@ -118,20 +118,22 @@ export default function TaskPage() {
   const [compared, setCompared] = useState<Series[]>([]);
   const status = task.data?.status;
   const running = status === 'running' || status === 'queued';
-  if (status && running !== taskPoll > 0) setTaskPoll(running ? 3000 : 0);
+  // A stopping run is still under way (it pauses at the next step): keep following it until it has stopped.
+  const live = running || status === 'stopping';
+  if (status && live !== taskPoll > 0) setTaskPoll(live ? 3000 : 0);
   const refresh = () => {
     store.dispatch(api.util.invalidateTags(['Tasks']));
     void progress.refetch();
   };
-  const live = useLiveFeed(id, running, refresh);
+  const points = useLiveFeed(id, live, refresh);
 
   const { history, latest } = useMemo(() => {
     const base = progress.data?.history ?? [];
     const last = base.length ? base[base.length - 1].step : -1;
-    const extra = live.filter((p) => p.step > last);
+    const extra = points.filter((p) => p.step > last);
     const all = [...base, ...extra];
     return { history: all, latest: all[all.length - 1] as Live | undefined };
-  }, [progress.data, live]);
+  }, [progress.data, points]);
   const series = useMemo(() => {
     const { loss, evalLoss } = lossSeries(history);
     const s: Series[] = [{ name: t('loss'), color: '#389e0d', points: loss }];
