@@ -136,13 +136,6 @@ fn host_cpu() -> Option<(f64, f64)> {
     Some((busy as f64 / 100.0, idle as f64 / 100.0))
 }
 
-/// The JetStream stream (and relay checkpoint) name of a NATS prefix, as `bonsai_workers::bus` names it.
-fn stream_name(prefix: &str) -> String {
-    let clean: String =
-        prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-    format!("{clean}_EVENTS")
-}
-
 /// Whether each dependency answers this node (1) or not (0): PostgreSQL (from the scrape's own queries),
 /// NATS (the client's connection), Redis (a PING, when the node is configured with one).
 async fn dependencies(state: &AppState, database_up: bool, out: &mut String) {
@@ -167,7 +160,7 @@ async fn pipeline(state: &AppState, out: &mut String) -> Result<(), sqlx::Error>
         "SELECT count(*) FROM events WHERE global_position > \
          coalesce((SELECT position FROM relay_checkpoints WHERE name = $1), 0)",
     )
-    .bind(stream_name(&state.nats_prefix))
+    .bind(state.subjects.stream_name())
     .fetch_one(&state.pool)
     .await?;
     let answers: Vec<(bool, i64)> = sqlx::query_as(
@@ -183,6 +176,23 @@ async fn pipeline(state: &AppState, out: &mut String) -> Result<(), sqlx::Error>
         let _ = writeln!(out, "bonsai_qa_answers{{cached=\"{cached}\"}} {n}");
     }
     Ok(())
+}
+
+/// The process's in-memory caches (`bonsai_infra::cache`): hits, misses and entries by cache.
+fn caches(out: &mut String) {
+    let figures = bonsai_infra::cache::figures();
+    let _ = writeln!(out, "# HELP bonsai_cache_hits_total Look-ups answered from an in-memory cache, by cache.\n# TYPE bonsai_cache_hits_total counter");
+    for f in &figures {
+        let _ = writeln!(out, "bonsai_cache_hits_total{{cache=\"{}\"}} {}", f.name, f.hits);
+    }
+    let _ = writeln!(out, "# HELP bonsai_cache_misses_total Look-ups an in-memory cache could not answer, by cache.\n# TYPE bonsai_cache_misses_total counter");
+    for f in &figures {
+        let _ = writeln!(out, "bonsai_cache_misses_total{{cache=\"{}\"}} {}", f.name, f.misses);
+    }
+    gauge(out, "bonsai_cache_entries", "Entries held by an in-memory cache, by cache.");
+    for f in &figures {
+        let _ = writeln!(out, "bonsai_cache_entries{{cache=\"{}\"}} {}", f.name, f.entries);
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str) {
@@ -215,7 +225,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     gauge(&mut out, "bonsai_host_cpus", "Cores this process may run on.");
     let _ = writeln!(out, "bonsai_host_cpus {cpus}");
-    if let Some(disk) = state.data_dir.as_deref().and_then(|dir| bonsai_commands::host::disk_usage(dir).ok()) {
+    if let Some(disk) = state.data_dir.as_deref().and_then(|dir| bonsai_infra::host::disk_usage(dir).ok()) {
         gauge(&mut out, "bonsai_data_disk_used_ratio", "Share of the data folder's disk in use (as df counts it).");
         let _ = writeln!(out, "bonsai_data_disk_used_ratio {}", disk.used_ratio());
         gauge(&mut out, "bonsai_data_disk_available_bytes", "Space left to the platform on the data folder's disk.");
@@ -225,7 +235,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         gauge(&mut out, name, help);
         let _ = writeln!(out, "{name} {value}");
     }
-    if let Ok(memory) = bonsai_commands::host::memory_usage() {
+    if let Ok(memory) = bonsai_infra::host::memory_usage() {
         gauge(&mut out, "bonsai_host_memory_used_ratio", "Share of this machine's memory in use.");
         let _ = writeln!(out, "bonsai_host_memory_used_ratio {}", memory.used_ratio());
     }
@@ -238,6 +248,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         tracing::warn!(%error, "metrics: the relay backlog could not be read");
     }
     dependencies(&state, stats.is_ok(), &mut out).await;
+    caches(&mut out);
     match stats {
         Ok(stats) => {
             gauge(&mut out, "bonsai_training_tasks", "Training tasks by status.");

@@ -1,5 +1,6 @@
 use crate::auth::{LiveSessions, RateLimits, TokenService};
-use bonsai_commands::{CommandBus, FileStore, LocalModels};
+use bonsai_commands::CommandBus;
+use bonsai_infra::{FileStore, LocalModels};
 use bonsai_projections::user_cache::UserCache;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub struct AppState {
     /// Request counts and latencies for `/metrics`.
     pub http_metrics: Arc<crate::metrics::HttpMetrics>,
     /// The NATS subject prefix of this instance (answers to questions are awaited on its event subjects).
-    pub nats_prefix: String,
+    pub subjects: bonsai_projections::Subjects,
     /// Figures of this node that only the binary can read (such as the models it holds in memory), for
     /// `/metrics`: `(name, help, value)` gauges.
     pub node_gauges: Option<NodeGauges>,
@@ -49,7 +50,7 @@ pub struct AppState {
 
 /// How uploads are scanned.
 pub struct VirusScan {
-    pub clamd: bonsai_commands::Clamd,
+    pub clamd: bonsai_infra::Clamd,
     /// Whether an upload is refused (503 `virus_scan_unavailable`) when the scanner cannot give a verdict;
     /// otherwise it is accepted unscanned, with a warning in the log and a `failed` scan in `/metrics`.
     pub required: bool,
@@ -77,7 +78,7 @@ impl AppState {
             files: Arc::new(crate::routes::NoFileStore),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             models: None,
-            nats_prefix: "bonsai".into(),
+            subjects: bonsai_projections::Subjects::new("bonsai"),
             http_metrics: Arc::default(),
             data_dir: None,
             node_gauges: None,
@@ -127,7 +128,7 @@ impl AppState {
 
     /// The NATS subject prefix events are published under.
     pub fn with_nats_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.nats_prefix = prefix.into();
+        self.subjects = bonsai_projections::Subjects::new(prefix);
         self
     }
 

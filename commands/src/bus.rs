@@ -14,7 +14,48 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-type Store<A> = PersistedEventStore<EventRepository, A>;
+/// The event store of aggregate type `A`.
+pub type Store<A> = PersistedEventStore<EventRepository, A>;
+
+/// An aggregate type the bus keeps: its store and the services its commands are decided with.
+pub trait Stored: Aggregate + Clone + Default {
+    fn store(bus: &CommandBus) -> &Store<Self>;
+    fn services(bus: &CommandBus) -> &Self::Services;
+    /// The aggregate's refusal as the bus reports it.
+    fn refused(error: Self::Error) -> CommandError;
+}
+
+/// A command type and the aggregate type it is executed on, so that `execute(id, command, meta)` needs no
+/// type named: the command says which aggregate it is for.
+pub trait CommandOf: Clone + Send + Sync {
+    type Aggregate: Stored<Command = Self>;
+}
+
+macro_rules! stored {
+    ($aggregate:ty, $command:ty, $field:ident, |$bus:ident| $services:expr) => {
+        impl Stored for $aggregate {
+            fn store(bus: &CommandBus) -> &Store<Self> {
+                &bus.$field
+            }
+            fn services($bus: &CommandBus) -> &Self::Services {
+                $services
+            }
+            fn refused(error: Self::Error) -> CommandError {
+                error.into()
+            }
+        }
+        impl CommandOf for $command {
+            type Aggregate = $aggregate;
+        }
+    };
+}
+
+stored!(User, UserCommand, users, |bus| &bus.user_services);
+stored!(Dataset, DatasetCommand, datasets, |_bus| &());
+stored!(TrainingTask, TrainingTaskCommand, training, |_bus| &());
+stored!(Model, ModelCommand, models, |_bus| &());
+stored!(QaSession, QaCommand, qa, |_bus| &());
+stored!(Alert, AlertCommand, alerts, |_bus| &());
 
 /// Executes commands against the event store. Cheap to clone.
 ///
@@ -85,126 +126,45 @@ impl CommandBus {
         self
     }
 
-    /// Executes a user command, retrying optimistic-concurrency conflicts a bounded number of times
-    /// (each retry reloads the aggregate and decides again).
-    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err(level = "info"))]
-    pub async fn user(&self, user_id: Uuid, command: UserCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
-        self.execute(&self.users, &self.user_services, user_id, command, meta, false).await.map(drop)
-    }
-
-    /// [`CommandBus::user`], answering the user's state as the command left it.
-    #[tracing::instrument(skip_all, fields(aggregate = "User", %user_id, correlation_id = %meta.correlation_id), err(level = "info"))]
-    pub async fn user_state(
+    /// Executes `command` on the aggregate `id` of its type: load, decide, append, retrying optimistic-
+    /// concurrency conflicts a bounded number of times (each retry reloads the aggregate and decides again).
+    #[tracing::instrument(skip_all, fields(aggregate = <C::Aggregate as Aggregate>::TYPE, %id,
+        correlation_id = %meta.correlation_id), err(level = "info"))]
+    pub async fn execute<C: CommandOf>(
         &self,
-        user_id: Uuid,
-        command: UserCommand,
-        meta: &CommandMetadata,
-    ) -> Result<User, CommandError> {
-        let state = self.execute(&self.users, &self.user_services, user_id, command, meta, true).await?;
-        Ok(state.unwrap_or_default())
-    }
-
-    /// A user as their committed events leave them (their live sessions, for session management).
-    pub async fn user_account(&self, user_id: Uuid) -> Result<User, CommandError> {
-        Self::load(&self.users, user_id).await
-    }
-
-    /// Executes a dataset command, with the same bounded conflict retries as [`CommandBus::user`].
-    #[tracing::instrument(skip_all, fields(aggregate = "Dataset", %dataset_id, correlation_id = %meta.correlation_id), err(level = "info"))]
-    pub async fn dataset(
-        &self,
-        dataset_id: Uuid,
-        command: DatasetCommand,
+        id: Uuid,
+        command: C,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        self.execute(&self.datasets, &(), dataset_id, command, meta, false).await.map(drop)
+        let aggregate = (C::Aggregate::store(self), C::Aggregate::services(self));
+        self.run(aggregate.0, aggregate.1, id, command, meta, false).await.map(drop)
     }
 
-    /// Executes a training task command, with the same bounded conflict retries as [`CommandBus::user`].
-    #[tracing::instrument(skip_all, fields(aggregate = "TrainingTask", %task_id, correlation_id = %meta.correlation_id), err(level = "info"))]
-    pub async fn training(
+    /// [`CommandBus::execute`], answering the aggregate's state as the command left it (never behind, unlike
+    /// a view).
+    #[tracing::instrument(skip_all, fields(aggregate = <C::Aggregate as Aggregate>::TYPE, %id,
+        correlation_id = %meta.correlation_id), err(level = "info"))]
+    pub async fn execute_and_get<C: CommandOf>(
         &self,
-        task_id: Uuid,
-        command: TrainingTaskCommand,
+        id: Uuid,
+        command: C,
         meta: &CommandMetadata,
-    ) -> Result<(), CommandError> {
-        self.execute(&self.training, &(), task_id, command, meta, false).await.map(drop)
-    }
-
-    /// [`CommandBus::training`], answering the task's state as the command left it.
-    pub async fn training_state_after(
-        &self,
-        task_id: Uuid,
-        command: TrainingTaskCommand,
-        meta: &CommandMetadata,
-    ) -> Result<TrainingTask, CommandError> {
-        let state = self.execute(&self.training, &(), task_id, command, meta, true).await?;
+    ) -> Result<C::Aggregate, CommandError> {
+        let aggregate = (C::Aggregate::store(self), C::Aggregate::services(self));
+        let state = self.run(aggregate.0, aggregate.1, id, command, meta, true).await?;
         Ok(state.unwrap_or_default())
     }
 
-    /// A training task as its committed events leave it (never behind, unlike a view): what a worker
-    /// checks before and while it runs the task.
-    pub async fn training_state(&self, task_id: Uuid) -> Result<TrainingTask, CommandError> {
-        Self::load(&self.training, task_id).await
-    }
-
-    /// Executes a model command, answering the model's state as the command left it.
-    #[tracing::instrument(skip_all, fields(aggregate = "Model", %model_id, correlation_id = %meta.correlation_id), err(level = "info"))]
-    pub async fn model(
-        &self,
-        model_id: Uuid,
-        command: ModelCommand,
-        meta: &CommandMetadata,
-    ) -> Result<Model, CommandError> {
-        let state = self.execute(&self.models, &(), model_id, command, meta, true).await?;
-        Ok(state.unwrap_or_default())
-    }
-
-    /// A model as its committed events leave it.
-    pub async fn model_state(&self, model_id: Uuid) -> Result<Model, CommandError> {
-        Self::load(&self.models, model_id).await
-    }
-
-    /// Executes a conversation command.
-    #[tracing::instrument(skip_all, fields(aggregate = "QaSession", %session_id, correlation_id = %meta.correlation_id), err(level = "info"))]
-    pub async fn qa(&self, session_id: Uuid, command: QaCommand, meta: &CommandMetadata) -> Result<(), CommandError> {
-        self.execute(&self.qa, &(), session_id, command, meta, false).await.map(drop)
-    }
-
-    /// Executes an alert command, answering the alert's state as the command left it.
-    #[tracing::instrument(skip_all, fields(aggregate = "Alert", %alert_id, correlation_id = %meta.correlation_id), err(level = "info"))]
-    pub async fn alert(
-        &self,
-        alert_id: Uuid,
-        command: AlertCommand,
-        meta: &CommandMetadata,
-    ) -> Result<Alert, CommandError> {
-        let state = self.execute(&self.alerts, &(), alert_id, command, meta, true).await?;
-        Ok(state.unwrap_or_default())
-    }
-
-    /// An alert as its committed events leave it.
-    pub async fn alert_state(&self, alert_id: Uuid) -> Result<Alert, CommandError> {
-        Self::load(&self.alerts, alert_id).await
-    }
-
-    /// A dataset as its committed events leave it: what creating a training task checks.
-    pub async fn dataset_state(&self, dataset_id: Uuid) -> Result<Dataset, CommandError> {
-        Self::load(&self.datasets, dataset_id).await
-    }
-
-    async fn load<A>(store: &Store<A>, id: Uuid) -> Result<A, CommandError>
-    where
-        A: Aggregate,
-        A::Error: Into<CommandError>,
-    {
-        let context = store.load_aggregate(&id.to_string()).await.map_err(|e| convert(e, 1))?;
+    /// The aggregate `id` as its committed events leave it (never behind, unlike a view): what a handler or
+    /// a worker checks before it acts.
+    pub async fn load<A: Stored>(&self, id: Uuid) -> Result<A, CommandError> {
+        let context = A::store(self).load_aggregate(&id.to_string()).await.map_err(|e| convert::<A>(e, 1))?;
         Ok(context.aggregate)
     }
 
     /// Load, decide, append; on a conflict (another writer appended first) again from the load, a
     /// bounded number of times. With `want_state`, answers the aggregate as the command left it.
-    async fn execute<A>(
+    async fn run<A>(
         &self,
         store: &Store<A>,
         services: &A::Services,
@@ -214,9 +174,8 @@ impl CommandBus {
         want_state: bool,
     ) -> Result<Option<A>, CommandError>
     where
-        A: Aggregate + Clone,
+        A: Stored,
         A::Command: Clone,
-        A::Error: Into<CommandError>,
     {
         let id = id.to_string();
         for attempt in 1..=self.max_attempts {
@@ -232,7 +191,7 @@ impl CommandBus {
                     let jitter = rand::random::<u64>() % (2 * u64::from(attempt) + 1);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
                 }
-                Err(e) => return Err(convert(e, attempt)),
+                Err(e) => return Err(convert::<A>(e, attempt)),
             }
         }
         Err(CommandError::Conflict { attempts: self.max_attempts })
@@ -269,9 +228,9 @@ impl CommandBus {
     }
 }
 
-fn convert<E: std::error::Error + Into<CommandError>>(error: AggregateError<E>, attempts: u32) -> CommandError {
+fn convert<A: Stored>(error: AggregateError<A::Error>, attempts: u32) -> CommandError {
     match error {
-        AggregateError::UserError(e) => e.into(),
+        AggregateError::UserError(e) => A::refused(e),
         AggregateError::AggregateConflict => CommandError::Conflict { attempts },
         AggregateError::DatabaseConnectionError(e) => CommandError::Store(e.to_string()),
         AggregateError::DeserializationError(e) => CommandError::Store(format!("deserialisation: {e}")),

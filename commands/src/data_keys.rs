@@ -1,7 +1,9 @@
-//! The write side's use of the `data_keys` table (erasable values, `bonsai_domain::data_keys`): the keys an
-//! append seals with are created (or read) before it, and the keys a load opens with are read before it.
+//! The write side's use of the `data_keys` table (erasable values, `bonsai_crypto::data_keys`): the keys an
+//! append seals with are created (or read) before it, the keys a load opens with are read before it, and the
+//! keys an append erases (a deleted question's, a cleared conversation's) are erased in the append's own
+//! transaction: an erasure the user asked for is done when the command answers, whatever the consumers do.
 
-use bonsai_domain::data_keys;
+use bonsai_crypto::data_keys;
 use cqrs_es::persist::PersistenceError;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -24,6 +26,56 @@ fn error(e: impl std::error::Error + Send + Sync + 'static) -> PersistenceError 
 
 fn remember(rows: Vec<(Uuid, Option<String>)>) -> Result<(), PersistenceError> {
     data_keys::remember(rows).map_err(error)
+}
+
+/// What one appended event erases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// These questions' keys.
+    Questions(Vec<Uuid>),
+    /// The keys of every question asked in conversation `session` before its event `before`.
+    Conversation { session: String, before: i64 },
+}
+
+impl Erasure {
+    /// What an event erases, if anything (typed: a deleted question, a cleared conversation).
+    pub fn of(aggregate_type: &str, aggregate_id: &str, sequence: i64, payload: &Value) -> Option<Erasure> {
+        use bonsai_domain::qa::QaEvent;
+        use bonsai_domain::{AggregateKind, Event};
+        if aggregate_type != AggregateKind::QaSession.as_str() {
+            return None; // most appends: no decoding
+        }
+        match Event::decode_as(AggregateKind::QaSession, payload).ok()? {
+            Event::QaSession(QaEvent::QuestionDeleted { question_id }) => Some(Erasure::Questions(vec![question_id])),
+            Event::QaSession(QaEvent::HistoryCleared {}) => {
+                Some(Erasure::Conversation { session: aggregate_id.to_owned(), before: sequence })
+            }
+            _ => None,
+        }
+    }
+
+    /// Erases the keys in `tx` (the append's transaction); the ids erased.
+    pub async fn apply(&self, tx: &mut sqlx::PgConnection) -> Result<Vec<Uuid>, sqlx::Error> {
+        match self {
+            Erasure::Questions(ids) => {
+                sqlx::query_scalar(
+                    "UPDATE data_keys SET key = NULL, erased_at = now() WHERE id = ANY($1) AND key IS NOT NULL                      RETURNING id",
+                )
+                .bind(ids)
+                .fetch_all(tx)
+                .await
+            }
+            Erasure::Conversation { session, before } => {
+                sqlx::query_scalar(
+                    "UPDATE data_keys SET key = NULL, erased_at = now() WHERE key IS NOT NULL AND id IN (                        SELECT (payload -> 'QuestionAsked' ->> 'question_id')::uuid FROM events                        WHERE aggregate_type = 'QaSession' AND aggregate_id = $1 AND event_type = 'QuestionAsked'                        AND sequence < $2) RETURNING id",
+                )
+                .bind(session)
+                .bind(before)
+                .fetch_all(tx)
+                .await
+            }
+        }
+    }
 }
 
 /// Makes sure the keys `ids` exist and are loaded before values are sealed with them.

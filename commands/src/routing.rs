@@ -26,7 +26,7 @@ impl CommandBus {
         .await
         .map_err(store)?;
         for id in ids(candidates) {
-            let model = self.model_state(id).await?;
+            let model = self.load::<bonsai_domain::model::Model>(id).await?;
             if model.deployed && model.status == ModelStatus::Ready {
                 return Ok(Some(id));
             }

@@ -1,6 +1,6 @@
 //! The event repository under cqrs-es: postgres-es's, with appends done in one statement.
 //!
-//! Sensitive fields are sealed on the way in and opened on the way out (`bonsai_domain::sealed`): event
+//! Sensitive fields are sealed on the way in and opened on the way out (`bonsai_crypto::sealed`): event
 //! payloads field by field, snapshots of aggregates that hold such fields whole. Erasable fields (question
 //! and answer text) take the data keys of their questions, created before the append and loaded before a read.
 //!
@@ -21,8 +21,8 @@
 //! is returned with an undecodable payload, which makes cqrs-es rebuild the aggregate from all of its
 //! events (its documented path for a snapshot whose shape changed); the next append rewrites it.
 
-use crate::data_keys;
-use bonsai_domain::sealed;
+use crate::data_keys::{self, Erasure};
+use bonsai_crypto::sealed;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
@@ -73,11 +73,11 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
     }
 }
 
-fn unsealing(error: sealed::SealError) -> PersistenceError {
+fn unsealing(error: bonsai_crypto::SealError) -> PersistenceError {
     PersistenceError::UnknownError(Box::new(error))
 }
 
-/// An event's payload as stored: its sensitive fields sealed (see `bonsai_domain::sealed`; its data keys
+/// An event's payload as stored: its sensitive fields sealed (see `bonsai_crypto::sealed`; its data keys
 /// prepared).
 fn sealed_payload(event: &SerializedEvent) -> Result<Value, PersistenceError> {
     let mut payload = event.payload.clone();
@@ -195,7 +195,23 @@ impl PersistedEventRepository for EventRepository {
                 query.bind(aggregate_id).bind(current_snapshot as i64).bind(payload)
             }
         };
-        query.execute(&self.pool).await.map_err(persistence_error)?;
+        let erasures: Vec<Erasure> = events
+            .iter()
+            .filter_map(|e| Erasure::of(&e.aggregate_type, &e.aggregate_id, e.sequence as i64, &e.payload))
+            .collect();
+        if erasures.is_empty() {
+            query.execute(&self.pool).await.map_err(persistence_error)?;
+            return Ok(());
+        }
+        // The append and the erasures it makes commit together.
+        let mut tx = self.pool.begin().await.map_err(persistence_error)?;
+        query.execute(&mut *tx).await.map_err(persistence_error)?;
+        let mut erased = Vec::new();
+        for erasure in &erasures {
+            erased.extend(erasure.apply(&mut tx).await.map_err(persistence_error)?);
+        }
+        tx.commit().await.map_err(persistence_error)?;
+        bonsai_crypto::data_keys::forget(&erased);
         Ok(())
     }
 

@@ -6,15 +6,15 @@
 
 pub mod alert;
 pub mod audit;
-pub mod data_keys;
 pub mod dataset;
+pub mod events;
 pub mod model;
 pub mod permissions;
 pub mod qa;
-pub mod sealed;
 pub mod training;
 pub mod upcast;
 pub mod user;
 pub mod values;
 
-pub use permissions::{Permission, Role};
+pub use events::{AggregateKind, Event};
+pub use permissions::{Actor, Owned, Permission, Role};

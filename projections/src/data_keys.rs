@@ -1,8 +1,8 @@
-//! The read side's use of the `data_keys` table (erasable values, `bonsai_domain::data_keys`): keys loaded
+//! The read side's use of the `data_keys` table (erasable values, `bonsai_crypto::data_keys`): keys loaded
 //! before events are opened, and erased when their question is deleted.
 
 use crate::ProjectionError;
-use bonsai_domain::data_keys;
+use bonsai_crypto::data_keys;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeSet;
@@ -44,18 +44,4 @@ pub async fn load_from<'v>(pool: &PgPool, values: impl IntoIterator<Item = &'v V
         return Ok(());
     }
     fetch(&mut *pool.acquire().await?, ids).await
-}
-
-/// Erases the keys `ids` (idempotent; unknown ids are ignored) and forgets them in this process: every value
-/// they sealed reads as erased from now on.
-pub async fn erase(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), ProjectionError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("UPDATE data_keys SET key = NULL, erased_at = now() WHERE id = ANY($1) AND key IS NOT NULL")
-        .bind(ids)
-        .execute(conn)
-        .await?;
-    data_keys::forget(ids);
-    Ok(())
 }

@@ -15,7 +15,7 @@ pub enum ProjectionError {
 impl ProjectionError {
     /// Opens a sealed cell of a `view` row whose associated data is `context` (a plain cell opens as itself).
     pub(crate) fn open_cell(view: &str, context: &str, value: &str) -> Result<String, Self> {
-        bonsai_domain::sealed::open(value, context)
+        bonsai_crypto::sealed::open(value, context)
             .map_err(|e| Self::Sealed { event_type: view.to_owned(), reason: e.to_string() })
     }
 }

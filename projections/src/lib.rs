@@ -12,6 +12,7 @@ pub mod models;
 mod projection;
 pub mod qa;
 pub mod stats;
+pub mod subjects;
 pub mod training;
 pub mod user_cache;
 pub mod users;
@@ -23,6 +24,7 @@ pub use projection::{
     apply_batch, apply_event, catch_up, held, held_alert_key, is_transient, rebuild, retry_held, wait_until_current,
     Applied, Batch, CatchUp, Held, Projection,
 };
+pub use subjects::Subjects;
 
 /// A row of a page read with `count(*) OVER () AS total`: the page and the total of all matching rows
 /// come from one statement, so they agree (read by two statements, an event applied in between can make

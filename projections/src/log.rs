@@ -87,15 +87,24 @@ impl StoredEvent {
 
     /// The event with its sealed fields opened (their data keys loaded).
     fn opened(mut self) -> Result<Self, ProjectionError> {
-        let context = bonsai_domain::sealed::context(&self.aggregate_type, &self.aggregate_id);
-        bonsai_domain::sealed::open_all(&mut self.payload, &context)
+        let context = bonsai_crypto::sealed::context(&self.aggregate_type, &self.aggregate_id);
+        bonsai_crypto::sealed::open_all(&mut self.payload, &context)
             .map_err(|e| ProjectionError::Sealed { event_type: self.event_type.clone(), reason: e.to_string() })?;
         Ok(self)
     }
 
-    /// The NATS subject of this event under `prefix`.
-    pub fn subject(&self, prefix: &str) -> String {
-        format!("{prefix}.events.{}.{}", self.aggregate_type, self.aggregate_id)
+    /// The NATS subject of this event.
+    pub fn subject(&self, subjects: &crate::Subjects) -> String {
+        subjects.events_of_one(&self.aggregate_type, &self.aggregate_id)
+    }
+
+    /// The event, typed ([`bonsai_domain::Event`]), and its aggregate's id; a poison event when either cannot
+    /// be read (retrying will not help).
+    pub fn event(&self) -> Result<(bonsai_domain::Event, uuid::Uuid), ProjectionError> {
+        let event = bonsai_domain::Event::decode(&self.aggregate_type, &self.payload)
+            .map_err(|e| self.undecodable(e.to_string()))?;
+        let id = self.aggregate_id.parse().map_err(|_| self.undecodable("aggregate id is not a uuid"))?;
+        Ok((event, id))
     }
 
     /// The de-duplication id: the same event always gets the same one.

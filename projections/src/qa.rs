@@ -1,8 +1,8 @@
 //! The question/answer history: every question with its answer (or failure), per user and conversation.
 
 use crate::{Projection, ProjectionError, StoredEvent};
+use bonsai_crypto::sealed;
 use bonsai_domain::qa::QaEvent;
-use bonsai_domain::sealed;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -37,14 +37,14 @@ impl Projection for QaProjection {
             .bind(session_id)
             .bind(user_id)
             .bind(model_id)
-            .bind(sealed::seal(&question, &context))
+            .bind(bonsai_crypto::keyring::seal(&question, &context))
             .bind(at),
             QaEvent::QuestionAnswered { question_id, answer: a } => sqlx::query(
                 "UPDATE qa_history_view SET status = 'answered', answer = $2, response_ms = $3, prompt_tokens = $4, \
                  completion_tokens = $5, finish_reason = $6, cached = $7, answered_at = $8 WHERE question_id = $1",
             )
             .bind(question_id)
-            .bind(sealed::seal(&a.answer, &context))
+            .bind(bonsai_crypto::keyring::seal(&a.answer, &context))
             .bind(a.response_ms as i64)
             .bind(a.prompt_tokens as i32)
             .bind(a.completion_tokens as i32)
@@ -59,20 +59,14 @@ impl Projection for QaProjection {
             .bind(code)
             .bind(message)
             .bind(at),
-            // Deleting erases the data keys of the questions, which makes their text unreadable wherever
-            // it was copied (events, snapshots, the NATS stream), then drops them from the history.
+            // Deleting drops the questions from the history. Their data keys were erased with the event's
+            // append (`bonsai_commands::data_keys::Erasure`), which made their text unreadable wherever it was
+            // copied (events, snapshots, the NATS stream) before this view heard of it.
             QaEvent::QuestionDeleted { question_id } => {
-                crate::data_keys::erase(&mut *conn, &[question_id]).await?;
                 sqlx::query("DELETE FROM qa_history_view WHERE question_id = $1").bind(question_id)
             }
             QaEvent::HistoryCleared {} => {
                 // The view holds exactly the questions asked before the clearing: events apply in order.
-                let asked: Vec<Uuid> =
-                    sqlx::query_scalar("SELECT question_id FROM qa_history_view WHERE session_id = $1")
-                        .bind(session)
-                        .fetch_all(&mut *conn)
-                        .await?;
-                crate::data_keys::erase(&mut *conn, &asked).await?;
                 sqlx::query("DELETE FROM qa_history_view WHERE session_id = $1").bind(session)
             }
         };

@@ -14,6 +14,8 @@
 
 use crate::users::{self, UserRow};
 use crate::ProjectionError;
+use bonsai_domain::user::UserEvent;
+use bonsai_infra::Cache;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,19 +26,16 @@ use uuid::Uuid;
 /// minutes; see `BONSAI_ACCESS_TOKEN_TTL_SECS`).
 pub const ENDED_SESSION_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
-/// Beyond this many users the cache starts over (a bound, not a policy: it holds the active users).
+/// Users whose rows are kept at most (a bound, not a policy: it holds the active users), and of ended
+/// sessions remembered before the oldest are dropped.
 const CAPACITY: usize = 100_000;
 
-#[derive(Default)]
-struct Entry {
-    row: Option<(UserRow, Instant)>,
-    /// The newest event sequence seen for this user: a row with an older version is not used.
-    min_version: i64,
-}
-
 pub struct UserCache {
-    entries: Mutex<HashMap<Uuid, Entry>>,
-    ttl: Duration,
+    /// Rows as read from the view, for at most the TTL.
+    rows: Cache<Uuid, UserRow>,
+    /// The newest event sequence that changed what authentication reads, by user: a row with an older
+    /// version is not used. Kept apart from the rows so that a read racing a notice cannot lower it.
+    min_versions: Cache<Uuid, i64>,
     /// Sessions signed out (logout, revoked, password changed, ...), and when this node heard of it: their
     /// access tokens are refused although they have not expired yet.
     /// With the reason it ended (`logout`, `deactivated`, ...).
@@ -45,7 +44,11 @@ pub struct UserCache {
 
 impl UserCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), ttl, ended: Mutex::new(HashMap::new()) }
+        Self {
+            rows: Cache::new("user_rows", CAPACITY as u64, Some(ttl)),
+            min_versions: Cache::new("user_min_versions", CAPACITY as u64, None),
+            ended: Mutex::new(HashMap::new()),
+        }
     }
 
     fn ended(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, String)>> {
@@ -84,47 +87,40 @@ impl UserCache {
         Ok(ended.len())
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
-        // A panic while holding the lock leaves plain data behind; keep serving.
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Whether an event changes what authentication reads.
+    pub fn matters(event: &UserEvent) -> bool {
+        matches!(
+            event,
+            UserEvent::UserRegistered { .. }
+                | UserEvent::RoleChanged { .. }
+                | UserEvent::UserDeactivated
+                | UserEvent::UserActivated
+        )
     }
 
-    /// Whether an event of this type changes what authentication reads.
-    pub fn matters(event_type: &str) -> bool {
-        matches!(event_type, "UserRegistered" | "RoleChanged" | "UserDeactivated" | "UserActivated")
-    }
-
-    /// Event `event_type` with `sequence` exists for user `id`: if it [`matters`](Self::matters), rows
+    /// An event with `sequence` happened to user `id`; when it `matters` (see [`UserCache::matters`]), rows
     /// older than it are stale from now on.
-    pub fn note_event(&self, id: Uuid, sequence: i64, event_type: &str) {
-        if !Self::matters(event_type) {
+    pub fn note_event(&self, id: Uuid, sequence: i64, matters: bool) {
+        if !matters {
             return;
         }
-        let mut entries = self.entries();
-        if entries.len() >= CAPACITY && !entries.contains_key(&id) {
-            entries.clear();
+        let newest = self.min_versions.peek(&id).map_or(sequence, |known| known.max(sequence));
+        self.min_versions.insert(id, newest);
+        if self.rows.peek(&id).is_some_and(|row| row.version < newest) {
+            self.rows.remove(&id);
         }
-        let entry = entries.entry(id).or_default();
-        entry.min_version = entry.min_version.max(sequence);
     }
 
     /// The user's row of the view, current in what authentication reads: from memory while it is,
     /// otherwise read (and kept).
     pub async fn find(&self, pool: &PgPool, id: Uuid) -> Result<Option<UserRow>, ProjectionError> {
-        if let Some(entry) = self.entries().get(&id) {
-            if let Some((row, fetched)) = &entry.row {
-                if row.version >= entry.min_version && fetched.elapsed() < self.ttl {
-                    return Ok(Some(row.clone()));
-                }
-            }
+        let min_version = self.min_versions.peek(&id).unwrap_or(0);
+        if let Some(row) = self.rows.get_if(&id, |row| row.version >= min_version) {
+            return Ok(Some(row));
         }
         let row = users::find(pool, id).await?;
         if let Some(row) = &row {
-            let mut entries = self.entries();
-            if entries.len() >= CAPACITY && !entries.contains_key(&id) {
-                entries.clear();
-            }
-            entries.entry(id).or_default().row = Some((row.clone(), Instant::now()));
+            self.rows.insert(id, row.clone());
         }
         Ok(row)
     }
@@ -136,19 +132,23 @@ mod tests {
 
     #[test]
     fn only_events_that_change_authentication_invalidate() {
-        for kind in ["UserRegistered", "RoleChanged", "UserDeactivated", "UserActivated"] {
-            assert!(UserCache::matters(kind), "{kind}");
+        use bonsai_domain::user::SessionEndReason;
+        use bonsai_domain::Role;
+        for event in [UserEvent::RoleChanged { role: Role::User }, UserEvent::UserDeactivated, UserEvent::UserActivated]
+        {
+            assert!(UserCache::matters(&event), "{event:?}");
         }
-        for kind in ["ProfileUpdated", "SessionStarted", "SessionRefreshed", "SessionEnded", "PasswordChanged"] {
-            assert!(!UserCache::matters(kind), "{kind}");
+        let ended = UserEvent::SessionEnded { session_id: Uuid::nil(), reason: SessionEndReason::Logout };
+        for event in [UserEvent::ProfileUpdated { email: None, display_name: None }, ended] {
+            assert!(!UserCache::matters(&event), "{event:?}");
         }
         let cache = UserCache::new(Duration::from_secs(60));
         let id = Uuid::new_v4();
-        cache.note_event(id, 7, "ProfileUpdated");
-        assert!(cache.entries().get(&id).is_none(), "nothing recorded for a profile change");
-        cache.note_event(id, 9, "RoleChanged");
-        cache.note_event(id, 8, "UserDeactivated");
-        assert_eq!(cache.entries().get(&id).map(|e| e.min_version), Some(9), "the newest wins");
+        cache.note_event(id, 7, false);
+        assert_eq!(cache.min_versions.peek(&id), None, "nothing recorded for a profile change");
+        cache.note_event(id, 9, true);
+        cache.note_event(id, 8, true);
+        assert_eq!(cache.min_versions.peek(&id), Some(9), "the newest wins");
     }
 
     #[test]

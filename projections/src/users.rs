@@ -1,9 +1,9 @@
 //! The users view: who exists, their profile, role and whether they may sign in. E-mail addresses and
-//! display names are stored sealed when encryption at rest is on (`bonsai_domain::sealed`) and opened by
+//! display names are stored sealed when encryption at rest is on (`bonsai_crypto::sealed`) and opened by
 //! the queries here.
 
 use crate::{Projection, ProjectionError, StoredEvent};
-use bonsai_domain::sealed;
+use bonsai_crypto::sealed;
 use bonsai_domain::user::UserEvent;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -32,7 +32,7 @@ impl Projection for UsersProjection {
         let version = event.sequence;
         let update = |sql: &'static str| sqlx::query(sql).bind(id).bind(version).bind(at);
         let context = sealed::context("User", &event.aggregate_id);
-        let seal = |plain: &str| sealed::seal(plain, &context);
+        let seal = |plain: &str| bonsai_crypto::keyring::seal(plain, &context);
         match decoded {
             UserEvent::UserRegistered { username, email, display_name, role, .. } => {
                 sqlx::query(
@@ -46,12 +46,12 @@ impl Projection for UsersProjection {
                 .bind(role.as_str())
                 .bind(version)
                 .bind(at)
-                .bind(sealed::digest(email.as_str()))
+                .bind(bonsai_crypto::keyring::digest(email.as_str()))
                 .execute(conn)
                 .await?;
             }
             UserEvent::ProfileUpdated { email, display_name } => {
-                let digest = email.as_ref().and_then(|e| sealed::digest(e.as_str()));
+                let digest = email.as_ref().and_then(|e| bonsai_crypto::keyring::digest(e.as_str()));
                 update(
                     "UPDATE users_view SET version = $2, updated_at = $3, email = COALESCE($4, email), \
                      display_name = COALESCE($5, display_name), \
@@ -134,7 +134,7 @@ pub async fn email_taken<'e>(
     )
     .bind(email)
     .bind(except)
-    .bind(sealed::digest(email))
+    .bind(bonsai_crypto::keyring::digest(email))
     .fetch_one(db)
     .await?)
 }

@@ -8,10 +8,11 @@ use crate::db;
 use crate::settings::{NodeRole, Settings};
 use anyhow::Context;
 use bonsai_api::{AppState, RateLimitSettings, RateLimits, TokenSettings};
-use bonsai_commands::{Clamd, ClamdAddress, CommandBus, CommandMetadata, FileStore, LocalFileStore, LocalModels};
+use bonsai_commands::{CommandBus, CommandMetadata};
 use bonsai_domain::user::{user_id_for, UserCommand, UserError};
 use bonsai_domain::values::{Email, Password, Username};
 use bonsai_domain::Role;
+use bonsai_infra::{Clamd, ClamdAddress, FileStore, LocalFileStore, LocalModels};
 use bonsai_workers::{
     follow_key_erasures, follow_model_events, follow_user_events, node_name, AlertNotifier, AlertSettings, AlertWorker,
     AnswerCache, Engines, EventBus, ModelWorker, ProjectionConsumer, QaWorker, Relay, RelayWaker, TrainingWorker,
@@ -118,7 +119,7 @@ impl Application {
             vec![("bonsai_serving_models_loaded", help, loaded.loaded() as f64)]
         });
         // One Redis connection for the node: the rate limits and the answer cache.
-        let redis = bonsai_commands::redis::Redis::connect(&settings.redis_url).await;
+        let redis = bonsai_infra::redis::Redis::connect(&settings.redis_url).await;
         let limits = match redis.clone() {
             Some(redis) => RateLimits::shared(limits, redis, &settings.nats_prefix),
             None => RateLimits::new(limits),
@@ -383,7 +384,7 @@ async fn collect_files(
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(every) => {}
         }
-        match bonsai_commands::sweep_unreferenced_files(&pool, files.as_ref(), grace, false).await {
+        match bonsai_infra::sweep_unreferenced_files(&pool, files.as_ref(), grace, false).await {
             Ok(report) if report.removed.is_empty() && report.partials_removed == 0 => {}
             Ok(report) => tracing::info!(
                 removed = report.removed.len(),
@@ -407,7 +408,7 @@ async fn bootstrap_admin(commands: &CommandBus, settings: &Settings) -> anyhow::
     let email = Email::parse(&format!("{}@bonsai.local", username.as_str())).context("admin e-mail")?;
     let id = user_id_for(&username);
     let command = UserCommand::Register { username, email, display_name: None, password, role: Role::Admin };
-    match commands.user(id, command, &CommandMetadata::system("bootstrap")).await {
+    match commands.execute(id, command, &CommandMetadata::system("bootstrap")).await {
         Ok(()) => tracing::info!(user = %settings.admin_username, "created the first admin"),
         Err(bonsai_commands::CommandError::User(UserError::AlreadyExists)) => {}
         Err(e) => return Err(e).context("creating the first admin"),

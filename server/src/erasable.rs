@@ -1,6 +1,6 @@
 //! `bonsai make-erasable`: brings question text stored before it was erasable (plain, or sealed with the key
 //! ring) under the data keys of its questions, and erases the text of every question deleted before, so that
-//! deleting history erases it for old conversations as for new ones (see `bonsai_domain::data_keys`).
+//! deleting history erases it for old conversations as for new ones (see `bonsai_crypto::data_keys`).
 //!
 //! In order: (1) the data keys of questions already deleted (`QuestionDeleted`, or asked before a
 //! `HistoryCleared` of their conversation) are recorded as erased; (2) every `QuestionAsked` /
@@ -14,7 +14,7 @@
 
 use crate::rekey::{rewrite_events, EventText};
 use anyhow::Context;
-use bonsai_domain::sealed;
+use bonsai_crypto::sealed;
 use serde_json::Value;
 use sqlx::PgPool;
 

@@ -107,7 +107,7 @@ fn main() -> anyhow::Result<()> {
             for report in &reports {
                 println!("{report}");
             }
-            let ring = bonsai_domain::sealed::ring().context("the key ring")?;
+            let ring = bonsai_crypto::keyring::ring().context("the key ring")?;
             let current = ring.sealing_key();
             let older: u64 =
                 reports.iter().flat_map(|r| r.found.iter()).filter(|(k, _)| *k != current).map(|(_, n)| n).sum();
@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
             let pool = db::connect_and_migrate(&settings.database_url, 2).await?;
             let files = bonsai_server::app::file_store(&settings)?;
             let grace = std::time::Duration::from_secs_f64(grace_hours * 3600.0);
-            let report = bonsai_commands::sweep_unreferenced_files(&pool, files.as_ref(), grace, dry_run).await?;
+            let report = bonsai_infra::sweep_unreferenced_files(&pool, files.as_ref(), grace, dry_run).await?;
             let verb = if dry_run { "would remove" } else { "removed" };
             for sha256 in &report.removed {
                 println!("{verb} {sha256}");

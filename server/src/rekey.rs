@@ -13,7 +13,7 @@
 //! for the next run). Running it again is harmless; stopping it half-way loses nothing.
 
 use anyhow::Context;
-use bonsai_domain::sealed::{self, KeyRing};
+use bonsai_crypto::{sealed, KeyRing};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -59,7 +59,7 @@ impl TableReport {
         dry_run: bool,
     ) -> anyhow::Result<Option<(Value, u64)>> {
         let mut payload: Value = serde_json::from_str(text)?;
-        sealed::count_keys(&payload, &mut self.found);
+        bonsai_crypto::keyring::count_keys(&payload, &mut self.found);
         let n = ring.reseal_all(&mut payload, &sealed::context(aggregate_type, aggregate_id))? as u64;
         if n == 0 || dry_run {
             self.resealed += n;
@@ -122,7 +122,8 @@ pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
 /// Seals every value of the event store, the snapshots and the views that an older key sealed with the
 /// installed ring's sealing key (with `dry_run`, only counts them).
 pub async fn rekey(pool: &PgPool, dry_run: bool) -> anyhow::Result<Vec<TableReport>> {
-    let ring = sealed::ring().context("bonsai rekey needs the encryption keys (BONSAI__ENCRYPTION__KEYS)")?;
+    let ring =
+        bonsai_crypto::keyring::ring().context("bonsai rekey needs the encryption keys (BONSAI__ENCRYPTION__KEYS)")?;
     let mut reports = vec![events(pool, &ring, dry_run).await?, snapshots(pool, &ring, dry_run).await?];
     for column in &VIEW_COLUMNS {
         reports.push(view_column(pool, &ring, column, dry_run).await?);
@@ -281,7 +282,7 @@ async fn view_column(pool: &PgPool, ring: &KeyRing, c: &SealedColumn, dry_run: b
         after = last.0;
         let mut tx = pool.begin().await?;
         for (row_id, owner, value) in &rows {
-            sealed::count_keys(&Value::String(value.clone()), &mut report.found);
+            bonsai_crypto::keyring::count_keys(&Value::String(value.clone()), &mut report.found);
             let context = sealed::context(aggregate_type, &owner.to_string());
             let resealed = ring.reseal(value, &context).with_context(|| format!("{table}.{column} of {row_id}"))?;
             let Some(resealed) = resealed else { continue };

@@ -151,7 +151,7 @@ impl Http {
     }
 }
 
-/// Encryption at rest of sensitive fields (`BONSAI__ENCRYPTION__<KEY>`; see `bonsai_domain::sealed`).
+/// Encryption at rest of sensitive fields (`BONSAI__ENCRYPTION__<KEY>`; see `bonsai_crypto::sealed`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Encryption {
@@ -165,7 +165,7 @@ pub struct Encryption {
 
 impl Encryption {
     /// The key ring these settings describe (none when no keys are set).
-    pub fn key_ring(&self) -> anyhow::Result<Option<bonsai_domain::sealed::KeyRing>> {
+    pub fn key_ring(&self) -> anyhow::Result<Option<bonsai_crypto::KeyRing>> {
         if self.keys.expose().trim().is_empty() {
             return Ok(None);
         }
@@ -173,14 +173,14 @@ impl Encryption {
             !self.index_key.is_empty(),
             "BONSAI__ENCRYPTION__INDEX_KEY must be set with BONSAI__ENCRYPTION__KEYS"
         );
-        let ring = bonsai_domain::sealed::KeyRing::parse(self.keys.expose(), self.index_key.expose())
+        let ring = bonsai_crypto::KeyRing::parse(self.keys.expose(), self.index_key.expose())
             .map_err(|e| anyhow::anyhow!("BONSAI__ENCRYPTION__KEYS / BONSAI__ENCRYPTION__INDEX_KEY: {e}"))?;
         Ok(Some(ring))
     }
 
     /// Installs the key ring for this process (before anything reads or writes events).
     pub fn install(&self) -> anyhow::Result<()> {
-        bonsai_domain::sealed::install(self.key_ring()?);
+        bonsai_crypto::keyring::install(self.key_ring()?);
         Ok(())
     }
 }

@@ -126,7 +126,8 @@ pub async fn raise_panics(commands: &CommandBus, node: &str) -> Result<(), Comma
             owner_id: None,
         };
         let meta = CommandMetadata::system(format!("system-check/panic/{node}"));
-        let raised = commands.alert(alert_id(&key), AlertCommand::Raise { spec, recurring: true }, &meta).await;
+        let raised =
+            commands.execute_and_get(alert_id(&key), AlertCommand::Raise { spec, recurring: true }, &meta).await;
         if let Err(error) = raised {
             if let Ok(mut back) = PANICS.lock() {
                 back.extend(pending[i..].iter().cloned());
@@ -245,13 +246,16 @@ impl Checker {
 
     async fn raise(&self, key: &str, spec: AlertSpec) -> Result<(), CommandError> {
         let meta = CommandMetadata::system(format!("system-check/{key}"));
-        self.commands.alert(alert_id(key), AlertCommand::Raise { spec, recurring: true }, &meta).await.map(drop)
+        self.commands
+            .execute_and_get(alert_id(key), AlertCommand::Raise { spec, recurring: true }, &meta)
+            .await
+            .map(drop)
     }
 
     async fn resolve(&self, key: &str, note: String) -> Result<(), CommandError> {
         let meta = CommandMetadata::system(format!("system-check/{key}"));
         let command = AlertCommand::Resolve { by: None, note: Some(note) };
-        self.commands.alert(alert_id(key), command, &meta).await.map(drop)
+        self.commands.execute_and_get(alert_id(key), command, &meta).await.map(drop)
     }
 }
 

@@ -3,6 +3,9 @@
 //! pipe, CI) it prints a line per progress event instead of drawing a bar.
 
 use anyhow::{bail, Context};
+use bonsai_domain::training::TrainingTaskEvent;
+use bonsai_domain::Event;
+use bonsai_projections::StoredEvent;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -68,54 +71,52 @@ pub async fn watch(url: &str, token: &str, id: &str, quiet: bool) -> anyhow::Res
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
             let Some((kind, data)) = parse_event(&block) else { continue };
-            let payload = &data["payload"][&kind];
-            match kind.as_str() {
-                "snapshot" => {
-                    let progress = &data["progress"];
-                    bar.set_length(progress["total_steps"].as_u64().unwrap_or(0));
-                    bar.set_position(progress["step"].as_u64().unwrap_or(0));
-                    bar.set_message(format!("{} ({})", data["name"].as_str().unwrap_or(""), data["status"]));
-                    match data["status"].as_str() {
-                        Some("completed") => return Ok(Ended::Completed(data["result"].clone())),
-                        Some("failed") => {
-                            let error = &data["error"];
-                            return Ok(Ended::Failed {
-                                code: error["code"].as_str().unwrap_or_default().to_owned(),
-                                message: error["message"].as_str().unwrap_or_default().to_owned(),
-                            });
-                        }
-                        Some("stopped") => {
-                            return Ok(Ended::Stopped { step: progress["step"].as_u64().unwrap_or(0) });
-                        }
-                        _ => {}
+            if kind == "snapshot" {
+                let progress = &data["progress"];
+                bar.set_length(progress["total_steps"].as_u64().unwrap_or(0));
+                bar.set_position(progress["step"].as_u64().unwrap_or(0));
+                bar.set_message(format!("{} ({})", data["name"].as_str().unwrap_or(""), data["status"]));
+                match data["status"].as_str() {
+                    Some("completed") => return Ok(Ended::Completed(data["result"].clone())),
+                    Some("failed") => {
+                        let error = &data["error"];
+                        return Ok(Ended::Failed {
+                            code: error["code"].as_str().unwrap_or_default().to_owned(),
+                            message: error["message"].as_str().unwrap_or_default().to_owned(),
+                        });
                     }
+                    Some("stopped") => return Ok(Ended::Stopped { step: progress["step"].as_u64().unwrap_or(0) }),
+                    _ => {}
                 }
-                "TrainingStarted" => bar.set_message("running"),
-                "TrainingProgressed" => {
-                    let m = &payload["metrics"];
+                continue;
+            }
+            // Every other event is the task's event envelope, read typed.
+            let Ok(envelope) = serde_json::from_value::<StoredEvent>(data) else { continue };
+            let Ok((Event::TrainingTask(event), _)) = envelope.event() else { continue };
+            match event {
+                TrainingTaskEvent::TrainingStarted { .. } => bar.set_message("running"),
+                TrainingTaskEvent::TrainingProgressed { metrics, .. } => {
+                    let m = serde_json::to_value(&metrics).unwrap_or_default();
                     if lines {
                         let (step, total) = (m["step"].as_u64().unwrap_or(0), m["total_steps"].as_u64().unwrap_or(0));
-                        println!("step {step}/{total}  {}", describe(m));
+                        println!("step {step}/{total}  {}", describe(&m));
                     }
                     bar.set_length(m["total_steps"].as_u64().unwrap_or(0));
                     bar.set_position(m["step"].as_u64().unwrap_or(0));
-                    bar.set_message(describe(m));
+                    bar.set_message(describe(&m));
                 }
-                "TrainingStopRequested" => bar.set_message("stopping"),
-                "TrainingCompleted" => {
+                TrainingTaskEvent::TrainingStopRequested { .. } => bar.set_message("stopping"),
+                TrainingTaskEvent::TrainingCompleted { result, .. } => {
                     bar.finish();
-                    return Ok(Ended::Completed(payload["result"].clone()));
+                    return Ok(Ended::Completed(serde_json::to_value(&result).unwrap_or_default()));
                 }
-                "TrainingFailed" => {
+                TrainingTaskEvent::TrainingFailed { code, message, .. } => {
                     bar.abandon();
-                    return Ok(Ended::Failed {
-                        code: payload["code"].as_str().unwrap_or_default().to_owned(),
-                        message: payload["message"].as_str().unwrap_or_default().to_owned(),
-                    });
+                    return Ok(Ended::Failed { code, message });
                 }
-                "TrainingStopped" => {
+                TrainingTaskEvent::TrainingStopped { step, .. } => {
                     bar.abandon();
-                    return Ok(Ended::Stopped { step: payload["step"].as_u64().unwrap_or(0) });
+                    return Ok(Ended::Stopped { step });
                 }
                 _ => {}
             }

@@ -10,9 +10,10 @@
 //! the body>`. `Bonsai-Delivery` (`Alert/<id>/<sequence>`) is the same on every retry, for receivers that
 //! de-duplicate. The body's `text` reads well in chat tools (Slack and Mattermost show it as is).
 
-use crate::consumer::{consume, WorkerConsumer};
+use crate::consumer::{consume, Fetch, WorkerConsumer};
 use crate::{EventBus, Processed};
 use bonsai_domain::alert::{AlertEvent, AlertSpec};
+use bonsai_domain::AggregateKind;
 use bonsai_projections::{log, StoredEvent};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -53,13 +54,19 @@ impl AlertNotifier {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let name = format!("{}_worker_alert_webhook", self.bus.stream_name().to_lowercase());
-        let subjects = vec![format!("{}.events.Alert.>", self.bus.prefix)];
+        let name = self.bus.durable_name("worker_alert_webhook");
+        let subjects = vec![self.bus.subjects.events_of(AggregateKind::Alert)];
         // Up to six tries of 10 s each and 15.5 s of waits per message: well within the ack wait.
         // One notification in hand in the whole cluster: receivers get them in order.
-        let spec =
-            WorkerConsumer { name, subjects, ack_wait: Duration::from_secs(120), concurrency: 1, max_in_flight: 1 };
-        consume(&self.bus, &self.pool, spec, &shutdown, |e| self.handle(e)).await
+        let spec = WorkerConsumer {
+            name,
+            subjects,
+            ack_wait: Duration::from_secs(120),
+            concurrency: 1,
+            max_in_flight: 1,
+            fetch: Fetch::Stream,
+        };
+        consume(&self.bus, &self.pool, spec, &shutdown, |e, _| self.handle(e)).await
     }
 
     /// What the alert was raised with: the latest `AlertRaised` up to `sequence`.

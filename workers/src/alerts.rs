@@ -14,12 +14,14 @@
 //! integration (`<prefix>.events.Alert.<id>`) like every other fact. Ids come from what raised the alert
 //! ([`alert_id`]), so redelivered events and repeated checks raise nothing twice.
 
-use crate::consumer::{consume, WorkerConsumer};
+use crate::consumer::{consume, Fetch, WorkerConsumer};
 use crate::{EventBus, Processed};
-use bonsai_commands::{host, CommandBus, CommandError, CommandMetadata};
+use bonsai_commands::{CommandBus, CommandError, CommandMetadata};
 use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, AlertStatus, Severity};
 use bonsai_domain::model::ModelEvent;
 use bonsai_domain::training::TrainingTaskEvent;
+use bonsai_domain::{AggregateKind, Event};
+use bonsai_infra::host;
 use bonsai_projections::{log, models, ProjectionError, StoredEvent};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -99,28 +101,42 @@ fn from_view(error: ProjectionError) -> CommandError {
     CommandError::Store(error.to_string())
 }
 
-/// The payload of an aggregate's creation event `event_type`, read from the event store (not a view, which
-/// may lag behind the event at hand), and only that event (a task's history is mostly progress reports).
-async fn creation(pool: &PgPool, kind: &str, id: Uuid, event_type: &str) -> Result<Option<Value>, CommandError> {
-    let first = log::first_event(pool, kind, &id.to_string()).await.map_err(from_view)?;
-    Ok(first.filter(|e| e.event_type == event_type).map(|mut e| e.payload[event_type].take()))
+/// An aggregate's first event, typed, read from the event store (not a view, which may lag behind the event
+/// at hand), and only that event (a task's history is mostly progress reports).
+async fn creation(pool: &PgPool, kind: AggregateKind, id: Uuid) -> Result<Option<Event>, CommandError> {
+    let first = log::first_event(pool, kind.as_str(), &id.to_string()).await.map_err(from_view)?;
+    Ok(first.and_then(|e| e.event().ok()).map(|(event, _)| event))
 }
 
-/// `'name' vN` of a model from its `ModelRegistered`, else its id.
-fn model_label(registered: Option<&Value>, model: Uuid) -> String {
+/// What a model's `ModelRegistered` says of it: `(name, version, owner)`.
+fn registration(event: Option<&Event>) -> Option<(&str, u32, Uuid)> {
+    match event {
+        Some(Event::Model(ModelEvent::ModelRegistered { name, version, owner_id, .. })) => {
+            Some((name.as_str(), *version, *owner_id))
+        }
+        _ => None,
+    }
+}
+
+/// `'name' vN` of a model from its registration, else its id.
+fn model_label(registered: Option<(&str, u32, Uuid)>, model: Uuid) -> String {
     match registered {
-        Some(registered) => format!("'{}' v{}", registered["name"].as_str().unwrap_or_default(), registered["version"]),
+        Some((name, version, _)) => format!("'{name}' v{version}"),
         None => model.to_string(),
     }
 }
 
-/// A model history's `ModelRegistered` payload.
-fn registered_in(history: &[StoredEvent]) -> Option<&Value> {
-    history.first().filter(|e| e.event_type == "ModelRegistered").map(|e| &e.payload["ModelRegistered"])
+/// A model history's events, typed, with their sequence numbers (undecodable ones left out).
+fn typed(history: &[StoredEvent]) -> Vec<(i64, Event)> {
+    history.iter().filter_map(|e| e.event().ok().map(|(event, _)| (e.sequence, event))).collect()
 }
 
-fn owner_of(creation: Option<&Value>) -> Option<Uuid> {
-    creation.and_then(|c| c["owner_id"].as_str()).and_then(|id| id.parse().ok())
+/// The sequence numbers and accuracies of a model's tests before `sequence`, oldest first.
+fn tests_before(history: &[(i64, Event)], sequence: i64) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
+    history.iter().filter(move |(s, _)| *s < sequence).filter_map(|(s, e)| match e {
+        Event::Model(ModelEvent::ModelTested { accuracy, .. }) => Some((*s, *accuracy)),
+        _ => None,
+    })
 }
 
 pub struct AlertWorker {
@@ -136,12 +152,20 @@ impl AlertWorker {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let name = format!("{}_worker_alerts", self.bus.stream_name().to_lowercase());
-        let prefix = &self.bus.prefix;
-        let subjects = vec![format!("{prefix}.events.TrainingTask.>"), format!("{prefix}.events.Model.>")];
-        let spec =
-            WorkerConsumer { name, subjects, ack_wait: Duration::from_secs(60), concurrency: 1, max_in_flight: 64 };
-        let events = consume(&self.bus, &self.pool, spec, &shutdown, |e| self.handle(e));
+        let name = self.bus.durable_name("worker_alerts");
+        let subjects = vec![
+            self.bus.subjects.events_of(AggregateKind::TrainingTask),
+            self.bus.subjects.events_of(AggregateKind::Model),
+        ];
+        let spec = WorkerConsumer {
+            name,
+            subjects,
+            ack_wait: Duration::from_secs(60),
+            concurrency: 1,
+            max_in_flight: 64,
+            fetch: Fetch::Stream,
+        };
+        let events = consume(&self.bus, &self.pool, spec, &shutdown, |e, _| self.handle(e));
         let (events, ()) = tokio::join!(events, self.check_resources(&shutdown));
         events
     }
@@ -153,39 +177,31 @@ impl AlertWorker {
         recurring: bool,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        self.commands.alert(alert_id(key), AlertCommand::Raise { spec, recurring }, meta).await.map(drop)
+        self.commands.execute_and_get(alert_id(key), AlertCommand::Raise { spec, recurring }, meta).await.map(drop)
     }
 
     async fn resolve(&self, id: Uuid, note: String, meta: &CommandMetadata) -> Result<(), CommandError> {
-        self.commands.alert(id, AlertCommand::Resolve { by: None, note: Some(note) }, meta).await.map(drop)
+        self.commands.execute_and_get(id, AlertCommand::Resolve { by: None, note: Some(note) }, meta).await.map(drop)
     }
 
     /// Raises or resolves alerts for one event (exposed so tests can drive it).
     #[tracing::instrument(skip_all, fields(aggregate = %event.aggregate_type, id = %event.aggregate_id, sequence = event.sequence))]
     pub async fn handle(&self, event: StoredEvent) -> Processed {
-        let Ok(id) = event.aggregate_id.parse::<Uuid>() else { return Processed::Terminated };
+        let Ok((decoded, id)) = event.event() else { return Processed::Terminated };
         let meta = CommandMetadata::system(event.message_id());
-        let outcome = match event.aggregate_type.as_str() {
-            "TrainingTask" => match serde_json::from_value::<TrainingTaskEvent>(event.payload.clone()) {
-                Ok(TrainingTaskEvent::TrainingFailed { attempt, code, message }) => {
-                    self.training_failed(id, attempt, &code, &message, &meta).await
-                }
-                Ok(TrainingTaskEvent::TrainingCompleted { attempt, .. }) => {
-                    self.training_completed(id, attempt, &meta).await
-                }
-                Ok(_) => Ok(()),
-                Err(_) => return Processed::Terminated,
-            },
-            "Model" => match serde_json::from_value::<ModelEvent>(event.payload.clone()) {
-                Ok(ModelEvent::ModelExportFailed { code, message }) => {
-                    self.export_failed(id, &code, &message, &meta).await
-                }
-                Ok(ModelEvent::ModelTested { accuracy, report, .. }) => {
-                    self.tested(id, event.sequence, accuracy, &report, &meta).await
-                }
-                Ok(_) => Ok(()),
-                Err(_) => return Processed::Terminated,
-            },
+        let outcome = match decoded {
+            Event::TrainingTask(TrainingTaskEvent::TrainingFailed { attempt, code, message }) => {
+                self.training_failed(id, attempt, &code, &message, &meta).await
+            }
+            Event::TrainingTask(TrainingTaskEvent::TrainingCompleted { attempt, .. }) => {
+                self.training_completed(id, attempt, &meta).await
+            }
+            Event::Model(ModelEvent::ModelExportFailed { code, message }) => {
+                self.export_failed(id, &code, &message, &meta).await
+            }
+            Event::Model(ModelEvent::ModelTested { accuracy, report, .. }) => {
+                self.tested(id, event.sequence, accuracy, &report, &meta).await
+            }
             _ => Ok(()),
         };
         match outcome {
@@ -205,15 +221,19 @@ impl AlertWorker {
         message: &str,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let created = creation(&self.pool, "TrainingTask", task, "TrainingTaskCreated").await?;
-        let name = created.as_ref().and_then(|c| c["name"].as_str()).unwrap_or_default().to_owned();
+        let (name, owner) = match creation(&self.pool, AggregateKind::TrainingTask, task).await? {
+            Some(Event::TrainingTask(TrainingTaskEvent::TrainingTaskCreated { name, owner_id, .. })) => {
+                (name, Some(owner_id))
+            }
+            _ => (String::new(), None),
+        };
         let spec = AlertSpec {
             kind: "training_failed".into(),
             severity: Severity::Warning,
             subject: format!("TrainingTask/{task}"),
             message: format!("training task '{name}' failed (run {attempt}, {code}): {message}"),
             details: json!({"task_id": task, "task_name": name, "attempt": attempt, "code": code, "error": message}),
-            owner_id: owner_of(created.as_ref()),
+            owner_id: owner,
         };
         self.raise(&format!("training_failed/{task}/{attempt}"), spec, false, meta).await
     }
@@ -234,33 +254,28 @@ impl AlertWorker {
         message: &str,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let registered = creation(&self.pool, "Model", model, "ModelRegistered").await?;
-        let label = model_label(registered.as_ref(), model);
+        let created = creation(&self.pool, AggregateKind::Model, model).await?;
+        let registered = registration(created.as_ref());
+        let label = model_label(registered, model);
         let spec = AlertSpec {
             kind: "model_export_failed".into(),
             severity: Severity::Warning,
             subject: format!("Model/{model}"),
             message: format!("model {label} could not be exported to ONNX ({code}): {message}"),
             details: json!({"model_id": model, "code": code, "error": message}),
-            owner_id: owner_of(registered.as_ref()),
+            owner_id: registered.map(|(_, _, owner)| owner),
         };
         self.raise(&format!("model_export_failed/{model}"), spec, false, meta).await
     }
 
     /// What a test's accuracy is compared with: this model's previous test, else the newest earlier
     /// version's last accuracy. `(what it is, accuracy)`.
-    async fn baseline(&self, history: &[StoredEvent], sequence: i64) -> Result<Option<(String, f64)>, CommandError> {
-        let previous = history
-            .iter()
-            .filter(|e| e.sequence < sequence && e.event_type == "ModelTested")
-            .filter_map(|e| e.payload["ModelTested"]["accuracy"].as_f64())
-            .next_back();
-        if let Some(accuracy) = previous {
+    async fn baseline(&self, history: &[(i64, Event)], sequence: i64) -> Result<Option<(String, f64)>, CommandError> {
+        if let Some((_, accuracy)) = tests_before(history, sequence).next_back() {
             return Ok(Some(("the model's previous test".into(), accuracy)));
         }
-        let Some(registered) = registered_in(history) else { return Ok(None) };
-        let (name, version) = (registered["name"].as_str().unwrap_or_default(), registered["version"].as_i64());
-        let version = i32::try_from(version.unwrap_or(0)).unwrap_or(0);
+        let Some((name, version, _)) = registration(history.first().map(|(_, e)| e)) else { return Ok(None) };
+        let version = i32::try_from(version).unwrap_or(0);
         let earlier = models::previous_tested_version(&self.pool, name, version).await.map_err(from_view)?;
         Ok(earlier.map(|(v, accuracy)| (format!("version {v}"), accuracy)))
     }
@@ -273,9 +288,10 @@ impl AlertWorker {
         report: &Value,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let state = self.commands.model_state(model).await?;
+        let state = self.commands.load::<bonsai_domain::model::Model>(model).await?;
         let history = log::aggregate_history(&self.pool, "Model", &model.to_string()).await.map_err(from_view)?;
-        let label = model_label(registered_in(&history), model);
+        let history = typed(&history);
+        let label = model_label(registration(history.first().map(|(_, e)| e)), model);
         let subject = format!("Model/{model}");
         let spec = |kind: &str, severity, message: String, details: Value| AlertSpec {
             kind: kind.into(),
@@ -335,12 +351,12 @@ impl AlertWorker {
         if !raised {
             // Earlier tests' alerts, by their known ids, newest test first, back to the last test that raised
             // none: that one already resolved everything before it.
-            let earlier = history.iter().rev().filter(|e| e.sequence < sequence && e.event_type == "ModelTested");
-            for test in earlier.map(|e| e.sequence) {
+            let earlier: Vec<i64> = tests_before(&history, sequence).rev().map(|(s, _)| s).collect();
+            for test in earlier {
                 let mut any = false;
                 for kind in ["accuracy_drop", "accuracy_below_minimum", "model_test_failed"] {
                     let id = alert_id(&format!("{kind}/{model}/{test}"));
-                    let status = self.commands.alert_state(id).await?.status;
+                    let status = self.commands.load::<bonsai_domain::alert::Alert>(id).await?.status;
                     any |= status != AlertStatus::None;
                     if status.is_active() {
                         self.resolve(id, format!("a later test scored {accuracy:.3}"), meta).await?;
@@ -429,7 +445,7 @@ impl AlertWorker {
             Verdict::Raise => self.raise(&key, spec, true, &meta).await,
             Verdict::Resolve => {
                 let id = alert_id(&key);
-                if self.commands.alert_state(id).await?.status.is_active() {
+                if self.commands.load::<bonsai_domain::alert::Alert>(id).await?.status.is_active() {
                     self.resolve(id, format!("back to {} used", percent(ratio)), &meta).await?;
                 }
                 Ok(())

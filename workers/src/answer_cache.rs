@@ -4,23 +4,26 @@
 //! reachable (on a Redis error the memory cache answers instead: the cache never fails a question).
 //! Questions and answers are what encryption at rest protects: with a key ring installed a key holds a keyed
 //! digest of the question (not a plain hash, which a dictionary would reverse), and the value is sealed for
-//! its key with the data key of the question that produced it (`bonsai_domain::data_keys`), so Redis's memory,
+//! its key with the data key of the question that produced it (`bonsai_crypto::data_keys`), so Redis's memory,
 //! dumps and replicas hold neither in the clear, and deleting that question erases the cached copy too (the
 //! next asker gets a fresh answer).
 
-use bonsai_commands::redis::Redis;
+use bonsai_crypto::{data_keys, sealed};
 use bonsai_domain::qa::Answer;
-use bonsai_domain::{data_keys, sealed};
+use bonsai_infra::redis::Redis;
+use bonsai_infra::Cache;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Most answers kept in memory (the memory cache is emptied when full).
-const MEMORY_CAPACITY: usize = 4096;
+/// Most answers kept in memory.
+const MEMORY_CAPACITY: u64 = 4096;
+
+/// How long an answer is kept in memory when the TTL is not set (the memory cache of tests and of nodes
+/// without Redis).
+const MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone)]
 pub struct AnswerCache {
@@ -28,20 +31,25 @@ pub struct AnswerCache {
     /// Key prefix: `<namespace>:answer:...` (the NATS prefix, so instances sharing a Redis stay apart).
     namespace: String,
     ttl: Duration,
-    // A std mutex: nothing awaits while it is held.
     /// Sealed as in Redis.
-    memory: Arc<Mutex<HashMap<String, String>>>,
+    memory: Cache<String, String>,
+}
+
+/// The memory cache of answers (the fallback when Redis is not there).
+fn memory(ttl: Duration) -> Cache<String, String> {
+    Cache::new("answers_memory", MEMORY_CAPACITY, Some(ttl))
 }
 
 impl AnswerCache {
     /// A cache in this process's memory only.
     pub fn in_memory(namespace: &str) -> Self {
-        Self { redis: None, namespace: namespace.to_owned(), ttl: Duration::ZERO, memory: Arc::default() }
+        Self { redis: None, namespace: namespace.to_owned(), ttl: Duration::ZERO, memory: memory(MEMORY_TTL) }
     }
 
     /// A cache in `redis` (none: in memory), whose entries live for `ttl`.
     pub fn new(redis: Option<Redis>, namespace: &str, ttl: Duration) -> Self {
-        Self { redis, namespace: namespace.to_owned(), ttl, memory: Arc::default() }
+        let memory = memory(if ttl.is_zero() { MEMORY_TTL } else { ttl });
+        Self { redis, namespace: namespace.to_owned(), ttl, memory }
     }
 
     pub fn uses_redis(&self) -> bool {
@@ -50,7 +58,7 @@ impl AnswerCache {
 
     /// The key of an answer of `model` to `question` with at most `max_new_tokens`.
     pub fn key(&self, model: Uuid, question: &str, max_new_tokens: u32) -> String {
-        let digest = sealed::digest(&format!("answer-cache\0{question}"))
+        let digest = bonsai_crypto::keyring::digest(&format!("answer-cache\0{question}"))
             .unwrap_or_else(|| hex::encode(Sha256::digest(question.as_bytes())));
         format!("{}:answer:{model}:{max_new_tokens}:{digest}", self.namespace)
     }
@@ -70,7 +78,7 @@ impl AnswerCache {
                 return found;
             }
         }
-        self.memory.lock().expect("cache lock").get(key).cloned()
+        self.memory.get(&key.to_owned())
     }
 
     /// Caches `answer` under `key`, sealed with the data key of `question`, the question it answered (loaded:
@@ -88,10 +96,6 @@ impl AnswerCache {
                 return;
             }
         }
-        let mut memory = self.memory.lock().expect("cache lock");
-        if memory.len() >= MEMORY_CAPACITY {
-            memory.clear();
-        }
-        memory.insert(key.to_owned(), value);
+        self.memory.insert(key.to_owned(), value);
     }
 }

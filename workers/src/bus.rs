@@ -1,34 +1,38 @@
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::{self, stream};
+use bonsai_projections::Subjects;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The JetStream stream that carries the events of the instance whose subjects start with `prefix`.
 pub fn stream_name(prefix: &str) -> String {
-    let clean: String =
-        prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-    format!("{clean}_EVENTS")
+    Subjects::new(prefix).stream_name()
 }
 
-/// The NATS side of the platform: a JetStream context and the configured subject prefix.
+/// The NATS side of the platform: a JetStream context and the instance's subjects.
 #[derive(Clone)]
 pub struct EventBus {
     pub js: jetstream::Context,
-    pub prefix: String,
+    pub subjects: Subjects,
 }
 
 impl EventBus {
     pub fn new(client: async_nats::Client, prefix: impl Into<String>) -> Self {
-        Self { js: jetstream::new(client), prefix: prefix.into() }
+        Self { js: jetstream::new(client), subjects: Subjects::new(prefix) }
     }
 
     pub fn stream_name(&self) -> String {
-        stream_name(&self.prefix)
+        self.subjects.stream_name()
     }
 
-    /// Core NATS subject on which the relay leader is woken: `<prefix>.relay.wake`.
+    /// The name of a worker's or projection's durable consumer on this instance's stream.
+    pub fn durable_name(&self, name: &str) -> String {
+        format!("{}_{name}", self.stream_name().to_lowercase())
+    }
+
+    /// Core NATS subject on which the relay leader is woken.
     pub fn wake_subject(&self) -> String {
-        format!("{}.relay.wake", self.prefix)
+        self.subjects.relay_wake()
     }
 
     /// Wakes the relay leader, wherever it runs (fire and forget: the relay also polls).
@@ -41,7 +45,7 @@ impl EventBus {
     pub async fn ensure_stream(&self) -> Result<stream::Stream, async_nats::Error> {
         let config = stream::Config {
             name: self.stream_name(),
-            subjects: vec![format!("{}.events.>", self.prefix)],
+            subjects: vec![self.subjects.all_events()],
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(300),
             ..Default::default()

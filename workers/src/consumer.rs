@@ -77,24 +77,21 @@ impl ProjectionConsumer {
     }
 
     fn durable_name(&self) -> String {
-        format!("{}_projection_{}", self.bus.stream_name().to_lowercase(), self.projection.name())
+        self.bus.durable_name(&format!("projection_{}", self.projection.name()))
     }
 
     async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
         // Only the events of the projection's aggregates (an existing consumer is updated to this filter).
-        let subjects = self.projection.aggregate_types().iter().map(|t| format!("{}.events.{t}.>", self.bus.prefix));
-        let (filter_subject, filter_subjects) = one_or_many(subjects.collect());
-        let config = pull::Config {
-            durable_name: Some(self.durable_name()),
-            filter_subject,
-            filter_subjects,
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
+        let spec = WorkerConsumer {
+            name: self.durable_name(),
+            subjects: self.projection.aggregate_types().iter().map(|t| self.bus.subjects.events_of_type(t)).collect(),
             ack_wait: Duration::from_secs(30),
-            max_ack_pending: 1024,
-            ..Default::default()
+            concurrency: MAX_BATCH,
+            max_in_flight: 1024,
+            fetch: Fetch::Stream,
         };
-        self.bus.durable_messages(config).await
+        // Batches are applied in one transaction each (see `run`): pulled as a stream, not by `consume`.
+        self.bus.durable_messages(spec.config()).await
     }
 
     /// Runs until `shutdown`, reconnecting the message stream after errors, and trying held aggregates again
@@ -235,7 +232,9 @@ impl ProjectionConsumer {
         };
         let key = held.alert_key();
         let command = AlertCommand::Raise { spec, recurring: false };
-        if let Err(error) = commands.alert(alert_id(&key), command, &CommandMetadata::system(key.clone())).await {
+        if let Err(error) =
+            commands.execute_and_get(alert_id(&key), command, &CommandMetadata::system(key.clone())).await
+        {
             tracing::warn!(%error, key, "projection_held alert not raised; retried with the held aggregates");
         }
     }
@@ -245,7 +244,9 @@ impl ProjectionConsumer {
         let key = held_alert_key(self.projection.name(), aggregate_type, aggregate_id, sequence);
         let note = Some("the event was applied: the view caught up".to_owned());
         let command = AlertCommand::Resolve { by: None, note };
-        if let Err(error) = commands.alert(alert_id(&key), command, &CommandMetadata::system(key.clone())).await {
+        if let Err(error) =
+            commands.execute_and_get(alert_id(&key), command, &CommandMetadata::system(key.clone())).await
+        {
             tracing::warn!(%error, key, "projection_held alert not resolved");
         }
     }
@@ -276,10 +277,21 @@ fn one_or_many(subjects: Vec<String>) -> (String, Vec<String>) {
     }
 }
 
-/// A worker's durable consumer.
+/// How a consumer takes messages from NATS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// A pull stream of at most `concurrency` messages at a time.
+    Stream,
+    /// One message at a time and never ahead, for work that outlasts an ack wait (training): a message
+    /// waiting in a busy node's buffer would be delivered to a second node as well.
+    OneAtATime,
+}
+
+/// A durable JetStream consumer on the events stream: the one description every worker and projection
+/// consumer is made from.
 pub(crate) struct WorkerConsumer {
     pub(crate) name: String,
-    /// One or more subject filters.
+    /// One or more subject filters ([`bonsai_projections::Subjects`]).
     pub(crate) subjects: Vec<String>,
     /// How long a message may be worked on before it is delivered again.
     pub(crate) ack_wait: Duration,
@@ -287,10 +299,30 @@ pub(crate) struct WorkerConsumer {
     pub(crate) concurrency: usize,
     /// Messages in hand across all nodes: 1 keeps the stream's order cluster-wide; more lets more nodes work.
     pub(crate) max_in_flight: i64,
+    pub(crate) fetch: Fetch,
 }
 
-/// Runs a worker's durable consumer, handling up to `concurrency` messages at once, until `shutdown`
-/// (messages in hand are finished first).
+impl WorkerConsumer {
+    /// The JetStream consumer's settings.
+    pub(crate) fn config(&self) -> pull::Config {
+        let (filter_subject, filter_subjects) = one_or_many(self.subjects.clone());
+        pull::Config {
+            durable_name: Some(self.name.clone()),
+            filter_subject,
+            filter_subjects,
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            max_ack_pending: self.max_in_flight,
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs a worker's durable consumer until `shutdown`, handing each message's event (opened, its data keys
+/// loaded) and the message itself (to keep a long job's message alive) to `handle`, and acknowledging each as
+/// its outcome says; up to `concurrency` messages at once (messages in hand are finished first). The message
+/// stream is opened again after errors.
 pub(crate) async fn consume<F, Fut>(
     bus: &EventBus,
     db: &PgPool,
@@ -299,42 +331,70 @@ pub(crate) async fn consume<F, Fut>(
     handle: F,
 ) -> anyhow::Result<()>
 where
-    F: Fn(StoredEvent) -> Fut,
+    F: Fn(StoredEvent, Message) -> Fut,
     Fut: std::future::Future<Output = Processed>,
 {
-    let WorkerConsumer { name, subjects, ack_wait, concurrency, max_in_flight } = spec;
-    let (filter_subject, filter_subjects) = one_or_many(subjects);
-    let config = pull::Config {
-        durable_name: Some(name.clone()),
-        filter_subject,
-        filter_subjects,
-        deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::Explicit,
-        ack_wait,
-        max_ack_pending: max_in_flight,
-        ..Default::default()
+    let config = spec.config();
+    let name = spec.name.clone();
+    let (name, handle) = (&name, &handle);
+    let process = |message: Message| async move {
+        let outcome = match read_message(db, &message, name).await {
+            Ok(event) => handle(event, message.clone()).await,
+            Err(outcome) => outcome,
+        };
+        outcome.acknowledge(&message, Duration::from_secs(2)).await;
     };
-    while let Some(messages) =
-        open_with_retry(&name, shutdown, || bus.durable_messages_batched(config.clone(), concurrency)).await
-    {
-        let stop = shutdown.clone();
-        messages
-            .take_until(async move { stop.cancelled().await })
-            .for_each_concurrent(concurrency, |next| async {
-                match next {
-                    Ok(message) => {
-                        let outcome = match read_message(db, &message, &name).await {
-                            Ok(event) => handle(event).await,
-                            Err(outcome) => outcome,
-                        };
-                        outcome.acknowledge(&message, Duration::from_secs(2)).await;
-                    }
-                    Err(error) => tracing::warn!(%error, consumer = %name, "message stream error"),
+    match spec.fetch {
+        Fetch::Stream => {
+            let concurrency = spec.concurrency.max(1);
+            while let Some(messages) =
+                open_with_retry(&name, shutdown, || bus.durable_messages_batched(config.clone(), concurrency)).await
+            {
+                let stop = shutdown.clone();
+                messages
+                    .take_until(async move { stop.cancelled().await })
+                    .for_each_concurrent(concurrency, |next| async {
+                        match next {
+                            Ok(message) => process(message).await,
+                            Err(error) => tracing::warn!(%error, consumer = %name, "message stream error"),
+                        }
+                    })
+                    .await;
+                if shutdown.is_cancelled() {
+                    break;
                 }
-            })
-            .await;
-        if shutdown.is_cancelled() {
-            break;
+            }
+        }
+        Fetch::OneAtATime => {
+            while let Some(consumer) = open_with_retry(&name, shutdown, || bus.durable_consumer(config.clone())).await {
+                'fetching: loop {
+                    let batch = tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages() => batch,
+                    };
+                    let mut batch = match batch {
+                        Ok(batch) => batch,
+                        Err(error) => {
+                            tracing::warn!(%error, consumer = %name, "fetch failed");
+                            break 'fetching;
+                        }
+                    };
+                    loop {
+                        let next = tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            next = batch.next() => next,
+                        };
+                        match next {
+                            Some(Ok(message)) => process(message).await,
+                            Some(Err(error)) => {
+                                tracing::warn!(%error, consumer = %name, "message error");
+                                break 'fetching;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
         }
     }
     Ok(())

@@ -13,7 +13,11 @@ use crate::bus::open_with_retry;
 use crate::serving::Engines;
 use crate::EventBus;
 use async_nats::Message;
+use bonsai_domain::model::ModelEvent;
+use bonsai_domain::user::{SessionEndReason, UserEvent};
+use bonsai_domain::{AggregateKind, Event};
 use bonsai_projections::user_cache::UserCache;
+use bonsai_projections::{ProjectionError, StoredEvent};
 use futures::StreamExt;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -28,19 +32,18 @@ fn notice(message_id: &str) -> Option<(&str, Uuid, i64)> {
     }
 }
 
-/// `(aggregate type, id, sequence, event type)` of a relayed event message.
-fn headers_of(message: &Message) -> Option<(&str, Uuid, i64, &str)> {
+/// `(aggregate id, sequence, event)` of a relayed event message, the event typed when it decodes as it is
+/// published (personal data sealed: a `UserRegistered` or `ProfileUpdated` does not, and is `Err`).
+fn read_notice(message: &Message) -> Option<(Uuid, i64, Result<Event, ProjectionError>)> {
     let headers = message.headers.as_ref()?;
-    let event_type = headers.get("Bonsai-Event-Type").map(|v| v.as_str()).unwrap_or_default();
-    let (kind, id, sequence) = notice(headers.get("Nats-Msg-Id")?.as_str())?;
-    Some((kind, id, sequence, event_type))
+    let (_, id, sequence) = notice(headers.get("Nats-Msg-Id")?.as_str())?;
+    let event = StoredEvent::envelope(&message.payload).and_then(|e| e.event().map(|(event, _)| event));
+    Some((id, sequence, event))
 }
 
-/// The session a relayed `SessionEnded` event ended, and why.
-fn ended_session(payload: &[u8]) -> Option<(Uuid, String)> {
-    let event = bonsai_projections::StoredEvent::envelope(payload).ok()?;
-    let ended = &event.payload["SessionEnded"];
-    Some((ended["session_id"].as_str()?.parse().ok()?, ended["reason"].as_str().unwrap_or_default().to_owned()))
+/// The reason string a `SessionEnded` event carries.
+fn reason_name(reason: SessionEndReason) -> String {
+    serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// Calls `on_event` for each message on `subject` until `shutdown`, subscribing again after the
@@ -50,7 +53,7 @@ async fn follow(
     subject: String,
     what: &str,
     shutdown: &CancellationToken,
-    mut on_event: impl FnMut(&str, Uuid, i64, &str, &[u8]),
+    mut on_event: impl FnMut(Uuid, i64, Result<Event, ProjectionError>),
 ) {
     let client = bus.js.client();
     while let Some(mut messages) = open_with_retry(what, shutdown, || client.subscribe(subject.clone())).await {
@@ -60,8 +63,8 @@ async fn follow(
                 message = messages.next() => message,
             };
             let Some(message) = message else { break };
-            if let Some((kind, id, sequence, event_type)) = headers_of(&message) {
-                on_event(kind, id, sequence, event_type, &message.payload);
+            if let Some((id, sequence, event)) = read_notice(&message) {
+                on_event(id, sequence, event);
             }
         }
     }
@@ -73,17 +76,15 @@ pub async fn follow_user_events(
     cache: Arc<UserCache>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let subject = format!("{}.events.User.*", bus.prefix);
-    follow(&bus, subject, "the user events subscription", &shutdown, |kind, user, sequence, event_type, payload| {
-        if kind != "User" {
-            return;
+    let subject = bus.subjects.events_of(AggregateKind::User);
+    follow(&bus, subject, "the user events subscription", &shutdown, |user, sequence, event| match event {
+        Ok(Event::User(UserEvent::SessionEnded { session_id, reason })) => {
+            cache.note_session_ended(session_id, &reason_name(reason))
         }
-        cache.note_event(user, sequence, event_type);
-        if event_type == "SessionEnded" {
-            if let Some((session, reason)) = ended_session(payload) {
-                cache.note_session_ended(session, &reason);
-            }
-        }
+        Ok(Event::User(event)) => cache.note_event(user, sequence, UserCache::matters(&event)),
+        Ok(_) => {}
+        // Sealed fields (a registration or a profile change): counted as mattering, which costs one read.
+        Err(_) => cache.note_event(user, sequence, true),
     })
     .await;
     Ok(())
@@ -91,9 +92,9 @@ pub async fn follow_user_events(
 
 /// Drops this node's engine of each model that is undeployed, until `shutdown`.
 pub async fn follow_model_events(bus: EventBus, engines: Engines, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let subject = format!("{}.events.Model.*", bus.prefix);
-    follow(&bus, subject, "the model events subscription", &shutdown, |kind, model, _, event_type, _| {
-        if kind == "Model" && event_type == "ModelUndeployed" {
+    let subject = bus.subjects.events_of(AggregateKind::Model);
+    follow(&bus, subject, "the model events subscription", &shutdown, |model, _, event| {
+        if let Ok(Event::Model(ModelEvent::ModelUndeployed)) = event {
             engines.unload(model);
         }
     })
@@ -117,7 +118,7 @@ pub async fn follow_key_erasures(pool: sqlx::PgPool, shutdown: CancellationToken
         Ok::<_, sqlx::Error>(listener)
     };
     while let Some(mut listener) = open_with_retry("the data key erasure notices", &shutdown, connect).await {
-        bonsai_domain::data_keys::expire_all();
+        bonsai_crypto::data_keys::expire_all();
         loop {
             let notice = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -125,7 +126,7 @@ pub async fn follow_key_erasures(pool: sqlx::PgPool, shutdown: CancellationToken
             };
             match notice {
                 Ok(Some(notice)) => match notice.payload().parse::<Uuid>() {
-                    Ok(id) => bonsai_domain::data_keys::forget(&[id]),
+                    Ok(id) => bonsai_crypto::data_keys::forget(&[id]),
                     Err(_) => tracing::warn!(payload = notice.payload(), "not a data key id; ignored"),
                 },
                 // The connection was lost: listen again on a new one, then expire what was loaded meanwhile.

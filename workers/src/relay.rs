@@ -212,7 +212,7 @@ impl Relay {
             headers.insert("Nats-Msg-Id", event.message_id().as_str());
             headers.insert("Bonsai-Position", event.position.to_string().as_str());
             headers.insert("Bonsai-Event-Type", event.event_type.as_str());
-            let subject = event.subject(&self.bus.prefix);
+            let subject = event.subject(&self.bus.subjects);
             let body = serde_json::to_vec(&event.clone().for_bus()).map_err(|e| RelayError::Publish(e.to_string()))?;
             let ack = self
                 .bus

@@ -6,26 +6,31 @@
 //! gets the same answer; see [`AnswerCache`]), marked `cached` in the event.
 
 use crate::answer_cache::AnswerCache;
-use crate::consumer::{consume, WorkerConsumer};
+use crate::consumer::{consume, Fetch, WorkerConsumer};
 use crate::{EventBus, Processed};
-use bonsai_commands::{CommandBus, CommandError, CommandMetadata, LocalModels};
+use bonsai_commands::{CommandBus, CommandError, CommandMetadata};
 use bonsai_domain::model::{ModelCommand, ModelEvent, ModelSource, ModelStatus, TestCase};
 use bonsai_domain::qa::{Answer, AnswerParams, QaCommand, QaEvent, Turn};
+use bonsai_domain::{AggregateKind, Event};
+use bonsai_infra::Cache;
+use bonsai_infra::LocalModels;
 use bonsai_ml::engine::{ChatMessage, ChatRequest, Engine, EngineOptions, FinishReason, GenerationParams};
 use bonsai_projections::StoredEvent;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// Models one node keeps loaded at most; past that the least used is dropped (and loaded again when asked).
+const MAX_LOADED_MODELS: u64 = 64;
+
 /// Loaded engines by model id. Cheap to clone.
 #[derive(Clone)]
 pub struct Engines {
-    // A std mutex: nothing awaits while it is held.
-    loaded: Arc<Mutex<HashMap<Uuid, Arc<Engine>>>>,
+    loaded: Cache<Uuid, Arc<Engine>>,
     /// Intra-op threads per ONNX Runtime session (0: one per core).
     threads: usize,
     /// Sessions per model: answers generated at once.
@@ -42,29 +47,24 @@ impl Engines {
     /// Engines whose sessions use `threads` intra-op threads each (0: one per core), `sessions` per model
     /// (at least 1).
     pub fn new(threads: usize, sessions: usize) -> Self {
-        Self { loaded: Arc::default(), threads, sessions: sessions.max(1) }
+        Self { loaded: Cache::new("engines", MAX_LOADED_MODELS, None), threads, sessions: sessions.max(1) }
     }
 
     /// The engine of model `id` from its export folder, loading it once (blocking: call it off the runtime).
     fn get(&self, id: Uuid, dir: &Path) -> Result<Arc<Engine>, String> {
-        if let Some(engine) = self.loaded.lock().expect("engines lock").get(&id) {
-            return Ok(Arc::clone(engine));
-        }
         let options = EngineOptions { sessions: self.sessions, threads: self.threads, ..EngineOptions::default() };
-        let engine = Engine::load(dir, options).map_err(|e| e.to_string())?;
-        self.loaded.lock().expect("engines lock").insert(id, Arc::clone(&engine));
-        Ok(engine)
+        self.loaded.try_get_with(id, || Engine::load(dir, options)).map_err(|e| e.to_string())
     }
 
     /// Forgets model `id`'s engine (undeployed: its memory is given back once no answer in progress
     /// holds it).
     pub fn unload(&self, id: Uuid) {
-        self.loaded.lock().expect("engines lock").remove(&id);
+        self.loaded.remove(&id);
     }
 
     /// How many models this node has loaded.
     pub fn loaded(&self) -> usize {
-        self.loaded.lock().expect("engines lock").len()
+        self.loaded.len() as usize
     }
 }
 
@@ -200,8 +200,8 @@ impl ModelWorker {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let name = format!("{}_worker_models", self.bus.stream_name().to_lowercase());
-        let subject = format!("{}.events.Model.>", self.bus.prefix);
+        let name = self.bus.durable_name("worker_models");
+        let subject = self.bus.subjects.events_of(AggregateKind::Model);
         // One export or test at a time: each uses every core.
         let spec = WorkerConsumer {
             name,
@@ -209,29 +209,29 @@ impl ModelWorker {
             ack_wait: Duration::from_secs(600),
             concurrency: 1,
             max_in_flight: 64,
+            fetch: Fetch::Stream,
         };
-        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event| self.handle(event)).await
+        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event, _| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(model_id = %event.aggregate_id, sequence = event.sequence))]
     pub async fn handle(&self, event: StoredEvent) -> Processed {
-        let Ok(id) = event.aggregate_id.parse::<Uuid>() else { return Processed::Terminated };
+        let Ok((Event::Model(decoded), id)) = event.event() else { return Processed::Terminated };
         let meta = CommandMetadata::system(event.message_id());
-        let outcome = match serde_json::from_value::<ModelEvent>(event.payload.clone()) {
-            Ok(ModelEvent::ModelRegistered { source, .. }) => self.export(id, source, &meta).await,
-            Ok(ModelEvent::ModelTestRequested { cases, test_id }) => self.test(id, test_id, cases, &meta).await,
-            Ok(ModelEvent::ModelUndeployed | ModelEvent::ModelRolledBack { .. }) => {
+        let outcome = match decoded {
+            ModelEvent::ModelRegistered { source, .. } => self.export(id, source, &meta).await,
+            ModelEvent::ModelTestRequested { cases, test_id } => self.test(id, test_id, cases, &meta).await,
+            ModelEvent::ModelUndeployed | ModelEvent::ModelRolledBack { .. } => {
                 self.engines.unload(id);
                 Ok(())
             }
-            Ok(_) => Ok(()),
-            Err(_) => return Processed::Terminated,
+            _ => Ok(()),
         };
         outcome.map_or_else(retried, |()| Processed::Applied)
     }
 
     async fn export(&self, id: Uuid, source: ModelSource, meta: &CommandMetadata) -> Result<(), CommandError> {
-        if self.commands.model_state(id).await?.status != ModelStatus::Exporting {
+        if self.commands.load::<bonsai_domain::model::Model>(id).await?.status != ModelStatus::Exporting {
             return Ok(());
         }
         let weights = match &source {
@@ -268,7 +268,7 @@ impl ModelWorker {
                 ModelCommand::FailExport { code: code.to_owned(), message }
             }
         };
-        self.commands.model(id, command, meta).await.map(drop)
+        self.commands.execute_and_get(id, command, meta).await.map(drop)
     }
 
     async fn test(
@@ -278,7 +278,7 @@ impl ModelWorker {
         cases: Vec<TestCase>,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let model = self.commands.model_state(id).await?;
+        let model = self.commands.load::<bonsai_domain::model::Model>(id).await?;
         // Each test is scored once: a named one while it is pending, an unnamed (older) one while any is.
         let pending = test_id.map_or(model.test_pending, |t| model.pending_tests.contains(&t));
         let (Some(onnx), true) = (model.onnx_path.clone(), pending) else { return Ok(()) };
@@ -310,7 +310,7 @@ impl ModelWorker {
             Ok(scored) => scored,
             Err(message) => (0.0, json!({"test_id": test_id, "error": message})),
         };
-        self.commands.model(id, ModelCommand::RecordTest { accuracy, report, test_id }, meta).await.map(drop)
+        self.commands.execute_and_get(id, ModelCommand::RecordTest { accuracy, report, test_id }, meta).await.map(drop)
     }
 }
 
@@ -329,8 +329,8 @@ impl QaWorker {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let name = format!("{}_worker_qa", self.bus.stream_name().to_lowercase());
-        let subject = format!("{}.events.QaSession.>", self.bus.prefix);
+        let name = self.bus.durable_name("worker_qa");
+        let subject = self.bus.subjects.events_of(AggregateKind::QaSession);
         // As many answers at once as the engines have sessions.
         // Each node pulls only what it answers at once, so more nodes answer more questions at a time.
         let spec = WorkerConsumer {
@@ -339,19 +339,28 @@ impl QaWorker {
             ack_wait: Duration::from_secs(120),
             concurrency: 2,
             max_in_flight: 256,
+            fetch: Fetch::Stream,
         };
-        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event| self.handle(event)).await
+        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event, _| self.handle(event)).await
     }
 
     #[tracing::instrument(skip_all, fields(session_id = %event.aggregate_id, sequence = event.sequence))]
     pub async fn handle(&self, event: StoredEvent) -> Processed {
-        if event.event_type != "QuestionAsked" {
-            return Processed::AlreadyApplied;
-        }
-        let Ok(QaEvent::QuestionAsked { session_id, question_id, model_id, question, params, context, .. }) =
-            serde_json::from_value::<QaEvent>(event.payload.clone())
-        else {
-            return Processed::Terminated;
+        let (session_id, question_id, model_id, question, params, context) = match event.event() {
+            Ok((
+                Event::QaSession(QaEvent::QuestionAsked {
+                    session_id,
+                    question_id,
+                    model_id,
+                    question,
+                    params,
+                    context,
+                    ..
+                }),
+                _,
+            )) => (session_id, question_id, model_id, question, params, context),
+            Ok(_) => return Processed::AlreadyApplied,
+            Err(_) => return Processed::Terminated,
         };
         let meta = CommandMetadata::system(event.message_id());
         let command = match self.answer(model_id, question_id, question, params, context).await {
@@ -361,7 +370,7 @@ impl QaWorker {
                 QaCommand::RecordFailure { question_id, code: code.to_owned(), message }
             }
         };
-        match self.commands.qa(session_id, command, &meta).await {
+        match self.commands.execute(session_id, command, &meta).await {
             Ok(()) => Processed::Applied,
             Err(error) => retried(error),
         }
@@ -376,7 +385,11 @@ impl QaWorker {
         context: Vec<Turn>,
     ) -> Result<Answer, (&'static str, String)> {
         let unavailable = |m: &str| ("model_unavailable", m.to_owned());
-        let model = self.commands.model_state(model_id).await.map_err(|e| unavailable(&e.to_string()))?;
+        let model = self
+            .commands
+            .load::<bonsai_domain::model::Model>(model_id)
+            .await
+            .map_err(|e| unavailable(&e.to_string()))?;
         let onnx = match (&model.onnx_path, model.deployed, model.status) {
             (Some(onnx), true, ModelStatus::Ready) => self.data_dir.join(onnx),
             _ => return Err(unavailable("the model is not deployed")),

@@ -15,19 +15,19 @@
 //!   Each worker fetches one message at a time, so it trains one task at a time; more workers of a device
 //!   train more of its tasks at once. A node runs one worker per device in `BONSAI__TRAINING_DEVICES`.
 
-use crate::bus::open_with_retry;
+use crate::consumer::{consume, Fetch, WorkerConsumer};
 use crate::{EventBus, Processed};
-use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
-use bonsai_commands::{CommandBus, CommandError, CommandMetadata, FileStore, FileStoreError, LocalModels};
+use bonsai_commands::{CommandBus, CommandError, CommandMetadata};
 use bonsai_domain::training::{
     TaskStatus, TrainingConfig, TrainingMetrics, TrainingResult, TrainingTaskCommand, TrainingTaskEvent,
 };
+use bonsai_domain::{AggregateKind, Event};
+use bonsai_infra::{FileStore, FileStoreError, LocalModels};
 use bonsai_ml::lora::{LoraConfig, Target};
 use bonsai_ml::train::optim::AdamWConfig;
 use bonsai_ml::train::{Device, Hyper, Progress, StopReason, TrainConfig, TrainError, TrainOutcome};
 use bonsai_projections::StoredEvent;
-use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -241,22 +241,7 @@ impl TrainingWorker {
     }
 
     fn durable_name(&self) -> String {
-        format!("{}_worker_training_{}", self.bus.stream_name().to_lowercase(), self.device)
-    }
-
-    async fn consumer(&self) -> Result<Consumer<pull::Config>, async_nats::Error> {
-        let config = pull::Config {
-            durable_name: Some(self.durable_name()),
-            filter_subject: format!("{}.events.TrainingTask.>", self.bus.prefix),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
-            // A run keeps its message alive every KEEP_ALIVE; a worker silent for this long has died.
-            ack_wait: Duration::from_secs(60),
-            // Each worker holds one message at most (see `run`): this bounds the workers training at once.
-            max_ack_pending: 256,
-            ..Default::default()
-        };
-        self.bus.durable_consumer(config).await
+        self.bus.durable_name(&format!("worker_training_{}", self.device))
     }
 
     /// Runs until `shutdown`; a run in progress is stopped at its next step and left to be resumed.
@@ -265,47 +250,22 @@ impl TrainingWorker {
     /// outlive its ack wait and be delivered to a second worker as well, which would then train the same
     /// run twice.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        while let Some(consumer) = open_with_retry("the training consumer", &shutdown, || self.consumer()).await {
-            loop {
-                let batch = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages() => batch,
-                };
-                let mut batch = match batch {
-                    Ok(batch) => batch,
-                    Err(error) => {
-                        tracing::warn!(%error, "training consumer fetch failed");
-                        break;
-                    }
-                };
-                loop {
-                    let next = tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        next = batch.next() => next,
-                    };
-                    match next {
-                        Some(Ok(message)) => {
-                            self.process(&message, &shutdown).await;
-                        }
-                        Some(Err(error)) => {
-                            tracing::warn!(%error, "training message error");
-                            break;
-                        }
-                        None => break,
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles one message and acknowledges it accordingly.
-    pub async fn process(&self, message: &Message, shutdown: &CancellationToken) -> Processed {
-        let outcome = match crate::consumer::read_message(self.commands.pool(), message, "training").await {
-            Ok(event) => self.handle(&event, Some(message), shutdown).await,
-            Err(outcome) => outcome,
+        let spec = WorkerConsumer {
+            name: self.durable_name(),
+            subjects: vec![self.bus.subjects.events_of(AggregateKind::TrainingTask)],
+            // A run keeps its message alive every KEEP_ALIVE; a worker silent for this long has died.
+            ack_wait: Duration::from_secs(60),
+            concurrency: 1,
+            // Each worker holds one message at most: this bounds the workers training at once.
+            max_in_flight: 256,
+            fetch: Fetch::OneAtATime,
         };
-        outcome.acknowledge(message, Duration::from_secs(2)).await
+        let worker = &self;
+        let stop = &shutdown;
+        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event, message| async move {
+            worker.handle(&event, Some(&message), stop).await
+        })
+        .await
     }
 
     /// Runs the training a `TrainingStartRequested` asks for, if its run is still the task's current one;
@@ -317,14 +277,13 @@ impl TrainingWorker {
         message: Option<&Message>,
         shutdown: &CancellationToken,
     ) -> Processed {
-        if event.event_type != "TrainingStartRequested" {
-            return Processed::AlreadyApplied;
-        }
-        let (Ok(task_id), Ok(TrainingTaskEvent::TrainingStartRequested { attempt })) =
-            (event.aggregate_id.parse::<Uuid>(), serde_json::from_value::<TrainingTaskEvent>(event.payload.clone()))
-        else {
-            tracing::error!(payload = %event.payload, "undecodable start request, terminating");
-            return Processed::Terminated;
+        let (task_id, attempt) = match event.event() {
+            Ok((Event::TrainingTask(TrainingTaskEvent::TrainingStartRequested { attempt }), id)) => (id, attempt),
+            Ok(_) => return Processed::AlreadyApplied,
+            Err(error) => {
+                tracing::error!(%error, "undecodable event, terminating");
+                return Processed::Terminated;
+            }
         };
         let meta = CommandMetadata::system(event.message_id());
         match self.train(task_id, attempt, message, shutdown, &meta).await {
@@ -344,7 +303,7 @@ impl TrainingWorker {
         shutdown: &CancellationToken,
         meta: &CommandMetadata,
     ) -> Result<Processed, CommandError> {
-        let task = self.commands.training_state(task_id).await?;
+        let task = self.commands.load::<bonsai_domain::training::TrainingTask>(task_id).await?;
         if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
             return Ok(Processed::AlreadyApplied);
         }
@@ -371,7 +330,7 @@ impl TrainingWorker {
         let earlier_secs = if resumed_from_step.is_some() { trained_secs(&dir) } else { 0.0 };
         let started =
             TrainingTaskCommand::MarkTrainingStarted { attempt, worker: self.name.clone(), resumed_from_step };
-        let state = self.commands.training_state_after(task_id, started, meta).await?;
+        let state = self.commands.execute_and_get(task_id, started, meta).await?;
         if state.status != TaskStatus::Running || state.attempt != attempt {
             return Ok(Processed::AlreadyApplied);
         }
@@ -420,7 +379,7 @@ impl TrainingWorker {
                 },
             },
         };
-        self.commands.training(task_id, command, meta).await?;
+        self.commands.execute(task_id, command, meta).await?;
         Ok(Processed::Applied)
     }
 
@@ -434,7 +393,7 @@ impl TrainingWorker {
         tracing::warn!(attempt, code = failure.code, message = %failure.message, "training failed");
         let command =
             TrainingTaskCommand::FailTraining { attempt, code: failure.code.to_owned(), message: failure.message };
-        self.commands.training(task_id, command, meta).await
+        self.commands.execute(task_id, command, meta).await
     }
 
     /// The task folder with the dataset file in it, and the trainer's configuration.
@@ -549,7 +508,7 @@ impl TrainingWorker {
                         }
                     }
                     // A store that cannot be read now is asked again next second; the run goes on.
-                    match self.commands.training_state(task_id).await {
+                    match self.commands.load::<bonsai_domain::training::TrainingTask>(task_id).await {
                         Ok(state) if state.attempt != attempt || state.status != TaskStatus::Running => {
                             cancel.store(true, Ordering::Relaxed);
                         }
@@ -591,7 +550,7 @@ impl TrainingWorker {
     /// one supersedes it, and the run must not stop for it.
     async fn record_progress(&self, task_id: Uuid, attempt: u32, p: &Progress, meta: &CommandMetadata) {
         let command = TrainingTaskCommand::RecordTrainingProgress { attempt, metrics: metrics(p) };
-        if let Err(error) = self.commands.training(task_id, command, meta).await {
+        if let Err(error) = self.commands.execute(task_id, command, meta).await {
             tracing::warn!(%error, step = p.step, "could not record progress");
         }
     }

@@ -8,15 +8,14 @@
 //! Idempotent by construction: the Dataset aggregate ignores a result for a version that is no longer
 //! being validated, so a redelivered request costs one read of the file and changes nothing.
 
-use crate::bus::open_with_retry;
+use crate::consumer::{consume, Fetch, WorkerConsumer};
 use crate::{EventBus, Processed};
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::Message;
-use bonsai_commands::{CommandBus, CommandError, CommandMetadata, FileStore, FileStoreError, LocalModels};
+use bonsai_commands::{CommandBus, CommandError, CommandMetadata};
 use bonsai_datasets::{DatasetError as FormatError, ValidateOptions, ValidationReport};
 use bonsai_domain::dataset::{DatasetCommand, DatasetError, DatasetEvent, ValidationSummary};
+use bonsai_domain::{AggregateKind, Event};
+use bonsai_infra::{FileStore, FileStoreError, LocalModels};
 use bonsai_projections::StoredEvent;
-use futures::StreamExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,74 +125,41 @@ impl ValidationWorker {
     }
 
     fn durable_name(&self) -> String {
-        format!("{}_worker_dataset_validation", self.bus.stream_name().to_lowercase())
-    }
-
-    async fn consumer(&self) -> Result<pull::Stream, async_nats::Error> {
-        let config = pull::Config {
-            durable_name: Some(self.durable_name()),
-            filter_subject: format!("{}.events.Dataset.>", self.bus.prefix),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
-            // A 100 MB file validates in about a second; the margin covers a busy machine.
-            ack_wait: Duration::from_secs(120),
-            max_ack_pending: 16,
-            ..Default::default()
-        };
-        self.bus.durable_messages(config).await
+        self.bus.durable_name("worker_dataset_validation")
     }
 
     /// Runs until `shutdown`, reconnecting the message stream after errors. A validation in progress
     /// finishes before the worker stops (it is not acked otherwise, so it would be redone).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        while let Some(mut messages) = open_with_retry("the validation consumer", &shutdown, || self.consumer()).await {
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    next = messages.next() => next,
-                };
-                match next {
-                    Some(Ok(message)) => {
-                        self.process(&message).await;
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "validation message stream error");
-                        break;
-                    }
-                    None => break,
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles one message and acknowledges it accordingly (exposed so tests can drive the worker).
-    pub async fn process(&self, message: &Message) -> Processed {
-        let outcome = match crate::consumer::read_message(self.commands.pool(), message, "validation").await {
-            Ok(event) => self.handle(&event).await,
-            Err(outcome) => outcome,
+        let spec = WorkerConsumer {
+            name: self.durable_name(),
+            subjects: vec![self.bus.subjects.events_of(AggregateKind::Dataset)],
+            // A 100 MB file validates in about a second; the margin covers a busy machine.
+            ack_wait: Duration::from_secs(120),
+            concurrency: 1,
+            max_in_flight: 16,
+            fetch: Fetch::Stream,
         };
-        outcome.acknowledge(message, Duration::from_secs(2)).await
+        let worker = &self;
+        consume(&self.bus, self.commands.pool(), spec, &shutdown, |event, _| async move { worker.handle(&event).await })
+            .await
     }
 
     /// Validates the file a `DatasetValidationRequested` names and records the result; every other
     /// event is skipped (`AlreadyApplied`).
     #[tracing::instrument(skip_all, fields(dataset_id = %event.aggregate_id, sequence = event.sequence))]
     pub async fn handle(&self, event: &StoredEvent) -> Processed {
-        if event.event_type != "DatasetValidationRequested" {
-            return Processed::AlreadyApplied;
-        }
-        let request =
-            match (event.aggregate_id.parse::<Uuid>(), serde_json::from_value::<DatasetEvent>(event.payload.clone())) {
-                (
-                    Ok(dataset_id),
-                    Ok(DatasetEvent::DatasetValidationRequested { version, sha256, tokenizer_model_id }),
-                ) => Request { dataset_id, version, sha256, tokenizer_model_id },
-                _ => {
-                    tracing::error!(payload = %event.payload, "undecodable validation request, terminating");
-                    return Processed::Terminated;
-                }
-            };
+        let request = match event.event() {
+            Ok((
+                Event::Dataset(DatasetEvent::DatasetValidationRequested { version, sha256, tokenizer_model_id }),
+                id,
+            )) => Request { dataset_id: id, version, sha256, tokenizer_model_id },
+            Ok(_) => return Processed::AlreadyApplied,
+            Err(error) => {
+                tracing::error!(%error, "undecodable event, terminating");
+                return Processed::Terminated;
+            }
+        };
         let meta = CommandMetadata::system(event.message_id());
         match self.validate(request, &meta).await {
             Ok(()) => Processed::Applied,
@@ -261,6 +227,6 @@ impl ValidationWorker {
             },
             Err(e) => return Err(Transient::Read(e.to_string())),
         };
-        self.commands.dataset(dataset_id, command, meta).await.map_err(Transient::Command)
+        self.commands.execute(dataset_id, command, meta).await.map_err(Transient::Command)
     }
 }

@@ -16,6 +16,11 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
+    /// The user as the domain's commands and the ownership rule take them.
+    pub fn actor(&self) -> bonsai_domain::Actor {
+        bonsai_domain::Actor { id: self.id, role: self.role }
+    }
+
     /// 403 unless the user's role holds `permission` (the one table: `Role::can`).
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.role.can(permission) {

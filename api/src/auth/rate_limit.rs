@@ -4,11 +4,11 @@
 //! enforces one limit (a lockout earned on one node holds on all of them; a user's request budget is
 //! shared). Each decision is one atomic Lua script on Redis's clock. When Redis fails or answers
 //! slowly, the node decides alone from its own counters (which it keeps up to date all the time), and
-//! the node's Redis link pauses for a few seconds ([`bonsai_commands::redis`]): a dead Redis never fails
+//! the node's Redis link pauses for a few seconds ([`bonsai_infra::redis`]): a dead Redis never fails
 //! or slows a request, and still bounds an attacker to nodes x limit.
 //! The node's state is behind std mutexes, not tokio ones: nothing awaits while they are held.
 
-use bonsai_commands::redis::Redis;
+use bonsai_infra::redis::Redis;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;

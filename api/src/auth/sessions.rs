@@ -11,25 +11,26 @@
 use crate::AppState;
 use bonsai_commands::{CommandError, CommandMetadata};
 use bonsai_domain::user::{SessionEndReason, UserCommand};
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use bonsai_infra::Cache;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Beyond this many sessions the memory starts over (a bound, not a policy).
-const CAPACITY: usize = 100_000;
+/// Sessions remembered at most (a bound, not a policy: past it the least used are looked up again).
+const CAPACITY: u64 = 100_000;
 
 /// Sessions this node has seen exist, by id: `(user, when it was looked up)`.
-#[derive(Default)]
 pub struct LiveSessions {
-    live: Mutex<HashMap<Uuid, (Uuid, Instant)>>,
+    live: Cache<Uuid, (Uuid, Instant)>,
+}
+
+impl Default for LiveSessions {
+    fn default() -> Self {
+        LiveSessions { live: Cache::new("live_sessions", CAPACITY, None) }
+    }
 }
 
 impl LiveSessions {
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Uuid, Instant)>> {
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Whether `session` is a session of `user` that was started and, as far as the event store says, not
     /// ended. Remembered for `remember` (an access token's lifetime: no token of it outlives that).
     pub async fn exists(
@@ -39,30 +40,20 @@ impl LiveSessions {
         session: Uuid,
         remember: Duration,
     ) -> Result<bool, CommandError> {
-        if let Some((owner, at)) = self.live().get(&session) {
-            if at.elapsed() < remember {
-                return Ok(*owner == user);
-            }
+        if let Some((owner, _)) = self.live.get_if(&session, |(_, at)| at.elapsed() < remember) {
+            return Ok(owner == user);
         }
-        let account = state.commands.user_account(user).await?;
+        let account = state.commands.load::<bonsai_domain::user::User>(user).await?;
         let exists = account.sessions.contains_key(&session);
         if exists {
-            let mut live = self.live();
-            if live.len() >= CAPACITY {
-                live.retain(|_, (_, at)| at.elapsed() < remember);
-                if live.len() >= CAPACITY {
-                    live.clear();
-                }
-            }
-            live.insert(session, (user, Instant::now()));
+            self.live.insert(session, (user, Instant::now()));
         }
         Ok(exists)
     }
 
     fn forget(&self, sessions: &[Uuid]) {
-        let mut live = self.live();
         for id in sessions {
-            live.remove(id);
+            self.live.remove(id);
         }
     }
 }
@@ -87,19 +78,20 @@ pub(crate) async fn end_sessions(
         UserCommand::ChangePassword { .. } => (None, SessionEndReason::PasswordChanged),
         UserCommand::SetActive { active: false, .. } => (None, SessionEndReason::Deactivated),
         _ => {
-            state.commands.user(user, command, meta).await?;
+            state.commands.execute(user, command, meta).await?;
             return Ok(());
         }
     };
     let ended = match known {
         Some(ids) => {
-            state.commands.user(user, command, meta).await?;
+            state.commands.execute(user, command, meta).await?;
             ids
         }
         None => {
             // The sessions the command removed from the user: those it ended.
-            let before: HashSet<Uuid> = state.commands.user_account(user).await?.sessions.into_keys().collect();
-            let after = state.commands.user_state(user, command, meta).await?;
+            let before: HashSet<Uuid> =
+                state.commands.load::<bonsai_domain::user::User>(user).await?.sessions.into_keys().collect();
+            let after = state.commands.execute_and_get(user, command, meta).await?;
             before.into_iter().filter(|id| !after.sessions.contains_key(id)).collect()
         }
     };

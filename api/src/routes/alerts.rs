@@ -9,9 +9,9 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::Json;
 use bonsai_commands::CommandMetadata;
-use bonsai_domain::alert::{may_see, Alert, AlertCommand};
-use bonsai_domain::dataset::Actor;
-use bonsai_domain::{Permission, Role};
+use bonsai_domain::alert::{Alert, AlertCommand};
+use bonsai_domain::Permission;
+use bonsai_domain::{Actor, Owned};
 use bonsai_projections::alerts::{self, AlertFilter, AlertRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,7 @@ pub(crate) async fn list_alerts(
         return Err(ApiError::field("validation_failed", message, "severity"));
     }
     let filter = AlertFilter {
-        owner: (user.role != Role::Admin).then_some(user.id),
+        owner: user.actor().only_own(Owned::Alert),
         status: query.status,
         kind: query.kind,
         severity: query.severity,
@@ -137,7 +137,7 @@ pub(crate) async fn get_alert(
     user.require(Permission::ManageAlerts)?;
     crate::fresh::current(&state, "alerts", "Alert", id).await?;
     match alerts::find(&state.pool, id).await? {
-        Some(row) if may_see(row.owner_id, &Actor { id: user.id, role: user.role }) => Ok(Json(row.into())),
+        Some(row) if user.actor().may_see(Owned::Alert, row.owner_id) => Ok(Json(row.into())),
         _ => Err(not_found()),
     }
 }
@@ -166,14 +166,14 @@ async fn act(
     command: impl FnOnce(Actor) -> AlertCommand,
 ) -> Result<Json<AlertAccepted>, ApiError> {
     user.require(Permission::ManageAlerts)?;
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     // Decided on the alert's own events, not the view: an alert just raised can be acted on at once.
-    let current: Alert = state.commands.alert_state(id).await?;
+    let current: Alert = state.commands.load::<bonsai_domain::alert::Alert>(id).await?;
     if !current.visible_to(&by) {
         return Err(not_found());
     }
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    let alert = state.commands.alert(id, command(by), &meta).await?;
+    let alert = state.commands.execute_and_get(id, command(by), &meta).await?;
     Ok(Json(AlertAccepted { id, status: alert.status.as_str().to_owned(), times_raised: alert.raised }))
 }
 

@@ -87,7 +87,7 @@ pub(crate) async fn login(
         user_agent,
         address: Some(address.clone()),
     };
-    match state.commands.user(user_id, command, &CommandMetadata::new(Some(user_id), correlation)).await {
+    match state.commands.execute(user_id, command, &CommandMetadata::new(Some(user_id), correlation)).await {
         Ok(()) => {
             state.limits.login_succeeded(&body.username).await;
             Ok(Json(tokens(&state, RefreshToken { user_id, session_id, generation: 0 })))
@@ -123,7 +123,7 @@ pub(crate) async fn refresh(
         now,
         expires_at: now + state.tokens.refresh_ttl,
     };
-    match state.commands.user(token.user_id, command, &meta).await {
+    match state.commands.execute(token.user_id, command, &meta).await {
         Ok(()) => Ok(Json(tokens(&state, RefreshToken { generation: token.generation + 1, ..token }))),
         Err(bonsai_commands::CommandError::User(UserError::RefreshTokenReused)) => {
             // A stolen token may be in use: end the session, so neither copy works any more.

@@ -9,11 +9,11 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use bonsai_commands::{CommandMetadata, ModelLookupError};
-use bonsai_domain::dataset::Actor;
+use bonsai_commands::CommandMetadata;
 use bonsai_domain::model::{Model, ModelCommand, ModelSource, ModelStatus, TestCase};
 use bonsai_domain::training::TaskStatus;
 use bonsai_domain::Permission;
+use bonsai_infra::ModelLookupError;
 use bonsai_projections::models::{self, ModelRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -128,8 +128,8 @@ async fn source(
 ) -> Result<(ModelSource, String, Value), ApiError> {
     match (&request.training_task_id, &request.base_model_id) {
         (Some(task_id), None) => {
-            let task = state.commands.training_state(*task_id).await?;
-            let actor = Actor { id: user.id, role: user.role };
+            let task = state.commands.load::<bonsai_domain::training::TrainingTask>(*task_id).await?;
+            let actor = user.actor();
             if task.id.is_none() || !task.visible_to(&actor) {
                 return Err(ApiError::field("unknown_training_task", "no such training task", "training_task_id"));
             }
@@ -189,7 +189,7 @@ pub(crate) async fn register_model(
     let meta = CommandMetadata::new(Some(user.id), correlation);
     let command =
         ModelCommand::RegisterModel { model_id: id, owner_id: user.id, name, version, base_model_id, source, metrics };
-    let model = state.commands.model(id, command, &meta).await?;
+    let model = state.commands.execute_and_get(id, command, &meta).await?;
     Ok((StatusCode::CREATED, Json(accepted(id, &model, Some(version)))))
 }
 
@@ -250,7 +250,7 @@ async fn command(
 ) -> Result<Json<ModelAccepted>, ApiError> {
     user.require(Permission::ManageModels)?;
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    let model = state.commands.model(id, command, &meta).await?;
+    let model = state.commands.execute_and_get(id, command, &meta).await?;
     Ok(Json(accepted(id, &model, None)))
 }
 
@@ -265,7 +265,7 @@ pub(crate) async fn deploy_model(
     Correlation(correlation): Correlation,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ModelAccepted>, ApiError> {
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     command(&state, &user, correlation, id, ModelCommand::Deploy { by }).await
 }
 
@@ -279,7 +279,7 @@ pub(crate) async fn undeploy_model(
     Correlation(correlation): Correlation,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ModelAccepted>, ApiError> {
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     command(&state, &user, correlation, id, ModelCommand::Undeploy { by }).await
 }
 
@@ -333,15 +333,15 @@ async fn held_out(
     user: &AuthUser,
     id: Uuid,
 ) -> Result<(String, Option<std::collections::BTreeSet<usize>>), ApiError> {
-    let model = state.commands.model_state(id).await?;
-    if !model.managed_by(&Actor { id: user.id, role: user.role }) {
+    let model = state.commands.load::<bonsai_domain::model::Model>(id).await?;
+    if !model.managed_by(&user.actor()) {
         return Err(ApiError::NotFound("no such model".into()));
     }
     let no_split = |message: &str| ApiError::field("no_eval_split", message, "split");
     let Some(ModelSource::TrainingTask { task_id, .. }) = model.source else {
         return Err(no_split("the model was not trained here: it has no held-out records"));
     };
-    let task = state.commands.training_state(task_id).await?;
+    let task = state.commands.load::<bonsai_domain::training::TrainingTask>(task_id).await?;
     let (Some(dataset), Some(path)) = (task.dataset, task.result.and_then(|r| r.eval_records_path)) else {
         return Err(no_split("its training held out no records (eval_split 0)"));
     };
@@ -406,7 +406,7 @@ async fn request_test(
     id: Uuid,
     cases: Vec<TestCase>,
 ) -> Result<(StatusCode, Json<ModelAccepted>), ApiError> {
-    let (by, test_id) = (Actor { id: user.id, role: user.role }, Uuid::now_v7());
+    let (by, test_id) = (user.actor(), Uuid::now_v7());
     let Json(answer) = command(state, user, correlation, id, ModelCommand::RequestTest { by, cases, test_id }).await?;
     Ok((StatusCode::ACCEPTED, Json(ModelAccepted { test_id: Some(test_id), ..answer })))
 }
@@ -423,7 +423,7 @@ pub(crate) async fn make_default(
     Correlation(correlation): Correlation,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ModelAccepted>, ApiError> {
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     command(&state, &user, correlation, id, ModelCommand::MakeDefault { by }).await
 }
 
@@ -449,7 +449,7 @@ pub(crate) async fn set_alias(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<AliasRequest>,
 ) -> Result<Json<ModelAccepted>, ApiError> {
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     command(&state, &user, correlation, id, ModelCommand::SetAlias { by, alias: request.alias.trim().to_owned() }).await
 }
 
@@ -487,8 +487,8 @@ pub(crate) async fn rollback(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ModelAccepted>, ApiError> {
     user.require(Permission::ManageModels)?;
-    let by = Actor { id: user.id, role: user.role };
-    let current = state.commands.model_state(id).await?;
+    let by = user.actor();
+    let current = state.commands.load::<bonsai_domain::model::Model>(id).await?;
     if current.id.is_none() || !current.managed_by(&by) {
         return Err(ApiError::NotFound("no such model".into()));
     }
@@ -505,11 +505,11 @@ pub(crate) async fn rollback(
     let was_default = state.commands.default_model().await? == Some(id);
     let meta = CommandMetadata::new(Some(user.id), correlation);
     // The previous version answers before this one stops: no moment without a model.
-    let target = state.commands.model(previous, ModelCommand::Deploy { by }, &meta).await?;
+    let target = state.commands.execute_and_get(previous, ModelCommand::Deploy { by }, &meta).await?;
     let to_version = target.version.unwrap_or_default();
-    state.commands.model(id, ModelCommand::RollBack { by, to_model_id: previous, to_version }, &meta).await?;
+    state.commands.execute_and_get(id, ModelCommand::RollBack { by, to_model_id: previous, to_version }, &meta).await?;
     if was_default {
-        state.commands.model(previous, ModelCommand::MakeDefault { by }, &meta).await?;
+        state.commands.execute_and_get(previous, ModelCommand::MakeDefault { by }, &meta).await?;
     }
     Ok(Json(accepted(previous, &target, None)))
 }
@@ -544,7 +544,7 @@ pub(crate) async fn answering_model(state: &AppState, model_id: Option<&str>) ->
             }
         },
     };
-    let model = state.commands.model_state(id).await?;
+    let model = state.commands.load::<bonsai_domain::model::Model>(id).await?;
     if !(model.deployed && model.status == ModelStatus::Ready) {
         return Err(not_deployed());
     }

@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use bonsai_commands::CommandMetadata;
-use bonsai_domain::dataset::Actor;
-use bonsai_domain::qa::{AnswerParams, QaCommand};
+use bonsai_domain::qa::{Answer, AnswerParams, QaCommand, QaEvent};
 use bonsai_domain::Permission;
+use bonsai_domain::{Actor, AggregateKind, Event};
 use bonsai_projections::qa::{self, QuestionRow};
 use bonsai_projections::StoredEvent;
 use chrono::{DateTime, Utc};
@@ -100,18 +100,47 @@ pub(crate) struct QuestionPage {
     pub page_size: i64,
 }
 
-/// Whether a message on a conversation's subject decides `question_id`.
-fn decides(payload: &[u8], question_id: Uuid) -> bool {
-    let Ok(event) = StoredEvent::envelope(payload) else { return false };
-    let id = question_id.to_string();
-    ["QuestionAnswered", "QuestionFailed"]
-        .iter()
-        .any(|t| event.event_type == *t && event.payload[*t]["question_id"].as_str() == Some(id.as_str()))
+/// How a question was decided, from its event.
+enum Decision {
+    Answered(Answer),
+    Failed { code: String, message: String },
 }
 
-/// The question as the history has it, once it is decided (answered or failed).
-async fn decided(state: &AppState, question_id: Uuid) -> Result<Option<QuestionRow>, ApiError> {
-    Ok(qa::find(&state.pool, question_id).await?.filter(|row| row.status != "pending"))
+/// Waits on a conversation's subscription for the event that decides `question_id` (answered or failed),
+/// until `deadline`: the event itself, opened with the question's data key, as the relay publishes it when it
+/// commits (the history view follows it; waiting for the view would add its lag). `(decision, recorded at)`.
+async fn decision(
+    state: &AppState,
+    answers: &mut async_nats::Subscriber,
+    question_id: Uuid,
+    deadline: tokio::time::Instant,
+) -> Option<(Decision, chrono::DateTime<Utc>)> {
+    loop {
+        let message = tokio::select! {
+            message = answers.next() => message?,
+            _ = tokio::time::sleep_until(deadline) => return None,
+        };
+        // The envelope first: only the deciding event is opened (its data key read if not loaded).
+        let Ok(envelope) = StoredEvent::envelope(&message.payload) else { continue };
+        let decides = match envelope.event() {
+            Ok((Event::QaSession(QaEvent::QuestionAnswered { question_id: id, .. }), _)) => id == question_id,
+            Ok((Event::QaSession(QaEvent::QuestionFailed { question_id: id, .. }), _)) => id == question_id,
+            _ => false,
+        };
+        if !decides {
+            continue;
+        }
+        let event = StoredEvent::from_bus(&state.pool, &message.payload).await.ok()?;
+        return match event.event().ok()? {
+            (Event::QaSession(QaEvent::QuestionAnswered { answer, .. }), _) => {
+                Some((Decision::Answered(answer), event.recorded_at))
+            }
+            (Event::QaSession(QaEvent::QuestionFailed { code, message, .. }), _) => {
+                Some((Decision::Failed { code, message }, event.recorded_at))
+            }
+            _ => None,
+        };
+    }
 }
 
 /// Asks a deployed model a question and waits for the answer (200), or answers 202 after `wait_secs`.
@@ -144,36 +173,17 @@ pub(crate) async fn ask(
     let session_id = request.session_id.unwrap_or_else(Uuid::now_v7);
     let question_id = Uuid::now_v7();
     // Subscribed before asking, so the answer cannot pass unseen.
-    let subject = format!("{}.events.QaSession.{session_id}", state.nats_prefix);
+    let subject = state.subjects.events_of_one(AggregateKind::QaSession, session_id);
     let mut answers = state.nats.subscribe(subject).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     let question = request.question.trim().to_owned();
     let command = QaCommand::AskQuestion { session_id, by, question_id, model_id, question: question.clone(), params };
-    state.commands.qa(session_id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
+    let asked_at = Utc::now();
+    state.commands.execute(session_id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let mut seen = false;
-    while !seen && tokio::time::Instant::now() < deadline {
-        tokio::select! {
-            message = answers.next() => match message {
-                Some(message) => seen = decides(&message.payload, question_id),
-                None => break,
-            },
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    }
+    let decided = decision(&state, &mut answers, question_id, deadline).await;
     let _ = answers.unsubscribe().await;
-    // The event was published; the history view follows within milliseconds.
-    let poll_until = tokio::time::Instant::now() + Duration::from_secs(if seen { 5 } else { 0 });
-    loop {
-        if let Some(row) = decided(&state, question_id).await? {
-            return Ok((StatusCode::OK, Json(row.into())));
-        }
-        if tokio::time::Instant::now() >= poll_until {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let pending = QuestionDto {
+    let mut dto = QuestionDto {
         question_id,
         session_id,
         model_id,
@@ -186,10 +196,27 @@ pub(crate) async fn ask(
         finish_reason: None,
         cached: None,
         error: None,
-        asked_at: Utc::now(),
+        asked_at,
         answered_at: None,
     };
-    Ok((StatusCode::ACCEPTED, Json(pending)))
+    let Some((decision, at)) = decided else { return Ok((StatusCode::ACCEPTED, Json(dto))) };
+    dto.answered_at = Some(at);
+    match decision {
+        Decision::Answered(a) => {
+            dto.status = "answered".into();
+            dto.answer = Some(a.answer);
+            dto.response_ms = Some(a.response_ms as i64);
+            dto.prompt_tokens = Some(a.prompt_tokens as i32);
+            dto.completion_tokens = Some(a.completion_tokens as i32);
+            dto.finish_reason = Some(a.finish_reason);
+            dto.cached = Some(a.cached);
+        }
+        Decision::Failed { code, message } => {
+            dto.status = "failed".into();
+            dto.error = Some(json!({ "code": code, "message": message }));
+        }
+    }
+    Ok((StatusCode::OK, Json(dto)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -213,6 +240,9 @@ pub(crate) async fn history(
 ) -> Result<Json<QuestionPage>, ApiError> {
     user.require(Permission::AskQuestions)?;
     let (page, page_size) = page_window(query.page, query.page_size)?;
+    if let Some(session) = query.session_id {
+        crate::fresh::current(&state, "qa", "QaSession", session).await?;
+    }
     let (rows, total) = qa::history(&state.pool, user.id, query.session_id, page, page_size).await?;
     Ok(Json(QuestionPage { items: rows.into_iter().map(QuestionDto::from).collect(), total, page, page_size }))
 }
@@ -228,6 +258,12 @@ pub(crate) async fn get_question(
 ) -> Result<Json<QuestionDto>, ApiError> {
     user.require(Permission::AskQuestions)?;
     match qa::find(&state.pool, id).await? {
+        Some(row) if row.user_id == user.id && row.status == "pending" => {
+            // `ask` answers from the event; the view may not have it yet (read your writes).
+            crate::fresh::current(&state, "qa", "QaSession", row.session_id).await?;
+            let row = qa::find(&state.pool, id).await?.unwrap_or(row);
+            Ok(Json(row.into()))
+        }
         Some(row) if row.user_id == user.id => Ok(Json(row.into())),
         _ => Err(ApiError::NotFound("no such question".into())),
     }
@@ -265,6 +301,7 @@ pub(crate) async fn conversation(
 ) -> Result<Json<ConversationPage>, ApiError> {
     user.require(Permission::AskQuestions)?;
     let (page, page_size) = page_window(query.page, query.page_size)?;
+    crate::fresh::current(&state, "qa", "QaSession", session_id).await?;
     let (rows, total) = qa::conversation(&state.pool, user.id, session_id, page, page_size).await?;
     if total == 0 {
         return Err(ApiError::NotFound("no such conversation".into()));
@@ -286,18 +323,20 @@ pub(crate) async fn delete_history(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     user.require(Permission::AskQuestions)?;
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     let meta = CommandMetadata::new(Some(user.id), correlation);
     match qa::find(&state.pool, id).await? {
         Some(row) if row.user_id == user.id => {
-            state.commands.qa(row.session_id, QaCommand::DeleteQuestion { by, question_id: id }, &meta).await?
+            state.commands.execute(row.session_id, QaCommand::DeleteQuestion { by, question_id: id }, &meta).await?
         }
         Some(_) => return Err(ApiError::NotFound("no such question or conversation".into())),
         None => {
-            state.commands.qa(id, QaCommand::ClearHistory { by }, &meta).await.map_err(|e| match ApiError::from(e) {
-                ApiError::NotFound(_) => ApiError::NotFound("no such question or conversation".into()),
-                other => other,
-            })?
+            state.commands.execute(id, QaCommand::ClearHistory { by }, &meta).await.map_err(
+                |e| match ApiError::from(e) {
+                    ApiError::NotFound(_) => ApiError::NotFound("no such question or conversation".into()),
+                    other => other,
+                },
+            )?
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -321,7 +360,7 @@ pub(crate) async fn clear_all(
     for session in &sessions {
         let command =
             if by.id == owner { QaCommand::ClearHistory { by } } else { QaCommand::ClearHistoryForOwner { by } };
-        state.commands.qa(*session, command, meta).await?;
+        state.commands.execute(*session, command, meta).await?;
     }
     Ok(HistoryDeleted { conversations: sessions.len() })
 }
@@ -336,7 +375,7 @@ pub(crate) async fn delete_all_history(
     Correlation(correlation): Correlation,
 ) -> Result<Json<HistoryDeleted>, ApiError> {
     user.require(Permission::AskQuestions)?;
-    let by = Actor { id: user.id, role: user.role };
+    let by = user.actor();
     let meta = CommandMetadata::new(Some(user.id), correlation);
     Ok(Json(clear_all(&state, user.id, by, &meta).await?))
 }

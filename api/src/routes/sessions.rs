@@ -47,7 +47,7 @@ pub(crate) async fn list_sessions(
 ) -> Result<Json<SessionList>, ApiError> {
     user.require(Permission::ReadOwnProfile)?;
     let now = Utc::now();
-    let account = state.commands.user_account(user.id).await?;
+    let account = state.commands.load::<bonsai_domain::user::User>(user.id).await?;
     let mut items: Vec<SessionDto> = account
         .sessions
         .iter()
@@ -89,7 +89,7 @@ pub(crate) async fn end_session(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     user.require(Permission::UpdateOwnProfile)?;
-    let account = state.commands.user_account(user.id).await?;
+    let account = state.commands.load::<bonsai_domain::user::User>(user.id).await?;
     if account.sessions.get(&id).is_none_or(|s| s.expires_at <= Utc::now()) {
         return Err(ApiError::NotFound("no such session".into()));
     }

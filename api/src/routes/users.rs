@@ -148,7 +148,7 @@ pub(crate) async fn update_profile(
     let command = UserCommand::UpdateProfile { email, display_name };
     let meta = CommandMetadata::new(Some(user.id), correlation);
     // Answered from the user's state as the command left it: the view may not show the change yet.
-    let after = state.commands.user_state(user.id, command, &meta).await?;
+    let after = state.commands.execute_and_get(user.id, command, &meta).await?;
     let dto = UserDto {
         id: user.id,
         email: after.email.map(String::from).unwrap_or_default(),
@@ -220,7 +220,7 @@ pub(crate) async fn create_user(
         password,
         role: body.role,
     };
-    state.commands.user(id, command, &CommandMetadata::new(Some(admin.id), correlation)).await?;
+    state.commands.execute(id, command, &CommandMetadata::new(Some(admin.id), correlation)).await?;
     let now = Utc::now();
     let dto = UserDto {
         id,
@@ -265,7 +265,7 @@ pub(crate) async fn patch_user(
     let mut dto: UserDto = view_of(&state, id).await?.try_into()?;
     let meta = CommandMetadata::new(Some(admin.id), correlation);
     if let Some(role) = body.role {
-        state.commands.user(id, UserCommand::ChangeRole { role, by: admin.id }, &meta).await?;
+        state.commands.execute(id, UserCommand::ChangeRole { role, by: admin.id }, &meta).await?;
         dto.role = role;
     }
     if let Some(active) = body.is_active {
@@ -290,7 +290,7 @@ pub(crate) async fn delete_user_history(
 ) -> Result<Json<super::qa::HistoryDeleted>, ApiError> {
     admin.require(Permission::ManageUsers)?;
     view_of(&state, id).await?;
-    let by = bonsai_domain::dataset::Actor { id: admin.id, role: admin.role };
+    let by = admin.actor();
     let meta = CommandMetadata::new(Some(admin.id), correlation);
     Ok(Json(super::qa::clear_all(&state, id, by, &meta).await?))
 }

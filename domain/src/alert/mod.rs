@@ -7,13 +7,15 @@
 //! check raises nothing twice: raising an alert that is open is a no-op, and raising a resolved one opens
 //! it again only for a `recurring` condition (a resource check), never for a one-off fact (an event).
 
+mod command;
 mod event;
 #[cfg(test)]
 mod tests;
 
+pub use command::AlertCommand;
 pub use event::AlertEvent;
 
-use crate::dataset::Actor;
+use crate::Actor;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -104,25 +106,6 @@ pub struct AlertSpec {
     pub owner_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone)]
-pub enum AlertCommand {
-    /// Raises the alert unless it is active; a resolved one is raised again only when `recurring`.
-    Raise {
-        spec: AlertSpec,
-        recurring: bool,
-    },
-    Acknowledge {
-        by: Actor,
-        note: Option<String>,
-    },
-    /// `by` is none when the worker resolves it (the condition cleared): then resolving a resolved (or
-    /// never raised) alert is a no-op rather than an error.
-    Resolve {
-        by: Option<Actor>,
-        note: Option<String>,
-    },
-}
-
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Alert {
     pub id: Option<Uuid>,
@@ -142,48 +125,11 @@ fn checked_note(note: Option<String>) -> Result<Option<String>, AlertError> {
 }
 
 impl Alert {
-    fn decide(&self, command: AlertCommand) -> Result<Vec<AlertEvent>, AlertError> {
-        match command {
-            AlertCommand::Raise { spec, recurring } => {
-                let raise = match self.status {
-                    AlertStatus::None => true,
-                    AlertStatus::Resolved => recurring,
-                    AlertStatus::Open | AlertStatus::Acknowledged => false,
-                };
-                Ok(if raise { vec![AlertEvent::AlertRaised { spec, recurring }] } else { vec![] })
-            }
-            AlertCommand::Acknowledge { by, note } => {
-                let note = checked_note(note)?;
-                match self.status {
-                    AlertStatus::None => Err(AlertError::NotFound),
-                    AlertStatus::Resolved => Err(AlertError::AlreadyResolved),
-                    AlertStatus::Acknowledged => Ok(vec![]),
-                    AlertStatus::Open => Ok(vec![AlertEvent::AlertAcknowledged { by: by.id, note }]),
-                }
-            }
-            AlertCommand::Resolve { by, note } => {
-                let note = checked_note(note)?;
-                match (self.status, by) {
-                    (AlertStatus::Open | AlertStatus::Acknowledged, by) => {
-                        Ok(vec![AlertEvent::AlertResolved { by: by.map(|a| a.id), note }])
-                    }
-                    (_, None) => Ok(vec![]),
-                    (AlertStatus::None, Some(_)) => Err(AlertError::NotFound),
-                    (AlertStatus::Resolved, Some(_)) => Err(AlertError::AlreadyResolved),
-                }
-            }
-        }
-    }
-
-    /// Whether `actor` may see and act on this alert (see [`may_see`]); a never raised one is nobody's.
+    /// Whether `actor` may see and act on this alert (the ownership rule, [`Actor::may_see`]: admins see every
+    /// alert, others those about their own tasks and models); a never raised one is nobody's.
     pub fn visible_to(&self, actor: &Actor) -> bool {
-        self.status != AlertStatus::None && may_see(self.owner_id, actor)
+        self.status != AlertStatus::None && actor.may_see(crate::Owned::Alert, self.owner_id)
     }
-}
-
-/// The visibility rule of alerts: admins see every alert, others those about their own tasks and models.
-pub fn may_see(owner_id: Option<Uuid>, actor: &Actor) -> bool {
-    actor.role == crate::Role::Admin || owner_id.is_some_and(|owner| owner == actor.id)
 }
 
 impl Aggregate for Alert {

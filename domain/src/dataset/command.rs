@@ -1,23 +1,10 @@
 //! Commands of the Dataset aggregate and the decisions they lead to.
 
 use super::{Dataset, DatasetError, DatasetEvent, DatasetFile, VersionStatus};
-use crate::{Permission, Role};
+use crate::Actor;
+use crate::Owned;
 use serde_json::Value;
 use uuid::Uuid;
-
-/// Who asks. Another user's dataset is "not found" unless the role reads every dataset, so that a
-/// dataset's existence is never revealed to someone who may not see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Actor {
-    pub id: Uuid,
-    pub role: Role,
-}
-
-impl Actor {
-    fn may_see(&self, dataset: &Dataset) -> bool {
-        dataset.owner_id == Some(self.id) || self.role.can(Permission::ReadAllDatasets)
-    }
-}
 
 /// A finished validation of one version, as the validation worker reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +64,7 @@ pub(super) fn decide(dataset: &Dataset, command: DatasetCommand) -> Result<Vec<D
     | DatasetCommand::RequestValidation { by, .. }
     | DatasetCommand::ArchiveDataset { by } = &command
     {
-        if !by.may_see(dataset) {
+        if !by.may_see(Owned::Dataset, dataset.owner_id) {
             return Err(DatasetError::NotFound);
         }
     }

@@ -9,9 +9,12 @@ mod event;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Actor, DatasetCommand, ValidationSummary};
+pub use command::{DatasetCommand, ValidationSummary};
+
 pub use event::DatasetEvent;
 
+use crate::training::DatasetRef;
+use crate::{Actor, Owned};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,19 @@ pub enum DatasetError {
     Archived,
     #[error("the dataset has no version {0}")]
     UnknownVersion(u32),
+}
+
+/// Why a dataset version cannot be trained or tested on ([`Dataset::trainable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotTrainable {
+    #[error("no such dataset")]
+    Unknown,
+    #[error("the dataset is archived")]
+    Archived,
+    #[error("the dataset has no version {0}")]
+    UnknownVersion(u32),
+    #[error("version {version} of the dataset is {}; validate it first", .status.as_str())]
+    NotValid { version: u32, status: VersionStatus },
 }
 
 /// One stored file: content-addressed (the store's key is the sha256), with what detection found.
@@ -90,6 +106,25 @@ impl Dataset {
 
     pub fn version(&self, number: u32) -> Option<&DatasetVersion> {
         self.versions.iter().find(|v| v.number == number)
+    }
+
+    /// The version `by` may train or test on (`None`: the newest), as a task or a model test records it: the
+    /// dataset must be visible to `by` (another user's is unknown, never revealed), not archived, and the
+    /// version validated.
+    pub fn trainable(&self, by: &Actor, version: Option<u32>) -> Result<DatasetRef, NotTrainable> {
+        if !self.exists() || !by.may_see(Owned::Dataset, self.owner_id) {
+            return Err(NotTrainable::Unknown);
+        }
+        if self.archived {
+            return Err(NotTrainable::Archived);
+        }
+        let number = version.unwrap_or_else(|| self.latest_version());
+        let v = self.version(number).ok_or(NotTrainable::UnknownVersion(number))?;
+        if v.status != VersionStatus::Valid {
+            return Err(NotTrainable::NotValid { version: number, status: v.status });
+        }
+        let dataset_id = self.id.expect("an existing dataset has an id");
+        Ok(DatasetRef { dataset_id, version: number, sha256: v.file.sha256.clone() })
     }
 
     fn set_status(&mut self, number: u32, status: VersionStatus) {

@@ -229,3 +229,25 @@ fn another_users_dataset_is_not_found_unless_the_actor_reads_every_dataset() {
         .when(DatasetCommand::RequestValidation { by: admin, tokenizer_model_id: None })
         .then_expect_events(vec![requested(1, "a")]);
 }
+
+#[test]
+fn only_a_visible_unarchived_validated_version_is_trainable() {
+    let mut dataset = Dataset::default();
+    dataset.apply(uploaded());
+    let stranger = Actor { id: Uuid::from_u128(5), role: Role::Trainer };
+    assert_eq!(
+        dataset.trainable(&me(), None),
+        Err(NotTrainable::NotValid { version: 1, status: VersionStatus::Uploaded })
+    );
+    dataset.apply(requested(1, "a"));
+    dataset.apply(validated(1));
+    let chosen = dataset.trainable(&me(), None).unwrap();
+    assert_eq!((chosen.dataset_id, chosen.version, chosen.sha256), (id(), 1, "a".repeat(64)));
+    assert_eq!(dataset.trainable(&me(), Some(2)), Err(NotTrainable::UnknownVersion(2)));
+    assert_eq!(dataset.trainable(&stranger, None), Err(NotTrainable::Unknown), "another user's is never revealed");
+    let admin = Actor { id: Uuid::from_u128(6), role: Role::Admin };
+    assert!(dataset.trainable(&admin, Some(1)).is_ok());
+    assert_eq!(Dataset::default().trainable(&me(), None), Err(NotTrainable::Unknown));
+    dataset.archived = true;
+    assert_eq!(dataset.trainable(&me(), Some(1)), Err(NotTrainable::Archived));
+}

@@ -4,7 +4,7 @@ use super::{
     DatasetRef, TaskStatus, TrainingConfig, TrainingMetrics, TrainingResult, TrainingTask, TrainingTaskError,
     TrainingTaskEvent,
 };
-use crate::dataset::Actor;
+use crate::Actor;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ pub use command::TrainingTaskCommand;
 pub use config::{ConfigError, Preset, TrainingConfig, DEVICES, SCHEDULES, TARGETS, UNTRAINED_BELOW_PARAMETERS};
 pub use event::TrainingTaskEvent;
 
-use crate::dataset::Actor;
+use crate::Actor;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -157,7 +157,7 @@ impl TrainingTask {
 
     /// Whether `actor` may see and command this task: its owner, or an admin.
     pub fn visible_to(&self, actor: &Actor) -> bool {
-        self.owner_id == Some(actor.id) || actor.role.can(crate::Permission::ReadAllTraining)
+        actor.may_see(crate::Owned::TrainingTask, self.owner_id)
     }
 }
 

@@ -225,8 +225,8 @@ async fn projection_lag(
         let answered = answered.lock().await;
         for (id, name) in rows {
             // Sealed when encryption at rest is on.
-            let context = bonsai_domain::sealed::context("User", &id.to_string());
-            let name = bonsai_domain::sealed::open(&name, &context).unwrap_or(name);
+            let context = bonsai_crypto::sealed::context("User", &id.to_string());
+            let name = bonsai_crypto::sealed::open(&name, &context).unwrap_or(name);
             let Some(n) = name.strip_prefix("lag").and_then(|n| n.parse::<u64>().ok()) else { continue };
             let id = id.to_string();
             let from = seen.get(&id).map_or(0, |s| s + 1);

@@ -2,7 +2,8 @@
 
 use crate::datasets::{files_under, qa_jsonl};
 use crate::helpers::*;
-use bonsai_commands::{CommandBus, FileStore, LocalFileStore};
+use bonsai_commands::CommandBus;
+use bonsai_infra::{FileStore, LocalFileStore};
 use bonsai_projections::log::aggregate_history;
 use bonsai_workers::{EventBus, Processed, ValidationWorker};
 use futures::StreamExt;

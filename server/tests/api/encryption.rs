@@ -4,6 +4,8 @@
 //! runs with keys: see `test_settings`.)
 
 use crate::helpers::*;
+use bonsai_domain::AggregateKind;
+use bonsai_projections::Subjects;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -31,7 +33,8 @@ async fn personal_data_is_sealed_in_the_database_and_plain_through_the_api() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let nats = async_nats::connect(&app.settings.nats_url).await.unwrap();
-    let mut published = nats.subscribe(format!("{}.events.User.>", app.settings.nats_prefix)).await.unwrap();
+    let mut published =
+        nats.subscribe(Subjects::new(&app.settings.nats_prefix).events_of(AggregateKind::User)).await.unwrap();
 
     let body = json!({"username": "ada", "email": "ada.lovelace@example.com", "password": "ada-password-1",
         "role": "user", "display_name": "Ada Lovelace"});
@@ -67,7 +70,7 @@ async fn personal_data_is_sealed_in_the_database_and_plain_through_the_api() {
     assert_eq!(sessions["items"][0]["user_agent"], "AnalyticalEngine/1843", "{sessions}");
     let audit: Value = app.get(&format!("/api/audit/User/{id}"), Some(&admin)).await.json().await.unwrap();
     assert!(audit.to_string().contains("ada.lovelace@example.com"), "the audit log reads plain: {audit}");
-    // On NATS sealed as in the store: an integration with the keys opens them (`bonsai_domain::sealed`).
+    // On NATS sealed as in the store: an integration with the keys opens them (`bonsai_crypto::sealed`).
     let registered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while let Some(message) = published.next().await {
             if String::from_utf8_lossy(&message.payload).contains("\"UserRegistered\"") {
@@ -126,7 +129,8 @@ async fn questions_and_answers_are_sealed_in_the_database() {
     app.deployed_tiny(&admin).await;
     let (_, user) = app.create_user(&admin, "asker", "user").await;
     let nats = async_nats::connect(&app.settings.nats_url).await.unwrap();
-    let mut published = nats.subscribe(format!("{}.events.QaSession.>", app.settings.nats_prefix)).await.unwrap();
+    let mut published =
+        nats.subscribe(Subjects::new(&app.settings.nats_prefix).events_of(AggregateKind::QaSession)).await.unwrap();
     let (status, first) =
         app.ask(&user, json!({"question": "What is the quarterly margin?", "max_new_tokens": 6})).await;
     assert_eq!(status, StatusCode::OK, "{first}");
@@ -172,7 +176,7 @@ async fn questions_and_answers_are_sealed_in_the_database() {
     let response = app.delete(&format!("/api/qa/history/{first_id}"), Some(&user)).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     app.until_erased(first_id).await;
-    let erased = bonsai_domain::data_keys::ERASED;
+    let erased = bonsai_crypto::data_keys::ERASED;
     assert_eq!(opened(&app, &asked[0]).await["QuestionAsked"]["question"], erased);
     let follow_up = opened(&app, &asked[1]).await["QuestionAsked"].clone();
     assert_eq!(
@@ -242,7 +246,7 @@ async fn after_a_key_rotation_rekey_seals_everything_with_the_new_key() {
     // The old keys can go: the whole store opens with the new key alone (the views rebuilt from it too).
     let output = app.cli(&["replay", "--all"]).env("BONSAI__ENCRYPTION__KEYS", &ROTATED_KEYS[..48]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let only_new = bonsai_domain::sealed::KeyRing::parse(&ROTATED_KEYS[..48], TEST_INDEX_KEY).unwrap();
+    let only_new = bonsai_crypto::KeyRing::parse(&ROTATED_KEYS[..48], TEST_INDEX_KEY).unwrap();
     let email: String = sqlx::query_scalar("SELECT email FROM users_view WHERE id = $1::uuid")
         .bind(&user_id)
         .fetch_one(&app.pool)
@@ -259,11 +263,11 @@ async fn after_a_key_rotation_rekey_seals_everything_with_the_new_key() {
 
 /// Question text as stored before it was erasable: every erasable value of `value` sealed with the key ring
 /// instead (the text of an erased one replaced by `erased_text`).
-fn as_before_erasable(value: &mut Value, context: &str, ring: &bonsai_domain::sealed::KeyRing, erased_text: &str) {
+fn as_before_erasable(value: &mut Value, context: &str, ring: &bonsai_crypto::KeyRing, erased_text: &str) {
     match value {
-        Value::String(s) if bonsai_domain::data_keys::is_erasable(s) || s == bonsai_domain::data_keys::ERASED => {
-            let plain = bonsai_domain::sealed::open(s, context).unwrap();
-            let plain = if plain == bonsai_domain::data_keys::ERASED { erased_text.to_owned() } else { plain };
+        Value::String(s) if bonsai_crypto::data_keys::is_erasable(s) || s == bonsai_crypto::data_keys::ERASED => {
+            let plain = bonsai_crypto::sealed::open(s, context).unwrap();
+            let plain = if plain == bonsai_crypto::data_keys::ERASED { erased_text.to_owned() } else { plain };
             *s = ring.seal(&plain, context);
         }
         Value::Array(items) => items.iter_mut().for_each(|v| as_before_erasable(v, context, ring, erased_text)),
@@ -293,7 +297,7 @@ async fn make_erasable_brings_older_question_text_under_data_keys_and_erases_wha
 
     // The conversation as it was stored before: text sealed with the key ring, the deleted question's too,
     // and no data key for the deleted question.
-    let ring = bonsai_domain::sealed::KeyRing::parse(TEST_KEYS, TEST_INDEX_KEY).unwrap();
+    let ring = bonsai_crypto::KeyRing::parse(TEST_KEYS, TEST_INDEX_KEY).unwrap();
     let context = format!("QaSession/{session}");
     let rows: Vec<(i64, Value)> =
         sqlx::query_as("SELECT global_position, payload FROM events WHERE aggregate_id = $1 ORDER BY global_position")
@@ -365,11 +369,11 @@ async fn make_erasable_brings_older_question_text_under_data_keys_and_erases_wha
     let app = TestApp::spawn_with(app.settings.clone()).await;
     let audit: Value = app.get(&format!("/api/audit/QaSession/{session}"), Some(&admin)).await.json().await.unwrap();
     let asked: Vec<&Value> = audit.as_array().unwrap().iter().filter(|e| e["event_type"] == "QuestionAsked").collect();
-    assert_eq!(asked[0]["payload"]["QuestionAsked"]["question"], bonsai_domain::data_keys::ERASED, "{audit}");
+    assert_eq!(asked[0]["payload"]["QuestionAsked"]["question"], bonsai_crypto::data_keys::ERASED, "{audit}");
     let follow_up = &asked[1]["payload"]["QuestionAsked"];
     assert_eq!(
         (follow_up["question"].as_str(), follow_up["context"][0]["question"].as_str()),
-        (Some("Who keeps the old keys?"), Some(bonsai_domain::data_keys::ERASED))
+        (Some("Who keeps the old keys?"), Some(bonsai_crypto::data_keys::ERASED))
     );
     let next = json!({"question": "And the new ones?", "session_id": session, "max_new_tokens": 4});
     let (status, asked) = app.ask(&user, next).await;
@@ -455,7 +459,7 @@ async fn an_erased_question_stops_opening_on_every_node_at_once() {
             asked.map(|e| e["payload"]["QuestionAsked"]["question"].as_str().unwrap().to_owned())
         }
     };
-    let erased = Some(bonsai_domain::data_keys::ERASED.to_owned());
+    let erased = Some(bonsai_crypto::data_keys::ERASED.to_owned());
     assert_eq!(
         shown(first.clone()).await.as_deref(),
         Some("Who signs the lease?"),
@@ -505,4 +509,75 @@ async fn an_erased_question_stops_opening_on_every_node_at_once() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     eventually(|| async { shown(third.clone()).await == erased }).await;
     drop(node);
+}
+
+/// Whether the data key of each question is erased.
+async fn keys_erased(pool: &sqlx::PgPool, questions: &[uuid::Uuid]) -> Vec<bool> {
+    let mut erased = Vec::new();
+    for id in questions {
+        let gone: bool = sqlx::query_scalar("SELECT key IS NULL FROM data_keys WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        erased.push(gone);
+    }
+    erased
+}
+
+#[tokio::test]
+async fn deleting_questions_erases_their_text_when_the_command_answers_with_no_consumer_running() {
+    use bonsai_commands::{CommandBus, CommandMetadata};
+    use bonsai_domain::qa::{AnswerParams, QaCommand};
+    use bonsai_domain::{Actor, Role};
+    use uuid::Uuid;
+    let mut app = TestApp::spawn().await;
+    let pool = sqlx::PgPool::connect(&app.settings.database_url).await.unwrap();
+    // No relay, no projection, no worker from here on: only the write side.
+    app.halt().await.unwrap();
+    let bus = CommandBus::new(pool.clone());
+    let by = Actor { id: Uuid::now_v7(), role: Role::User };
+    let (session, model) = (Uuid::now_v7(), Uuid::now_v7());
+    let meta = CommandMetadata::system("test");
+    let asked: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (i, &question_id) in asked.iter().enumerate() {
+        let question = format!("secret number {i}");
+        let ask = QaCommand::AskQuestion {
+            session_id: session,
+            by,
+            question_id,
+            model_id: model,
+            question,
+            params: AnswerParams::default(),
+        };
+        bus.execute(session, ask, &meta).await.unwrap();
+    }
+    assert_eq!(keys_erased(&pool, &asked).await, [false, false, false]);
+    bus.execute(session, QaCommand::DeleteQuestion { by, question_id: asked[1] }, &meta).await.unwrap();
+    assert_eq!(keys_erased(&pool, &asked).await, [false, true, false], "erased with the append");
+    bus.execute(session, QaCommand::ClearHistory { by }, &meta).await.unwrap();
+    assert_eq!(keys_erased(&pool, &asked).await, [true, true, true], "every question asked before the clearing");
+    let later = Uuid::now_v7();
+    let ask = QaCommand::AskQuestion {
+        session_id: session,
+        by,
+        question_id: later,
+        model_id: model,
+        question: "asked after".into(),
+        params: AnswerParams::default(),
+    };
+    bus.execute(session, ask, &meta).await.unwrap();
+    assert_eq!(keys_erased(&pool, &[later]).await, [false], "a question asked after the clearing keeps its text");
+    let stored: String = sqlx::query_scalar(
+        "SELECT payload -> 'QuestionAsked' ->> 'question' FROM events WHERE event_type = 'QuestionAsked' \
+         AND payload -> 'QuestionAsked' ->> 'question_id' = $1",
+    )
+    .bind(asked[0].to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        bonsai_crypto::sealed::open(&stored, &format!("QaSession/{session}")).unwrap(),
+        bonsai_crypto::data_keys::ERASED
+    );
 }

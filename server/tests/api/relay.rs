@@ -1,4 +1,6 @@
 use crate::helpers::*;
+use bonsai_domain::AggregateKind;
+use bonsai_projections::Subjects;
 use bonsai_workers::stream_name;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -250,7 +252,7 @@ async fn each_projection_receives_only_its_aggregates_events_and_reports_no_lag_
     // datasets').
     eventually(|| async { info(projection("users")).await.is_some_and(|i| i.delivered.stream_sequence >= 2) }).await;
     let models = info(projection("models")).await.expect("the models projection's consumer");
-    assert_eq!(models.config.filter_subject, format!("{}.events.Model.>", settings.nats_prefix));
+    assert_eq!(models.config.filter_subject, Subjects::new(&settings.nats_prefix).events_of(AggregateKind::Model));
     assert_eq!((models.delivered.consumer_sequence, models.num_pending), (0, 0), "{models:?}");
     // So /metrics counts for each projection (all six, whether or not it has applied an event yet) only the
     // events of its aggregates: none is behind, though the users view has not seen the dataset's events.
@@ -270,7 +272,7 @@ async fn each_projection_receives_only_its_aggregates_events_and_reports_no_lag_
     let app = TestApp::spawn_with(settings.clone()).await;
     eventually(|| async {
         let filter = info(projection("models")).await.map(|i| i.config.filter_subject);
-        filter == Some(format!("{}.events.Model.>", settings.nats_prefix))
+        filter == Some(Subjects::new(&settings.nats_prefix).events_of(AggregateKind::Model))
     })
     .await;
     app.stop().await.unwrap();

@@ -2,7 +2,7 @@
 //! deployed, tested, and answers questions through the QA worker, in conversations with a history.
 
 use crate::helpers::*;
-use bonsai_domain::data_keys::ERASED;
+use bonsai_crypto::data_keys::ERASED;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -94,7 +94,7 @@ async fn a_deployed_model_answers_questions_in_conversations_with_a_history() {
     // With the data key of the question that produced it, so that deleting that question erases this copy too.
     let produced_by = format!("sealed:e1:{}:", first["question_id"].as_str().unwrap());
     assert!(stored.starts_with(&produced_by) && !stored.contains(expected.as_str()), "{stored}");
-    let opened = bonsai_domain::sealed::open(&stored, &bonsai_domain::sealed::context("AnswerCache", &keys[0]));
+    let opened = bonsai_crypto::sealed::open(&stored, &bonsai_crypto::sealed::context("AnswerCache", &keys[0]));
     assert_eq!(serde_json::from_str::<Value>(&opened.unwrap()).unwrap()["answer"], expected.as_str());
     use sha2::Digest;
     let plain_digest = hex::encode(sha2::Sha256::digest(b"What is Bonsai?"));

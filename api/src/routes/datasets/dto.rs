@@ -4,7 +4,6 @@ use crate::auth::AuthUser;
 use crate::{ApiError, AppState};
 use bonsai_domain::dataset::DatasetError;
 use bonsai_domain::dataset::DatasetEvent;
-use bonsai_domain::Permission;
 use bonsai_projections::datasets::{DatasetRow, VersionRow};
 use bonsai_projections::log::aggregate_history;
 use chrono::{DateTime, Utc};
@@ -183,7 +182,7 @@ pub(crate) async fn current(state: &AppState, id: Uuid) -> Result<DatasetDto, Ap
 /// 404 unless `user` may see the dataset, 409 if it is archived.
 pub(crate) async fn ensure_open(state: &AppState, user: &AuthUser, id: Uuid) -> Result<(), ApiError> {
     match fold(state, id).await? {
-        Some((dto, _)) if dto.owner_id != user.id && !user.role.can(Permission::ReadAllDatasets) => {
+        Some((dto, _)) if !user.actor().may_see(bonsai_domain::Owned::Dataset, Some(dto.owner_id)) => {
             Err(DatasetError::NotFound.into())
         }
         Some((_, true)) => Err(DatasetError::Archived.into()),

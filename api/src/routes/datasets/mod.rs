@@ -16,9 +16,11 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use bonsai_commands::{CommandMetadata, FileStore, FileStoreError, ModelLookupError, Staged, StoredBlob};
-use bonsai_domain::dataset::{Actor, DatasetCommand};
+use bonsai_commands::CommandMetadata;
+use bonsai_domain::dataset::DatasetCommand;
+use bonsai_domain::Owned;
 use bonsai_domain::Permission;
+use bonsai_infra::{FileStore, FileStoreError, ModelLookupError, Staged, StoredBlob};
 use bonsai_projections::datasets::{self, DatasetRow};
 use serde::Deserialize;
 use std::io::Read;
@@ -30,7 +32,7 @@ pub(crate) struct NoFileStore;
 
 #[async_trait::async_trait]
 impl FileStore for NoFileStore {
-    async fn stage(&self, _: bonsai_commands::files::ByteStream<'_>, _: u64) -> Result<Staged, FileStoreError> {
+    async fn stage(&self, _: bonsai_infra::files::ByteStream<'_>, _: u64) -> Result<Staged, FileStoreError> {
         Err(FileStoreError::Io(std::io::Error::other("no file store is configured")))
     }
     fn open_staged(&self, _: &Staged) -> Result<Box<dyn Read + Send>, FileStoreError> {
@@ -45,16 +47,12 @@ impl FileStore for NoFileStore {
     async fn remove(&self, _: &str) -> Result<(), FileStoreError> {
         Ok(())
     }
-    async fn list(&self) -> Result<Vec<bonsai_commands::files::BlobInfo>, FileStoreError> {
+    async fn list(&self) -> Result<Vec<bonsai_infra::files::BlobInfo>, FileStoreError> {
         Ok(Vec::new())
     }
     async fn remove_stale_partials(&self, _: std::time::SystemTime) -> Result<u64, FileStoreError> {
         Ok(0)
     }
-}
-
-fn actor(user: &AuthUser) -> Actor {
-    Actor { id: user.id, role: user.role }
 }
 
 fn unprocessable(message: impl Into<String>) -> ApiError {
@@ -66,7 +64,7 @@ async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<DatasetR
     crate::fresh::current(state, "datasets", "Dataset", id).await?;
     let row = datasets::find(&state.pool, id).await?;
     match row {
-        Some(row) if row.owner_id == user.id || user.role.can(Permission::ReadAllDatasets) => Ok(row),
+        Some(row) if user.actor().may_see(Owned::Dataset, Some(row.owner_id)) => Ok(row),
         _ => Err(ApiError::NotFound("no such dataset".into())),
     }
 }
@@ -98,7 +96,7 @@ pub(crate) async fn list_datasets(
     user.require(Permission::ManageDatasets)?;
     let (page, page_size) = page_window(query.page, query.page_size)?;
     status_filter(query.status.as_deref(), &STATUSES)?;
-    let owner = (!user.role.can(Permission::ReadAllDatasets)).then_some(user.id);
+    let owner = user.actor().only_own(Owned::Dataset);
     let (rows, total) = datasets::list(&state.pool, owner, query.status.as_deref(), page, page_size).await?;
     Ok(Json(DatasetPage { items: rows.into_iter().map(DatasetDto::from).collect(), total, page, page_size }))
 }
@@ -162,8 +160,8 @@ pub(crate) async fn validate_dataset(
         tokenizer_model(&state, model)?;
     }
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    let command = DatasetCommand::RequestValidation { by: actor(&user), tokenizer_model_id };
-    state.commands.dataset(id, command, &meta).await?;
+    let command = DatasetCommand::RequestValidation { by: user.actor(), tokenizer_model_id };
+    state.commands.execute(id, command, &meta).await?;
     let current = dto::current(&state, id).await?;
     Ok((StatusCode::ACCEPTED, Json(ValidationAccepted { id, version: current.version, status: current.status })))
 }
@@ -230,6 +228,6 @@ pub(crate) async fn archive_dataset(
 ) -> Result<StatusCode, ApiError> {
     user.require(Permission::ManageDatasets)?;
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    state.commands.dataset(id, DatasetCommand::ArchiveDataset { by: actor(&user) }, &meta).await?;
+    state.commands.execute(id, DatasetCommand::ArchiveDataset { by: user.actor() }, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

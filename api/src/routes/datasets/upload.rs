@@ -2,7 +2,7 @@
 //! refused past the size limit (413, nothing kept), scanned for viruses where a scanner is set up (422
 //! `file_infected` or 503, nothing kept), sniffed (415/422, nothing kept), then recorded.
 
-use super::{actor, dto, unprocessable, DatasetDto, UploadForm};
+use super::{dto, unprocessable, DatasetDto, UploadForm};
 use crate::auth::AuthUser;
 use crate::extract::Correlation;
 use crate::{ApiError, AppState};
@@ -11,12 +11,13 @@ use axum::extract::{Multipart, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use bonsai_commands::{CommandMetadata, FileStoreError, Staged, Verdict};
+use bonsai_commands::CommandMetadata;
 use bonsai_datasets::{DatasetError as FormatError, ErrorClass};
 use bonsai_domain::alert::{alert_id, AlertCommand, AlertSpec, Severity};
 use bonsai_domain::dataset::{DatasetCommand, DatasetFile};
 use bonsai_domain::values::{thing_name, MAX_NAME_CHARS};
 use bonsai_domain::Permission;
+use bonsai_infra::{FileStoreError, Staged, Verdict};
 use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
@@ -226,9 +227,9 @@ pub(crate) async fn upload(
         Some((name, description)) => {
             DatasetCommand::UploadDataset { dataset_id: id, owner_id: user.id, name, description, file }
         }
-        None => DatasetCommand::AddDatasetVersion { by: actor(&user), file },
+        None => DatasetCommand::AddDatasetVersion { by: user.actor(), file },
     };
-    state.commands.dataset(id, command, &meta).await?;
+    state.commands.execute(id, command, &meta).await?;
     let dto: DatasetDto = dto::current(&state, id).await?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/data/datasets/{id}"))], Json(dto)))
 }
@@ -309,7 +310,7 @@ async fn raise_infected_alert(
     };
     let id = alert_id(&format!("infected_upload/{}/{}", user.id, staged.sha256));
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    if let Err(error) = state.commands.alert(id, AlertCommand::Raise { spec, recurring: true }, &meta).await {
+    if let Err(error) = state.commands.execute_and_get(id, AlertCommand::Raise { spec, recurring: true }, &meta).await {
         tracing::error!(%error, "the infected_upload alert could not be raised");
     }
 }

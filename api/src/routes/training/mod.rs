@@ -17,25 +17,22 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use bonsai_commands::{CommandMetadata, ModelLookupError};
-use bonsai_domain::dataset::{Actor, VersionStatus};
+use bonsai_commands::CommandMetadata;
+use bonsai_domain::dataset::NotTrainable;
 use bonsai_domain::training::{DatasetRef, Preset, TaskStatus, TrainingConfig, TrainingTaskCommand};
-use bonsai_domain::Permission;
+use bonsai_domain::{Owned, Permission};
+use bonsai_infra::ModelLookupError;
 use bonsai_projections::training::{self, TaskRow};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-fn actor(user: &AuthUser) -> Actor {
-    Actor { id: user.id, role: user.role }
-}
-
 /// The task as the view has it, if `user` may see it; otherwise (also for another user's) 404.
 async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<TaskRow, ApiError> {
     crate::fresh::current(state, "training", "TrainingTask", id).await?;
     match training::find(&state.pool, id).await? {
-        Some(row) if row.owner_id == user.id || user.role.can(Permission::ReadAllTraining) => Ok(row),
+        Some(row) if user.actor().may_see(Owned::TrainingTask, Some(row.owner_id)) => Ok(row),
         _ => Err(ApiError::NotFound("no such training task".into())),
     }
 }
@@ -88,26 +85,17 @@ pub(crate) async fn dataset_ref(
     dataset_id: Uuid,
     version: Option<u32>,
 ) -> Result<DatasetRef, ApiError> {
-    let dataset = state.commands.dataset_state(dataset_id).await?;
-    let visible = dataset.owner_id == Some(user.id) || user.role.can(Permission::ReadAllDatasets);
-    if dataset.id.is_none() || !visible {
-        return Err(ApiError::field("unknown_dataset", "no such dataset", "dataset_id"));
-    }
-    if dataset.archived {
-        return Err(ApiError::Conflict { code: "dataset_archived", message: "the dataset is archived".into() });
-    }
-    let number = version.unwrap_or_else(|| dataset.latest_version());
-    let v = dataset.version(number).ok_or_else(|| {
-        ApiError::field("unknown_dataset_version", format!("the dataset has no version {number}"), "dataset_version")
-    })?;
-    if v.status != VersionStatus::Valid {
-        return Err(ApiError::Unprocessable {
+    let dataset = state.commands.load::<bonsai_domain::dataset::Dataset>(dataset_id).await?;
+    dataset.trainable(&user.actor(), version).map_err(|e| match e {
+        NotTrainable::Unknown => ApiError::field("unknown_dataset", e.to_string(), "dataset_id"),
+        NotTrainable::Archived => ApiError::Conflict { code: "dataset_archived", message: e.to_string() },
+        NotTrainable::UnknownVersion(_) => ApiError::field("unknown_dataset_version", e.to_string(), "dataset_version"),
+        NotTrainable::NotValid { version, status } => ApiError::Unprocessable {
             code: "dataset_not_valid",
-            message: format!("version {number} of the dataset is {}; validate it first", v.status.as_str()),
-            details: Some(json!({ "field": "dataset_id", "version": number, "status": v.status.as_str() })),
-        });
-    }
-    Ok(DatasetRef { dataset_id, version: number, sha256: v.file.sha256.clone() })
+            message: e.to_string(),
+            details: Some(json!({ "field": "dataset_id", "version": version, "status": status.as_str() })),
+        },
+    })
 }
 
 /// Creates a fine-tuning task (and, with `start`, queues its first run).
@@ -150,10 +138,10 @@ pub(crate) async fn create_task(
         dataset,
         config,
     };
-    let mut task = state.commands.training_state_after(id, command, &meta).await?;
+    let mut task = state.commands.execute_and_get(id, command, &meta).await?;
     if request.start {
-        let start = TrainingTaskCommand::StartTraining { by: actor(&user) };
-        task = state.commands.training_state_after(id, start, &meta).await?;
+        let start = TrainingTaskCommand::StartTraining { by: user.actor() };
+        task = state.commands.execute_and_get(id, start, &meta).await?;
     }
     Ok((StatusCode::CREATED, Json(TaskAccepted { id, status: task.status.to_string(), attempt: task.attempt })))
 }
@@ -185,7 +173,7 @@ pub(crate) async fn list_tasks(
     user.require(Permission::ManageTraining)?;
     let (page, page_size) = page_window(query.page, query.page_size)?;
     status_filter(query.status.as_deref(), &TaskStatus::ALL.map(TaskStatus::as_str))?;
-    let owner = (!user.role.can(Permission::ReadAllTraining)).then_some(user.id);
+    let owner = user.actor().only_own(Owned::TrainingTask);
     let (rows, total) =
         training::list(&state.pool, owner, query.status.as_deref(), query.dataset_id, page, page_size).await?;
     Ok(Json(TaskPage { items: rows.into_iter().map(TaskDto::from).collect(), total, page, page_size }))
@@ -229,7 +217,7 @@ async fn command(
 ) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
     user.require(Permission::ManageTraining)?;
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    let task = state.commands.training_state_after(id, command, &meta).await?;
+    let task = state.commands.execute_and_get(id, command, &meta).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskAccepted { id, status: task.status.to_string(), attempt: task.attempt })))
 }
 
@@ -244,7 +232,7 @@ pub(crate) async fn start_task(
     Correlation(correlation): Correlation,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
-    let by = actor(&user);
+    let by = user.actor();
     command(&state, &user, correlation, id, TrainingTaskCommand::StartTraining { by }).await
 }
 
@@ -260,7 +248,7 @@ pub(crate) async fn stop_task(
     Correlation(correlation): Correlation,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<TaskAccepted>), ApiError> {
-    let by = actor(&user);
+    let by = user.actor();
     command(&state, &user, correlation, id, TrainingTaskCommand::StopTraining { by }).await
 }
 

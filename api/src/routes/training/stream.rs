@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use bonsai_domain::training::TaskStatus;
-use bonsai_domain::Permission;
+use bonsai_domain::{AggregateKind, Permission};
 use bonsai_projections::StoredEvent;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -21,8 +21,19 @@ use std::convert::Infallible;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Events after which a run is over.
-const FINAL: [&str; 3] = ["TrainingCompleted", "TrainingFailed", "TrainingStopped"];
+/// Whether a run is over after this event.
+fn is_final(event: &StoredEvent) -> bool {
+    use bonsai_domain::training::TrainingTaskEvent::*;
+    matches!(
+        event.event(),
+        Ok((
+            bonsai_domain::Event::TrainingTask(
+                TrainingCompleted { .. } | TrainingFailed { .. } | TrainingStopped { .. }
+            ),
+            _
+        ))
+    )
+}
 
 /// How often an idle stream shows it is alive (an SSE comment, a WebSocket ping).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -35,12 +46,12 @@ async fn feed(
 ) -> Result<(TaskDto, BoxStream<'static, StoredEvent>), ApiError> {
     user.require(Permission::ManageTraining)?;
     // Subscribed before the snapshot is read, so nothing falls between the two.
-    let subject = format!("{}.events.TrainingTask.{id}", state.nats_prefix);
+    let subject = state.subjects.events_of_one(AggregateKind::TrainingTask, id);
     let live = state.nats.subscribe(subject).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let mut task = TaskDto::from(visible(state, user, id).await?);
     // Whether the run is over comes from the task's committed events, not the view: a final event published
     // before the subscription may not be in the view yet, and would otherwise be waited for forever.
-    let committed = state.commands.training_state(id).await?;
+    let committed = state.commands.load::<bonsai_domain::training::TrainingTask>(id).await?;
     let over = matches!(committed.status, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Stopped);
     task.status = committed.status.to_string();
     if let Some(result) = &committed.result {
@@ -57,7 +68,7 @@ async fn feed(
         loop {
             let message = live.next().await?;
             let Ok(event) = StoredEvent::envelope(&message.payload) else { continue };
-            let done = FINAL.contains(&event.event_type.as_str());
+            let done = is_final(&event);
             return Some((event, (live, done)));
         }
     });

@@ -18,7 +18,7 @@
 //! notifies at commit) and forgets it too, and treats every loaded key as stale ([`expire_all`]) whenever it
 //! may have missed such a notice, so [`FRESH_FOR`] only bounds what a lost notice can delay.
 
-use crate::sealed::SealError;
+use crate::aead::SealError;
 use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use ring::rand::SystemRandom;
 use serde_json::Value;
@@ -72,12 +72,12 @@ pub fn is_erasable(value: &str) -> bool {
 /// A new data key for `id`, as the `data_keys` table stores it: sealed with the installed key ring, or
 /// plain base64 without one.
 pub fn new_key(id: Uuid) -> String {
-    crate::sealed::seal(&crate::sealed::KeyRing::generate_key(), &context(id))
+    crate::keyring::seal(&crate::keyring::KeyRing::generate_key(), &context(id))
 }
 
 fn decode(id: Uuid, stored: &str) -> Result<LessSafeKey, SealError> {
     use base64::Engine;
-    let encoded = crate::sealed::open(stored, &context(id))?;
+    let encoded = crate::keyring::open(stored, &context(id))?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| SealError::Tampered)?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| SealError::Tampered)?;
     Ok(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &bytes).expect("32 bytes make an AES-256 key")))
@@ -163,7 +163,7 @@ pub fn seal(id: Uuid, plain: &str, context: &str) -> Result<String, SealError> {
     let cache = CACHE.read().expect("data key cache lock");
     match cache.get(&id) {
         Some(Cached::Live { key, .. }) => {
-            Ok(format!("{PREFIX}{id}:{}", crate::sealed::seal_with(key, &SystemRandom::new(), plain, context)))
+            Ok(format!("{PREFIX}{id}:{}", crate::aead::seal_with(key, &SystemRandom::new(), plain, context)))
         }
         Some(Cached::Erased) => Ok(ERASED.to_owned()),
         None => Err(SealError::DataKeyNotLoaded(id)),
@@ -177,7 +177,7 @@ pub(crate) fn open(value: &str, context: &str) -> Result<String, SealError> {
     let id: Uuid = id.parse().map_err(|_| SealError::Tampered)?;
     let cache = CACHE.read().expect("data key cache lock");
     match cache.get(&id) {
-        Some(Cached::Live { key, .. }) => crate::sealed::open_with(key, encoded, context),
+        Some(Cached::Live { key, .. }) => crate::aead::open_with(key, encoded, context),
         Some(Cached::Erased) => Ok(ERASED.to_owned()),
         None => Err(SealError::DataKeyNotLoaded(id)),
     }
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn an_erasable_value_opens_while_its_key_lives_and_reads_erased_after() {
-        let _ring = crate::sealed::RING_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+        let _ring = crate::RING_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         let id = Uuid::new_v4();
         assert_eq!(seal(id, "x", "QaSession/1"), Err(SealError::DataKeyNotLoaded(id)), "no key loaded: no sealing");
         let stored = new_key(id);

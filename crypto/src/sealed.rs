@@ -10,21 +10,17 @@
 //! new one in front and keeping the old ones for what they sealed. Values stored before encryption was turned
 //! on stay readable (a plain string opens as itself) and are sealed when next written.
 //!
-//! The ring is process-wide, like the upcasters: [`install`] it once at start, before anything reads events.
+//! The ring is process-wide, like the upcasters: [`crate::keyring::install`] it once at start, before anything reads events.
 //! Without one, values are stored plain.
 //!
 //! The text of questions and answers is erasable instead: sealed with a data key per question
 //! (`sealed:e1:...`, see [`crate::data_keys`]) whether or not a ring is installed, so deleting a question
 //! makes every stored copy of it unreadable.
 
+use crate::aead::SealError;
 use crate::data_keys;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
+use crate::keyring::{self, ring};
 use serde_json::Value;
-use std::sync::{Arc, RwLock};
-
-const PREFIX: &str = "sealed:v1:";
 
 /// Sensitive string fields of a payload: `fields` (JSON pointers relative to `at`) in each object that `at`
 /// points to (`*` walks every element of an array). With `erasable_by`, the object's field of that name holds
@@ -84,205 +80,9 @@ pub fn context(aggregate_type: &str, aggregate_id: &str) -> String {
     format!("{aggregate_type}/{aggregate_id}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SealError {
-    #[error("the encryption key `{0}` is not in the key ring")]
-    UnknownKey(String),
-    #[error("a sealed value does not open (wrong key, altered, or moved from another record)")]
-    Tampered,
-    #[error("a sealed value is found but no encryption keys are set up (BONSAI__ENCRYPTION__KEYS)")]
-    NoKeys,
-    #[error("invalid encryption keys: {0}")]
-    InvalidKeys(String),
-    /// An erasable value's data key has not been read from the database (see [`crate::data_keys`]).
-    #[error("the data key {0} is not loaded")]
-    DataKeyNotLoaded(uuid::Uuid),
-}
-
-/// Encryption keys: the first seals, all open.
-pub struct KeyRing {
-    keys: Vec<(String, LessSafeKey)>,
-    index: hmac::Key,
-    random: SystemRandom,
-}
-
-impl std::fmt::Debug for KeyRing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("KeyRing").field("key_ids", &ids).finish_non_exhaustive()
-    }
-}
-
-fn decode_key(id: &str, encoded: &str) -> Result<[u8; 32], SealError> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| SealError::InvalidKeys(format!("key `{id}` is not base64")))?;
-    bytes.try_into().map_err(|_| SealError::InvalidKeys(format!("key `{id}` is not 32 bytes (AES-256)")))
-}
-
-impl KeyRing {
-    /// `id:base64-of-32-bytes` entries, comma-separated, the sealing key first (`2026b:..., 2026a:...`).
-    /// `index_key` (any secret text) keys the look-up digests of sealed values ([`KeyRing::digest`]); it must
-    /// outlive key rotations, so it is separate from the keys.
-    pub fn parse(keys: &str, index_key: &str) -> Result<Self, SealError> {
-        let mut ring = Vec::new();
-        for entry in keys.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (id, encoded) =
-                entry.split_once(':').ok_or_else(|| SealError::InvalidKeys("each key is `id:base64`".into()))?;
-            let id = id.trim();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(SealError::InvalidKeys(format!("key id `{id}`: letters, digits, - and _ only")));
-            }
-            if ring.iter().any(|(other, _)| other == id) {
-                return Err(SealError::InvalidKeys(format!("key id `{id}` appears twice")));
-            }
-            let key = UnboundKey::new(&AES_256_GCM, &decode_key(id, encoded)?).expect("32 bytes make an AES-256 key");
-            ring.push((id.to_owned(), LessSafeKey::new(key)));
-        }
-        if ring.is_empty() {
-            return Err(SealError::InvalidKeys("no key".into()));
-        }
-        if index_key.len() < 16 {
-            return Err(SealError::InvalidKeys("the index key must be at least 16 characters".into()));
-        }
-        Ok(Self {
-            keys: ring,
-            index: hmac::Key::new(hmac::HMAC_SHA256, index_key.as_bytes()),
-            random: SystemRandom::new(),
-        })
-    }
-
-    /// A new random key, as `parse` takes it (base64 of 32 bytes).
-    pub fn generate_key() -> String {
-        use base64::Engine;
-        let mut key = [0u8; 32];
-        SystemRandom::new().fill(&mut key).expect("the system's random source works");
-        base64::engine::general_purpose::STANDARD.encode(key)
-    }
-
-    /// Seals `plain` for `context`.
-    pub fn seal(&self, plain: &str, context: &str) -> String {
-        let (id, key) = &self.keys[0];
-        format!("{PREFIX}{id}:{}", seal_with(key, &self.random, plain, context))
-    }
-
-    /// Opens a value sealed for `context`; a plain value is returned as it is.
-    pub fn open(&self, value: &str, context: &str) -> Result<String, SealError> {
-        let Some(rest) = value.strip_prefix(PREFIX) else { return Ok(value.to_owned()) };
-        let (id, encoded) = rest.split_once(':').ok_or(SealError::Tampered)?;
-        let key = self.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key);
-        open_with(key.ok_or_else(|| SealError::UnknownKey(id.to_owned()))?, encoded, context)
-    }
-
-    /// The id of the key that seals.
-    pub fn sealing_key(&self) -> &str {
-        &self.keys[0].0
-    }
-
-    /// `value` sealed again with the sealing key when another key sealed it; `None` when it is plain or
-    /// already sealed with the sealing key.
-    pub fn reseal(&self, value: &str, context: &str) -> Result<Option<String>, SealError> {
-        match key_id(value) {
-            Some(id) if id != self.sealing_key() => Ok(Some(self.seal(&self.open(value, context)?, context))),
-            _ => Ok(None),
-        }
-    }
-
-    /// Seals again with the sealing key every sealed string in `value` (a payload or a snapshot) that another
-    /// key sealed; how many it changed.
-    pub fn reseal_all(&self, value: &mut Value, context: &str) -> Result<usize, SealError> {
-        Ok(match value {
-            Value::String(s) => match self.reseal(s, context)? {
-                Some(resealed) => {
-                    *s = resealed;
-                    1
-                }
-                None => 0,
-            },
-            Value::Array(items) => items.iter_mut().map(|v| self.reseal_all(v, context)).sum::<Result<_, _>>()?,
-            Value::Object(map) => map.values_mut().map(|v| self.reseal_all(v, context)).sum::<Result<_, _>>()?,
-            _ => 0,
-        })
-    }
-
-    /// A keyed digest of `value` (hex HMAC-SHA256), for finding sealed values by equality (an e-mail address
-    /// taken by another user) without storing them plain.
-    pub fn digest(&self, value: &str) -> String {
-        let tag = hmac::sign(&self.index, value.as_bytes());
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-/// base64 of nonce | ciphertext | tag: `plain` sealed with `key` (AES-256-GCM), `context` as associated data.
-pub(crate) fn seal_with(key: &LessSafeKey, random: &SystemRandom, plain: &str, context: &str) -> String {
-    use base64::Engine;
-    let mut nonce = [0u8; NONCE_LEN];
-    random.fill(&mut nonce).expect("the system's random source works");
-    let mut buffer = plain.as_bytes().to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut buffer)
-        .expect("AES-GCM seals any length the platform stores");
-    let mut sealed = nonce.to_vec();
-    sealed.extend(buffer);
-    base64::engine::general_purpose::STANDARD.encode(sealed)
-}
-
-/// The text that [`seal_with`] sealed into `encoded`.
-pub(crate) fn open_with(key: &LessSafeKey, encoded: &str, context: &str) -> Result<String, SealError> {
-    use base64::Engine;
-    let mut bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SealError::Tampered)?;
-    if bytes.len() < NONCE_LEN {
-        return Err(SealError::Tampered);
-    }
-    let nonce = Nonce::try_assume_unique_for_key(&bytes[..NONCE_LEN]).map_err(|_| SealError::Tampered)?;
-    let mut cipher = bytes.split_off(NONCE_LEN);
-    let plain =
-        key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut cipher).map_err(|_| SealError::Tampered)?;
-    String::from_utf8(plain.to_vec()).map_err(|_| SealError::Tampered)
-}
-
-/// The id of the key that sealed `value`; none for a plain value.
-pub fn key_id(value: &str) -> Option<&str> {
-    value.strip_prefix(PREFIX)?.split_once(':').map(|(id, _)| id)
-}
-
-/// Every sealed string in `value` by the id of the key that sealed it, counted into `counts`.
-pub fn count_keys(value: &Value, counts: &mut std::collections::BTreeMap<String, u64>) {
-    match value {
-        Value::String(s) => {
-            if let Some(id) = key_id(s) {
-                *counts.entry(id.to_owned()).or_default() += 1;
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| count_keys(v, counts)),
-        Value::Object(map) => map.values().for_each(|v| count_keys(v, counts)),
-        _ => {}
-    }
-}
-
-/// Whether `value` is sealed.
+/// Whether `value` is sealed (with the key ring or with a data key).
 pub fn is_sealed(value: &str) -> bool {
-    value.starts_with(PREFIX) || data_keys::is_erasable(value)
-}
-
-static RING: RwLock<Option<Arc<KeyRing>>> = RwLock::new(None);
-
-/// Sets (or with `None` removes) the process's key ring.
-pub fn install(ring: Option<KeyRing>) {
-    *RING.write().expect("key ring lock") = ring.map(Arc::new);
-}
-
-/// The process's key ring, if one is installed.
-pub fn ring() -> Option<Arc<KeyRing>> {
-    RING.read().expect("key ring lock").clone()
-}
-
-/// Seals `plain` for `context` with the installed ring; plain without one.
-pub fn seal(plain: &str, context: &str) -> String {
-    match ring() {
-        Some(ring) => ring.seal(plain, context),
-        None => plain.to_owned(),
-    }
+    keyring::is_ring_sealed(value) || data_keys::is_erasable(value)
 }
 
 /// Opens a value sealed for `context` with the installed ring (a plain value opens as itself).
@@ -291,15 +91,7 @@ pub fn open(value: &str, context: &str) -> Result<String, SealError> {
     if data_keys::is_erasable(value) {
         return data_keys::open(value, context);
     }
-    if !is_sealed(value) {
-        return Ok(value.to_owned());
-    }
-    ring().ok_or(SealError::NoKeys)?.open(value, context)
-}
-
-/// The installed ring's digest of `value`, or none without a ring.
-pub fn digest(value: &str) -> Option<String> {
-    ring().map(|ring| ring.digest(value))
+    keyring::open(value, context)
 }
 
 fn pointer_targets<'v>(value: &'v mut Value, path: &[&str], out: &mut Vec<&'v mut Value>) {
@@ -471,7 +263,7 @@ pub fn seal_snapshot(aggregate_type: &str, aggregate_id: &str, mut state: Value)
 /// keys, then [`open_all`].
 pub fn unwrap_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) -> Result<Value, SealError> {
     match stored {
-        Value::String(s) if s.starts_with(PREFIX) => {
+        Value::String(s) if keyring::is_ring_sealed(&s) => {
             let plain = open(&s, &context(aggregate_type, aggregate_id))?;
             serde_json::from_str(&plain).map_err(|_| SealError::Tampered)
         }
@@ -486,13 +278,14 @@ pub fn open_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) ->
     Ok(state)
 }
 
-/// Held by the tests that install a ring and by those whose results depend on the installed ring (none).
 #[cfg(test)]
 pub(crate) static RING_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyring::{count_keys, install, key_id, KeyRing};
+    use crate::RING_IN_USE;
     use serde_json::json;
 
     fn ring_of(keys: &[(&str, u8)]) -> KeyRing {
