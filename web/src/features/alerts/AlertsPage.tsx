@@ -45,10 +45,10 @@ export default function AlertsPage() {
   return (
     <Card title={<Typography.Title level={4} style={{ margin: 0 }}>{t('menuAlerts')}</Typography.Title>}
       extra={<Space>
-        <Select allowClear placeholder={t('status')} style={{ width: 160 }} value={status} onChange={(v) => { setStatus(v); setPage(1); }}
-          options={['active', 'open', 'acknowledged', 'resolved'].map((s) => ({ value: s, label: t(`alert_${s}` as Key) }))} data-testid="alert-status-filter" />
-        <Select allowClear placeholder={t('severity')} style={{ width: 160 }} value={severity} onChange={(v) => { setSeverity(v); setPage(1); }}
-          options={['info', 'warning', 'critical'].map((s) => ({ value: s, label: s }))} data-testid="alert-severity-filter" />
+        <span data-testid="alert-status-filter"><Select allowClear placeholder={t('status')} style={{ width: 230 }} value={status} onChange={(v) => { setStatus(v); setPage(1); }}
+          options={['active', 'open', 'acknowledged', 'resolved'].map((s) => ({ value: s, label: t(`alert_${s}` as Key) }))} /></span>
+        <span data-testid="alert-severity-filter"><Select allowClear placeholder={t('severity')} style={{ width: 160 }} value={severity} onChange={(v) => { setSeverity(v); setPage(1); }}
+          options={['info', 'warning', 'critical'].map((s) => ({ value: s, label: s }))} /></span>
       </Space>}>
       <Loadable loading={isLoading} error={error} onRetry={refetch} empty={!data?.items.length} emptyText={t('noAlerts')}>
         <Table<Alert> rowKey="id" dataSource={data?.items} pagination={{ current: page, total: data?.total, pageSize: 20, onChange: setPage }}

@@ -98,8 +98,11 @@ async function download(id: string, file: string) {
   const a = document.createElement('a');
   a.href = url;
   a.download = file;
+  document.body.appendChild(a);
   a.click();
-  URL.revokeObjectURL(url);
+  a.remove();
+  // Revoked once the browser has taken the file (revoking at once can cancel the download).
+  setTimeout(() => URL.revokeObjectURL(url), 30000);
 }
 
 export default function TaskPage() {
