@@ -391,6 +391,13 @@ const scenarios = [
       expect((await page.locator('[data-testid=accuracy-point]').count()) === 2, 'two points');
       await noInjected(page, 'the model page');
       await shot('model-page-two-tests');
+      // Its audit timeline: the name and the test's question inside the payloads, as text.
+      await page.click('[data-testid=model-audit-link]');
+      await showsText(page, '[data-testid=audit-timeline]', 'ModelTested');
+      await showsText(page, '[data-testid=audit-timeline]', MODEL_NAME);
+      await showsText(page, '[data-testid=audit-timeline]', question);
+      await noInjected(page, 'the audit timeline');
+      await shot('model-audit-timeline');
     },
   },
   {

@@ -67,6 +67,8 @@ export const en = {
   rolledBack: 'Rolled back', makeDefault: 'Make default', aliasPlaceholder: 'alias, e.g. production', setAlias: 'Set alias', deployedAt: 'deployed',
   accuracyHistory: 'Accuracy history', accuracyEveryTest: 'every test of every version', accuracyLatestTests: 'the latest test of each version',
   alert_active: 'active (open or acknowledged)', alert_open: 'open', alert_acknowledged: 'acknowledged', alert_resolved: 'resolved', open: 'Open',
+  trainingsOnDataset: 'Trainings on it',
+  auditTimeline: 'Its audit timeline',
   lastTest: 'Last test', testing: 'Testing…', containsScore: 'Accuracy (contains)', exactMatch: 'Exact match',
 };
 
@@ -139,5 +141,7 @@ export const zh: Record<Key, string> = {
   rolledBack: '已回滚', makeDefault: '设为默认', aliasPlaceholder: '别名，例如 production', setAlias: '设置别名', deployedAt: '部署于',
   accuracyHistory: '准确率历史', accuracyEveryTest: '各版本的每次测试', accuracyLatestTests: '各版本的最近一次测试',
   alert_active: '活动（未处理或已确认）', alert_open: '未处理', alert_acknowledged: '已确认', alert_resolved: '已解决', open: '打开',
+  trainingsOnDataset: '使用它的训练',
+  auditTimeline: '审计时间线',
   lastTest: '最近一次测试', testing: '测试中……', containsScore: '准确率（包含）', exactMatch: '完全匹配',
 };

@@ -1,6 +1,6 @@
 // The installed base models (`GET /api/models/base`) as a picker: what a training starts from and what a
 // model is registered from. Each option says its size and shape; with nothing installed it says how to
-// install one. Picks the first installed model when the form has none yet.
+// install one. Picks the first installed model when the form has none yet (unless it is optional).
 import { useEffect } from 'react';
 import { Select, Typography } from 'antd';
 import { useBaseModelsQuery } from '../../api/api';
@@ -20,16 +20,24 @@ export function baseModelSummary(m: BaseModel): string {
   ].filter(Boolean).join(' · ');
 }
 
-export function BaseModelSelect({ id, value, onChange }: { id?: string; value?: string; onChange?: (v: string) => void }) {
+export function BaseModelSelect({ id, value, onChange, optional, placeholder, style }: {
+  id?: string;
+  value?: string;
+  onChange?: (v: string) => void;
+  /** May stay empty (a clear button, no model picked by itself). */
+  optional?: boolean;
+  placeholder?: string;
+  style?: React.CSSProperties;
+}) {
   const { t, lang } = useI18n();
   const { data, isLoading, error } = useBaseModelsQuery();
   const items = data?.items ?? [];
   useEffect(() => {
-    if (!value && items.length) onChange?.(items[0].id);
-  }, [value, items, onChange]);
+    if (!optional && !value && items.length) onChange?.(items[0].id);
+  }, [optional, value, items, onChange]);
   return (
     <>
-      <Select id={id} value={value} onChange={onChange} loading={isLoading} status={error ? 'error' : undefined}
+      <Select id={id} value={value} onChange={onChange} loading={isLoading} allowClear={optional} placeholder={placeholder} style={style} status={error ? 'error' : undefined}
         className="base-model-select" data-testid="base-model-select" showSearch optionFilterProp="value"
         notFoundContent={t('noBaseModels')}
         options={items.map((m) => ({

@@ -143,6 +143,7 @@ export default function ModelPage() {
               <Button disabled={!alias || m.status !== 'ready'} loading={settingAlias.isLoading}
                 onClick={() => setAlias({ id: m.id, alias }).unwrap().then(() => { setAliasText(''); void routing.refetch(); }).catch(fail)}>{t('setAlias')}</Button>
               <Typography.Text type="secondary">{t('created')} {when(m.created_at)} · {t('deployedAt')} {when(m.deployed_at)}</Typography.Text>
+              {me.data?.role === 'admin' && <Link to={`/admin/audit?type=Model&id=${m.id}`} data-testid="model-audit-link">{t('auditTimeline')}</Link>}
             </Space>
           </Card>
           <Card title={t('accuracyHistory')} extra={<Typography.Text type="secondary">{me.data?.role === 'admin' ? t('accuracyEveryTest') : t('accuracyLatestTests')}</Typography.Text>}>

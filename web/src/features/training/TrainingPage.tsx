@@ -5,7 +5,7 @@ import {
   Button, Card, Collapse, Drawer, Form, Input, InputNumber, Progress, Segmented, Select, Space, Switch,
   Table, Tag, Typography, Alert,
 } from 'antd';
-import { Link, useNavigate } from 'react-router-dom';
+import { Link, useNavigate, useSearchParams } from 'react-router-dom';
 import { useCreateTaskMutation, useDatasetsQuery, useTasksQuery } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError, errorField } from '../../api/errors';
@@ -124,17 +124,23 @@ function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
 export default function TrainingPage() {
   const { t } = useI18n();
   const navigate = useNavigate();
+  const [params, setParams] = useSearchParams();
   const [status, setStatus] = useState<string | undefined>();
+  const datasetId = params.get('dataset') ?? undefined;
   const [page, setPage] = useState(1);
   const [creating, setCreating] = useState(false);
-  const { data, isLoading, error, refetch } = useTasksQuery({ status, page, page_size: 20 }, { pollingInterval: 5000 });
+  const datasets = useDatasetsQuery({ page_size: 100 });
+  const { data, isLoading, error, refetch } = useTasksQuery({ status, dataset_id: datasetId, page, page_size: 20 }, { pollingInterval: 5000 });
   return (
     <Card
       title={<Typography.Title level={4} style={{ margin: 0 }}>{t('menuTraining')}</Typography.Title>}
       extra={
         <Space>
+          <Select allowClear placeholder={t('dataset')} style={{ width: 220 }} value={datasetId} className="task-dataset-filter"
+            onChange={(v?: string) => { setParams(v ? { dataset: v } : {}); setPage(1); }}
+            options={(datasets.data?.items ?? []).map((d) => ({ value: d.id, label: d.name }))} />
           <Select allowClear placeholder={t('status')} style={{ width: 160 }} value={status} onChange={(v) => { setStatus(v); setPage(1); }}
-            options={['queued', 'running', 'completed', 'failed', 'stopped'].map((s) => ({ value: s, label: s }))} />
+            options={['created', 'queued', 'running', 'stopping', 'stopped', 'completed', 'failed'].map((s) => ({ value: s, label: s }))} />
           <Button type="primary" onClick={() => setCreating(true)}>{t('newTraining')}</Button>
         </Space>
       }
