@@ -405,12 +405,19 @@ const scenarios = [
     async run({ page, base, shot }) {
       // The 0% test (under the minimum of 0.5) raised an alert about tina's model.
       const bearer = await token(base, 'tina', 'tina-password');
+      // Every test of the model that scored under the minimum has raised its alert (the newest is acted on).
+      const model = (await api(base, '/api/models?page_size=100', { token: bearer })).json.items.find((m) => m.name === MODEL_NAME);
+      const history = (await api(base, `/api/audit/Model/${model.id}`, { token: await token(base, 'admin', ADMIN_PASSWORD) })).json;
+      const low = history.filter((e) => e.event_type === 'ModelTested' && !e.payload.ModelTested.report?.error && e.payload.ModelTested.accuracy < 0.5).length;
+      expect(low >= 1, `a test under the minimum (${low})`);
       let alert;
-      await until('the accuracy alert', async () => {
+      await until(`${low} accuracy alerts`, async () => {
         const open = await api(base, '/api/alerts?status=open&kind=accuracy_below_minimum&page_size=100', { token: bearer });
-        alert = open.json.items.find((a) => a.message.includes(MODEL_NAME));
-        return !!alert;
+        const mine = open.json.items.filter((a) => a.subject === `Model/${model.id}`);
+        alert = mine[0];
+        return mine.length === low;
       }, 30000);
+      expect(alert.message.includes(MODEL_NAME), `the alert names the model: ${alert.message}`);
       const activeBefore = (await api(base, '/api/alerts?status=active&page_size=1', { token: bearer })).json.total;
       await signIn(page, base, 'tina', 'tina-password');
       await until('the unread count in the header', async () => (await headerCount(page)) === activeBefore);
@@ -522,6 +529,47 @@ const scenarios = [
     },
   },
   {
+    name: 'model-versions-rollback-default-alias',
+    async run({ page, base, shot }) {
+      const bearer = await token(base, 'tina', 'tina-password');
+      const task = (await api(base, '/api/training/tasks?page_size=100', { token: bearer })).json.items.find((t) => t.name === TASK_NAME);
+      await signIn(page, base, 'tina', 'tina-password');
+      // The same name again from the same training: version 2.
+      await page.goto(`${base}/training/${task.id}`);
+      await page.click('button:has-text("Register as model")');
+      await page.fill('#model-name', MODEL_NAME);
+      await page.click('.ant-modal-content button[type=submit]');
+      await page.waitForURL(/\/models$/);
+      const row = (v) => page.locator('tr').filter({ has: page.locator('[data-testid=model-link]', { hasText: new RegExp(`^v${v}$`) }) });
+      await until('version 2 exported', async () => (await row(2).locator('[data-testid=model-status]').innerText()) === 'ready', 120000);
+      await row(2).locator('button:has-text("Deploy")').click();
+      await until('version 2 deployed', async () => (await row(2).innerText()).includes('deployed'));
+      await shot('v2-deployed');
+      // Roll back from version 2: version 1 answers again, version 2 is out of service.
+      await row(2).locator('button:has-text("Roll back")').click();
+      const deployed = async () => (await api(base, `/api/models?name=${encodeURIComponent(MODEL_NAME)}&page_size=10`, { token: bearer })).json.items
+        .filter((m) => m.deployed).map((m) => m.version).join(',');
+      await until('version 1 deployed, version 2 not', async () => (await deployed()) === '1', 20000);
+      await until('the list shows it', async () => !(await row(2).innerText()).includes('deployed') && (await row(1).innerText()).includes('deployed'));
+      await shot('rolled-back');
+      // Version 1 becomes the default and is named `production`.
+      await row(1).locator('button:has-text("Make default")').click();
+      await showsText(page, '[data-testid=default-model]', `${MODEL_NAME} v1`, 20000);
+      await row(1).locator('[data-testid=model-link]').click();
+      await page.waitForURL(/\/models\/[0-9a-f-]{36}$/);
+      await page.waitForSelector('[data-testid=default-tag]');
+      await page.fill('#alias-input', 'production');
+      await page.click('button:has-text("Set alias")');
+      await page.waitForSelector('.ant-card-head .ant-tag:has-text("production")', { timeout: 20000 });
+      await shot('default-and-alias');
+      // The chat starts on the default model and names its alias.
+      await page.click('[data-testid=main-menu] >> text=Chat');
+      await showsText(page, '[data-testid=model-select]', `${MODEL_NAME} v1 (default, production)`, 20000);
+      await noInjected(page, 'the chat');
+      await shot('chat-default');
+    },
+  },
+  {
     name: 'bad-uploads-show-server-errors',
     async run({ page, base, shot }) {
       await signIn(page, base, 'tina', 'tina-password');
@@ -535,8 +583,10 @@ const scenarios = [
       const refused = await page.innerText('[data-testid=upload-error]');
       expect(/415/.test(refused), `a 415 shown: ${refused}`);
       await shot('wrong-type');
-      writeFileSync(join(dir, 'broken.jsonl'), '{"question": "ok?", "answer": "yes"}\n{"question": "no answer"}\nnot json at all\n');
-      await page.setInputFiles('.ant-upload input[type=file]', join(dir, 'broken.jsonl'));
+      // Its file name holds markup too: shown as text wherever it appears.
+      const file = `${TAG}broken.jsonl`;
+      writeFileSync(join(dir, file), '{"question": "ok?", "answer": "yes"}\n{"question": "no answer"}\nnot json at all\n');
+      await page.setInputFiles('.ant-upload input[type=file]', join(dir, file));
       await page.fill('#dataset-name', 'broken');
       await page.click('.ant-drawer button[type=submit]');
       await page.waitForURL(/\/datasets\/[0-9a-f-]{36}$/);
@@ -547,6 +597,11 @@ const scenarios = [
         return table.includes('answer') && /\b2\b/.test(table) && /\b3\b/.test(table);
       });
       await shot('line-errors');
+      await showsText(page, '.ant-descriptions', 'broken.jsonl');
+      await noInjected(page, 'the dataset page');
+      await page.goto(`${base}/datasets`);
+      await showsText(page, '.ant-table', 'broken.jsonl');
+      await noInjected(page, 'the datasets list');
       rmSync(dir, { recursive: true, force: true });
     },
   },
