@@ -278,10 +278,8 @@ const scenarios = [
       await choose(page, '.ant-drawer .base-model-select', 'demo-tiny');
       expect((await page.innerText('.ant-drawer .base-model-select')).includes('params'), 'the base model picked from the installed list');
       await choose(page, '.ant-drawer .dataset-select', `${XSS} (v1)`);
-      await page.click('.ant-segmented-item:has-text("Quick try")');
-      // A run long enough to watch: 40 steps.
-      await page.click('.ant-collapse-header:has-text("Advanced")');
-      await page.fill('#cfg-max_steps', '40');
+      // The FAQ preset: what makes demo-tiny (a random model) learn the 20 answers (400 steps).
+      await page.click('.ant-segmented-item:has-text("FAQ (demo)")');
       await shot('training-form');
       await page.click('.ant-drawer button[type=submit]');
       await page.waitForURL(/\/training\/[0-9a-f-]{36}$/);
@@ -291,10 +289,11 @@ const scenarios = [
         if (!seen.length || seen[seen.length - 1] !== points) seen.push(points);
         if (seen.length === 2) await shot('training-running');
         return (await page.innerText('[data-testid=task-status]')) === 'completed';
-      }, 180000);
+      }, 600000);
       await page.waitForTimeout(500);
       const final = Number(await page.getAttribute('[data-testid=loss-chart]', 'data-points'));
-      console.log(`    loss chart points over time: ${seen.join(' → ')} (final ${final})`);
+      const shown = seen.length > 12 ? [...seen.slice(0, 6), '…', ...seen.slice(-3)] : seen;
+      console.log(`    loss chart points over time: ${shown.join(' → ')} (${seen.length} sizes seen, final ${final})`);
       expect(final >= 3, `a loss curve of several points (${final})`);
       await shot('training-completed');
       // A reload shows the whole curve.
@@ -321,15 +320,24 @@ const scenarios = [
       await page.click('[data-testid=main-menu] >> text=Chat');
       await page.waitForSelector('#question-input');
       await until('the deployed model chosen', async () => (await page.innerText('[data-testid=model-select]')).includes('faq bot'));
-      const question = `What is Bonsai? ${TAG}`;
+      // The model learned the FAQ: it gives the right answer.
+      await page.fill('#question-input', 'What is Bonsai?');
+      await page.click('button:has-text("Ask")');
+      const right = 'Bonsai is our platform for training and serving small language models.';
+      await until('the right answer', async () => (await page.locator('[data-testid=answer]').first().innerText()).trim().startsWith(right), 60000);
+      expect(!(await page.isVisible('.ant-message-error')), `no error shown: ${await page.locator('.ant-message').allInnerTexts()}`);
+      await shot('chat-right-answer');
+      // The conversation goes on with a question holding markup: shown as text.
+      const question = `Who can create training tasks? ${TAG}`;
       await page.fill('#question-input', question);
       await page.click('button:has-text("Ask")');
-      await until('an answer shown', async () => {
-        const answer = (await page.locator('[data-testid=answer]').first().innerText()).trim();
-        return answer.length > 0 && answer !== '…';
+      await until('a second answer shown', async () => {
+        const answers = await page.locator('[data-testid=answer]').allInnerTexts();
+        return answers.length === 2 && answers[1].trim().length > 0 && answers[1].trim() !== '…';
       }, 60000);
-      expect((await page.locator('[data-testid=question]').first().innerText()) === question, 'the question shown as text');
-      await showsText(page, '.conversations', question);
+      expect((await page.locator('[data-testid=question]').nth(1).innerText()) === question, 'the question shown as text');
+      await showsText(page, '.conversations', question, 20000);
+      expect(!(await page.isVisible('.ant-message-error')), `no error shown: ${await page.locator('.ant-message').allInnerTexts()}`);
       await noInjected(page, 'the chat');
       await shot('chat-answer');
       await page.click('.conversations button:has-text("✕")');

@@ -97,7 +97,9 @@ export default function ChatPage() {
       setPending([]);
       setSessionId(answered.session_id);
       if (second) setCompare(await settle(await second));
-      void conversation.refetch();
+      // A conversation already open shows the answer now; a new one loads when its id is set (a query that
+      // has not started cannot be refetched).
+      if (sessionId) void conversation.refetch();
     } catch (e) {
       fail(e);
     } finally {
