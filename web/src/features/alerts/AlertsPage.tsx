@@ -3,13 +3,14 @@
 import { useState } from 'react';
 import { Link } from 'react-router-dom';
 import { Button, Card, Input, Modal, Select, Space, Table, Tag, Typography, message } from 'antd';
-import { useAcknowledgeAlertMutation, useAlertsQuery, useResolveAlertMutation } from '../../api/api';
+import { api, useAcknowledgeAlertMutation, useAlertsQuery, useResolveAlertMutation } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError } from '../../api/errors';
 import type { Alert } from '../../api/types';
 import { Loadable } from '../../components/States';
 import { STATUS_COLOR, when } from '../../components/format';
 import { useI18n } from '../../i18n';
+import { store } from '../../store';
 import type { Key } from '../../i18n/messages';
 
 /** The page of what an alert is about: `TrainingTask/<id>` and `Model/<id>` (node alerts have none). */
@@ -36,8 +37,9 @@ export default function AlertsPage() {
       await run({ id: acting.alert.id, note: note || undefined }).unwrap();
       setActing(null);
       setNote('');
-      // The list is a view: it shows the change a moment after the command; look again shortly.
-      setTimeout(() => void refetch(), 1000);
+      // The list and the header's count are views: they show the change a moment after the command; both
+      // look again shortly.
+      setTimeout(() => store.dispatch(api.util.invalidateTags(['Alerts'])), 1000);
     } catch (e) {
       message.error(describeError(e as ApiFailure, lang));
     }
