@@ -4,7 +4,7 @@
 // folder printed at the start. Usage: node e2e/run.mjs [scenario name filter]
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +21,10 @@ console.log(`screenshots: ${shots}`);
 
 const ADMIN_PASSWORD = 'e2e-admin-password';
 const XSS = `<img src=x onerror="window.__xss=1">faq<script>window.__xss=2</script>`;
+// Names and questions people type, holding markup that would open a dialog if it ever became an element.
+const TAG = '<img src=x onerror=alert(1)>';
+const TASK_NAME = `faq quick ${TAG}`;
+const MODEL_NAME = `faq bot ${TAG}`;
 
 function freePort() {
   return new Promise((ok) => {
@@ -54,6 +58,8 @@ async function startServer() {
     BONSAI__RATE_LIMIT__QUESTIONS_PER_MINUTE: '0',
     BONSAI__TRAINING_DEVICES: 'cpu',
     BONSAI__ALERTS__CHECK_EVERY_SECS: '0',
+    // A test scoring under half raises an alert (the alerts scenario acts on one).
+    BONSAI__ALERTS__MIN_ACCURACY: '0.5',
     BONSAI__FILE_GC_INTERVAL_SECS: '0',
     BONSAI_LOG_FORMAT: 'text',
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
@@ -151,6 +157,29 @@ function expired(token, secret) {
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
+/** Nothing the users typed became an element: no `<img src=x>` and no inline script on the page. */
+async function noInjected(page, where) {
+  const found = await page.evaluate(() => document.querySelectorAll('img[src="x"], script:not([src])').length);
+  expect(found === 0, `no injected element on ${where} (${found} found)`);
+}
+
+/** Waits until `selector`'s text contains `text` (as text, markup and all). */
+async function showsText(page, selector, text, timeoutMs = 15000) {
+  await until(`${selector} shows ${JSON.stringify(text)}`, async () => (await page.locator(selector).allInnerTexts()).some((s) => s.includes(text)), timeoutMs);
+}
+
+/** The unread (active) alert count the header shows (0: no badge). */
+async function headerCount(page) {
+  const badge = page.locator('.ant-layout-header a[href="/alerts"] .ant-badge-count');
+  return (await badge.count()) ? Number(await badge.first().getAttribute('title')) : 0;
+}
+
+async function token(base, username, password) {
+  const res = await api(base, '/api/auth/login', { method: 'POST', body: { username, password } });
+  expect(res.status === 200, `${username} signs in through the API (${res.status})`);
+  return res.json.access_token;
+}
+
 /** Picks `option` in the antd Select whose wrapper is `selector`. */
 async function choose(page, selector, option) {
   await page.click(`${selector} .ant-select-selector`);
@@ -244,12 +273,13 @@ const scenarios = [
 
       await page.click('[data-testid=main-menu] >> text=Training');
       await page.click('button:has-text("New training")');
-      await page.fill('#task-name', 'faq quick');
+      await page.fill('#task-name', TASK_NAME);
+      // The base models are the installed ones (GET /api/models/base), each with its size.
+      await choose(page, '.ant-drawer .base-model-select', 'demo-tiny');
+      expect((await page.innerText('.ant-drawer .base-model-select')).includes('params'), 'the base model picked from the installed list');
       await choose(page, '.ant-drawer .dataset-select', `${XSS} (v1)`);
-      await page.click('.ant-segmented-item:has-text("Quick try")');
-      // A run long enough to watch: 40 steps.
-      await page.click('.ant-collapse-header:has-text("Advanced")');
-      await page.fill('#cfg-max_steps', '40');
+      // The FAQ preset: what makes demo-tiny (a random model) learn the 20 answers (400 steps).
+      await page.click('.ant-segmented-item:has-text("FAQ (demo)")');
       await shot('training-form');
       await page.click('.ant-drawer button[type=submit]');
       await page.waitForURL(/\/training\/[0-9a-f-]{36}$/);
@@ -259,10 +289,11 @@ const scenarios = [
         if (!seen.length || seen[seen.length - 1] !== points) seen.push(points);
         if (seen.length === 2) await shot('training-running');
         return (await page.innerText('[data-testid=task-status]')) === 'completed';
-      }, 180000);
+      }, 600000);
       await page.waitForTimeout(500);
       const final = Number(await page.getAttribute('[data-testid=loss-chart]', 'data-points'));
-      console.log(`    loss chart points over time: ${seen.join(' → ')} (final ${final})`);
+      const shown = seen.length > 12 ? [...seen.slice(0, 6), '…', ...seen.slice(-3)] : seen;
+      console.log(`    loss chart points over time: ${shown.join(' → ')} (${seen.length} sizes seen, final ${final})`);
       expect(final >= 3, `a loss curve of several points (${final})`);
       await shot('training-completed');
       // A reload shows the whole curve.
@@ -270,7 +301,7 @@ const scenarios = [
       await until('the curve after a reload', async () => Number(await page.getAttribute('[data-testid=loss-chart]', 'data-points')) === final);
 
       await page.click('button:has-text("Register as model")');
-      await page.fill('#model-name', 'faq bot');
+      await page.fill('#model-name', MODEL_NAME);
       await page.click('.ant-modal-content button[type=submit]');
       await page.waitForURL(/\/models$/);
       await until('the model exported', async () => (await page.innerText('[data-testid=model-status]')) === 'ready', 120000);
@@ -289,14 +320,25 @@ const scenarios = [
       await page.click('[data-testid=main-menu] >> text=Chat');
       await page.waitForSelector('#question-input');
       await until('the deployed model chosen', async () => (await page.innerText('[data-testid=model-select]')).includes('faq bot'));
-      const question = `What is Bonsai? <img src=x onerror="window.__xss=3">`;
+      // The model learned the FAQ: it gives the right answer.
+      await page.fill('#question-input', 'What is Bonsai?');
+      await page.click('button:has-text("Ask")');
+      const right = 'Bonsai is our platform for training and serving small language models.';
+      await until('the right answer', async () => (await page.locator('[data-testid=answer]').first().innerText()).trim().startsWith(right), 60000);
+      expect(!(await page.isVisible('.ant-message-error')), `no error shown: ${await page.locator('.ant-message').allInnerTexts()}`);
+      await shot('chat-right-answer');
+      // The conversation goes on with a question holding markup: shown as text.
+      const question = `Who can create training tasks? ${TAG}`;
       await page.fill('#question-input', question);
       await page.click('button:has-text("Ask")');
-      await until('an answer shown', async () => {
-        const answer = (await page.locator('[data-testid=answer]').first().innerText()).trim();
-        return answer.length > 0 && answer !== '…';
+      await until('a second answer shown', async () => {
+        const answers = await page.locator('[data-testid=answer]').allInnerTexts();
+        return answers.length === 2 && answers[1].trim().length > 0 && answers[1].trim() !== '…';
       }, 60000);
-      expect((await page.locator('[data-testid=question]').first().innerText()) === question, 'the question shown as text');
+      expect((await page.locator('[data-testid=question]').nth(1).innerText()) === question, 'the question shown as text');
+      await showsText(page, '.conversations', question, 20000);
+      expect(!(await page.isVisible('.ant-message-error')), `no error shown: ${await page.locator('.ant-message').allInnerTexts()}`);
+      await noInjected(page, 'the chat');
       await shot('chat-answer');
       await page.click('.conversations button:has-text("✕")');
       await page.click('.ant-popconfirm button:has-text("OK")');
@@ -331,6 +373,211 @@ const scenarios = [
     },
   },
   {
+    name: 'model-page-lineage-and-accuracy',
+    async run({ page, base, shot }) {
+      // An admin reads every test of the model from the audit log: the chart shows each one.
+      await signIn(page, base, 'admin', ADMIN_PASSWORD);
+      await page.goto(`${base}/models`);
+      await showsText(page, '[data-testid=model-group]', MODEL_NAME);
+      await page.locator('[data-testid=model-link]').first().click();
+      await page.waitForURL(/\/models\/[0-9a-f-]{36}$/);
+      expect((await page.innerText('[data-testid=model-name]')) === MODEL_NAME, 'the model name as text');
+      await until('the lineage', async () => (await page.innerText('[data-testid=lineage-task]')) === TASK_NAME);
+      expect((await page.innerText('[data-testid=lineage-base]')) === 'demo-tiny', 'the base model in the lineage');
+      await showsText(page, '[data-testid=lineage-dataset]', XSS);
+      expect((await page.innerText('[data-testid=lineage-dataset-version]')) === 'v1', 'the dataset version trained on');
+      await until('the first test on the chart', async () => Number(await page.getAttribute('[data-testid=accuracy-chart]', 'data-points')) === 1);
+      await shot('model-page');
+      // A second test, whose case cannot pass: the chart grows, the report lists the question as text.
+      const question = `${TAG} What is Bonsai?`;
+      await page.click('.ant-card-extra button:has-text("Test")');
+      await page.fill('.ant-modal-content textarea', `${question} => zzz-never-said`);
+      await page.click('.ant-modal-content button[type=submit]');
+      await until('the second test on the chart', async () => Number(await page.getAttribute('[data-testid=accuracy-chart]', 'data-points')) === 2, 60000);
+      await until('the new accuracy', async () => (await page.innerText('[data-testid=model-accuracy]')).trim() === '0.0%');
+      await showsText(page, '[data-testid=test-report]', question);
+      expect((await page.locator('[data-testid=accuracy-point]').count()) === 2, 'two points');
+      await noInjected(page, 'the model page');
+      await shot('model-page-two-tests');
+      // Its audit timeline: the name and the test's question inside the payloads, as text.
+      await page.click('[data-testid=model-audit-link]');
+      await showsText(page, '[data-testid=audit-timeline]', 'ModelTested');
+      await showsText(page, '[data-testid=audit-timeline]', MODEL_NAME);
+      await showsText(page, '[data-testid=audit-timeline]', question);
+      await noInjected(page, 'the audit timeline');
+      await shot('model-audit-timeline');
+    },
+  },
+  {
+    name: 'alerts-acknowledge-resolve',
+    async run({ page, base, shot }) {
+      // The 0% test (under the minimum of 0.5) raised an alert about tina's model.
+      const bearer = await token(base, 'tina', 'tina-password');
+      // Every test of the model that scored under the minimum has raised its alert (the newest is acted on).
+      const model = (await api(base, '/api/models?page_size=100', { token: bearer })).json.items.find((m) => m.name === MODEL_NAME);
+      const history = (await api(base, `/api/audit/Model/${model.id}`, { token: await token(base, 'admin', ADMIN_PASSWORD) })).json;
+      const low = history.filter((e) => e.event_type === 'ModelTested' && !e.payload.ModelTested.report?.error && e.payload.ModelTested.accuracy < 0.5).length;
+      expect(low >= 1, `a test under the minimum (${low})`);
+      let alert;
+      await until(`${low} accuracy alerts`, async () => {
+        const open = await api(base, '/api/alerts?status=open&kind=accuracy_below_minimum&page_size=100', { token: bearer });
+        const mine = open.json.items.filter((a) => a.subject === `Model/${model.id}`);
+        alert = mine[0];
+        return mine.length === low;
+      }, 30000);
+      expect(alert.message.includes(MODEL_NAME), `the alert names the model: ${alert.message}`);
+      const activeBefore = (await api(base, '/api/alerts?status=active&page_size=1', { token: bearer })).json.total;
+      await signIn(page, base, 'tina', 'tina-password');
+      await until('the unread count in the header', async () => (await headerCount(page)) === activeBefore);
+      await page.click('.ant-layout-header a[href="/alerts"]');
+      await page.waitForURL(/\/alerts$/);
+      const row = `tr[data-row-key="${alert.id}"]`;
+      await page.waitForSelector(row);
+      await showsText(page, `${row} [data-testid=alert-message]`, MODEL_NAME);
+      await noInjected(page, 'the alerts page');
+      await shot('alerts');
+      // Severity filter: no critical alert of hers; the warning is there.
+      await choose(page, '[data-testid=alert-severity-filter]', 'critical');
+      await until('no critical alert', async () => !(await page.isVisible(row)));
+      await choose(page, '[data-testid=alert-severity-filter]', 'warning');
+      await page.waitForSelector(row);
+      // Acknowledge with a note.
+      await page.click(`${row} button:has-text("Acknowledge")`);
+      await page.fill('#alert-note', 'looking into it');
+      await page.click('#alert-action-ok');
+      await until('acknowledged', async () => (await page.innerText(`${row} [data-testid=alert-status]`)) === 'acknowledged', 20000);
+      await showsText(page, `${row} [data-testid=alert-ack-note]`, 'looking into it');
+      expect(!(await page.isVisible(`${row} button:has-text("Acknowledge")`)), 'no acknowledge on an acknowledged alert');
+      await shot('acknowledged');
+      // Resolve with a note: it leaves the active list, and the header count goes down.
+      await page.click(`${row} button:has-text("Resolve")`);
+      await page.fill('#alert-note', 'retrained');
+      await page.click('#alert-action-ok');
+      await until('gone from the active alerts', async () => !(await page.isVisible(row)), 20000);
+      await choose(page, '[data-testid=alert-status-filter]', 'resolved');
+      await page.waitForSelector(row);
+      expect((await page.innerText(`${row} [data-testid=alert-status]`)) === 'resolved', 'resolved');
+      await showsText(page, `${row} [data-testid=alert-resolve-note]`, 'retrained');
+      await until('the header count after resolving', async () => (await headerCount(page)) === activeBefore - 1, 40000);
+      const after = await api(base, `/api/alerts/${alert.id}`, { token: bearer });
+      expect(after.json.status === 'resolved' && after.json.acknowledge_note === 'looking into it' && after.json.resolved_by, `the alert resolved by her: ${JSON.stringify(after.json)}`);
+      await shot('resolved');
+    },
+  },
+  {
+    name: 'adapter-download',
+    async run({ page, base, shot }) {
+      const bearer = await token(base, 'tina', 'tina-password');
+      const task = (await api(base, '/api/training/tasks?page_size=100', { token: bearer })).json.items.find((t) => t.name === TASK_NAME);
+      expect(task?.status === 'completed', 'the completed task');
+      await signIn(page, base, 'tina', 'tina-password');
+      await page.goto(`${base}/training/${task.id}`);
+      expect((await page.innerText('[data-testid=task-name]')) === TASK_NAME, 'the task name as text');
+      const files = [
+        ['Download adapter', 'adapter_model.safetensors', 'application/octet-stream'],
+        ['adapter_config.json', 'adapter_config.json', 'application/json'],
+      ];
+      for (const [button, file, type] of files) {
+        const [response, download] = await Promise.all([
+          page.waitForResponse((r) => r.url().endsWith(`/adapter/${file}`)),
+          page.waitForEvent('download'),
+          page.click(`button:has-text("${button}")`),
+        ]);
+        expect(response.status() === 200, `${file}: HTTP ${response.status()}`);
+        expect((response.headers()['content-type'] ?? '').startsWith(type), `${file}: ${response.headers()['content-type']}`);
+        expect(download.suggestedFilename() === file, `saved as ${download.suggestedFilename()}`);
+        const bytes = readFileSync(await download.path());
+        if (file.endsWith('.safetensors')) {
+          // A safetensors file: an 8-byte little-endian header length, a JSON header naming the LoRA tensors.
+          const length = Number(bytes.readBigUInt64LE(0));
+          const header = JSON.parse(bytes.subarray(8, 8 + length).toString());
+          const tensors = Object.keys(header).filter((k) => k !== '__metadata__');
+          expect(tensors.length > 0 && tensors.some((k) => /lora/i.test(k)) && bytes.length > 8 + length, `LoRA tensors: ${tensors.slice(0, 3)}`);
+        } else {
+          const config = JSON.parse(bytes.toString());
+          expect(config.peft_type === 'LORA' && config.r > 0, `a PEFT LoRA config: ${bytes.toString().slice(0, 200)}`);
+        }
+      }
+      // The file is the signed-in user's: without a token it is refused.
+      expect((await fetch(`${base}/api/training/tasks/${task.id}/adapter/adapter_config.json`)).status === 401, 'no download without signing in');
+      await shot('downloaded');
+    },
+  },
+  {
+    name: 'xss-names-render-as-text',
+    async run({ page, base, shot }) {
+      // A model name, a task name and a question holding markup are shown as text on every page showing them.
+      const bearer = await token(base, 'tina', 'tina-password');
+      const task = (await api(base, '/api/training/tasks?page_size=100', { token: bearer })).json.items.find((t) => t.name === TASK_NAME);
+      const model = (await api(base, '/api/models?page_size=100', { token: bearer })).json.items.find((m) => m.name === MODEL_NAME);
+      const question = `Who are you? ${TAG}`;
+      const asked = await api(base, '/api/qa/ask', { token: bearer, method: 'POST', body: { question, model_id: model.id, wait_secs: 60 } });
+      expect(asked.status === 200, `asked (${asked.status})`);
+      await signIn(page, base, 'tina', 'tina-password');
+      const pages = [
+        ['overview', '/', '.ant-card', MODEL_NAME],
+        ['training list', '/training', '.ant-table', TASK_NAME],
+        ['task page', `/training/${task.id}`, '[data-testid=task-name]', TASK_NAME],
+        ['models list', '/models', '[data-testid=model-group]', MODEL_NAME],
+        ['model page', `/models/${model.id}`, '[data-testid=model-name]', MODEL_NAME],
+        ['model lineage', `/models/${model.id}`, '[data-testid=lineage-task]', TASK_NAME],
+        ['model test report', `/models/${model.id}`, '[data-testid=test-report]', `${TAG} What is Bonsai?`],
+        ['chat model picker', '/chat', '[data-testid=model-select]', MODEL_NAME],
+        ['chat conversations', '/chat', '.conversations', question],
+      ];
+      for (const [label, path, selector, text] of pages) {
+        if (!page.url().endsWith(path)) await page.goto(`${base}${path}`);
+        await showsText(page, selector, text);
+        await noInjected(page, label);
+      }
+      await page.locator('.conversations .ant-list-item').filter({ hasText: question }).first().click();
+      await until('the conversation opened', async () => (await page.locator('[data-testid=question]').allInnerTexts()).includes(question));
+      await noInjected(page, 'the transcript');
+      await shot('chat-transcript');
+    },
+  },
+  {
+    name: 'model-versions-rollback-default-alias',
+    async run({ page, base, shot }) {
+      const bearer = await token(base, 'tina', 'tina-password');
+      const task = (await api(base, '/api/training/tasks?page_size=100', { token: bearer })).json.items.find((t) => t.name === TASK_NAME);
+      await signIn(page, base, 'tina', 'tina-password');
+      // The same name again from the same training: version 2.
+      await page.goto(`${base}/training/${task.id}`);
+      await page.click('button:has-text("Register as model")');
+      await page.fill('#model-name', MODEL_NAME);
+      await page.click('.ant-modal-content button[type=submit]');
+      await page.waitForURL(/\/models$/);
+      const row = (v) => page.locator('tr').filter({ has: page.locator('[data-testid=model-link]', { hasText: new RegExp(`^v${v}$`) }) });
+      await until('version 2 exported', async () => (await row(2).locator('[data-testid=model-status]').innerText()) === 'ready', 120000);
+      await row(2).locator('button:has-text("Deploy")').click();
+      await until('version 2 deployed', async () => (await row(2).innerText()).includes('deployed'));
+      await shot('v2-deployed');
+      // Roll back from version 2: version 1 answers again, version 2 is out of service.
+      await row(2).locator('button:has-text("Roll back")').click();
+      const deployed = async () => (await api(base, `/api/models?name=${encodeURIComponent(MODEL_NAME)}&page_size=10`, { token: bearer })).json.items
+        .filter((m) => m.deployed).map((m) => m.version).join(',');
+      await until('version 1 deployed, version 2 not', async () => (await deployed()) === '1', 20000);
+      await until('the list shows it', async () => !(await row(2).innerText()).includes('deployed') && (await row(1).innerText()).includes('deployed'));
+      await shot('rolled-back');
+      // Version 1 becomes the default and is named `production`.
+      await row(1).locator('button:has-text("Make default")').click();
+      await showsText(page, '[data-testid=default-model]', `${MODEL_NAME} v1`, 20000);
+      await row(1).locator('[data-testid=model-link]').click();
+      await page.waitForURL(/\/models\/[0-9a-f-]{36}$/);
+      await page.waitForSelector('[data-testid=default-tag]');
+      await page.fill('#alias-input', 'production');
+      await page.click('button:has-text("Set alias")');
+      await page.waitForSelector('.ant-card-head .ant-tag:has-text("production")', { timeout: 20000 });
+      await shot('default-and-alias');
+      // The chat starts on the default model and names its alias.
+      await page.click('[data-testid=main-menu] >> text=Chat');
+      await showsText(page, '[data-testid=model-select]', `${MODEL_NAME} v1 (default, production)`, 20000);
+      await noInjected(page, 'the chat');
+      await shot('chat-default');
+    },
+  },
+  {
     name: 'bad-uploads-show-server-errors',
     async run({ page, base, shot }) {
       await signIn(page, base, 'tina', 'tina-password');
@@ -344,8 +591,10 @@ const scenarios = [
       const refused = await page.innerText('[data-testid=upload-error]');
       expect(/415/.test(refused), `a 415 shown: ${refused}`);
       await shot('wrong-type');
-      writeFileSync(join(dir, 'broken.jsonl'), '{"question": "ok?", "answer": "yes"}\n{"question": "no answer"}\nnot json at all\n');
-      await page.setInputFiles('.ant-upload input[type=file]', join(dir, 'broken.jsonl'));
+      // Its file name holds markup too: shown as text wherever it appears.
+      const file = `${TAG}broken.jsonl`;
+      writeFileSync(join(dir, file), '{"question": "ok?", "answer": "yes"}\n{"question": "no answer"}\nnot json at all\n');
+      await page.setInputFiles('.ant-upload input[type=file]', join(dir, file));
       await page.fill('#dataset-name', 'broken');
       await page.click('.ant-drawer button[type=submit]');
       await page.waitForURL(/\/datasets\/[0-9a-f-]{36}$/);
@@ -356,6 +605,11 @@ const scenarios = [
         return table.includes('answer') && /\b2\b/.test(table) && /\b3\b/.test(table);
       });
       await shot('line-errors');
+      await showsText(page, '.ant-descriptions', 'broken.jsonl');
+      await noInjected(page, 'the dataset page');
+      await page.goto(`${base}/datasets`);
+      await showsText(page, '.ant-table', 'broken.jsonl');
+      await noInjected(page, 'the datasets list');
       rmSync(dir, { recursive: true, force: true });
     },
   },
@@ -395,6 +649,43 @@ const scenarios = [
       await page.click('button[type=submit]');
       await page.waitForURL(/\/models$/);
       await shot('back-after-sign-in');
+    },
+  },
+  {
+    name: 'profile-edit-and-password',
+    async run({ page, base, shot }) {
+      await signIn(page, base, 'uma', 'uma-password');
+      await page.click('[data-testid=user-menu]');
+      await page.click('.ant-dropdown-menu-item:has-text("Profile")');
+      await page.waitForURL(/\/profile$/);
+      // Her display name, markup and all, shown as text in the header.
+      const name = `Uma ${TAG}`;
+      await page.fill('#display_name', name);
+      await page.click('button:has-text("Save")');
+      await page.waitForSelector('.ant-message:has-text("Saved")');
+      await showsText(page, '[data-testid=user-menu]', name);
+      await noInjected(page, 'the profile page');
+      await page.waitForSelector('td .ant-tag:has-text("this one")');
+      await shot('profile-saved');
+      // A wrong current password is shown next to the field; nothing changes.
+      await page.fill('#current_password', 'not-her-password');
+      await page.fill('#new_password', 'uma-new-password');
+      await page.click('button[type=submit]:has-text("Change password")');
+      await page.waitForSelector('text=The current password is wrong.');
+      await shot('wrong-current-password');
+      // The right one: the password changes and every session ends, this one too: back to sign-in.
+      await page.fill('#current_password', 'uma-password');
+      await page.click('button[type=submit]:has-text("Change password")');
+      await page.waitForURL(/\/sign-in/, { timeout: 20000 });
+      await shot('signed-out-after-change');
+      expect((await api(base, '/api/auth/login', { method: 'POST', body: { username: 'uma', password: 'uma-password' } })).status === 401, 'the old password is refused');
+      await page.goto(`${base}/sign-in?next=/profile`);
+      await page.fill('#username', 'uma');
+      await page.fill('#password', 'uma-new-password');
+      await page.click('button[type=submit]');
+      await page.waitForURL(/\/profile$/);
+      await until('the saved display name', async () => (await page.inputValue('#display_name')) === name);
+      await shot('signed-in-with-new-password');
     },
   },
 ];

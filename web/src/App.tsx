@@ -18,6 +18,7 @@ const DatasetDetail = lazy(() => import('./features/datasets/DatasetPage'));
 const Training = lazy(() => import('./features/training/TrainingPage'));
 const TaskDetail = lazy(() => import('./features/training/TaskPage'));
 const Models = lazy(() => import('./features/models/ModelsPage'));
+const ModelDetail = lazy(() => import('./features/models/ModelPage'));
 const Chat = lazy(() => import('./features/chat/ChatPage'));
 const Alerts = lazy(() => import('./features/alerts/AlertsPage'));
 const Users = lazy(() => import('./features/admin/UsersPage'));
@@ -74,6 +75,7 @@ export function App() {
           <Route path="training" element={<Guard area="training"><Training /></Guard>} />
           <Route path="training/:id" element={<Guard area="training"><TaskDetail /></Guard>} />
           <Route path="models" element={<Guard area="models"><Models /></Guard>} />
+          <Route path="models/:id" element={<Guard area="models"><ModelDetail /></Guard>} />
           <Route path="chat" element={<Guard area="chat"><Chat /></Guard>} />
           <Route path="alerts" element={<Guard area="alerts"><Alerts /></Guard>} />
           <Route path="admin/users" element={<Guard area="admin"><Users /></Guard>} />

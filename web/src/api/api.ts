@@ -105,6 +105,21 @@ export const api = createApi({
     }),
 
     models: b.query<T.ModelPage, Query>({ query: (params) => ({ url: '/api/models', params }), providesTags: ['Models'] }),
+    model: b.query<T.Model, string>({ query: (id) => `/api/models/${id}`, providesTags: ['Models'] }),
+    baseModels: b.query<T.BaseModelList, void>({ query: () => '/api/models/base' }),
+    routing: b.query<T.Routing, void>({ query: () => '/api/models/aliases', providesTags: ['Models'] }),
+    setAlias: b.mutation<unknown, { id: string; alias: string }>({
+      query: ({ id, alias }) => ({ url: `/api/models/${id}/aliases`, method: 'POST', body: { alias } }),
+      invalidatesTags: ['Models'],
+    }),
+    makeDefault: b.mutation<unknown, string>({
+      query: (id) => ({ url: `/api/models/${id}/default`, method: 'POST' }),
+      invalidatesTags: ['Models'],
+    }),
+    rollbackModel: b.mutation<unknown, string>({
+      query: (id) => ({ url: `/api/models/${id}/rollback`, method: 'POST' }),
+      invalidatesTags: ['Models'],
+    }),
     registerModel: b.mutation<{ id: string }, { name: string; training_task_id?: string; base_model_id?: string }>({
       query: (body) => ({ url: '/api/models', method: 'POST', body }),
       invalidatesTags: ['Models'],
@@ -155,7 +170,8 @@ export const {
   useEraseUserHistoryMutation, useAuditEventsQuery, useAuditHistoryQuery, useDatasetsQuery, useDatasetQuery,
   usePreviewQuery, useValidateMutation, useArchiveMutation, useTasksQuery, useTaskQuery, useProgressQuery,
   useCreateTaskMutation, useStartTaskMutation, useStopTaskMutation, useModelsQuery, useRegisterModelMutation,
-  useDeployModelMutation, useUndeployModelMutation, useTestModelMutation, useAskMutation, useHistoryQuery,
+  useDeployModelMutation, useUndeployModelMutation, useModelQuery, useBaseModelsQuery, useRoutingQuery, useSetAliasMutation,
+  useMakeDefaultMutation, useRollbackModelMutation, useTestModelMutation, useAskMutation, useHistoryQuery,
   useConversationQuery, useDeleteHistoryMutation, useDeleteAllHistoryMutation, useAlertsQuery,
   useAcknowledgeAlertMutation, useResolveAlertMutation,
 } = api;

@@ -28,5 +28,14 @@ export const STATUS_COLOR: Record<string, string> = {
   valid: 'green', completed: 'green', ready: 'green', resolved: 'green', answered: 'green',
   invalid: 'red', failed: 'red', critical: 'red',
   validating: 'blue', running: 'blue', exporting: 'blue', uploaded: 'default', queued: 'default',
-  stopped: 'orange', acknowledged: 'orange', warning: 'orange', active: 'volcano', archived: 'default',
+  stopped: 'orange', stopping: 'orange', acknowledged: 'orange', open: 'volcano', warning: 'orange', active: 'volcano', archived: 'default',
 };
+
+/** A parameter count as people say it: 135M, 1.7B. */
+export function count(n: number | undefined | null): string {
+  if (n == null || !isFinite(n)) return '—';
+  if (n >= 1e9) return `${(n / 1e9).toFixed(n >= 1e10 ? 0 : 1)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(n >= 1e4 ? 0 : 1)}K`;
+  return String(n);
+}

@@ -6,6 +6,7 @@ import { Button, Card, Empty, Input, List, Popconfirm, Select, Space, Switch, Ta
 import { useSearchParams } from 'react-router-dom';
 import {
   client, useAskMutation, useConversationQuery, useDeleteAllHistoryMutation, useDeleteHistoryMutation, useHistoryQuery, useModelsQuery,
+  useRoutingQuery,
 } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError } from '../../api/errors';
@@ -52,6 +53,7 @@ export default function ChatPage() {
   const { t, lang } = useI18n();
   const [params] = useSearchParams();
   const models = useModelsQuery({ deployed: true, page_size: 100 });
+  const routing = useRoutingQuery();
   // Polled: the history is a read model, a deletion shows in it a moment after it is accepted.
   const history = useHistoryQuery({ page: 1, page_size: 100 }, { pollingInterval: 4000 });
   const [removed, setRemoved] = useState<Set<string>>(new Set());
@@ -69,9 +71,12 @@ export default function ChatPage() {
   const conversation = useConversationQuery(sessionId ?? '', { skip: !sessionId });
   const fail = (e: unknown) => message.error(describeError(e as ApiFailure, lang));
 
+  // The default model first (the one that answers questions naming none), else the newest deployed one.
   useEffect(() => {
-    if (!modelId && models.data?.items.length) setModelId(models.data.items[0].id);
-  }, [models.data, modelId]);
+    if (modelId || !models.data?.items.length || routing.isLoading) return;
+    const preferred = models.data.items.find((m) => m.id === routing.data?.default_model_id) ?? models.data.items[0];
+    setModelId(preferred.id);
+  }, [models.data, modelId, routing.isLoading, routing.data]);
 
   const conversations = useMemo(() => {
     const seen = new Map<string, Question>();
@@ -92,7 +97,9 @@ export default function ChatPage() {
       setPending([]);
       setSessionId(answered.session_id);
       if (second) setCompare(await settle(await second));
-      void conversation.refetch();
+      // A conversation already open shows the answer now; a new one loads when its id is set (a query that
+      // has not started cannot be refetched).
+      if (sessionId) void conversation.refetch();
     } catch (e) {
       fail(e);
     } finally {
@@ -101,7 +108,11 @@ export default function ChatPage() {
   };
 
   const turns = sessionId ? conversation.data?.items ?? [] : [];
-  const modelOptions = (models.data?.items ?? []).map((m) => ({ value: m.id, label: `${m.name} v${m.version}` }));
+  const aliasesOf = (id: string) => Object.entries((routing.data?.aliases ?? {}) as Record<string, string>).filter(([, target]) => target === id).map(([a]) => a);
+  const modelOptions = (models.data?.items ?? []).map((m) => {
+    const tags = [...(m.id === routing.data?.default_model_id ? [t('defaultModel').toLowerCase()] : []), ...aliasesOf(m.id)];
+    return { value: m.id, label: `${m.name} v${m.version}${tags.length ? ` (${tags.join(', ')})` : ''}` };
+  });
   return (
     <div style={{ display: 'grid', gridTemplateColumns: '260px 1fr', gap: 16 }}>
       <Card title={t('conversations')} size="small"

@@ -1,8 +1,8 @@
 // One dataset: its status (followed live while it validates), stats, the per-line errors table, a preview of
 // its records, its versions, adding a version, validating again (optionally counting tokens), archiving.
 import { useState } from 'react';
-import { Alert, Button, Card, Descriptions, Drawer, Input, Popconfirm, Space, Table, Tabs, Tag, Typography, message } from 'antd';
-import { useNavigate, useParams } from 'react-router-dom';
+import { Alert, Button, Card, Descriptions, Drawer, Popconfirm, Space, Table, Tabs, Tag, Typography, message } from 'antd';
+import { Link, useNavigate, useParams } from 'react-router-dom';
 import { useArchiveMutation, useDatasetQuery, usePreviewQuery, useValidateMutation } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError } from '../../api/errors';
@@ -10,6 +10,7 @@ import type { DatasetVersion } from '../../api/types';
 import { Loadable } from '../../components/States';
 import { bytes, STATUS_COLOR, when } from '../../components/format';
 import { useI18n } from '../../i18n';
+import { BaseModelSelect } from '../models/BaseModelSelect';
 import { UploadBox } from './UploadBox';
 
 interface LineError {
@@ -95,7 +96,8 @@ export default function DatasetPage() {
           }
           extra={
             <Space>
-              <Input placeholder={t('tokenizerModel')} value={tokenizer} onChange={(e) => setTokenizer(e.target.value)} style={{ width: 180 }} />
+              <Link to={`/training?dataset=${id}`}>{t('trainingsOnDataset')}</Link>
+              <BaseModelSelect optional placeholder={t('tokenizerModel')} value={tokenizer || undefined} onChange={(v) => setTokenizer(v ?? '')} style={{ width: 220 }} />
               <Button loading={validating.isLoading} disabled={busy || status === 'archived'}
                 onClick={() => validate({ id, tokenizer_model_id: tokenizer || undefined }).unwrap()
                   .then(() => setPoll(1500))

@@ -5,7 +5,7 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { Alert, Button, Card, Descriptions, Form, Input, Modal, Progress, Select, Space, Statistic, Tag, Typography, message } from 'antd';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import {
-  api, client, useProgressQuery, useRegisterModelMutation, useStartTaskMutation, useStopTaskMutation, useTaskQuery, useTasksQuery,
+  api, client, useDatasetQuery, useProgressQuery, useRegisterModelMutation, useStartTaskMutation, useStopTaskMutation, useTaskQuery, useTasksQuery,
 } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError } from '../../api/errors';
@@ -98,8 +98,11 @@ async function download(id: string, file: string) {
   const a = document.createElement('a');
   a.href = url;
   a.download = file;
+  document.body.appendChild(a);
   a.click();
-  URL.revokeObjectURL(url);
+  a.remove();
+  // Revoked once the browser has taken the file (revoking at once can cancel the download).
+  setTimeout(() => URL.revokeObjectURL(url), 30000);
 }
 
 export default function TaskPage() {
@@ -110,6 +113,7 @@ export default function TaskPage() {
   const task = useTaskQuery(id, { pollingInterval: taskPoll });
   const progress = useProgressQuery(id);
   const others = useTasksQuery({ page_size: 50 });
+  const dataset = useDatasetQuery(task.data?.dataset_id ?? '', { skip: !task.data });
   const [stop, stopping] = useStopTaskMutation();
   const [start, starting] = useStartTaskMutation();
   const [register, registering] = useRegisterModelMutation();
@@ -151,7 +155,7 @@ export default function TaskPage() {
       {task.data && (
         <Space direction="vertical" style={{ width: '100%' }} size="large">
           <Card
-            title={<Space><Typography.Title level={4} style={{ margin: 0 }}>{task.data.name}</Typography.Title><Tag color={STATUS_COLOR[task.data.status]} data-testid="task-status">{task.data.status}</Tag></Space>}
+            title={<Space><Typography.Title level={4} style={{ margin: 0 }} data-testid="task-name">{task.data.name}</Typography.Title><Tag color={STATUS_COLOR[task.data.status]} data-testid="task-status">{task.data.status}</Tag></Space>}
             extra={
               <Space>
                 {running && <Button loading={stopping.isLoading} onClick={() => stop(id).unwrap().catch(fail)}>{t('stop')}</Button>}
@@ -188,7 +192,7 @@ export default function TaskPage() {
           <Card title={t('details')}>
             <Descriptions size="small" column={2} bordered>
               <Descriptions.Item label={t('baseModel')}>{task.data.base_model_id}</Descriptions.Item>
-              <Descriptions.Item label={t('dataset')}><Link to={`/datasets/${task.data.dataset_id}`}>{task.data.dataset_id.slice(0, 8)}… v{task.data.dataset_version}</Link></Descriptions.Item>
+              <Descriptions.Item label={t('dataset')}><Link to={`/datasets/${task.data.dataset_id}`} data-testid="task-dataset">{dataset.data?.name ?? `${task.data.dataset_id.slice(0, 8)}…`}</Link> <Tag>v{task.data.dataset_version}</Tag></Descriptions.Item>
               <Descriptions.Item label={t('attempt')}>{task.data.attempt}</Descriptions.Item>
               <Descriptions.Item label={t('created')}>{when(task.data.created_at)}</Descriptions.Item>
               <Descriptions.Item label={t('config')} span={2}><Typography.Text code>{JSON.stringify(task.data.config)}</Typography.Text></Descriptions.Item>
@@ -198,7 +202,7 @@ export default function TaskPage() {
           <Modal open={registerOpen} title={t('registerAsModel')} onCancel={() => setRegisterOpen(false)} footer={null} destroyOnClose>
             <Form layout="vertical" initialValues={{ name: task.data.name }}
               onFinish={(v: { name: string }) => register({ name: v.name, training_task_id: id }).unwrap().then(() => navigate('/models')).catch(fail)}>
-              <Form.Item label={t('modelName')} name="name" rules={[{ required: true, message: t('required') }]}><Input id="model-name" /></Form.Item>
+              <Form.Item label={t('modelName')} name="name" rules={[{ required: true, message: t('required') }, { max: 100, message: t('tooLong') }]}><Input id="model-name" /></Form.Item>
               <Button type="primary" htmlType="submit" loading={registering.isLoading}>{t('register')}</Button>
             </Form>
           </Modal>

@@ -1,12 +1,12 @@
 // Training: the task list with status and progress, and the create form (installed base model, a valid
 // dataset and version, a preset, advanced LoRA settings with help and the API's own range checks).
-import { useMemo, useState } from 'react';
+import { useState } from 'react';
 import {
-  AutoComplete, Button, Card, Collapse, Drawer, Form, Input, InputNumber, Progress, Segmented, Select, Space, Switch,
+  Button, Card, Collapse, Drawer, Form, Input, InputNumber, Progress, Segmented, Select, Space, Switch,
   Table, Tag, Typography, Alert,
 } from 'antd';
-import { Link, useNavigate } from 'react-router-dom';
-import { useCreateTaskMutation, useDatasetsQuery, useModelsQuery, useTasksQuery } from '../../api/api';
+import { Link, useNavigate, useSearchParams } from 'react-router-dom';
+import { useCreateTaskMutation, useDatasetsQuery, useTasksQuery } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError, errorField } from '../../api/errors';
 import type { Task } from '../../api/types';
@@ -14,6 +14,7 @@ import { Loadable } from '../../components/States';
 import { STATUS_COLOR, when } from '../../components/format';
 import { useI18n } from '../../i18n';
 import type { Key } from '../../i18n/messages';
+import { BaseModelSelect } from '../models/BaseModelSelect';
 import { checkConfig, LoraConfig, PRESETS, TARGETS } from './config';
 
 type Preset = keyof typeof PRESETS;
@@ -39,7 +40,6 @@ const KNOBS: { field: keyof LoraConfig; help: Key; step?: number }[] = [
 function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
   const { t, lang } = useI18n();
   const datasets = useDatasetsQuery({ status: 'valid', page_size: 100 });
-  const models = useModelsQuery({ page_size: 100 });
   const [create, creating] = useCreateTaskMutation();
   const [preset, setPreset] = useState<Preset>('balanced');
   const [config, setConfig] = useState<LoraConfig>(PRESETS.balanced);
@@ -47,10 +47,6 @@ function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
   const [form] = Form.useForm<{ name: string; base_model_id: string; dataset_id: string; dataset_version?: number; start: boolean }>();
   const problems = checkConfig(config);
   const serverField = errorField(failure)?.replace(/^config\./, '');
-  const bases = useMemo(
-    () => Array.from(new Set(['demo-tiny', ...(models.data?.items ?? []).map((m) => m.base_model_id)])).map((v) => ({ value: v })),
-    [models.data],
-  );
   const set = (field: keyof LoraConfig, value: unknown) => setConfig((c) => ({ ...c, [field]: value }));
 
   const submit = async (values: { name: string; base_model_id: string; dataset_id: string; dataset_version?: number; start: boolean }) => {
@@ -66,14 +62,14 @@ function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
 
   const fieldHelp = (field: string) => (serverField === field ? describeError(failure, lang) : undefined);
   return (
-    <Form form={form} layout="vertical" onFinish={submit} initialValues={{ base_model_id: 'demo-tiny', start: true }}>
+    <Form form={form} layout="vertical" onFinish={submit} initialValues={{ start: true }}>
       <Form.Item label={t('name')} name="name" rules={[{ required: true, message: t('required') }, { max: 200, message: t('tooLong') }]}
         validateStatus={serverField === 'name' ? 'error' : undefined} help={fieldHelp('name')}>
         <Input id="task-name" />
       </Form.Item>
       <Form.Item label={t('baseModel')} name="base_model_id" rules={[{ required: true, message: t('required') }]} extra={t('helpBaseModel')}
         validateStatus={serverField === 'base_model_id' ? 'error' : undefined} help={fieldHelp('base_model_id')}>
-        <AutoComplete options={bases} />
+        <BaseModelSelect id="base-model" />
       </Form.Item>
       <Space align="start">
         <Form.Item label={t('dataset')} name="dataset_id" rules={[{ required: true, message: t('required') }]}>
@@ -128,17 +124,23 @@ function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
 export default function TrainingPage() {
   const { t } = useI18n();
   const navigate = useNavigate();
+  const [params, setParams] = useSearchParams();
   const [status, setStatus] = useState<string | undefined>();
+  const datasetId = params.get('dataset') ?? undefined;
   const [page, setPage] = useState(1);
   const [creating, setCreating] = useState(false);
-  const { data, isLoading, error, refetch } = useTasksQuery({ status, page, page_size: 20 }, { pollingInterval: 5000 });
+  const datasets = useDatasetsQuery({ page_size: 100 });
+  const { data, isLoading, error, refetch } = useTasksQuery({ status, dataset_id: datasetId, page, page_size: 20 }, { pollingInterval: 5000 });
   return (
     <Card
       title={<Typography.Title level={4} style={{ margin: 0 }}>{t('menuTraining')}</Typography.Title>}
       extra={
         <Space>
+          <Select allowClear placeholder={t('dataset')} style={{ width: 220 }} value={datasetId} className="task-dataset-filter"
+            onChange={(v?: string) => { setParams(v ? { dataset: v } : {}); setPage(1); }}
+            options={(datasets.data?.items ?? []).map((d) => ({ value: d.id, label: d.name }))} />
           <Select allowClear placeholder={t('status')} style={{ width: 160 }} value={status} onChange={(v) => { setStatus(v); setPage(1); }}
-            options={['queued', 'running', 'completed', 'failed', 'stopped'].map((s) => ({ value: s, label: s }))} />
+            options={['created', 'queued', 'running', 'stopping', 'stopped', 'completed', 'failed'].map((s) => ({ value: s, label: s }))} />
           <Button type="primary" onClick={() => setCreating(true)}>{t('newTraining')}</Button>
         </Space>
       }
