@@ -28,6 +28,8 @@ if [ $# -eq 0 ]; then
   # The operations layer (deploy/): promtool, docker compose config, nginx -t, and two real nodes behind a real
   # Nginx (scripts/check-ops.sh). Skipped when a test-name filter is given (a filtered run is for those tests).
   scripts/check-ops.sh || status=$?
+  # The OpenAI-compatible door through the official `openai` Python client against a live server.
+  scripts/test-openai.sh || status=$?
 fi
 # The web console: unit tests, build, bundle size, and Chromium end to end against the debug binary
 # (BONSAI_SKIP_CONSOLE=1 skips them).

@@ -20,6 +20,12 @@ use utoipa::ToSchema;
 pub enum ApiError {
     #[error("{code}: {message}")]
     BadRequest { code: &'static str, message: String },
+    /// 400 about one field of the request (`details.field`).
+    #[error("{code}: {message}")]
+    BadField { code: &'static str, message: String, field: String },
+    /// 404 about one field of the request: what it names does not exist (`details.field`).
+    #[error("{code}: {message}")]
+    MissingField { code: &'static str, message: String, field: String },
     #[error("{code}: {message}")]
     Unauthenticated { code: &'static str, message: String },
     #[error("forbidden: {0}")]
@@ -94,10 +100,17 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message, details): (StatusCode, &str, String, _) = match &self {
+impl ApiError {
+    /// Status, code, message and details, as both error shapes show them.
+    fn parts(&self) -> (StatusCode, &str, String, Option<serde_json::Value>) {
+        match self {
             ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone(), None),
+            ApiError::BadField { code, message, field } => {
+                (StatusCode::BAD_REQUEST, code, message.clone(), Some(serde_json::json!({ "field": field })))
+            }
+            ApiError::MissingField { code, message, field } => {
+                (StatusCode::NOT_FOUND, code, message.clone(), Some(serde_json::json!({ "field": field })))
+            }
             ApiError::Unauthenticated { code, message } => (StatusCode::UNAUTHORIZED, code, message.clone(), None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone(), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
@@ -131,13 +144,40 @@ impl IntoResponse for ApiError {
                 tracing::error!(%cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error".to_owned(), None)
             }
-        };
-        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details } };
-        let mut response = (status, axum::Json(body)).into_response();
+        }
+    }
+
+    /// `Retry-After` on a 429.
+    fn with_retry_after(&self, mut response: Response) -> Response {
         if let ApiError::TooManyRequests { retry_after_secs } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from((*retry_after_secs).max(1)));
         }
         response
+    }
+
+    /// The error in OpenAI's shape (`/v1` only): `{"error": {"message", "type", "param", "code"}}`, the same
+    /// status and code as the native shape, `param` from the details' `field`.
+    pub fn openai_response(self) -> Response {
+        let (status, code, message, details) = self.parts();
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND => "invalid_request_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            s if s.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        };
+        let param = details.as_ref().and_then(|d| d.get("field")).cloned().unwrap_or(serde_json::Value::Null);
+        let body = serde_json::json!({ "error": { "message": message, "type": kind, "param": param, "code": code } });
+        self.with_retry_after((status, axum::Json(body)).into_response())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details) = self.parts();
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details } };
+        self.with_retry_after((status, axum::Json(body)).into_response())
     }
 }
 
@@ -247,6 +287,7 @@ impl From<QaError> for ApiError {
             QaError::NotFound => ApiError::NotFound(message),
             QaError::InvalidQuestion => invalid("question", message),
             QaError::InvalidParams(field) => invalid(field, message),
+            QaError::InvalidConversation => invalid("messages", message),
             QaError::DuplicateQuestion => ApiError::Conflict { code: "duplicate_question", message },
         }
     }

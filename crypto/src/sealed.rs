@@ -46,7 +46,7 @@ fn sensitive_fields(aggregate_type: &str, event_type: &str) -> &'static [Sensiti
     const PROFILE: &[Sensitive] = &[plain_keyed("/ProfileUpdated", &["email", "display_name"])];
     const SESSION: &[Sensitive] = &[plain_keyed("/SessionStarted", &["user_agent", "address"])];
     const ASKED: &[Sensitive] = &[
-        per_question("/QuestionAsked", &["question"]),
+        per_question("/QuestionAsked", &["question", "system"]),
         per_question("/QuestionAsked/context/*", &["question", "answer"]),
     ];
     const ANSWERED: &[Sensitive] = &[per_question("/QuestionAnswered", &["answer/answer"])];
@@ -277,9 +277,6 @@ pub fn open_snapshot(aggregate_type: &str, aggregate_id: &str, stored: Value) ->
     open_all(&mut state, &context(aggregate_type, aggregate_id))?;
     Ok(state)
 }
-
-#[cfg(test)]
-pub(crate) static RING_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(test)]
 mod tests {

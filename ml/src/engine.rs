@@ -141,6 +141,8 @@ pub enum FinishReason {
     Stop,
     /// `max_new_tokens` were generated, or the context is full.
     Length,
+    /// The caller stopped it (the client went away, or a stop sequence came up).
+    Cancelled,
 }
 
 /// Measurements of one generation.

@@ -52,6 +52,12 @@ impl Subjects {
         format!("{}.tokens.{question_id}", self.prefix)
     }
 
+    /// Core NATS: where the node holding a question's client asks the answering node to stop (the client
+    /// went away).
+    pub fn question_cancel(&self, question_id: impl Display) -> String {
+        format!("{}.cancel.{question_id}", self.prefix)
+    }
+
     /// The JetStream stream that carries the instance's events.
     pub fn stream_name(&self) -> String {
         let clean: String =

@@ -16,9 +16,11 @@ use bonsai_infra::Cache;
 use bonsai_infra::LocalModels;
 use bonsai_ml::engine::{ChatMessage, ChatRequest, Engine, EngineOptions, FinishReason, GenerationParams};
 use bonsai_projections::StoredEvent;
+use futures::StreamExt;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -68,41 +70,143 @@ impl Engines {
     }
 }
 
-/// One chat completion with `engine` (blocking).
+/// What a question asks of the engine, as its event carries it.
+struct Prompt<'a> {
+    system: Option<&'a str>,
+    context: &'a [Turn],
+    question: &'a str,
+}
+
+/// Holds back the end of the text while it could still be the start of a stop text, so no piece of one is
+/// ever sent, and finds the first stop text; leading and trailing white space are never sent, so the pieces
+/// sent add up to the answer as stored.
+struct StopScan<'a> {
+    stops: &'a [String],
+    text: String,
+    sent: usize,
+    ended_at: Option<usize>,
+}
+
+impl<'a> StopScan<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        StopScan { stops, text: String::new(), sent: 0, ended_at: None }
+    }
+
+    /// Adds a decoded piece; the part now safe to send.
+    fn push(&mut self, piece: &str) -> &str {
+        if self.ended_at.is_some() {
+            return "";
+        }
+        self.text.push_str(piece);
+        if !self.text[..self.sent].chars().any(|c| !c.is_whitespace()) {
+            // Nothing but white space so far: skip it.
+            self.sent = self.text.len() - self.text.trim_start().len();
+        }
+        let longest = self.stops.iter().map(String::len).max().unwrap_or(0);
+        let from = self.sent.saturating_sub(longest);
+        let from = (0..=from).rev().find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
+        let found = self.stops.iter().filter_map(|stop| self.text[from..].find(stop.as_str()).map(|i| from + i)).min();
+        let safe = match found {
+            Some(at) => {
+                self.ended_at = Some(at);
+                at
+            }
+            None => {
+                let keep = longest.saturating_sub(1);
+                let end = self.text.trim_end().len();
+                let mut safe = end.saturating_sub(keep).max(self.sent);
+                while !self.text.is_char_boundary(safe) {
+                    safe -= 1;
+                }
+                safe
+            }
+        };
+        let start = self.sent;
+        self.sent = safe.max(start);
+        &self.text[start..self.sent]
+    }
+
+    /// The rest once generation ended (nothing when a stop text ended it), trailing white space left out.
+    fn finish(&mut self) -> &str {
+        let end = self.ended_at.unwrap_or(self.text.len());
+        let end = self.text[..end].trim_end().len();
+        let start = self.sent.min(end);
+        self.sent = end.max(start);
+        &self.text[start..self.sent]
+    }
+
+    /// The answer: what was sent.
+    fn answer(&self) -> &str {
+        let lead = self.text.len() - self.text.trim_start().len();
+        &self.text[lead.min(self.sent)..self.sent]
+    }
+
+    fn stopped(&self) -> bool {
+        self.ended_at.is_some()
+    }
+}
+
+/// One chat completion with `engine` (blocking): its text sent through `on_piece` as it is decoded, ended by a
+/// stop text of `params` (finish reason `stop`) or, before the next step, by `cancelled` (`cancelled`).
 fn answer(
     engine: &Engine,
-    context: &[Turn],
-    question: &str,
-    params: AnswerParams,
+    prompt: Prompt<'_>,
+    params: &AnswerParams,
     seed: u64,
+    on_piece: &mut dyn FnMut(&str),
+    cancelled: &AtomicBool,
 ) -> Result<Answer, String> {
     let started = Instant::now();
     let mut messages = Vec::new();
-    for turn in context {
+    if let Some(system) = prompt.system {
+        messages.push(ChatMessage::new("system", system.to_owned()));
+    }
+    for turn in prompt.context {
         messages.push(ChatMessage::new("user", turn.question.clone()));
         messages.push(ChatMessage::new("assistant", turn.answer.clone()));
     }
-    messages.push(ChatMessage::new("user", question.to_owned()));
+    messages.push(ChatMessage::new("user", prompt.question.to_owned()));
     let request = ChatRequest {
         messages,
         params: GenerationParams {
             max_new_tokens: params.max_new_tokens as usize,
             temperature: params.temperature,
-            seed,
+            top_p: params.top_p.unwrap_or(1.0),
+            seed: params.seed.unwrap_or(seed),
             ..GenerationParams::default()
         },
     };
-    let generation = engine.generate(&request, &mut |_| {}).map_err(|e| e.to_string())?;
+    let scan = std::cell::RefCell::new(StopScan::new(&params.stop));
+    let generation = engine
+        .generate_until(
+            &request,
+            &mut |piece| {
+                let mut scan = scan.borrow_mut();
+                let safe = scan.push(piece);
+                if !safe.is_empty() {
+                    on_piece(safe);
+                }
+            },
+            &|| scan.borrow().stopped() || cancelled.load(Ordering::Relaxed),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut scan = scan.into_inner();
+    let rest = scan.finish().to_owned();
+    if !rest.is_empty() {
+        on_piece(&rest);
+    }
+    let finish_reason = match generation.finish_reason {
+        _ if scan.stopped() => "stop",
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::Cancelled => "cancelled",
+    };
     Ok(Answer {
-        answer: generation.text.trim().to_owned(),
+        answer: scan.answer().to_owned(),
         response_ms: started.elapsed().as_millis() as u64,
         prompt_tokens: generation.stats.prompt_tokens as u32,
         completion_tokens: generation.stats.completion_tokens as u32,
-        finish_reason: match generation.finish_reason {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-        }
-        .to_owned(),
+        finish_reason: finish_reason.to_owned(),
         cached: false,
     })
 }
@@ -285,11 +389,12 @@ impl ModelWorker {
         let (engines, dir) = (self.engines.clone(), self.data_dir.join(onnx));
         let scored = tokio::task::spawn_blocking(move || -> Result<(f64, serde_json::Value), String> {
             let engine = engines.get(id, &dir)?;
-            let params = AnswerParams { max_new_tokens: 64, temperature: 0.0 };
+            let params = AnswerParams { max_new_tokens: 64, ..AnswerParams::default() };
             let mut report = Vec::new();
             let mut total = Score::default();
             for case in &cases {
-                let got = answer(&engine, &[], &case.question, params, 0)?;
+                let prompt = Prompt { system: None, context: &[], question: &case.question };
+                let got = answer(&engine, prompt, &params, 0, &mut |_| {}, &AtomicBool::new(false))?;
                 let score = Score::of(&got.answer, &case.expected);
                 total.add(&score);
                 report.push(json!({"question": case.question, "expected": case.expected, "answer": got.answer,
@@ -315,6 +420,16 @@ impl ModelWorker {
 }
 
 /// Answers questions with deployed models.
+/// A question as its `QuestionAsked` event asks it.
+struct Asked {
+    model_id: Uuid,
+    question_id: Uuid,
+    question: String,
+    params: AnswerParams,
+    system: Option<String>,
+    context: Vec<Turn>,
+}
+
 pub struct QaWorker {
     bus: EventBus,
     commands: CommandBus,
@@ -346,7 +461,7 @@ impl QaWorker {
 
     #[tracing::instrument(skip_all, fields(session_id = %event.aggregate_id, sequence = event.sequence))]
     pub async fn handle(&self, event: StoredEvent) -> Processed {
-        let (session_id, question_id, model_id, question, params, context) = match event.event() {
+        let (session_id, asked) = match event.event() {
             Ok((
                 Event::QaSession(QaEvent::QuestionAsked {
                     session_id,
@@ -354,16 +469,18 @@ impl QaWorker {
                     model_id,
                     question,
                     params,
+                    system,
                     context,
                     ..
                 }),
                 _,
-            )) => (session_id, question_id, model_id, question, params, context),
+            )) => (session_id, Asked { model_id, question_id, question, params, system, context }),
             Ok(_) => return Processed::AlreadyApplied,
             Err(_) => return Processed::Terminated,
         };
         let meta = CommandMetadata::system(event.message_id());
-        let command = match self.answer(model_id, question_id, question, params, context).await {
+        let question_id = asked.question_id;
+        let command = match self.answer(asked).await {
             Ok(answer) => QaCommand::RecordAnswer { question_id, answer },
             Err((code, message)) => {
                 tracing::warn!(code, %message, "question not answered");
@@ -376,14 +493,11 @@ impl QaWorker {
         }
     }
 
-    async fn answer(
-        &self,
-        model_id: Uuid,
-        question_id: Uuid,
-        question: String,
-        params: AnswerParams,
-        context: Vec<Turn>,
-    ) -> Result<Answer, (&'static str, String)> {
+    /// Answers a question, publishing its text on the question's token subject as it is generated (core NATS,
+    /// for the node that holds the asking client) and stopping when that node publishes on the question's
+    /// cancel subject (the client went away).
+    async fn answer(&self, asked: Asked) -> Result<Answer, (&'static str, String)> {
+        let Asked { model_id, question_id, question, params, system, context } = asked;
         let unavailable = |m: &str| ("model_unavailable", m.to_owned());
         let model = self
             .commands
@@ -394,22 +508,60 @@ impl QaWorker {
             (Some(onnx), true, ModelStatus::Ready) => self.data_dir.join(onnx),
             _ => return Err(unavailable("the model is not deployed")),
         };
+        let client = self.bus.js.client();
+        let tokens = self.bus.subjects.question_tokens(question_id);
         let key = self.cache.key(model_id, &question, params.max_new_tokens);
-        let cacheable = context.is_empty() && params.temperature == 0.0;
+        let cacheable = context.is_empty() && system.is_none() && params.temperature == 0.0 && params.stop.is_empty();
         if cacheable {
             if let Some(hit) = self.cache.get(self.commands.pool(), &key).await {
+                let _ = client.publish(tokens, json!({ "delta": hit.answer }).to_string().into()).await;
                 return Ok(Answer { cached: true, response_ms: 0, ..hit });
             }
         }
+        // The asking node says when its client went away.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let listener = match client.subscribe(self.bus.subjects.question_cancel(question_id)).await {
+            Ok(mut cancels) => {
+                let flag = Arc::clone(&cancelled);
+                Some(tokio::spawn(async move {
+                    if cancels.next().await.is_some() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no cancel subscription; the answer runs to its end");
+                None
+            }
+        };
+        let (pieces, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let publisher = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                while let Some(piece) = receiver.recv().await {
+                    let _ = client.publish(tokens.clone(), json!({ "delta": piece }).to_string().into()).await;
+                }
+                let _ = client.flush().await;
+            })
+        };
         let engines = self.engines.clone();
         let seed = question_id.as_u64_pair().0;
+        let flag = Arc::clone(&cancelled);
         let result = tokio::task::spawn_blocking(move || {
             let engine = engines.get(model_id, &onnx).map_err(|e| ("model_unavailable", e))?;
-            answer(&engine, &context, &question, params, seed).map_err(|e| ("generation_failed", e))
+            let prompt = Prompt { system: system.as_deref(), context: &context, question: &question };
+            let mut send = |piece: &str| drop(pieces.send(piece.to_owned()));
+            answer(&engine, prompt, &params, seed, &mut send, &flag).map_err(|e| ("generation_failed", e))
         })
         .await
-        .map_err(|e| ("generation_failed", e.to_string()))??;
-        if cacheable {
+        .map_err(|e| ("generation_failed", e.to_string()));
+        // Every piece is out before the answer is recorded (its event reaches the client after them).
+        let _ = publisher.await;
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+        let result = result??;
+        if cacheable && result.finish_reason != "cancelled" {
             self.cache.put(&key, &result, question_id).await;
         }
         Ok(result)
@@ -419,6 +571,26 @@ impl QaWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scanned(pieces: &[&str], stops: &[&str]) -> (Vec<String>, String, bool) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut scan = StopScan::new(&stops);
+        let mut sent: Vec<String> = pieces.iter().map(|p| scan.push(p).to_owned()).collect();
+        sent.push(scan.finish().to_owned());
+        sent.retain(|s| !s.is_empty());
+        (sent, scan.answer().to_owned(), scan.stopped())
+    }
+
+    #[test]
+    fn pieces_sent_add_up_to_the_answer_and_never_show_a_stop_text() {
+        let (sent, answer, stopped) = scanned(&["\n", " Paris", " is", " the", " END", " rest"], &["END"]);
+        assert_eq!((sent.concat(), answer.as_str(), stopped), ("Paris is the".to_owned(), "Paris is the", true));
+        let (sent, answer, stopped) = scanned(&[" Lyon", " ", "E", "N", "D"], &["END"]);
+        assert_eq!((sent.concat(), answer, stopped), ("Lyon".to_owned(), "Lyon".to_owned(), true), "split over pieces");
+        let (sent, answer, stopped) = scanned(&["Hé", "llo ", "wörld \n"], &[]);
+        assert_eq!((sent.concat(), answer, stopped), ("Héllo wörld".to_owned(), "Héllo wörld".to_owned(), false));
+        assert!(sent.len() >= 2, "streamed as it came: {sent:?}");
+    }
 
     #[test]
     fn answers_match_when_they_give_the_expected_text() {

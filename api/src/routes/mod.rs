@@ -4,6 +4,7 @@ mod auth;
 mod datasets;
 mod health;
 mod models;
+mod openai;
 mod qa;
 mod sessions;
 pub(crate) mod training;
@@ -86,6 +87,8 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/qa/history", get(qa::history).delete(qa::delete_all_history))
         .route("/api/qa/history/{id}", get(qa::conversation).delete(qa::delete_history))
         .route("/api/qa/questions/{id}", get(qa::get_question))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
 }
 
 pub(crate) async fn not_found() -> ApiError {

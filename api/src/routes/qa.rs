@@ -8,14 +8,17 @@ use crate::extract::{page_window, ApiJson, ApiPath, ApiQuery, Correlation};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bonsai_commands::CommandMetadata;
-use bonsai_domain::qa::{Answer, AnswerParams, QaCommand, QaEvent};
+use bonsai_domain::qa::{Answer, AnswerParams, Conversation, QaCommand, QaEvent};
 use bonsai_domain::Permission;
 use bonsai_domain::{Actor, AggregateKind, Event};
 use bonsai_projections::qa::{self, QuestionRow};
 use bonsai_projections::StoredEvent;
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -47,6 +50,11 @@ pub(crate) struct AskRequest {
     /// How long to wait for the answer, 0 to 120 seconds (default 30); then 202.
     #[schema(minimum = 0, maximum = 120)]
     pub wait_secs: Option<u64>,
+    /// Answer as `text/event-stream`: `question` (the question, pending), `delta` (`{"text"}`, pieces of the
+    /// answer as they are generated), then `done` (the question as recorded: answer, usage, finish reason,
+    /// response time) or, past `wait_secs`, `pending`. A client that disconnects stops the generation; the
+    /// question is recorded with what was generated and finish reason `cancelled`.
+    pub stream: Option<bool>,
 }
 
 /// A question and, once there, its answer.
@@ -101,51 +109,218 @@ pub(crate) struct QuestionPage {
 }
 
 /// How a question was decided, from its event.
-enum Decision {
+pub(crate) enum Decision {
     Answered(Answer),
     Failed { code: String, message: String },
 }
 
-/// Waits on a conversation's subscription for the event that decides `question_id` (answered or failed),
-/// until `deadline`: the event itself, opened with the question's data key, as the relay publishes it when it
-/// commits (the history view follows it; waiting for the view would add its lag). `(decision, recorded at)`.
-async fn decision(
-    state: &AppState,
-    answers: &mut async_nats::Subscriber,
-    question_id: Uuid,
-    deadline: tokio::time::Instant,
-) -> Option<(Decision, chrono::DateTime<Utc>)> {
-    loop {
-        let message = tokio::select! {
-            message = answers.next() => message?,
-            _ = tokio::time::sleep_until(deadline) => return None,
-        };
-        // The envelope first: only the deciding event is opened (its data key read if not loaded).
-        let Ok(envelope) = StoredEvent::envelope(&message.payload) else { continue };
-        let decides = match envelope.event() {
-            Ok((Event::QaSession(QaEvent::QuestionAnswered { question_id: id, .. }), _)) => id == question_id,
-            Ok((Event::QaSession(QaEvent::QuestionFailed { question_id: id, .. }), _)) => id == question_id,
-            _ => false,
-        };
-        if !decides {
-            continue;
+/// The decision on `question_id` a message on its conversation's subject carries, if it carries one: the
+/// event itself, opened with the question's data key, as the relay publishes it when it commits (the history
+/// view follows it; waiting for the view would add its lag). `(decision, recorded at)`.
+async fn decision_in(state: &AppState, payload: &[u8], question_id: Uuid) -> Option<(Decision, chrono::DateTime<Utc>)> {
+    // The envelope first: only the deciding event is opened (its data key read if not loaded).
+    let envelope = StoredEvent::envelope(payload).ok()?;
+    let decides = match envelope.event() {
+        Ok((Event::QaSession(QaEvent::QuestionAnswered { question_id: id, .. }), _)) => id == question_id,
+        Ok((Event::QaSession(QaEvent::QuestionFailed { question_id: id, .. }), _)) => id == question_id,
+        _ => false,
+    };
+    if !decides {
+        return None;
+    }
+    let event = StoredEvent::from_bus(&state.pool, payload).await.ok()?;
+    match event.event().ok()? {
+        (Event::QaSession(QaEvent::QuestionAnswered { answer, .. }), _) => {
+            Some((Decision::Answered(answer), event.recorded_at))
         }
-        let event = StoredEvent::from_bus(&state.pool, &message.payload).await.ok()?;
-        return match event.event().ok()? {
-            (Event::QaSession(QaEvent::QuestionAnswered { answer, .. }), _) => {
-                Some((Decision::Answered(answer), event.recorded_at))
+        (Event::QaSession(QaEvent::QuestionFailed { code, message, .. }), _) => {
+            Some((Decision::Failed { code, message }, event.recorded_at))
+        }
+        _ => None,
+    }
+}
+
+/// A question being answered: asked, with the subscriptions that bring its text and its decision.
+pub(crate) struct Asking {
+    pub(crate) session_id: Uuid,
+    pub(crate) question_id: Uuid,
+    pub(crate) model_id: Uuid,
+    pub(crate) question: String,
+    pub(crate) asked_at: chrono::DateTime<Utc>,
+    answers: async_nats::Subscriber,
+    tokens: async_nats::Subscriber,
+}
+
+/// What `ask` and `/v1/chat/completions` ask.
+pub(crate) struct Ask {
+    pub(crate) model_id: Uuid,
+    pub(crate) session_id: Option<Uuid>,
+    pub(crate) question: String,
+    pub(crate) params: AnswerParams,
+    pub(crate) conversation: Option<Conversation>,
+}
+
+/// Asks: subscribes to the conversation's events and the question's tokens first (so nothing passes unseen),
+/// then executes `AskQuestion` (the question's budget is the caller's to check).
+pub(crate) async fn start(
+    state: &AppState,
+    user: &AuthUser,
+    correlation: String,
+    ask: Ask,
+) -> Result<Asking, ApiError> {
+    let session_id = ask.session_id.unwrap_or_else(Uuid::now_v7);
+    let question_id = Uuid::now_v7();
+    let unavailable = |e: async_nats::SubscribeError| ApiError::Unavailable(e.to_string());
+    let answers = state
+        .nats
+        .subscribe(state.subjects.events_of_one(AggregateKind::QaSession, session_id))
+        .await
+        .map_err(unavailable)?;
+    let tokens = state.nats.subscribe(state.subjects.question_tokens(question_id)).await.map_err(unavailable)?;
+    let question = ask.question.trim().to_owned();
+    let command = QaCommand::AskQuestion {
+        session_id,
+        by: user.actor(),
+        question_id,
+        model_id: ask.model_id,
+        question: question.clone(),
+        params: ask.params,
+        conversation: ask.conversation,
+    };
+    let asked_at = Utc::now();
+    state.commands.execute(session_id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
+    Ok(Asking { session_id, question_id, model_id: ask.model_id, question, asked_at, answers, tokens })
+}
+
+impl Asking {
+    /// The question as `ask` shows it, still pending.
+    pub(crate) fn pending(&self) -> QuestionDto {
+        QuestionDto {
+            question_id: self.question_id,
+            session_id: self.session_id,
+            model_id: self.model_id,
+            question: self.question.clone(),
+            status: "pending".into(),
+            answer: None,
+            response_ms: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            finish_reason: None,
+            cached: None,
+            error: None,
+            asked_at: self.asked_at,
+            answered_at: None,
+        }
+    }
+
+    /// The question as decided.
+    pub(crate) fn decided(&self, decision: Decision, at: chrono::DateTime<Utc>) -> QuestionDto {
+        let mut dto = self.pending();
+        dto.answered_at = Some(at);
+        match decision {
+            Decision::Answered(a) => {
+                dto.status = "answered".into();
+                dto.answer = Some(a.answer);
+                dto.response_ms = Some(a.response_ms as i64);
+                dto.prompt_tokens = Some(a.prompt_tokens as i32);
+                dto.completion_tokens = Some(a.completion_tokens as i32);
+                dto.finish_reason = Some(a.finish_reason);
+                dto.cached = Some(a.cached);
             }
-            (Event::QaSession(QaEvent::QuestionFailed { code, message, .. }), _) => {
-                Some((Decision::Failed { code, message }, event.recorded_at))
+            Decision::Failed { code, message } => {
+                dto.status = "failed".into();
+                dto.error = Some(json!({ "code": code, "message": message }));
             }
-            _ => None,
+        }
+        dto
+    }
+
+    /// Waits for the decision until `deadline` (none after it).
+    pub(crate) async fn decision(&mut self, state: &AppState, deadline: tokio::time::Instant) -> Option<QuestionDto> {
+        loop {
+            let message = tokio::select! {
+                message = self.answers.next() => message?,
+                _ = tokio::time::sleep_until(deadline) => return None,
+            };
+            if let Some((decision, at)) = decision_in(state, &message.payload, self.question_id).await {
+                return Some(self.decided(decision, at));
+            }
+        }
+    }
+
+    /// The answer as it is generated: its pieces, then the decided question (or, past `deadline`, the pending
+    /// one). Dropping the stream before the end (the client went away) stops the generation, wherever it runs.
+    pub(crate) fn live(self, state: AppState, deadline: tokio::time::Instant) -> BoxStream<'static, Streamed> {
+        let cancel = CancelOnDrop {
+            nats: state.nats.clone(),
+            subject: state.subjects.question_cancel(self.question_id),
+            armed: true,
         };
+        futures::stream::unfold((self, state, cancel, false), move |(mut asking, state, mut cancel, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(message) = asking.tokens.next() => {
+                        let piece: serde_json::Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+                        if let Some(text) = piece["delta"].as_str().filter(|t| !t.is_empty()) {
+                            return Some((Streamed::Delta(text.to_owned()), (asking, state, cancel, false)));
+                        }
+                    }
+                    message = asking.answers.next() => {
+                        let Some(message) = message else { break };
+                        if let Some((decision, at)) = decision_in(&state, &message.payload, asking.question_id).await {
+                            cancel.armed = false;
+                            let dto = asking.decided(decision, at);
+                            return Some((Streamed::Done(Box::new(dto)), (asking, state, cancel, true)));
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            // Past the deadline: the answer goes on and is recorded; the client polls for it.
+            cancel.armed = false;
+            let pending = asking.pending();
+            Some((Streamed::Pending(Box::new(pending)), (asking, state, cancel, true)))
+        })
+        .boxed()
+    }
+}
+
+/// One item of a live answer.
+pub(crate) enum Streamed {
+    /// The next piece of the answer's text.
+    Delta(String),
+    /// Answered or failed: the question as recorded.
+    Done(Box<QuestionDto>),
+    /// Not decided before the deadline.
+    Pending(Box<QuestionDto>),
+}
+
+/// Tells the answering node to stop when a live answer is dropped before its end.
+struct CancelOnDrop {
+    nats: async_nats::Client,
+    subject: String,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let (nats, subject) = (self.nats.clone(), std::mem::take(&mut self.subject));
+            tokio::spawn(async move {
+                let _ = nats.publish(subject, bytes::Bytes::new()).await;
+                let _ = nats.flush().await;
+            });
+        }
     }
 }
 
 /// Asks a deployed model a question and waits for the answer (200), or answers 202 after `wait_secs`.
 #[utoipa::path(post, path = "/api/qa/ask", tag = "qa", security(("bearer" = [])), request_body = AskRequest,
-    responses((status = 200, body = QuestionDto), (status = 202, description = "not answered yet", body = QuestionDto),
+    responses((status = 200, description = "the question as answered (or failed); with `stream`, text/event-stream", body = QuestionDto), (status = 202, description = "not answered yet", body = QuestionDto),
     (status = 404, description = "no such conversation", body = crate::ErrorBody),
     (status = 422, description = "validation_failed, invalid_body, no_deployed_model, no_default_model, unknown_model \
         or model_not_deployed",
@@ -156,7 +331,7 @@ pub(crate) async fn ask(
     user: AuthUser,
     Correlation(correlation): Correlation,
     ApiJson(request): ApiJson<AskRequest>,
-) -> Result<(StatusCode, Json<QuestionDto>), ApiError> {
+) -> Result<Response, ApiError> {
     user.require(Permission::AskQuestions)?;
     let wait = request.wait_secs.unwrap_or(30);
     if wait > MAX_WAIT_SECS {
@@ -169,54 +344,32 @@ pub(crate) async fn ask(
     let params = AnswerParams {
         max_new_tokens: request.max_new_tokens.unwrap_or(defaults.max_new_tokens),
         temperature: request.temperature.unwrap_or(defaults.temperature),
+        ..defaults
     };
-    let session_id = request.session_id.unwrap_or_else(Uuid::now_v7);
-    let question_id = Uuid::now_v7();
-    // Subscribed before asking, so the answer cannot pass unseen.
-    let subject = state.subjects.events_of_one(AggregateKind::QaSession, session_id);
-    let mut answers = state.nats.subscribe(subject).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let by = user.actor();
-    let question = request.question.trim().to_owned();
-    let command = QaCommand::AskQuestion { session_id, by, question_id, model_id, question: question.clone(), params };
-    let asked_at = Utc::now();
-    state.commands.execute(session_id, command, &CommandMetadata::new(Some(user.id), correlation)).await?;
+    let ask = Ask { model_id, session_id: request.session_id, question: request.question, params, conversation: None };
+    let mut asking = start(&state, &user, correlation, ask).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let decided = decision(&state, &mut answers, question_id, deadline).await;
-    let _ = answers.unsubscribe().await;
-    let mut dto = QuestionDto {
-        question_id,
-        session_id,
-        model_id,
-        question,
-        status: "pending".into(),
-        answer: None,
-        response_ms: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        finish_reason: None,
-        cached: None,
-        error: None,
-        asked_at,
-        answered_at: None,
-    };
-    let Some((decision, at)) = decided else { return Ok((StatusCode::ACCEPTED, Json(dto))) };
-    dto.answered_at = Some(at);
-    match decision {
-        Decision::Answered(a) => {
-            dto.status = "answered".into();
-            dto.answer = Some(a.answer);
-            dto.response_ms = Some(a.response_ms as i64);
-            dto.prompt_tokens = Some(a.prompt_tokens as i32);
-            dto.completion_tokens = Some(a.completion_tokens as i32);
-            dto.finish_reason = Some(a.finish_reason);
-            dto.cached = Some(a.cached);
-        }
-        Decision::Failed { code, message } => {
-            dto.status = "failed".into();
-            dto.error = Some(json!({ "code": code, "message": message }));
-        }
+    if request.stream == Some(true) {
+        let pending = asking.pending();
+        let first = futures::stream::once(async move { sse_json("question", &pending) });
+        let rest = asking.live(state, deadline).map(|item| match item {
+            Streamed::Delta(text) => sse_json("delta", &json!({ "text": text })),
+            Streamed::Done(dto) => sse_json("done", &dto),
+            Streamed::Pending(dto) => sse_json("pending", &dto),
+        });
+        let events = first.chain(rest).map(Ok::<_, std::convert::Infallible>);
+        return Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response());
     }
-    Ok((StatusCode::OK, Json(dto)))
+    let decided = asking.decision(&state, deadline).await;
+    Ok(match decided {
+        Some(dto) => (StatusCode::OK, Json(dto)).into_response(),
+        None => (StatusCode::ACCEPTED, Json(asking.pending())).into_response(),
+    })
+}
+
+/// A server-sent event named `name` with `data` as JSON.
+fn sse_json(name: &str, data: &impl Serialize) -> SseEvent {
+    SseEvent::default().event(name).data(serde_json::to_string(data).unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

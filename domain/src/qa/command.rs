@@ -12,6 +12,8 @@ pub enum QaCommand {
         model_id: Uuid,
         question: String,
         params: AnswerParams,
+        /// The conversation as the caller gives it (`/v1/chat/completions`); none: the session's own.
+        conversation: Option<Conversation>,
     },
     /// Ignored unless the question waits for its answer.
     RecordAnswer {
@@ -42,7 +44,7 @@ pub enum QaCommand {
 impl QaSession {
     pub(super) fn decide(&self, command: QaCommand) -> Result<Vec<QaEvent>, QaError> {
         match command {
-            QaCommand::AskQuestion { session_id, by, question_id, model_id, question, params } => {
+            QaCommand::AskQuestion { session_id, by, question_id, model_id, question, params, conversation } => {
                 if self.owner_id.is_some_and(|owner| owner != by.id) {
                     return Err(QaError::NotFound);
                 }
@@ -56,6 +58,22 @@ impl QaSession {
                 if !(0.0..=2.0).contains(&params.temperature) {
                     return Err(QaError::InvalidParams("temperature"));
                 }
+                if params.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+                    return Err(QaError::InvalidParams("top_p"));
+                }
+                if params.stop.len() > 4 || params.stop.iter().any(|s| s.is_empty() || s.chars().count() > 100) {
+                    return Err(QaError::InvalidParams("stop"));
+                }
+                let long = |text: &str| text.chars().count() > MAX_QUESTION_CHARS;
+                if let Some(c) = &conversation {
+                    let bad_turn = |t: &Turn| t.question.trim().is_empty() || long(&t.question) || long(&t.answer);
+                    if c.turns.len() > MAX_TURNS
+                        || c.turns.iter().any(bad_turn)
+                        || c.system.as_deref().is_some_and(long)
+                    {
+                        return Err(QaError::InvalidConversation);
+                    }
+                }
                 // Question ids are chosen by the server (UUID v7): only a pending one can come twice (a retry).
                 if self.pending(question_id) {
                     return Err(QaError::DuplicateQuestion);
@@ -67,7 +85,11 @@ impl QaSession {
                     model_id,
                     question,
                     params,
-                    context: self.recent.clone(),
+                    system: conversation.as_ref().and_then(|c| c.system.clone()),
+                    context: match conversation {
+                        Some(c) => c.turns,
+                        None => self.recent.clone(),
+                    },
                 }])
             }
             QaCommand::RecordAnswer { question_id, answer } if self.pending(question_id) => {

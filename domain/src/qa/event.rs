@@ -15,6 +15,9 @@ pub enum QaEvent {
         model_id: Uuid,
         question: String,
         params: AnswerParams,
+        /// The system message the caller gave, if any (sealed with the question's data key).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        system: Option<String>,
         context: Vec<Turn>,
     },
     QuestionAnswered {

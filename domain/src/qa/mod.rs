@@ -23,15 +23,33 @@ pub const CONTEXT_TURNS: usize = 4;
 /// Most tokens an answer may ask for.
 pub const MAX_NEW_TOKENS: u32 = 1024;
 
+/// Most earlier turns an explicit conversation may carry.
+pub const MAX_TURNS: usize = 64;
+
+/// A conversation given whole by the caller (an OpenAI-style `messages` list), instead of the one the
+/// session remembers: the system message and the earlier turns the answer takes into account.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Conversation {
+    pub system: Option<String>,
+    pub turns: Vec<Turn>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QaError {
     #[error("no such conversation")]
     NotFound,
     #[error("the question must be 1 to {MAX_QUESTION_CHARS} characters")]
     InvalidQuestion,
-    /// The field that is out of range: `max_new_tokens` (1 to 1024) or `temperature` (0 to 2).
-    #[error("{0} is out of range: max_new_tokens must be 1 to {MAX_NEW_TOKENS} and temperature 0 to 2")]
+    /// The field that is out of range: `max_new_tokens` (1 to 1024), `temperature` (0 to 2), `top_p` (over 0,
+    /// at most 1), `stop` (at most 4 texts of 1 to 100 characters).
+    #[error(
+        "{0} is out of range: max_new_tokens must be 1 to {MAX_NEW_TOKENS}, temperature 0 to 2, top_p over 0 and \
+         at most 1, stop at most 4 texts of 1 to 100 characters"
+    )]
     InvalidParams(&'static str),
+    /// An explicit conversation that is too long or has an empty turn.
+    #[error("the conversation must have at most {MAX_TURNS} turns of 1 to {MAX_QUESTION_CHARS} characters each, and a system message of at most {MAX_QUESTION_CHARS}")]
+    InvalidConversation,
     #[error("a question with this id was already asked")]
     DuplicateQuestion,
 }
@@ -47,16 +65,25 @@ pub struct Turn {
 }
 
 /// How to answer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerParams {
     pub max_new_tokens: u32,
     /// 0 is greedy (deterministic) decoding.
     pub temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass (0 < top_p <= 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// The sampler's seed (sampling only); without it, one derived from the question id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Up to 4 texts that end the answer where they appear (not included in it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
 }
 
 impl Default for AnswerParams {
     fn default() -> Self {
-        Self { max_new_tokens: 128, temperature: 0.0 }
+        Self { max_new_tokens: 128, temperature: 0.0, top_p: None, seed: None, stop: Vec::new() }
     }
 }
 

@@ -24,6 +24,7 @@ fn ask(n: u128, question: &str) -> QaCommand {
         model_id: Uuid::from_u128(3),
         question: question.into(),
         params: AnswerParams::default(),
+        conversation: None,
     }
 }
 
@@ -35,6 +36,7 @@ fn asked(n: u128, question: &str, context: Vec<Turn>) -> QaEvent {
         model_id: Uuid::from_u128(3),
         question: question.into(),
         params: AnswerParams::default(),
+        system: None,
         context,
     }
 }
@@ -71,6 +73,7 @@ fn another_users_conversation_is_not_found() {
             model_id,
             question,
             params,
+            conversation: None,
         },
         other => other,
     };
@@ -89,11 +92,69 @@ fn bad_questions_and_settings_are_refused() {
             question_id,
             model_id,
             question,
-            params: AnswerParams { max_new_tokens: 0, temperature: 0.0 },
+            params: AnswerParams { max_new_tokens: 0, ..AnswerParams::default() },
+            conversation: None,
         },
         other => other,
     };
     framework().given_no_previous_events().when(command).then_expect_error(QaError::InvalidParams("max_new_tokens"));
+    let with = |params: AnswerParams, conversation: Option<Conversation>| match ask(1, "Hi?") {
+        QaCommand::AskQuestion { session_id, by, question_id, model_id, question, .. } => {
+            QaCommand::AskQuestion { session_id, by, question_id, model_id, question, params, conversation }
+        }
+        other => other,
+    };
+    let stops = AnswerParams { stop: vec!["a".into(); 5], ..AnswerParams::default() };
+    framework().given_no_previous_events().when(with(stops, None)).then_expect_error(QaError::InvalidParams("stop"));
+    let top_p = AnswerParams { top_p: Some(0.0), ..AnswerParams::default() };
+    framework().given_no_previous_events().when(with(top_p, None)).then_expect_error(QaError::InvalidParams("top_p"));
+    let empty_turn = Conversation {
+        system: None,
+        turns: vec![Turn { question_id: None, question: " ".into(), answer: "a".into() }],
+    };
+    framework()
+        .given_no_previous_events()
+        .when(with(AnswerParams::default(), Some(empty_turn)))
+        .then_expect_error(QaError::InvalidConversation);
+}
+
+#[test]
+fn an_explicit_conversation_replaces_the_session_s_own_context() {
+    let turn = Turn { question_id: None, question: "Who are you?".into(), answer: "A bot.".into() };
+    let conversation = Conversation { system: Some("Be brief.".into()), turns: vec![turn.clone()] };
+    let command = match ask(3, "And?") {
+        QaCommand::AskQuestion { session_id, by, question_id, model_id, question, params, .. } => {
+            QaCommand::AskQuestion {
+                session_id,
+                by,
+                question_id,
+                model_id,
+                question,
+                params,
+                conversation: Some(conversation),
+            }
+        }
+        other => other,
+    };
+    let expected = match asked(3, "And?", vec![turn]) {
+        QaEvent::QuestionAsked { session_id, question_id, user_id, model_id, question, params, context, .. } => {
+            QaEvent::QuestionAsked {
+                session_id,
+                question_id,
+                user_id,
+                model_id,
+                question,
+                params,
+                system: Some("Be brief.".into()),
+                context,
+            }
+        }
+        other => other,
+    };
+    framework()
+        .given(vec![asked(1, "Hi?", vec![]), answered(1, "Hello.")])
+        .when(command)
+        .then_expect_events(vec![expected]);
 }
 
 #[test]

@@ -69,9 +69,20 @@ impl Engine {
 
     /// Answers a chat request, streaming the completion's text through `on_token` as it is decoded.
     pub fn generate(&self, request: &ChatRequest, on_token: &mut dyn FnMut(&str)) -> Result<Generation, EngineError> {
+        self.generate_until(request, on_token, &|| false)
+    }
+
+    /// [`Engine::generate`], stopping (finish reason `Cancelled`) before the next decoding step once `stop`
+    /// says so: a client that went away, a stop sequence seen in the text so far.
+    pub fn generate_until(
+        &self,
+        request: &ChatRequest,
+        on_token: &mut dyn FnMut(&str),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Generation, EngineError> {
         let start = Instant::now();
         let prompt = self.prompt_tokens(request)?;
-        self.generate_from(start, &prompt, &request.params, on_token)
+        self.generate_from(start, &prompt, &request.params, on_token, stop)
     }
 
     /// Continues raw prompt tokens (no chat template); what the benchmark and the parity tests drive.
@@ -81,7 +92,7 @@ impl Engine {
         params: &GenerationParams,
         on_token: &mut dyn FnMut(&str),
     ) -> Result<Generation, EngineError> {
-        self.generate_from(Instant::now(), prompt, params, on_token)
+        self.generate_from(Instant::now(), prompt, params, on_token, &|| false)
     }
 
     fn generate_from(
@@ -90,6 +101,7 @@ impl Engine {
         prompt: &[u32],
         params: &GenerationParams,
         on_token: &mut dyn FnMut(&str),
+        stop: &dyn Fn() -> bool,
     ) -> Result<Generation, EngineError> {
         if prompt.is_empty() {
             return Err(EngineError::Input("the prompt is empty".into()));
@@ -124,6 +136,10 @@ impl Engine {
                 on_token(&piece);
             }
             if tokens.len() == params.max_new_tokens || seq.tokens().len() >= context {
+                break;
+            }
+            if stop() {
+                finish = FinishReason::Cancelled;
                 break;
             }
             logits = self.model.step(&mut seq, &[next])?;

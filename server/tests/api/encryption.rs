@@ -549,6 +549,7 @@ async fn deleting_questions_erases_their_text_when_the_command_answers_with_no_c
             model_id: model,
             question,
             params: AnswerParams::default(),
+            conversation: None,
         };
         bus.execute(session, ask, &meta).await.unwrap();
     }
@@ -565,6 +566,7 @@ async fn deleting_questions_erases_their_text_when_the_command_answers_with_no_c
         model_id: model,
         question: "asked after".into(),
         params: AnswerParams::default(),
+        conversation: None,
     };
     bus.execute(session, ask, &meta).await.unwrap();
     assert_eq!(keys_erased(&pool, &[later]).await, [false], "a question asked after the clearing keeps its text");

@@ -25,6 +25,7 @@ mod relay;
 mod replay;
 mod serving;
 mod slow_clients;
+mod streaming;
 mod training;
 mod users;
 mod virus_scan;

@@ -41,6 +41,9 @@ export const ERROR_MESSAGES: Record<string, Record<Lang, string>> = {
     zh: '没有可回滚到的先前部署版本。',
   },
   unknown_model: { en: 'No deployed model has that id or alias.', zh: '没有该 ID 或别名的已部署模型。' },
+  invalid_request_error: { en: 'The request is not valid.', zh: '请求无效。' },
+  model_not_found: { en: 'No deployed model has that name.', zh: '没有该名称的已部署模型。' },
+  model_unavailable: { en: 'The model could not answer; try again.', zh: '模型无法回答，请重试。' },
   no_default_model: {
     en: 'Several models are deployed and none is the default: choose one.',
     zh: '已部署多个模型且未设置默认模型，请选择一个。',

@@ -943,6 +943,13 @@ export interface components {
              */
             session_id?: string | null;
             /**
+             * @description Answer as `text/event-stream`: `question` (the question, pending), `delta` (`{"text"}`, pieces of the
+             *     answer as they are generated), then `done` (the question as recorded: answer, usage, finish reason,
+             *     response time) or, past `wait_secs`, `pending`. A client that disconnects stops the generation; the
+             *     question is recorded with what was generated and finish reason `cancelled`.
+             */
+            stream?: boolean | null;
+            /**
              * Format: float
              * @description 0 (default, deterministic) to 2.
              */
@@ -2887,6 +2894,7 @@ export interface operations {
             };
         };
         responses: {
+            /** @description the question as answered (or failed); with `stream`, text/event-stream */
             200: {
                 headers: {
                     [name: string]: unknown;
