@@ -8,8 +8,20 @@ use super::model::OnnxModel;
 use super::stream::TextStream;
 use super::{ChatRequest, EngineError, EngineOptions, FinishReason, Generation, GenerationParams, GenerationStats};
 use crate::model::{GenerateOptions, Sampler};
+use crate::onnx::GenaiConfig;
 use crate::template::ChatTemplate;
 use crate::tokenizer::TextTokenizer;
+
+/// The tokens that end a generation: the tokenizer's (end of turn) and the export's EOS ids.
+pub(crate) fn stop_tokens(tokenizer: &TextTokenizer, genai: &GenaiConfig) -> Vec<u32> {
+    let mut stop_tokens = tokenizer.stop_token_ids.clone();
+    for &id in &genai.model.eos_token_id {
+        if !stop_tokens.contains(&id) {
+            stop_tokens.push(id);
+        }
+    }
+    stop_tokens
+}
 
 /// A loaded model ready to generate; share it with `Arc` (it is `Send + Sync`).
 pub struct Engine {
@@ -33,12 +45,7 @@ impl Engine {
         let model = OnnxModel::load(dir, &options)?;
         let tokenizer = TextTokenizer::load(dir)?;
         let template = ChatTemplate::load(dir)?;
-        let mut stop_tokens = tokenizer.stop_token_ids.clone();
-        for &id in &model.genai().model.eos_token_id {
-            if !stop_tokens.contains(&id) {
-                stop_tokens.push(id);
-            }
-        }
+        let stop_tokens = stop_tokens(&tokenizer, model.genai());
         tracing::info!(dir = %dir.display(), device = ?model.device(), "engine loaded");
         Ok(Arc::new(Engine { dir: dir.to_path_buf(), model, tokenizer, template, stop_tokens }))
     }
