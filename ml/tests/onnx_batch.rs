@@ -203,3 +203,15 @@ fn an_export_without_the_fused_attention_op_is_refused_with_the_reason() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[test]
+fn an_answer_in_progress_keeps_its_engine_loaded_until_it_ends() {
+    let (_root, _model, export_dir) = tiny_export();
+    let engine = BatchEngine::load(&export_dir, batch(2)).unwrap();
+    let mut req = request("Still there?", 8);
+    req.params.ignore_eos = true;
+    let handle = engine.submit("u", &req).unwrap();
+    drop(engine);
+    let done = handle.wait().unwrap();
+    assert_eq!(done.generation.tokens.len(), 8);
+}

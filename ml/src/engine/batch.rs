@@ -121,12 +121,15 @@ impl Canceller {
 }
 
 /// One submitted request: its streamed pieces, then its [`Completion`]. Dropping the handle cancels the request.
+/// It keeps its engine loaded: an engine unloaded (dropped by its owner) while answers are in progress is freed
+/// once the last of their handles goes.
 #[derive(Debug)]
 pub struct GenerationHandle {
     id: u64,
     pieces: tokio_mpsc::UnboundedReceiver<Piece>,
     result: Option<oneshot::Receiver<Result<Completion, EngineError>>>,
     cancel: Canceller,
+    _engine: Arc<BatchEngine>,
 }
 
 impl GenerationHandle {
@@ -363,7 +366,7 @@ impl BatchEngine {
 
     /// Queues a chat request of `user` (any stable id: requests of several users waiting at once take turns).
     /// Returns at once; the handle streams the answer.
-    pub fn submit(&self, user: &str, request: &ChatRequest) -> Result<GenerationHandle, EngineError> {
+    pub fn submit(self: &Arc<Self>, user: &str, request: &ChatRequest) -> Result<GenerationHandle, EngineError> {
         let submitted = Instant::now();
         let prompt = self.prompt_tokens(request)?;
         self.enqueue(submitted, user, prompt, request.params.clone())
@@ -371,7 +374,7 @@ impl BatchEngine {
 
     /// Queues raw prompt tokens (no chat template): what the benchmark and the parity tests drive.
     pub fn submit_tokens(
-        &self,
+        self: &Arc<Self>,
         user: &str,
         prompt: Vec<u32>,
         params: GenerationParams,
@@ -380,7 +383,7 @@ impl BatchEngine {
     }
 
     fn enqueue(
-        &self,
+        self: &Arc<Self>,
         submitted: Instant,
         user: &str,
         prompt: Vec<u32>,
@@ -426,12 +429,13 @@ impl BatchEngine {
             self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(EngineError::Closed);
         }
-        Ok(GenerationHandle { id, pieces, result: Some(result), cancel })
+        Ok(GenerationHandle { id, pieces, result: Some(result), cancel, _engine: Arc::clone(self) })
     }
 }
 
 impl Drop for BatchEngine {
-    /// Ends the requests in flight ([`EngineError::Closed`]) and waits for the loop, at most one step.
+    /// Stops the loop and waits for it (at most one step; the handles keep the engine alive, so nothing is
+    /// in flight by now unless a handle was leaked). Blocking: drop the last `Arc` off the async runtime.
     fn drop(&mut self) {
         self.counters.closing.store(true, Ordering::Release);
         self.inbox.lock().unwrap_or_else(|p| p.into_inner()).take();
