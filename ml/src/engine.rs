@@ -116,7 +116,7 @@ pub struct GenerationParams {
     pub seed: u64,
     /// Keep generating through end tokens until `max_new_tokens` (benchmarks need fixed lengths).
     pub ignore_eos: bool,
-    /// Texts that end the answer where they appear (not included, never streamed). [`BatchEngine`] only.
+    /// Texts that end the answer where they appear (not included, never streamed).
     pub stop: Vec<String>,
 }
 

@@ -166,6 +166,15 @@ fn a_stop_text_ends_the_answer_before_it_and_is_never_streamed() {
     assert_eq!(done.text, cut);
     assert_eq!(streamed, cut, "nothing of the stop text was streamed");
     assert!(done.tokens.len() < full.tokens.len());
+
+    // The one-sequence engine honours stop texts the same way.
+    let single =
+        Engine::load(&export_dir, EngineOptions { device: Device::Cpu, threads: 1, sessions: 1, spin: false }).unwrap();
+    let mut streamed = String::new();
+    let alone = single.generate(&stopped, &mut |piece| streamed.push_str(piece)).unwrap();
+    assert_eq!((alone.text.as_str(), streamed.as_str()), (cut, cut));
+    assert_eq!(alone.finish_reason, FinishReason::Stop);
+    assert_eq!(alone.tokens, done.tokens);
 }
 
 #[test]

@@ -28,7 +28,7 @@
 mod graph;
 mod queue;
 mod scheduler;
-mod stop;
+pub(crate) mod stop;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

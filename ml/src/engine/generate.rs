@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::batch::stop::{Released, StopText};
 use super::model::OnnxModel;
 use super::stream::TextStream;
 use super::{ChatRequest, EngineError, EngineOptions, FinishReason, Generation, GenerationParams, GenerationStats};
@@ -113,6 +114,7 @@ impl Engine {
         let context = self.model.shape().context_length;
         let mut seq = self.model.new_sequence()?;
         let mut stream = TextStream::default();
+        let mut stop = StopText::new(&params.stop);
         let decode = |ids: &[u32]| self.tokenizer.decode(ids, true);
         let mut tokens = Vec::new();
         let mut first_token_at = None;
@@ -127,6 +129,19 @@ impl Engine {
             }
             tokens.push(next);
             let piece = stream.push(next, decode)?;
+            let piece = match stop.active() {
+                false => piece,
+                true => match stop.push(&piece) {
+                    Released::More(text) => text,
+                    Released::Stopped(text) => {
+                        if !text.is_empty() {
+                            on_token(&text);
+                        }
+                        finish = FinishReason::Stop;
+                        break;
+                    }
+                },
+            };
             if !piece.is_empty() {
                 on_token(&piece);
             }
@@ -135,7 +150,16 @@ impl Engine {
             }
             logits = self.model.step(&mut seq, &[next])?;
         }
-        let rest = stream.flush(decode)?;
+        let mut rest = stream.flush(decode)?;
+        if stop.active() && finish != FinishReason::Stop {
+            rest = match stop.push(&rest) {
+                Released::More(text) => text + &stop.flush(),
+                Released::Stopped(text) => {
+                    finish = FinishReason::Stop;
+                    text
+                }
+            };
+        }
         if !rest.is_empty() {
             on_token(&rest);
         }
@@ -144,8 +168,10 @@ impl Engine {
         let decode_secs = (end - first).as_secs_f64();
         let tokens_per_second =
             if tokens.len() > 1 && decode_secs > 0.0 { (tokens.len() - 1) as f64 / decode_secs } else { 0.0 };
+        // With stop texts, the answer is exactly what was streamed (cut before the stop text).
+        let text = if stop.active() { stop.text().to_string() } else { self.tokenizer.decode(&tokens, true)? };
         Ok(Generation {
-            text: self.tokenizer.decode(&tokens, true)?,
+            text,
             finish_reason: finish,
             stats: GenerationStats {
                 prompt_tokens: prompt.len(),

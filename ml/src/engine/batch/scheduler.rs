@@ -285,11 +285,15 @@ fn advance(row: &mut Row, logits: &mut [f32], config: &LoopConfig, tokenizer: &T
 
 /// The finished row's [`Completion`], after streaming what was held back.
 fn finish(row: &mut Row, reason: FinishReason, tokenizer: &TextTokenizer) -> Result<Completion, EngineError> {
+    let mut reason = reason;
     let mut rest = row.stream.flush(|ids| tokenizer.decode(ids, true))?;
-    if row.stop.active() {
+    if row.stop.active() && reason != FinishReason::Stop {
         rest = match row.stop.push(&rest) {
             Released::More(text) => text + &row.stop.flush(),
-            Released::Stopped(text) => text,
+            Released::Stopped(text) => {
+                reason = FinishReason::Stop;
+                text
+            }
         };
     }
     if !rest.is_empty() {
