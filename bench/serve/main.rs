@@ -6,6 +6,9 @@
 //!
 //! cargo run --release -p bonsai-ml --example serve_bench -- <export-dir> [--clients 1,4,8,16] \
 //!     [--new-tokens 64] [--answers 2] [--threads 2] [--slots 8] [--slot-tokens 256] [--sessions 2] [--rounds 1]
+//!     [--system-words 0]
+//! `--system-words N` puts a system message of N words before each question: long prompts, where writing the
+//! KV cache in place (batch engine) instead of copying it every step (one-sequence engine) matters most.
 //! Preparing a model (the same library calls as `bonsai model import-gguf` and `bonsai export-onnx`):
 //! serve_bench prepare-gguf <file.gguf> <hf-dir> <export-dir>
 //! serve_bench prepare-tiny <hf-dir> <export-dir>
@@ -15,7 +18,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bonsai_ml::engine::{BatchEngine, BatchOptions, ChatRequest, Device, Engine, EngineOptions, GenerationParams};
+use bonsai_ml::engine::{
+    BatchEngine, BatchOptions, ChatMessage, ChatRequest, Device, Engine, EngineOptions, GenerationParams,
+};
 
 /// Distinct questions: a client takes them in turn from its own offset, so no two concurrent prompts are equal.
 const QUESTIONS: &[&str] = &[
@@ -51,6 +56,7 @@ struct Args {
     slot_tokens: usize,
     sessions: usize,
     rounds: usize,
+    system_words: usize,
 }
 
 /// One measured run: a number of clients against one engine.
@@ -94,8 +100,19 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let params = GenerationParams { max_new_tokens: a.new_tokens, ignore_eos: true, ..GenerationParams::default() };
-    let requests: Vec<ChatRequest> =
-        QUESTIONS.iter().map(|q| ChatRequest { params: params.clone(), ..ChatRequest::user(*q) }).collect();
+    let system = vec!["background"; a.system_words].join(" ");
+    let requests: Vec<ChatRequest> = QUESTIONS
+        .iter()
+        .map(|q| {
+            let mut messages = vec![ChatMessage::new("user", *q)];
+            if a.system_words > 0 {
+                messages.insert(0, ChatMessage::new("system", system.clone()));
+            }
+            ChatRequest { messages, params: params.clone() }
+        })
+        .collect();
+    let prompt_tokens = batch.prompt_tokens(&requests[0])?.len();
+    eprintln!("prompt of the first question: {prompt_tokens} tokens");
     // Warm-up: the first runs pay for lazy allocations and weight pre-packing.
     single.generate(&requests[0], &mut |_| {})?;
     batch.submit("warm-up", &requests[0])?.wait()?;
@@ -199,8 +216,9 @@ fn print_json(run: &Run) {
 
 fn print_table(a: &Args, runs: &[Run]) {
     println!(
-        "\n{} new tokens per answer, {} answers per client, {} threads, batch slots {}, single-sequence sessions {}\n",
-        a.new_tokens, a.answers, a.threads, a.slots, a.sessions
+        "\n{} new tokens per answer, {} answers per client, {} threads, batch slots {}, single-sequence sessions {}, \
+         system words {}\n",
+        a.new_tokens, a.answers, a.threads, a.slots, a.sessions, a.system_words
     );
     println!(
         "| clients | engine | completion tokens/s | p50 s/answer | p99 s/answer | TTFT p50 ms | batch/single tok/s |"
@@ -225,7 +243,7 @@ fn print_table(a: &Args, runs: &[Run]) {
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
     let Some(dir) = args.first().filter(|a| !a.starts_with("--")) else {
-        bail!("usage: serve_bench <export-dir> [--clients 1,4,8,16] [--new-tokens 64] [--answers 2] [--threads 2] [--slots 8] [--slot-tokens 256] [--sessions 2] [--rounds 1]");
+        bail!("usage: serve_bench <export-dir> [--clients 1,4,8,16] [--new-tokens 64] [--answers 2] [--threads 2] [--slots 8] [--slot-tokens 256] [--sessions 2] [--rounds 1] [--system-words 0]");
     };
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
     let num = |name: &str, default: usize| -> anyhow::Result<usize> {
@@ -245,5 +263,6 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         slot_tokens: num("--slot-tokens", 256)?,
         sessions: num("--sessions", 2)?,
         rounds: num("--rounds", 1)?,
+        system_words: num("--system-words", 0)?,
     })
 }
