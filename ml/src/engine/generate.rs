@@ -86,11 +86,11 @@ impl Engine {
         &self,
         request: &ChatRequest,
         on_token: &mut dyn FnMut(&str),
-        stop: &dyn Fn() -> bool,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Generation, EngineError> {
         let start = Instant::now();
         let prompt = self.prompt_tokens(request)?;
-        self.generate_from(start, &prompt, &request.params, on_token, stop)
+        self.generate_from(start, &prompt, &request.params, on_token, cancelled)
     }
 
     /// Continues raw prompt tokens (no chat template); what the benchmark and the parity tests drive.
@@ -109,7 +109,7 @@ impl Engine {
         prompt: &[u32],
         params: &GenerationParams,
         on_token: &mut dyn FnMut(&str),
-        stop: &dyn Fn() -> bool,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Generation, EngineError> {
         if prompt.is_empty() {
             return Err(EngineError::Input("the prompt is empty".into()));
@@ -160,7 +160,7 @@ impl Engine {
             if tokens.len() == params.max_new_tokens || seq.tokens().len() >= context {
                 break;
             }
-            if stop() {
+            if cancelled() {
                 finish = FinishReason::Cancelled;
                 break;
             }
