@@ -68,6 +68,12 @@ async fn an_api_key_works_on_questions_only_is_listed_without_its_secret_and_sto
     assert_eq!(items[0]["name"], "ci pipeline");
     assert!(items[0].get("secret").is_none() && items[0].get("secret_hash").is_none());
     assert!(items[0]["last_used_at"].is_string(), "used once: {}", items[0]);
+    // Used again within the minute: the time is not rewritten (at most one write a minute per key).
+    assert_eq!(history_with(&app, &secret).await.0, StatusCode::OK);
+    let again: Value = app.get(KEYS, Some(&token)).await.json().await.unwrap();
+    assert_eq!(again["items"][0]["last_used_at"], items[0]["last_used_at"]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM api_key_usage").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(rows, 1);
 
     // Revoked: the very next request with it is refused.
     let path = format!("{KEYS}/{}", key["id"].as_str().unwrap());
