@@ -212,6 +212,11 @@ impl From<UserError> for ApiError {
             UserError::RefreshTokenReused => ApiError::unauthenticated("refresh_token_reused", message),
             UserError::SelfLockout => ApiError::Unprocessable { code: "self_lockout", message, details: None },
             UserError::Hashing(cause) => ApiError::Internal(cause),
+            UserError::InvalidApiKeyName => ApiError::field("validation_failed", message, "name"),
+            UserError::TooManyApiKeys => ApiError::Conflict { code: "too_many_api_keys", message },
+            UserError::ApiKeyExists => ApiError::Conflict { code: "api_key_exists", message },
+            UserError::UnknownApiKey => ApiError::NotFound(message),
+            UserError::ApiKeyRevoked => ApiError::Conflict { code: "api_key_revoked", message },
         }
     }
 }

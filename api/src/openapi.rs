@@ -12,7 +12,8 @@ use utoipa_swagger_ui::SwaggerUi;
     info(title = "Bonsai", description = "Train, version and serve your own small language models."),
     paths(
         healthz, readyz, login, refresh, logout, get_profile, update_profile, change_password, list_sessions, end_session,
-        end_other_sessions, end_user_sessions, list_users,
+        end_other_sessions, end_user_sessions, create_api_key, list_api_keys, revoke_api_key, list_user_api_keys,
+        revoke_user_api_key, list_users,
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
         preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, task_socket, adapter_file, start_task, stop_task,
         register_model, list_models, get_model, deploy_model, undeploy_model, test_model, make_default, set_alias,
@@ -26,7 +27,8 @@ use utoipa_swagger_ui::SwaggerUi;
         UploadForm, CreateTaskRequest, TaskDto, TaskPage, TaskAccepted, ProgressDto, ProgressPoint, ProgressReport,
         RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AliasRequest, Routing, BaseModelDto,
         BaseModelList, AskRequest, QuestionDto, QuestionPage,
-        ConversationPage, HistoryDeleted, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList
+        ConversationPage, HistoryDeleted, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList,
+        CreateApiKeyRequest, CreatedApiKey, ApiKeyDto, ApiKeyList
     )),
     modifiers(&BearerAuth, &CommonParts),
     tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "alerts"), (name = "health"))

@@ -1,4 +1,4 @@
-use crate::auth::{LiveSessions, RateLimits, TokenService};
+use crate::auth::{ApiKeys, LiveSessions, RateLimits, TokenService};
 use bonsai_commands::CommandBus;
 use bonsai_infra::{FileStore, LocalModels};
 use bonsai_projections::user_cache::UserCache;
@@ -23,6 +23,8 @@ pub struct AppState {
     pub user_cache: Arc<UserCache>,
     /// The sessions this node has seen exist (an access token must name one).
     pub sessions: Arc<LiveSessions>,
+    /// API keys' owners as their User aggregates have them, kept fresh by `user_cache`'s notices.
+    pub api_keys: Arc<ApiKeys>,
     /// For `/readyz`.
     pub nats: async_nats::Client,
     /// Uploaded dataset files (see [`AppState::with_datasets`]).
@@ -74,6 +76,7 @@ impl AppState {
             limits: Arc::new(limits),
             user_cache: Arc::new(UserCache::new(DEFAULT_USER_CACHE_TTL)),
             sessions: Arc::default(),
+            api_keys: Arc::new(ApiKeys::new(DEFAULT_USER_CACHE_TTL)),
             nats,
             files: Arc::new(crate::routes::NoFileStore),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
@@ -132,9 +135,10 @@ impl AppState {
         self
     }
 
-    /// How long a cached users view row may be used without news of its user.
+    /// How long a cached users view row (or API key owner) may be used without news of its user.
     pub fn with_user_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.user_cache = Arc::new(UserCache::new(ttl));
+        self.api_keys = Arc::new(ApiKeys::new(ttl));
         self
     }
 }

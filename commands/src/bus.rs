@@ -162,6 +162,13 @@ impl CommandBus {
         Ok(context.aggregate)
     }
 
+    /// [`CommandBus::load`] with the sequence of the last event it folds (0: no events): a cache of the state
+    /// compares it with the sequences of the events it hears of on NATS.
+    pub async fn load_versioned<A: Stored>(&self, id: Uuid) -> Result<(A, i64), CommandError> {
+        let context = A::store(self).load_aggregate(&id.to_string()).await.map_err(|e| convert::<A>(e, 1))?;
+        Ok((context.aggregate, context.current_sequence as i64))
+    }
+
     /// Load, decide, append; on a conflict (another writer appended first) again from the load, a
     /// bounded number of times. With `want_state`, answers the aggregate as the command left it.
     async fn run<A>(

@@ -1,11 +1,11 @@
-//! What the outside world may see of an event payload. Password hashes are in the events (they are the
+//! What the outside world may see of an event payload. Password hashes (and API key hashes) are in the events (they are the
 //! source of truth for logins) but never leave the store: the relay and the audit API both pass every
 //! payload through [`redact`].
 
 use serde_json::Value;
 
 /// Fields whose values are replaced before a payload leaves the event store.
-pub const SECRET_FIELDS: &[&str] = &["password_hash"];
+pub const SECRET_FIELDS: &[&str] = &["password_hash", "secret_hash"];
 
 /// Replaces secret fields, at any depth, with `"[redacted]"`.
 pub fn redact(payload: &mut Value) {

@@ -12,7 +12,11 @@
 //! eprintln!("{} tokens, {:.1} tokens/s", answer.stats.completion_tokens, answer.stats.tokens_per_second);
 //! # Ok::<(), EngineError>(())
 //! ```
+//!
+//! A [`BatchEngine`] serves many requests at once through one shared decode batch (continuous batching,
+//! see [`batch`]): what a server under load should hold per model.
 
+pub mod batch;
 mod generate;
 mod model;
 mod runtime;
@@ -21,6 +25,7 @@ mod stream;
 use std::time::Duration;
 
 pub use crate::template::ChatMessage;
+pub use batch::{BatchEngine, BatchLoad, BatchOptions, Canceller, Completion, GenerationHandle, Piece};
 pub use generate::Engine;
 pub use model::{GraphShape, OnnxModel, Sequence};
 pub use runtime::{cuda_available, library_path};
@@ -83,6 +88,15 @@ pub enum EngineError {
     /// The request cannot be served (empty, too long for the context).
     #[error("invalid request: {0}")]
     Input(String),
+    /// Too many requests wait already (a batch engine's `max_waiting`); retry later.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The request was cancelled (its handle dropped or cancelled) before it ended.
+    #[error("the request was cancelled")]
+    Cancelled,
+    /// The engine was unloaded before the request ended.
+    #[error("the engine was unloaded")]
+    Closed,
 }
 
 /// Decoding settings of one request.
@@ -102,6 +116,8 @@ pub struct GenerationParams {
     pub seed: u64,
     /// Keep generating through end tokens until `max_new_tokens` (benchmarks need fixed lengths).
     pub ignore_eos: bool,
+    /// Texts that end the answer where they appear (not included, never streamed).
+    pub stop: Vec<String>,
 }
 
 impl Default for GenerationParams {
@@ -114,6 +130,7 @@ impl Default for GenerationParams {
             repetition_penalty: 1.0,
             seed: 0,
             ignore_eos: false,
+            stop: Vec::new(),
         }
     }
 }

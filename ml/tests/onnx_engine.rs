@@ -101,6 +101,7 @@ fn seeded_sampling_repeats_and_max_new_tokens_is_respected() {
         repetition_penalty: 1.1,
         seed: 42,
         ignore_eos: false,
+        stop: Vec::new(),
     };
     let a = engine.generate(&req, &mut |_| {}).unwrap();
     let b = engine.generate(&req, &mut |_| {}).unwrap();

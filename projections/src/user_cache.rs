@@ -87,7 +87,8 @@ impl UserCache {
         Ok(ended.len())
     }
 
-    /// Whether an event changes what authentication reads.
+    /// Whether an event changes what authentication reads (API keys included: a key's owner state is cached
+    /// by the API on the same versions).
     pub fn matters(event: &UserEvent) -> bool {
         matches!(
             event,
@@ -95,7 +96,15 @@ impl UserCache {
                 | UserEvent::RoleChanged { .. }
                 | UserEvent::UserDeactivated
                 | UserEvent::UserActivated
+                | UserEvent::ApiKeyCreated { .. }
+                | UserEvent::ApiKeyRevoked { .. }
         )
+    }
+
+    /// The version a cached state of user `id` must have reached to be used (0: no news of the user): the
+    /// same notices keep the API key owners' cache fresh (`bonsai_api::auth::ApiKeys`).
+    pub fn min_version(&self, id: Uuid) -> i64 {
+        self.min_versions.peek(&id).unwrap_or(0)
     }
 
     /// An event with `sequence` happened to user `id`; when it `matters` (see [`UserCache::matters`]), rows
@@ -134,7 +143,9 @@ mod tests {
     fn only_events_that_change_authentication_invalidate() {
         use bonsai_domain::user::SessionEndReason;
         use bonsai_domain::Role;
-        for event in [UserEvent::RoleChanged { role: Role::User }, UserEvent::UserDeactivated, UserEvent::UserActivated]
+        let revoked = UserEvent::ApiKeyRevoked { key_id: Uuid::nil(), by: Uuid::nil() };
+        for event in
+            [UserEvent::RoleChanged { role: Role::User }, UserEvent::UserDeactivated, UserEvent::UserActivated, revoked]
         {
             assert!(UserCache::matters(&event), "{event:?}");
         }
@@ -149,6 +160,8 @@ mod tests {
         cache.note_event(id, 9, true);
         cache.note_event(id, 8, true);
         assert_eq!(cache.min_versions.peek(&id), Some(9), "the newest wins");
+        assert_eq!(cache.min_version(id), 9);
+        assert_eq!(cache.min_version(Uuid::new_v4()), 0);
     }
 
     #[test]

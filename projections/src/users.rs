@@ -79,7 +79,9 @@ impl Projection for UsersProjection {
             UserEvent::PasswordChanged { .. }
             | UserEvent::SessionStarted { .. }
             | UserEvent::SessionRefreshed { .. }
-            | UserEvent::SessionEnded { .. } => {
+            | UserEvent::SessionEnded { .. }
+            | UserEvent::ApiKeyCreated { .. }
+            | UserEvent::ApiKeyRevoked { .. } => {
                 update("UPDATE users_view SET version = $2, updated_at = GREATEST(updated_at, $3) WHERE id = $1")
                     .execute(conn)
                     .await?;

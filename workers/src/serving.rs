@@ -109,7 +109,7 @@ impl<'a> StopScan<'a> {
         let safe = match found {
             Some(at) => {
                 self.ended_at = Some(at);
-                at
+                self.text[..at].trim_end().len().max(self.sent)
             }
             None => {
                 let keep = longest.saturating_sub(1);
@@ -118,7 +118,8 @@ impl<'a> StopScan<'a> {
                 while !self.text.is_char_boundary(safe) {
                     safe -= 1;
                 }
-                safe
+                // White space is sent only once something follows it that is sent too.
+                self.text[..safe].trim_end().len().max(self.sent)
             }
         };
         let start = self.sent;

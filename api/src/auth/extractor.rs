@@ -5,14 +5,19 @@ use bonsai_domain::{Permission, Role};
 use uuid::Uuid;
 
 /// An authenticated, active user. Its role comes from the users view, not the token, so a role
-/// change or a deactivation takes effect on the next request, not at token expiry.
+/// change or a deactivation takes effect on the next request, not at token expiry. A caller with an API key
+/// (see [`super::api_keys`]) acts with its owner's role as the User aggregate has it.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: Uuid,
     pub username: String,
     pub role: Role,
+    /// The session of the access token; nil for an API key.
     pub session_id: Uuid,
+    /// When the user was created; for an API key, when the key was (its callers reach no profile).
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The API key the request came with, if it came with one rather than an access token.
+    pub api_key: Option<Uuid>,
 }
 
 impl AuthUser {
@@ -57,7 +62,11 @@ impl FromRequestParts<AppState> for AuthUser {
                 ApiError::unauthenticated("missing_token", "an Authorization: Bearer token is required")
             })?,
         };
-        let claims = state.tokens.verify_access(token.trim()).map_err(|e| {
+        let token = token.trim();
+        if super::api_keys::is_api_key(token) {
+            return state.api_keys.authenticate(state, parts.uri.path(), token).await;
+        }
+        let claims = state.tokens.verify_access(token).map_err(|e| {
             // The library's words (which algorithm, which claim) are for the log, not for whoever sent it.
             tracing::info!(error = %e, "access token refused");
             match e.kind() {
@@ -92,6 +101,13 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         state.limits.request(row.id).await.map_err(ApiError::rate_limited)?;
         let role = row.role.parse().map_err(ApiError::Internal)?;
-        Ok(AuthUser { id: row.id, username: row.username, role, session_id: claims.sid, created_at: row.created_at })
+        Ok(AuthUser {
+            id: row.id,
+            username: row.username,
+            role,
+            session_id: claims.sid,
+            created_at: row.created_at,
+            api_key: None,
+        })
     }
 }

@@ -1,11 +1,13 @@
-//! Authentication: JWT access tokens, rotating refresh tokens, the authenticated-user extractor and
-//! login throttling.
+//! Authentication: JWT access tokens, rotating refresh tokens, API keys, the authenticated-user extractor
+//! and login throttling.
 
+pub mod api_keys;
 mod extractor;
 mod rate_limit;
 mod sessions;
 mod tokens;
 
+pub use api_keys::ApiKeys;
 pub use extractor::AuthUser;
 pub use rate_limit::{RateLimitSettings, RateLimits};
 pub(crate) use sessions::end_sessions;

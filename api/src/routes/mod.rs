@@ -1,4 +1,5 @@
 mod alerts;
+mod api_keys;
 mod audit;
 mod auth;
 mod datasets;
@@ -11,6 +12,7 @@ pub(crate) mod training;
 mod users;
 
 pub(crate) use alerts::{AlertAccepted, AlertAction, AlertDto, AlertPage};
+pub(crate) use api_keys::{ApiKeyDto, ApiKeyList, CreateApiKeyRequest, CreatedApiKey, API_KEYS_PATH};
 pub(crate) use audit::{AuditEventDto, AuditPage};
 pub(crate) use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 pub(crate) use datasets::{
@@ -46,6 +48,10 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/users/profile/sessions", get(sessions::list_sessions).delete(sessions::end_other_sessions))
         .route("/api/users/profile/sessions/{id}", delete(sessions::end_session))
         .route("/api/users/{id}/sessions", delete(sessions::end_user_sessions))
+        .route(API_KEYS_PATH, get(api_keys::list_api_keys).post(api_keys::create_api_key))
+        .route("/api/users/profile/api-keys/{id}", delete(api_keys::revoke_api_key))
+        .route("/api/users/{id}/api-keys", get(api_keys::list_user_api_keys))
+        .route("/api/users/{id}/api-keys/{key_id}", delete(api_keys::revoke_user_api_key))
         .route("/api/users/{id}/qa-history", delete(users::delete_user_history))
         .route("/api/users", get(users::list_users).post(users::create_user))
         .route("/api/users/{id}", get(users::get_user).patch(users::patch_user))
@@ -96,6 +102,10 @@ pub(crate) async fn not_found() -> ApiError {
 }
 
 pub(crate) use alerts::{__path_acknowledge_alert, __path_get_alert, __path_list_alerts, __path_resolve_alert};
+pub(crate) use api_keys::{
+    __path_create_api_key, __path_list_api_keys, __path_list_user_api_keys, __path_revoke_api_key,
+    __path_revoke_user_api_key,
+};
 pub(crate) use audit::__path_events;
 pub(crate) use audit::__path_history;
 pub(crate) use auth::__path_login;

@@ -272,6 +272,10 @@ pub(crate) async fn patch_user(
         crate::auth::end_sessions(&state, id, UserCommand::SetActive { active, by: admin.id }, &meta).await?;
         dto.is_active = active;
     }
+    if body.role.is_some() || body.is_active.is_some() {
+        // The user's API keys act with the new role, or stop, on this node before it answers.
+        state.api_keys.refresh(&state, id).await?;
+    }
     dto.updated_at = Utc::now();
     Ok(Json(dto))
 }

@@ -61,7 +61,24 @@ pub enum UserCommand {
         reason: SessionEndReason,
         except: Option<Uuid>,
     },
+    /// A new API key. The secret is made (and shown) by the caller: the aggregate keeps its hash only.
+    /// `name` is checked here (a thing name: 1 to 100 characters, no control characters).
+    CreateApiKey {
+        key_id: Uuid,
+        name: String,
+        prefix: String,
+        secret_hash: String,
+        now: DateTime<Utc>,
+    },
+    /// `by`: the owner or an admin (the caller checks which may).
+    RevokeApiKey {
+        key_id: Uuid,
+        by: Uuid,
+    },
 }
+
+/// The most live (unrevoked) API keys a user may hold.
+pub const MAX_API_KEYS: usize = 20;
 
 /// The most characters of a client's user agent kept with its session.
 pub const MAX_USER_AGENT_CHARS: usize = 256;
@@ -182,6 +199,28 @@ pub(super) async fn decide(
         UserCommand::EndAllSessions { reason, except } => Ok(end_all_sessions(user, reason)
             .filter(|e| !matches!(e, UserEvent::SessionEnded { session_id, .. } if Some(*session_id) == except))
             .collect()),
+        UserCommand::CreateApiKey { key_id, name, prefix, secret_hash, now } => {
+            if !user.active {
+                return Err(UserError::Inactive);
+            }
+            let name = crate::values::thing_name(&name).ok_or(UserError::InvalidApiKeyName)?;
+            if user.api_keys.contains_key(&key_id) || user.revoked_api_keys.contains(&key_id) {
+                return Err(UserError::ApiKeyExists);
+            }
+            if user.api_keys.len() >= MAX_API_KEYS {
+                return Err(UserError::TooManyApiKeys);
+            }
+            Ok(vec![UserEvent::ApiKeyCreated { key_id, name, prefix, secret_hash, created_at: now }])
+        }
+        UserCommand::RevokeApiKey { key_id, by } => {
+            if user.revoked_api_keys.contains(&key_id) {
+                return Err(UserError::ApiKeyRevoked);
+            }
+            if !user.api_keys.contains_key(&key_id) {
+                return Err(UserError::UnknownApiKey);
+            }
+            Ok(vec![UserEvent::ApiKeyRevoked { key_id, by }])
+        }
     }
 }
 

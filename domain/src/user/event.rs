@@ -56,6 +56,21 @@ pub enum UserEvent {
         session_id: Uuid,
         reason: SessionEndReason,
     },
+    /// A named API key: `prefix` is its first characters, shown to tell keys apart; `secret_hash` the hex
+    /// SHA-256 of the whole secret (which is shown once, to its creator, and never stored); redacted
+    /// whenever a payload leaves the store.
+    ApiKeyCreated {
+        key_id: Uuid,
+        name: String,
+        prefix: String,
+        secret_hash: String,
+        created_at: DateTime<Utc>,
+    },
+    /// `by`: who revoked it (its owner, or an admin).
+    ApiKeyRevoked {
+        key_id: Uuid,
+        by: Uuid,
+    },
 }
 
 /// Why a session ended.
@@ -87,6 +102,8 @@ impl DomainEvent for UserEvent {
             UserEvent::SessionStarted { .. } => "SessionStarted",
             UserEvent::SessionRefreshed { .. } => "SessionRefreshed",
             UserEvent::SessionEnded { .. } => "SessionEnded",
+            UserEvent::ApiKeyCreated { .. } => "ApiKeyCreated",
+            UserEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
         }
         .to_owned()
     }

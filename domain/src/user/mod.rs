@@ -1,4 +1,5 @@
-//! The User aggregate: identity, profile, role, activation, and login sessions (refresh-token families).
+//! The User aggregate: identity, profile, role, activation, login sessions (refresh-token families) and API
+//! keys (their hashes: the secret never reaches the store).
 //!
 //! A user's aggregate id is derived from the username ([`user_id_for`]), so "username taken" is decided
 //! by the event store's optimistic concurrency itself, with no read model in the way.
@@ -9,7 +10,7 @@ mod services;
 #[cfg(test)]
 mod tests;
 
-pub use command::{UserCommand, MAX_USER_AGENT_CHARS};
+pub use command::{UserCommand, MAX_API_KEYS, MAX_USER_AGENT_CHARS};
 pub use event::{SessionEndReason, UserEvent};
 pub use services::UserServices;
 
@@ -19,7 +20,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
 /// The namespace of username-derived user ids.
@@ -51,6 +52,16 @@ pub enum UserError {
     SelfLockout,
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    #[error("an API key name is 1 to 100 characters, without control characters")]
+    InvalidApiKeyName,
+    #[error("at most {MAX_API_KEYS} API keys may be live at once; revoke one first")]
+    TooManyApiKeys,
+    #[error("an API key with this id already exists")]
+    ApiKeyExists,
+    #[error("no such API key")]
+    UnknownApiKey,
+    #[error("this API key is already revoked")]
+    ApiKeyRevoked,
 }
 
 /// A live login session: the generation of its one valid refresh token, and when it expires.
@@ -85,6 +96,22 @@ pub struct User {
     pub active: bool,
     pub password_hash: String,
     pub sessions: HashMap<Uuid, Session>,
+    /// Live API keys, by id (absent in snapshots from before keys).
+    #[serde(default)]
+    pub api_keys: BTreeMap<Uuid, ApiKey>,
+    /// Ids of revoked keys: revoking one again is told apart from an unknown key.
+    #[serde(default)]
+    pub revoked_api_keys: BTreeSet<Uuid>,
+}
+
+/// A live API key of a user: what lists show, and the hash its secret is checked against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub name: String,
+    pub prefix: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
 }
 
 impl User {
@@ -154,6 +181,13 @@ impl Aggregate for User {
             }
             UserEvent::SessionEnded { session_id, .. } => {
                 self.sessions.remove(&session_id);
+            }
+            UserEvent::ApiKeyCreated { key_id, name, prefix, secret_hash, created_at } => {
+                self.api_keys.insert(key_id, ApiKey { name, prefix, secret_hash, created_at });
+            }
+            UserEvent::ApiKeyRevoked { key_id, .. } => {
+                self.api_keys.remove(&key_id);
+                self.revoked_api_keys.insert(key_id);
             }
         }
     }

@@ -332,3 +332,121 @@ fn session_events_recorded_before_the_client_was_kept_still_read() {
         other => panic!("{other:?}"),
     }
 }
+
+fn create_key(id: u128, name: &str) -> UserCommand {
+    UserCommand::CreateApiKey {
+        key_id: Uuid::from_u128(id),
+        name: name.into(),
+        prefix: format!("bsk_{id:08}"),
+        secret_hash: format!("hash{id}"),
+        now: t0(),
+    }
+}
+
+fn key_created(id: u128, name: &str) -> UserEvent {
+    UserEvent::ApiKeyCreated {
+        key_id: Uuid::from_u128(id),
+        name: name.into(),
+        prefix: format!("bsk_{id:08}"),
+        secret_hash: format!("hash{id}"),
+        created_at: t0(),
+    }
+}
+
+fn admin_id() -> Uuid {
+    Uuid::from_u128(99)
+}
+
+#[tokio::test]
+async fn an_api_key_is_created_with_its_trimmed_name_and_hash() {
+    framework()
+        .given(vec![registered()])
+        .when_async(create_key(1, "  ci pipeline "))
+        .await
+        .then_expect_events(vec![key_created(1, "ci pipeline")]);
+}
+
+#[tokio::test]
+async fn api_key_names_are_thing_names() {
+    for bad in ["", "   ", "tab\there", &"n".repeat(101)] {
+        framework()
+            .given(vec![registered()])
+            .when_async(create_key(1, bad))
+            .await
+            .then_expect_error(UserError::InvalidApiKeyName);
+    }
+    framework()
+        .given(vec![registered()])
+        .when_async(create_key(1, &"n".repeat(100)))
+        .await
+        .then_expect_events(vec![key_created(1, &"n".repeat(100))]);
+}
+
+#[tokio::test]
+async fn a_user_holds_at_most_twenty_live_keys_and_a_revocation_makes_room() {
+    let mut given = vec![registered()];
+    given.extend((1..=MAX_API_KEYS as u128).map(|i| key_created(i, "k")));
+    framework()
+        .given(given.clone())
+        .when_async(create_key(100, "one too many"))
+        .await
+        .then_expect_error(UserError::TooManyApiKeys);
+    given.push(UserEvent::ApiKeyRevoked { key_id: Uuid::from_u128(3), by: user_id_for(&ann()) });
+    framework()
+        .given(given)
+        .when_async(create_key(100, "now it fits"))
+        .await
+        .then_expect_events(vec![key_created(100, "now it fits")]);
+}
+
+#[tokio::test]
+async fn a_deactivated_user_creates_no_key_and_ids_are_not_reused() {
+    framework()
+        .given(vec![registered(), UserEvent::UserDeactivated])
+        .when_async(create_key(1, "k"))
+        .await
+        .then_expect_error(UserError::Inactive);
+    let revoked = UserEvent::ApiKeyRevoked { key_id: Uuid::from_u128(1), by: admin_id() };
+    framework()
+        .given(vec![registered(), key_created(1, "k"), revoked])
+        .when_async(create_key(1, "again"))
+        .await
+        .then_expect_error(UserError::ApiKeyExists);
+}
+
+#[tokio::test]
+async fn a_key_is_revoked_once_by_whoever_revokes_it() {
+    framework()
+        .given(vec![registered(), key_created(1, "k")])
+        .when_async(UserCommand::RevokeApiKey { key_id: Uuid::from_u128(1), by: admin_id() })
+        .await
+        .then_expect_events(vec![UserEvent::ApiKeyRevoked { key_id: Uuid::from_u128(1), by: admin_id() }]);
+    let revoked = UserEvent::ApiKeyRevoked { key_id: Uuid::from_u128(1), by: user_id_for(&ann()) };
+    framework()
+        .given(vec![registered(), key_created(1, "k"), revoked])
+        .when_async(UserCommand::RevokeApiKey { key_id: Uuid::from_u128(1), by: admin_id() })
+        .await
+        .then_expect_error(UserError::ApiKeyRevoked);
+    framework()
+        .given(vec![registered(), key_created(1, "k")])
+        .when_async(UserCommand::RevokeApiKey { key_id: Uuid::from_u128(2), by: admin_id() })
+        .await
+        .then_expect_error(UserError::UnknownApiKey);
+}
+
+#[test]
+fn revoked_keys_leave_the_state_and_snapshots_from_before_keys_still_read() {
+    let mut user = User::default();
+    for event in [registered(), key_created(1, "a"), key_created(2, "b")] {
+        user.apply(event);
+    }
+    user.apply(UserEvent::ApiKeyRevoked { key_id: Uuid::from_u128(1), by: admin_id() });
+    assert_eq!(user.api_keys.keys().copied().collect::<Vec<_>>(), vec![Uuid::from_u128(2)]);
+    assert!(user.revoked_api_keys.contains(&Uuid::from_u128(1)));
+    let mut old = serde_json::to_value(&user).unwrap();
+    let object = old.as_object_mut().unwrap();
+    object.remove("api_keys");
+    object.remove("revoked_api_keys");
+    let read: User = serde_json::from_value(old).unwrap();
+    assert!(read.api_keys.is_empty() && read.revoked_api_keys.is_empty());
+}

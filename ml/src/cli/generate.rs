@@ -66,6 +66,7 @@ pub(crate) fn run(args: GenerateArgs) -> anyhow::Result<()> {
             repetition_penalty: args.repetition_penalty,
             seed: args.seed,
             ignore_eos: false,
+            stop: Vec::new(),
         },
     };
     let mut stdout = std::io::stdout().lock();

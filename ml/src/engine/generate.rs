@@ -4,12 +4,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::batch::stop::{Released, StopText};
 use super::model::OnnxModel;
 use super::stream::TextStream;
 use super::{ChatRequest, EngineError, EngineOptions, FinishReason, Generation, GenerationParams, GenerationStats};
 use crate::model::{GenerateOptions, Sampler};
+use crate::onnx::GenaiConfig;
 use crate::template::ChatTemplate;
 use crate::tokenizer::TextTokenizer;
+
+/// The tokens that end a generation: the tokenizer's (end of turn) and the export's EOS ids.
+pub(crate) fn stop_tokens(tokenizer: &TextTokenizer, genai: &GenaiConfig) -> Vec<u32> {
+    let mut stop_tokens = tokenizer.stop_token_ids.clone();
+    for &id in &genai.model.eos_token_id {
+        if !stop_tokens.contains(&id) {
+            stop_tokens.push(id);
+        }
+    }
+    stop_tokens
+}
 
 /// A loaded model ready to generate; share it with `Arc` (it is `Send + Sync`).
 pub struct Engine {
@@ -33,12 +46,7 @@ impl Engine {
         let model = OnnxModel::load(dir, &options)?;
         let tokenizer = TextTokenizer::load(dir)?;
         let template = ChatTemplate::load(dir)?;
-        let mut stop_tokens = tokenizer.stop_token_ids.clone();
-        for &id in &model.genai().model.eos_token_id {
-            if !stop_tokens.contains(&id) {
-                stop_tokens.push(id);
-            }
-        }
+        let stop_tokens = stop_tokens(&tokenizer, model.genai());
         tracing::info!(dir = %dir.display(), device = ?model.device(), "engine loaded");
         Ok(Arc::new(Engine { dir: dir.to_path_buf(), model, tokenizer, template, stop_tokens }))
     }
@@ -78,11 +86,11 @@ impl Engine {
         &self,
         request: &ChatRequest,
         on_token: &mut dyn FnMut(&str),
-        stop: &dyn Fn() -> bool,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Generation, EngineError> {
         let start = Instant::now();
         let prompt = self.prompt_tokens(request)?;
-        self.generate_from(start, &prompt, &request.params, on_token, stop)
+        self.generate_from(start, &prompt, &request.params, on_token, cancelled)
     }
 
     /// Continues raw prompt tokens (no chat template); what the benchmark and the parity tests drive.
@@ -101,7 +109,7 @@ impl Engine {
         prompt: &[u32],
         params: &GenerationParams,
         on_token: &mut dyn FnMut(&str),
-        stop: &dyn Fn() -> bool,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Generation, EngineError> {
         if prompt.is_empty() {
             return Err(EngineError::Input("the prompt is empty".into()));
@@ -118,6 +126,7 @@ impl Engine {
         let context = self.model.shape().context_length;
         let mut seq = self.model.new_sequence()?;
         let mut stream = TextStream::default();
+        let mut stop = StopText::new(&params.stop);
         let decode = |ids: &[u32]| self.tokenizer.decode(ids, true);
         let mut tokens = Vec::new();
         let mut first_token_at = None;
@@ -132,19 +141,41 @@ impl Engine {
             }
             tokens.push(next);
             let piece = stream.push(next, decode)?;
+            let piece = match stop.active() {
+                false => piece,
+                true => match stop.push(&piece) {
+                    Released::More(text) => text,
+                    Released::Stopped(text) => {
+                        if !text.is_empty() {
+                            on_token(&text);
+                        }
+                        finish = FinishReason::Stop;
+                        break;
+                    }
+                },
+            };
             if !piece.is_empty() {
                 on_token(&piece);
             }
             if tokens.len() == params.max_new_tokens || seq.tokens().len() >= context {
                 break;
             }
-            if stop() {
+            if cancelled() {
                 finish = FinishReason::Cancelled;
                 break;
             }
             logits = self.model.step(&mut seq, &[next])?;
         }
-        let rest = stream.flush(decode)?;
+        let mut rest = stream.flush(decode)?;
+        if stop.active() && finish != FinishReason::Stop {
+            rest = match stop.push(&rest) {
+                Released::More(text) => text + &stop.flush(),
+                Released::Stopped(text) => {
+                    finish = FinishReason::Stop;
+                    text
+                }
+            };
+        }
         if !rest.is_empty() {
             on_token(&rest);
         }
@@ -153,8 +184,10 @@ impl Engine {
         let decode_secs = (end - first).as_secs_f64();
         let tokens_per_second =
             if tokens.len() > 1 && decode_secs > 0.0 { (tokens.len() - 1) as f64 / decode_secs } else { 0.0 };
+        // With stop texts, the answer is exactly what was streamed (cut before the stop text).
+        let text = if stop.active() { stop.text().to_string() } else { self.tokenizer.decode(&tokens, true)? };
         Ok(Generation {
-            text: self.tokenizer.decode(&tokens, true)?,
+            text,
             finish_reason: finish,
             stats: GenerationStats {
                 prompt_tokens: prompt.len(),

@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)] // helpers are shared between the test modules of this one binary
 
 mod alerts;
+mod api_keys;
 mod audit;
 mod auth;
 mod conditional;

@@ -16,6 +16,17 @@ export const ERROR_MESSAGES: Record<string, Record<Lang, string>> = {
     zh: '为安全起见会话已结束（令牌被重复使用），请重新登录。',
   },
   account_disabled: { en: 'This account is deactivated.', zh: '该账号已停用。' },
+  api_key_not_allowed: {
+    en: 'API keys work on /v1 and the question endpoints only. Sign in for the rest.',
+    zh: 'API 密钥仅可用于 /v1 和问答接口，其他操作请登录。',
+  },
+  invalid_api_key: { en: 'The API key is unknown or revoked.', zh: 'API 密钥无效或已被撤销。' },
+  too_many_api_keys: {
+    en: 'You have the most API keys allowed (20). Revoke one first.',
+    zh: 'API 密钥数量已达上限（20 个），请先撤销一个。',
+  },
+  api_key_exists: { en: 'This API key already exists. Try again.', zh: '该 API 密钥已存在，请重试。' },
+  api_key_revoked: { en: 'This API key is already revoked.', zh: '该 API 密钥已被撤销。' },
   forbidden: { en: 'You are not allowed to do this.', zh: '您无权执行此操作。' },
   not_found: { en: 'Not found (it may have been removed).', zh: '未找到（可能已被删除）。' },
   username_taken: { en: 'That username is taken.', zh: '用户名已被占用。' },

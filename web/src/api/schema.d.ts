@@ -706,6 +706,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/users/profile/api-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user's live API keys (no secrets). */
+        get: operations["list_api_keys"];
+        put?: never;
+        /** Creates an API key for the signed-in user; the answer holds its secret, shown this once. */
+        post: operations["create_api_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/profile/api-keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revokes one of the signed-in user's API keys: it is refused from now on, on every node. */
+        delete: operations["revoke_api_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/users/profile/password": {
         parameters: {
             query?: never;
@@ -777,6 +812,40 @@ export interface paths {
          *     tokens stop working at once.
          */
         patch: operations["patch_user"];
+        trace?: never;
+    };
+    "/api/users/{id}/api-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A user's live API keys (admin). */
+        get: operations["list_user_api_keys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{id}/api-keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revokes a user's API key (admin); the event names the admin. */
+        delete: operations["revoke_user_api_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/users/{id}/qa-history": {
@@ -923,6 +992,25 @@ export interface components {
             /** @description 1 to 64 characters of `a-z 0-9 . _ -`, starting with a letter (`production`, `staging`, ...). */
             alias: string;
         };
+        /** @description A live key, without its secret. */
+        ApiKeyDto: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description Absent until it is first used; updated at most once a minute.
+             */
+            last_used_at?: string | null;
+            name: string;
+            /** @example bsk_4fQx9ZtA */
+            prefix: string;
+        };
+        ApiKeyList: {
+            /** @description Oldest first. */
+            items: components["schemas"]["ApiKeyDto"][];
+        };
         AskRequest: {
             /**
              * Format: int32
@@ -1024,6 +1112,13 @@ export interface components {
             /** Format: int64 */
             total: number;
         };
+        CreateApiKeyRequest: {
+            /**
+             * @description What the key is for (trimmed; 1 to 100 characters, no control characters).
+             * @example ci pipeline
+             */
+            name: string;
+        };
         /** @description A new fine-tuning task. */
         CreateTaskRequest: {
             /** @description An installed base model (a folder of `BONSAI_MODELS_DIR` with config.json and tokenizer.json). */
@@ -1061,6 +1156,21 @@ export interface components {
             role: string;
             /** @description 3 to 50 letters, digits, `_`, `.` or `-` (stored lower-case). */
             username: string;
+        };
+        /** @description A key just created: `secret` is shown here once and stored nowhere (only its hash is kept). */
+        CreatedApiKey: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /**
+             * @description The secret's first characters, as lists show them.
+             * @example bsk_4fQx9ZtA
+             */
+            prefix: string;
+            /** @description Use as `Authorization: Bearer <secret>` on `/v1/*` and `/api/qa/*`. */
+            secret: string;
         };
         /** @description A dataset, every version (oldest first), and the latest version's validation at the top level. */
         DatasetDetail: components["schemas"]["DatasetDto"] & {
@@ -3752,6 +3862,142 @@ export interface operations {
             };
         };
     };
+    list_api_keys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_api_key: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateApiKeyRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedApiKey"];
+                };
+            };
+            /** @description too_many_api_keys */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation_failed (name) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description key id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description api_key_revoked */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     change_password: {
         parameters: {
             query?: never;
@@ -3958,6 +4204,110 @@ export interface operations {
             };
             /** @description self_lockout */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_user_api_keys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description user id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_user_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description user id */
+                id: string;
+                /** @description key id */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description api_key_revoked */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
