@@ -75,10 +75,21 @@ async fn an_api_key_works_on_questions_only_is_listed_without_its_secret_and_sto
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM api_key_usage").fetch_one(&app.pool).await.unwrap();
     assert_eq!(rows, 1);
 
+    // The OpenAI-compatible door takes it too.
+    let models = app.get("/v1/models", Some(&secret)).await;
+    assert_eq!(models.status(), StatusCode::OK);
+    assert_eq!(models.json::<Value>().await.unwrap()["object"], "list");
+
     // Revoked: the very next request with it is refused.
     let path = format!("{KEYS}/{}", key["id"].as_str().unwrap());
     assert_eq!(app.delete(&path, Some(&token)).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(history_with(&app, &secret).await, (StatusCode::UNAUTHORIZED, Some("invalid_api_key".into())));
+    // Under /v1, refused in OpenAI's error shape.
+    let models = app.get("/v1/models", Some(&secret)).await;
+    assert_eq!(models.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = models.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    assert_eq!(body["error"]["type"], "authentication_error");
     let list: Value = app.get(KEYS, Some(&token)).await.json().await.unwrap();
     assert_eq!(list["items"], json!([]));
     // Revoking it again, or a key that never was: 4xx with a code.
