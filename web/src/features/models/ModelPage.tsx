@@ -24,15 +24,15 @@ function useTestEvents(versions: Model[], enabled: boolean): Record<string, Audi
   const [events, setEvents] = useState<Record<string, AuditEvent[] | undefined>>({});
   const key = versions.map((v) => `${v.id}@${v.tested_at ?? ''}`).join(',');
   useEffect(() => {
-    if (!enabled || !versions.length) return;
+    // The ids come from `key` (the versions and their latest tests), so a new test reads them again.
+    const ids = key ? key.split(',').map((entry) => entry.split('@')[0]) : [];
+    if (!enabled || !ids.length) return;
     let cancelled = false;
-    Promise.all(versions.map((v) => client.request<AuditEvent[]>({ url: `/api/audit/Model/${v.id}` }).then((e) => [v.id, e] as const).catch(() => [v.id, undefined] as const)))
+    Promise.all(ids.map((id) => client.request<AuditEvent[]>({ url: `/api/audit/Model/${id}` }).then((e) => [id, e] as const).catch(() => [id, undefined] as const)))
       .then((all) => !cancelled && setEvents(Object.fromEntries(all)));
     return () => {
       cancelled = true;
     };
-    // `key` stands for the versions and their latest tests.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key, enabled]);
   return events;
 }
