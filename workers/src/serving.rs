@@ -77,78 +77,33 @@ struct Prompt<'a> {
     question: &'a str,
 }
 
-/// Holds back the end of the text while it could still be the start of a stop text, so no piece of one is
-/// ever sent, and finds the first stop text; leading and trailing white space are never sent, so the pieces
-/// sent add up to the answer as stored.
-struct StopScan<'a> {
-    stops: &'a [String],
+/// Leaves out the answer's leading and trailing white space from the pieces sent (trailing white space is held
+/// back until something follows it), so the pieces add up to the answer as stored.
+#[derive(Default)]
+struct Trimmed {
     text: String,
     sent: usize,
-    ended_at: Option<usize>,
 }
 
-impl<'a> StopScan<'a> {
-    fn new(stops: &'a [String]) -> Self {
-        StopScan { stops, text: String::new(), sent: 0, ended_at: None }
-    }
-
+impl Trimmed {
     /// Adds a decoded piece; the part now safe to send.
     fn push(&mut self, piece: &str) -> &str {
-        if self.ended_at.is_some() {
-            return "";
-        }
         self.text.push_str(piece);
-        if !self.text[..self.sent].chars().any(|c| !c.is_whitespace()) {
-            // Nothing but white space so far: skip it.
-            self.sent = self.text.len() - self.text.trim_start().len();
-        }
-        let longest = self.stops.iter().map(String::len).max().unwrap_or(0);
-        let from = self.sent.saturating_sub(longest);
-        let from = (0..=from).rev().find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
-        let found = self.stops.iter().filter_map(|stop| self.text[from..].find(stop.as_str()).map(|i| from + i)).min();
-        let safe = match found {
-            Some(at) => {
-                self.ended_at = Some(at);
-                self.text[..at].trim_end().len().max(self.sent)
-            }
-            None => {
-                let keep = longest.saturating_sub(1);
-                let end = self.text.trim_end().len();
-                let mut safe = end.saturating_sub(keep).max(self.sent);
-                while !self.text.is_char_boundary(safe) {
-                    safe -= 1;
-                }
-                // White space is sent only once something follows it that is sent too.
-                self.text[..safe].trim_end().len().max(self.sent)
-            }
-        };
-        let start = self.sent;
-        self.sent = safe.max(start);
-        &self.text[start..self.sent]
-    }
-
-    /// The rest once generation ended (nothing when a stop text ended it), trailing white space left out.
-    fn finish(&mut self) -> &str {
-        let end = self.ended_at.unwrap_or(self.text.len());
-        let end = self.text[..end].trim_end().len();
-        let start = self.sent.min(end);
-        self.sent = end.max(start);
+        let lead = self.text.len() - self.text.trim_start().len();
+        let start = self.sent.max(lead);
+        self.sent = self.text.trim_end().len().max(start);
         &self.text[start..self.sent]
     }
 
     /// The answer: what was sent.
     fn answer(&self) -> &str {
-        let lead = self.text.len() - self.text.trim_start().len();
-        &self.text[lead.min(self.sent)..self.sent]
-    }
-
-    fn stopped(&self) -> bool {
-        self.ended_at.is_some()
+        self.text[..self.sent].trim_start()
     }
 }
 
 /// One chat completion with `engine` (blocking): its text sent through `on_piece` as it is decoded, ended by a
-/// stop text of `params` (finish reason `stop`) or, before the next step, by `cancelled` (`cancelled`).
+/// stop text of `params` (finish reason `stop`, cut by the engine) or, before the next step, by `cancelled`
+/// (`cancelled`).
 fn answer(
     engine: &Engine,
     prompt: Prompt<'_>,
@@ -174,36 +129,31 @@ fn answer(
             temperature: params.temperature,
             top_p: params.top_p.unwrap_or(1.0),
             seed: params.seed.unwrap_or(seed),
+            // The engine cuts the text before a stop text and never streams any of it.
+            stop: params.stop.clone(),
             ..GenerationParams::default()
         },
     };
-    let scan = std::cell::RefCell::new(StopScan::new(&params.stop));
+    let mut trimmed = Trimmed::default();
     let generation = engine
         .generate_until(
             &request,
             &mut |piece| {
-                let mut scan = scan.borrow_mut();
-                let safe = scan.push(piece);
+                let safe = trimmed.push(piece);
                 if !safe.is_empty() {
                     on_piece(safe);
                 }
             },
-            &|| scan.borrow().stopped() || cancelled.load(Ordering::Relaxed),
+            &|| cancelled.load(Ordering::Relaxed),
         )
         .map_err(|e| e.to_string())?;
-    let mut scan = scan.into_inner();
-    let rest = scan.finish().to_owned();
-    if !rest.is_empty() {
-        on_piece(&rest);
-    }
     let finish_reason = match generation.finish_reason {
-        _ if scan.stopped() => "stop",
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",
         FinishReason::Cancelled => "cancelled",
     };
     Ok(Answer {
-        answer: scan.answer().to_owned(),
+        answer: trimmed.answer().to_owned(),
         response_ms: started.elapsed().as_millis() as u64,
         prompt_tokens: generation.stats.prompt_tokens as u32,
         completion_tokens: generation.stats.completion_tokens as u32,
@@ -573,24 +523,20 @@ impl QaWorker {
 mod tests {
     use super::*;
 
-    fn scanned(pieces: &[&str], stops: &[&str]) -> (Vec<String>, String, bool) {
-        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
-        let mut scan = StopScan::new(&stops);
-        let mut sent: Vec<String> = pieces.iter().map(|p| scan.push(p).to_owned()).collect();
-        sent.push(scan.finish().to_owned());
-        sent.retain(|s| !s.is_empty());
-        (sent, scan.answer().to_owned(), scan.stopped())
+    fn trimmed(pieces: &[&str]) -> (Vec<String>, String) {
+        let mut t = Trimmed::default();
+        let sent: Vec<String> = pieces.iter().map(|p| t.push(p).to_owned()).filter(|p| !p.is_empty()).collect();
+        (sent, t.answer().to_owned())
     }
 
     #[test]
-    fn pieces_sent_add_up_to_the_answer_and_never_show_a_stop_text() {
-        let (sent, answer, stopped) = scanned(&["\n", " Paris", " is", " the", " END", " rest"], &["END"]);
-        assert_eq!((sent.concat(), answer.as_str(), stopped), ("Paris is the".to_owned(), "Paris is the", true));
-        let (sent, answer, stopped) = scanned(&[" Lyon", " ", "E", "N", "D"], &["END"]);
-        assert_eq!((sent.concat(), answer, stopped), ("Lyon".to_owned(), "Lyon".to_owned(), true), "split over pieces");
-        let (sent, answer, stopped) = scanned(&["Hé", "llo ", "wörld \n"], &[]);
-        assert_eq!((sent.concat(), answer, stopped), ("Héllo wörld".to_owned(), "Héllo wörld".to_owned(), false));
+    fn pieces_sent_add_up_to_the_answer_without_its_outer_white_space() {
+        let (sent, answer) = trimmed(&["\n", " Paris", " is", " the", " capital ", "\n"]);
+        assert_eq!((sent.concat(), answer.as_str()), ("Paris is the capital".to_owned(), "Paris is the capital"));
+        let (sent, answer) = trimmed(&["Hé", "llo ", "wörld \n"]);
+        assert_eq!((sent.concat(), answer.as_str()), ("Héllo wörld".to_owned(), "Héllo wörld"));
         assert!(sent.len() >= 2, "streamed as it came: {sent:?}");
+        assert_eq!(trimmed(&["  ", "\n"]), (Vec::new(), String::new()), "only white space: nothing");
     }
 
     #[test]

@@ -49,19 +49,14 @@ fn ids_of(row: &ModelRow) -> [String; 2] {
     [row.name.clone(), format!("{}:{}", row.name, row.model_version)]
 }
 
-/// Every deployed, ready model.
-async fn deployed(state: &AppState) -> Result<Vec<ModelRow>, ApiError> {
-    let (rows, _) = models::list(&state.pool, true, Some("ready"), None, 1, 1000).await?;
-    Ok(rows)
-}
-
 /// `GET /v1/models`: the deployed models the caller may ask, each as `<name>` and `<name>:<version>`.
 pub(crate) async fn list_models(State(state): State<AppState>, user: Result<AuthUser, ApiError>) -> V1 {
     V1(async {
         let user = user?;
         user.require(Permission::AskQuestions)?;
         let mut data = Vec::new();
-        for row in deployed(&state).await? {
+        let (rows, _) = models::list(&state.pool, true, Some("ready"), None, 1, 1000).await?;
+        for row in rows {
             for id in ids_of(&row) {
                 data.push(
                     json!({"id": id, "object": "model", "created": row.created_at.timestamp(), "owned_by": "bonsai"}),
@@ -76,8 +71,13 @@ pub(crate) async fn list_models(State(state): State<AppState>, user: Result<Auth
 /// The model `name` (`<name>`, `<name>:<version>`, an id or an alias) names, deployed and ready.
 async fn resolve(state: &AppState, name: &str) -> Result<Uuid, ApiError> {
     let not_found = || ApiError::NotFound(format!("The model `{name}` does not exist or is not deployed"));
-    let rows = deployed(state).await?;
-    if let Some(row) = rows.iter().find(|row| ids_of(row).iter().any(|id| id == name)) {
+    // `<name>:<version>` or `<name>`: only the versions of that name are read.
+    let (named, version) = match name.rsplit_once(':') {
+        Some((named, version)) if version.parse::<i32>().is_ok() => (named, version.parse::<i32>().ok()),
+        _ => (name, None),
+    };
+    let (rows, _) = models::list(&state.pool, true, Some("ready"), Some(named), 1, 100).await?;
+    if let Some(row) = rows.iter().find(|row| version.is_none_or(|v| row.model_version == v)) {
         return Ok(row.id);
     }
     // An id or an alias, as `POST /api/qa/ask` takes them.
