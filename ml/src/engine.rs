@@ -88,6 +88,9 @@ pub enum EngineError {
     /// The request cannot be served (empty, too long for the context).
     #[error("invalid request: {0}")]
     Input(String),
+    /// The export cannot join a shared decode batch (no fused attention); serve it with [`Engine`].
+    #[error("not batchable: {0}")]
+    NotBatchable(String),
     /// Too many requests wait already (a batch engine's `max_waiting`); retry later.
     #[error("busy: {0}")]
     Busy(String),

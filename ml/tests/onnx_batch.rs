@@ -110,7 +110,10 @@ fn a_cancelled_row_frees_its_slot_within_one_step() {
     // starting as the cancel came: none after.
     let tokens = 1 + pieces;
     assert!(tokens <= steps_at_cancel + 2, "{tokens} tokens after {steps_at_cancel} steps");
-    assert!(matches!(long.wait(), Err(EngineError::Cancelled)));
+    // The caller that cancelled gets what was generated, marked cancelled.
+    let cut = long.wait().unwrap();
+    assert_eq!(cut.generation.finish_reason, FinishReason::Cancelled);
+    assert_eq!(cut.generation.tokens.len(), tokens, "every generated token is kept");
     let next = short.wait().unwrap();
     assert_eq!(next.admission, 1);
     assert!(next.generation.tokens.len() <= 3);
@@ -122,6 +125,15 @@ fn a_cancelled_row_frees_its_slot_within_one_step() {
     let after = engine.submit("d", &request("After the drop.", 2)).unwrap().wait().unwrap();
     assert_eq!(after.admission, 3);
     assert_eq!(engine.load_now().active, 0);
+
+    // A request cancelled while it waits for a slot never ran: it ends with the error.
+    let mut busy = engine.submit("e", &blocker()).unwrap();
+    assert!(busy.blocking_next_piece().is_some());
+    let waiting = engine.submit("f", &request("Never run.", 2)).unwrap();
+    waiting.cancel();
+    assert!(matches!(waiting.wait(), Err(EngineError::Cancelled)));
+    busy.cancel();
+    assert_eq!(busy.wait().unwrap().generation.finish_reason, FinishReason::Cancelled);
 }
 
 #[test]
@@ -208,7 +220,7 @@ fn an_export_without_the_fused_attention_op_is_refused_with_the_reason() {
     let options = bonsai_ml::onnx::ExportOptions { last_token_logits: true, fused_attention: false };
     bonsai_ml::onnx::export_model(&config, &random_weights(&config, 3), dir.path(), &options).unwrap();
     match BatchEngine::load(dir.path(), batch(2)) {
-        Err(EngineError::Input(message)) => assert!(message.contains("GroupQueryAttention"), "{message}"),
+        Err(EngineError::NotBatchable(message)) => assert!(message.contains("GroupQueryAttention"), "{message}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

@@ -112,11 +112,34 @@ impl Application {
         let files = file_store(settings)?;
         let models = LocalModels::new(settings.models_dir());
         anyhow::ensure!(settings.serving_sessions >= 1, "BONSAI__SERVING_SESSIONS must be at least 1");
-        let engines = Engines::new(settings.serving_threads, settings.serving_sessions);
+        let engines = Engines::new(settings.serving_threads, settings.serving_sessions, settings.serving_slots)
+            .with_slot_tokens(settings.serving_slot_tokens);
         let loaded = engines.clone();
         let gauges: bonsai_api::NodeGauges = Arc::new(move || {
-            let help = "Models whose ONNX Runtime engine this node holds in memory.";
-            vec![("bonsai_serving_models_loaded", help, loaded.loaded() as f64)]
+            let batch = loaded.batch_load();
+            let mean_batch = if batch.steps == 0 { 0.0 } else { batch.rows as f64 / batch.steps as f64 };
+            vec![
+                (
+                    "bonsai_serving_models_loaded",
+                    "Models whose ONNX Runtime engine this node holds in memory.",
+                    loaded.loaded() as f64,
+                ),
+                (
+                    "bonsai_serving_batch_rows",
+                    "Answers being decoded now in the loaded models' shared decode batches.",
+                    batch.active as f64,
+                ),
+                (
+                    "bonsai_serving_batch_waiting",
+                    "Answers waiting for a row of a loaded model's decode batch.",
+                    batch.waiting as f64,
+                ),
+                (
+                    "bonsai_serving_mean_batch",
+                    "Mean rows per decode step of the loaded models since they were loaded (1: no batching).",
+                    mean_batch,
+                ),
+            ]
         });
         // One Redis connection for the node: the rate limits and the answer cache.
         let redis = bonsai_infra::redis::Redis::connect(&settings.redis_url).await;
@@ -177,6 +200,7 @@ impl Application {
             system_alerts: crate::system_alerts::SystemAlertSettings {
                 every: Duration::from_secs_f64(settings.alerts.check_every_secs.max(0.0)),
                 server_errors: settings.alerts.server_errors,
+                server_errors_window: Duration::from_secs_f64(settings.alerts.server_errors_window_secs.max(0.0)),
                 dependency_down: Duration::from_secs_f64(settings.alerts.dependency_down_secs.max(0.0)),
                 node: settings.alerts.node_name.clone().unwrap_or_else(node_name),
             },

@@ -85,8 +85,15 @@ pub struct Settings {
     pub training_threads: usize,
     /// Intra-op threads of each ONNX Runtime session that answers questions (0: one per core).
     pub serving_threads: usize,
-    /// Sessions per deployed model on this node: how many answers it generates at once (each holds a copy of
-    /// the weights).
+    /// Rows of each deployed model's shared decode batch on this node: how many answers it generates at once
+    /// (continuous batching over one copy of the weights; each row holds its own KV cache). 0 turns batching
+    /// off: every model is served like an export that cannot batch, by `serving_sessions` sessions.
+    pub serving_slots: usize,
+    /// Tokens (prompt and answer) each row of a decode batch holds (0: the model's context, at most 2048).
+    /// The KV cache takes slots x slot tokens x the model's bytes per token (SmolLM2-135M: 90 KiB) at load.
+    pub serving_slot_tokens: usize,
+    /// Sessions per deployed model whose export cannot batch (no fused attention): how many answers it
+    /// generates at once (each holds a copy of the weights).
     pub serving_sessions: usize,
     pub http_addr: String,
     /// Serve HTTPS with this PEM certificate chain (and `tls_key`); unset: plain HTTP (behind a TLS proxy).
@@ -221,8 +228,10 @@ pub struct Alerts {
     pub check_every_secs: f64,
     /// This node's name in resource alerts (default: the host name).
     pub node_name: Option<String>,
-    /// 5xx answers of a node between two checks that raise `server_errors` (0: never).
+    /// 5xx answers of a node within `server_errors_window_secs` that raise `server_errors` (0: never).
     pub server_errors: u64,
+    /// The sliding window (seconds) `server_errors` counts over; the alert resolves after a window without one.
+    pub server_errors_window_secs: f64,
     /// How long (seconds) PostgreSQL, NATS or Redis may not answer a node before `dependency_unreachable`.
     pub dependency_down_secs: f64,
     /// Where each raised, acknowledged and resolved alert is POSTed as JSON (unset: nowhere).
@@ -243,6 +252,7 @@ impl Default for Alerts {
             check_every_secs: worker.check_every.as_secs_f64(),
             node_name: None,
             server_errors: 10,
+            server_errors_window_secs: 60.0,
             dependency_down_secs: 60.0,
             webhook_url: None,
             webhook_secret: None,
@@ -278,6 +288,8 @@ impl Default for Settings {
             training_devices: "cpu,cuda".into(),
             training_threads: 0,
             serving_threads: 0,
+            serving_slots: 8,
+            serving_slot_tokens: 0,
             serving_sessions: 2,
             http_addr: "127.0.0.1:8080".into(),
             tls_cert: None,

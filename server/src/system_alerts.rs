@@ -1,8 +1,9 @@
 //! Alerts on the platform's own health (design 6.3), raised by every node about itself, through the same
 //! Alert aggregate as the alert worker's (so they reach the console, the audit log, the webhook):
 //!
-//! - `server_errors` (critical): at least `server_errors` 5xx answers since the previous check; resolved by
-//!   a check that sees none.
+//! - `server_errors` (critical): at least `server_errors` 5xx answers within the last `server_errors_window`
+//!   (a sliding window over the checks' readings, so errors that straddle two checks still count together);
+//!   resolved once a whole window has passed without one.
 //! - `dependency_unreachable` (critical): NATS, Redis (when configured) or PostgreSQL has not answered this node
 //!   for `dependency_down_secs`; resolved once it answers. An alert is an event in PostgreSQL, so PostgreSQL's
 //!   own outage is recorded when it is back (raised and resolved at once, with how long it lasted); Prometheus's
@@ -26,8 +27,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct SystemAlertSettings {
     pub every: Duration,
-    /// 5xx answers between two checks that raise `server_errors` (0: never).
+    /// 5xx answers within `server_errors_window` that raise `server_errors` (0: never).
     pub server_errors: u64,
+    /// The sliding window `server_errors` counts over.
+    pub server_errors_window: Duration,
     /// How long a dependency may not answer before `dependency_unreachable` is raised.
     pub dependency_down: Duration,
     /// This node's name in the alerts.
@@ -59,6 +62,33 @@ pub fn install_panic_hook() {
             previous(info);
         }));
     });
+}
+
+/// The 5xx counter's readings over the last window: how many errors it holds, whatever the check cadence.
+#[derive(Debug)]
+pub struct ErrorWindow {
+    window: Duration,
+    /// (when, the counter then), oldest first; the first one is at or before the window's start once the
+    /// window is full, so it is the baseline.
+    readings: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl ErrorWindow {
+    pub fn new(window: Duration, now: Instant, counter: u64) -> Self {
+        Self { window, readings: [(now, counter)].into() }
+    }
+
+    /// Records the counter at `now` and answers the errors counted within the window that ends then.
+    pub fn observe(&mut self, now: Instant, counter: u64) -> u64 {
+        self.readings.push_back((now, counter));
+        let start = now.checked_sub(self.window).unwrap_or(now);
+        // Keep exactly one reading at or before the window's start (the baseline).
+        while self.readings.len() > 1 && self.readings[1].0 <= start {
+            self.readings.pop_front();
+        }
+        let baseline = self.readings.front().map_or(counter, |(_, c)| *c);
+        counter.saturating_sub(baseline)
+    }
 }
 
 /// When a dependency stopped answering, and whether its alert is raised.
@@ -142,7 +172,7 @@ struct Checker {
     state: AppState,
     commands: CommandBus,
     settings: SystemAlertSettings,
-    errors_seen: u64,
+    errors: ErrorWindow,
     errors_raised: bool,
     outages: BTreeMap<&'static str, Outage>,
 }
@@ -157,9 +187,8 @@ pub async fn run(
     if settings.every.is_zero() {
         return Ok(());
     }
-    let errors_seen = state.http_metrics.server_errors();
-    let mut checker =
-        Checker { state, commands, settings, errors_seen, errors_raised: false, outages: BTreeMap::new() };
+    let errors = ErrorWindow::new(settings.server_errors_window, Instant::now(), state.http_metrics.server_errors());
+    let mut checker = Checker { state, commands, settings, errors, errors_raised: false, outages: BTreeMap::new() };
     let mut ticker = tokio::time::interval(checker.settings.every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -178,18 +207,17 @@ impl Checker {
             tracing::warn!(%error, "panic alert not recorded; trying again");
         }
 
-        let errors = self.state.http_metrics.server_errors();
-        let new = errors.saturating_sub(self.errors_seen);
+        let new = self.errors.observe(Instant::now(), self.state.http_metrics.server_errors());
         let threshold = self.settings.server_errors;
         let key = format!("server_errors/node/{node}/http");
-        if threshold > 0 && new >= threshold {
-            let every = self.settings.every.as_secs_f64();
+        if threshold > 0 && new >= threshold && !self.errors_raised {
+            let window = self.settings.server_errors_window.as_secs_f64();
             let spec = AlertSpec {
                 kind: "server_errors".into(),
                 severity: Severity::Critical,
                 subject: format!("node/{node}/http"),
-                message: format!("{node} answered {new} requests with a server error (5xx) in {every:.0} s"),
-                details: json!({"node": node, "server_errors": new, "seconds": every, "threshold": threshold}),
+                message: format!("{node} answered {new} requests with a server error (5xx) within {window:.0} s"),
+                details: json!({"node": node, "server_errors": new, "seconds": window, "threshold": threshold}),
                 owner_id: None,
             };
             match self.raise(&key, spec).await {
@@ -197,12 +225,12 @@ impl Checker {
                 Err(error) => tracing::warn!(%error, "server error alert not recorded"),
             }
         } else if new == 0 && self.errors_raised {
-            match self.resolve(&key, "no server errors since the last check".into()).await {
+            let note = format!("no server errors for {:.0} s", self.settings.server_errors_window.as_secs_f64());
+            match self.resolve(&key, note).await {
                 Ok(()) => self.errors_raised = false,
                 Err(error) => tracing::warn!(%error, "server error alert not resolved"),
             }
         }
-        self.errors_seen = errors;
 
         let database = sqlx::query("SELECT 1").execute(&self.state.pool).await.is_ok();
         let nats = self.state.nats.connection_state() == async_nats::connection::State::Connected;
@@ -262,6 +290,23 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_errors_are_counted_over_a_sliding_window_whatever_the_check_cadence() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut window = ErrorWindow::new(Duration::from_secs(2), start, 5);
+        // Three errors straddling checks every 200 ms all count together.
+        assert_eq!(window.observe(at(200), 6), 1);
+        assert_eq!(window.observe(at(400), 7), 2);
+        assert_eq!(window.observe(at(600), 8), 3);
+        assert_eq!(window.observe(at(1_900), 8), 3);
+        // They leave the window as it slides past them, one reading at a time.
+        assert_eq!(window.observe(at(2_300), 8), 2);
+        assert_eq!(window.observe(at(2_700), 8), 0);
+        assert_eq!(window.observe(at(9_000), 9), 1);
+        assert_eq!(window.observe(at(12_000), 9), 0);
+    }
 
     #[test]
     fn an_outage_is_raised_only_after_the_allowed_time_and_resolved_when_it_ends() {

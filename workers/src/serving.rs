@@ -1,7 +1,9 @@
 //! Serving: the loaded models (ONNX Runtime engines, loaded on first use and shared), the model worker
 //! (exports a registered model to ONNX; answers a model test) and the QA worker (answers questions).
 //!
-//! Both are durable JetStream consumers. Generation is CPU (or GPU) work and runs on blocking threads.
+//! Both are durable JetStream consumers. A deployed model is served by a [`BatchEngine`] (continuous
+//! batching: one copy of the weights, one shared decode step for every answer in progress, fair between
+//! users), or, for exports without the fused attention op, by an [`Engine`] with one session per answer.
 //! Answers to questions without earlier turns, decoded greedily, are cached per model (the same question
 //! gets the same answer; see [`AnswerCache`]), marked `cached` in the event.
 
@@ -14,59 +16,140 @@ use bonsai_domain::qa::{Answer, AnswerParams, QaCommand, QaEvent, Turn};
 use bonsai_domain::{AggregateKind, Event};
 use bonsai_infra::Cache;
 use bonsai_infra::LocalModels;
-use bonsai_ml::engine::{ChatMessage, ChatRequest, Engine, EngineOptions, FinishReason, GenerationParams};
+use bonsai_ml::engine::{
+    BatchEngine, BatchLoad, BatchOptions, ChatMessage, ChatRequest, Engine, EngineError, EngineOptions, FinishReason,
+    Generation, GenerationParams,
+};
 use bonsai_projections::StoredEvent;
 use futures::StreamExt;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Models one node keeps loaded at most; past that the least used is dropped (and loaded again when asked).
 const MAX_LOADED_MODELS: u64 = 64;
 
+/// A loaded model.
+pub(crate) enum Served {
+    /// Continuous batching: every answer in progress shares one decode step.
+    Batch(Arc<BatchEngine>),
+    /// An export without fused attention: one answer per session at a time.
+    Single(Arc<Engine>),
+}
+
 /// Loaded engines by model id. Cheap to clone.
 #[derive(Clone)]
 pub struct Engines {
-    loaded: Cache<Uuid, Arc<Engine>>,
+    loaded: Cache<Uuid, Arc<Served>>,
     /// Intra-op threads per ONNX Runtime session (0: one per core).
     threads: usize,
-    /// Sessions per model: answers generated at once.
+    /// Sessions per model served without batching: answers generated at once.
     sessions: usize,
+    /// Rows of a batch engine's decode step: answers generated at once per model (0: no batching, every
+    /// model served by `sessions` sessions).
+    slots: usize,
+    /// Tokens each row holds (0: the model's context, at most 2048).
+    slot_tokens: usize,
 }
 
 impl Default for Engines {
     fn default() -> Self {
-        Self::new(0, 2)
+        Self::new(0, 2, 8)
     }
 }
 
 impl Engines {
-    /// Engines whose sessions use `threads` intra-op threads each (0: one per core), `sessions` per model
-    /// (at least 1).
-    pub fn new(threads: usize, sessions: usize) -> Self {
-        Self { loaded: Cache::new("engines", MAX_LOADED_MODELS, None), threads, sessions: sessions.max(1) }
+    /// Engines whose sessions use `threads` intra-op threads each (0: one per core), with `slots` rows in each
+    /// model's decode batch, or `sessions` sessions (at least 1) for exports that cannot batch and when `slots`
+    /// is 0.
+    pub fn new(threads: usize, sessions: usize, slots: usize) -> Self {
+        Self {
+            loaded: Cache::new("engines", MAX_LOADED_MODELS, None),
+            threads,
+            sessions: sessions.max(1),
+            slots,
+            slot_tokens: 0,
+        }
     }
 
-    /// The engine of model `id` from its export folder, loading it once (blocking: call it off the runtime).
-    fn get(&self, id: Uuid, dir: &Path) -> Result<Arc<Engine>, String> {
-        let options = EngineOptions { sessions: self.sessions, threads: self.threads, ..EngineOptions::default() };
-        self.loaded.try_get_with(id, || Engine::load(dir, options)).map_err(|e| e.to_string())
+    /// With rows of `tokens` tokens (prompt and answer; 0: the model's context, at most 2048).
+    pub fn with_slot_tokens(mut self, tokens: usize) -> Self {
+        self.slot_tokens = tokens;
+        self
+    }
+
+    /// The engine of model `id` from its export folder, loading it once (off the async runtime).
+    async fn get(&self, id: Uuid, dir: PathBuf) -> Result<Arc<Served>, String> {
+        let engines = self.clone();
+        tokio::task::spawn_blocking(move || engines.loaded.try_get_with(id, || engines.load(&dir)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    fn load(&self, dir: &Path) -> Result<Arc<Served>, EngineError> {
+        let options = BatchOptions {
+            threads: self.threads,
+            slots: self.slots,
+            slot_tokens: self.slot_tokens,
+            ..BatchOptions::default()
+        };
+        let batched = match self.slots {
+            0 => Err(EngineError::NotBatchable("batching is off (no slots)".into())),
+            _ => BatchEngine::load(dir, options),
+        };
+        match batched {
+            Ok(engine) => Ok(Arc::new(Served::Batch(engine))),
+            Err(EngineError::NotBatchable(reason)) => {
+                tracing::info!(%reason, sessions = self.sessions, "served without batching");
+                let options = EngineOptions { sessions: self.sessions, threads: self.threads, ..Default::default() };
+                Ok(Arc::new(Served::Single(Engine::load(dir, options)?)))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Forgets model `id`'s engine (undeployed: its memory is given back once no answer in progress
-    /// holds it).
+    /// holds it). A batch engine's thread is joined when it goes, so that happens on a blocking thread.
     pub fn unload(&self, id: Uuid) {
-        self.loaded.remove(&id);
+        if let Some(served) = self.loaded.remove(&id) {
+            tokio::task::spawn_blocking(move || drop(served));
+        }
     }
 
     /// How many models this node has loaded.
     pub fn loaded(&self) -> usize {
         self.loaded.len() as usize
+    }
+
+    /// Answers one model generates at once: what the QA consumer takes at a time.
+    pub fn concurrency(&self) -> usize {
+        if self.slots == 0 {
+            self.sessions
+        } else {
+            self.slots.max(self.sessions)
+        }
+    }
+
+    /// The batch engines' figures, summed over the loaded models: rows decoding and requests waiting now,
+    /// decode steps and rows over their lives.
+    pub fn batch_load(&self) -> BatchLoad {
+        let mut sum = BatchLoad::default();
+        for (_, served) in self.loaded.entries() {
+            if let Served::Batch(engine) = served.as_ref() {
+                let load = engine.load_now();
+                sum.active += load.active;
+                sum.waiting += load.waiting;
+                sum.steps += load.steps;
+                sum.rows += load.rows;
+            }
+        }
+        sum
     }
 }
 
@@ -75,6 +158,33 @@ struct Prompt<'a> {
     system: Option<&'a str>,
     context: &'a [Turn],
     question: &'a str,
+}
+
+impl Prompt<'_> {
+    /// The chat request: the messages, and the question's decoding settings (`seed` unless it names one).
+    fn request(&self, params: &AnswerParams, seed: u64) -> ChatRequest {
+        let mut messages = Vec::new();
+        if let Some(system) = self.system {
+            messages.push(ChatMessage::new("system", system.to_owned()));
+        }
+        for turn in self.context {
+            messages.push(ChatMessage::new("user", turn.question.clone()));
+            messages.push(ChatMessage::new("assistant", turn.answer.clone()));
+        }
+        messages.push(ChatMessage::new("user", self.question.to_owned()));
+        ChatRequest {
+            messages,
+            params: GenerationParams {
+                max_new_tokens: params.max_new_tokens as usize,
+                temperature: params.temperature,
+                top_p: params.top_p.unwrap_or(1.0),
+                seed: params.seed.unwrap_or(seed),
+                // The engine cuts the text before a stop text and never streams any of it.
+                stop: params.stop.clone(),
+                ..GenerationParams::default()
+            },
+        }
+    }
 }
 
 /// Leaves out the answer's leading and trailing white space from the pieces sent (trailing white space is held
@@ -95,58 +205,80 @@ impl Trimmed {
         &self.text[start..self.sent]
     }
 
+    /// Adds a piece and sends what is safe through `to` (when someone reads).
+    fn forward(&mut self, piece: &str, to: Option<&UnboundedSender<String>>) {
+        let safe = self.push(piece);
+        if let (false, Some(to)) = (safe.is_empty(), to) {
+            let _ = to.send(safe.to_owned());
+        }
+    }
+
     /// The answer: what was sent.
     fn answer(&self) -> &str {
         self.text[..self.sent].trim_start()
     }
 }
 
-/// One chat completion with `engine` (blocking): its text sent through `on_piece` as it is decoded, ended by a
-/// stop text of `params` (finish reason `stop`, cut by the engine) or, before the next step, by `cancelled`
-/// (`cancelled`).
-fn answer(
-    engine: &Engine,
-    prompt: Prompt<'_>,
-    params: &AnswerParams,
-    seed: u64,
-    on_piece: &mut dyn FnMut(&str),
-    cancelled: &AtomicBool,
+/// One chat completion of `user` (the batch engine takes turns between users): its text sent through `pieces`
+/// as it is decoded, ended by an end token, the length, a stop text of the request (finish reason `stop`, cut
+/// by the engine) or `cancel` (`cancelled`, before the next decoding step, with what was generated so far).
+async fn answer(
+    served: Arc<Served>,
+    user: String,
+    request: ChatRequest,
+    pieces: Option<UnboundedSender<String>>,
+    cancel: CancellationToken,
 ) -> Result<Answer, String> {
     let started = Instant::now();
-    let mut messages = Vec::new();
-    if let Some(system) = prompt.system {
-        messages.push(ChatMessage::new("system", system.to_owned()));
-    }
-    for turn in prompt.context {
-        messages.push(ChatMessage::new("user", turn.question.clone()));
-        messages.push(ChatMessage::new("assistant", turn.answer.clone()));
-    }
-    messages.push(ChatMessage::new("user", prompt.question.to_owned()));
-    let request = ChatRequest {
-        messages,
-        params: GenerationParams {
-            max_new_tokens: params.max_new_tokens as usize,
-            temperature: params.temperature,
-            top_p: params.top_p.unwrap_or(1.0),
-            seed: params.seed.unwrap_or(seed),
-            // The engine cuts the text before a stop text and never streams any of it.
-            stop: params.stop.clone(),
-            ..GenerationParams::default()
-        },
-    };
     let mut trimmed = Trimmed::default();
-    let generation = engine
-        .generate_until(
-            &request,
-            &mut |piece| {
-                let safe = trimmed.push(piece);
-                if !safe.is_empty() {
-                    on_piece(safe);
+    let generation = match served.as_ref() {
+        Served::Batch(engine) => {
+            let mut handle = engine.submit(&user, &request).map_err(|e| e.to_string())?;
+            let canceller = handle.canceller();
+            loop {
+                tokio::select! {
+                    piece = handle.next_piece() => match piece {
+                        Some(piece) => trimmed.forward(&piece.text, pieces.as_ref()),
+                        None => break,
+                    },
+                    () = cancel.cancelled(), if !canceller.is_cancelled() => canceller.cancel(),
                 }
-            },
-            &|| cancelled.load(Ordering::Relaxed),
-        )
-        .map_err(|e| e.to_string())?;
+            }
+            match handle.finish().await {
+                Ok(done) => done.generation,
+                // Cancelled before it got a slot: nothing was generated.
+                Err(EngineError::Cancelled) => Generation {
+                    text: String::new(),
+                    tokens: Vec::new(),
+                    finish_reason: FinishReason::Cancelled,
+                    stats: bonsai_ml::engine::GenerationStats {
+                        prompt_tokens: engine.prompt_tokens(&request).map_or(0, |p| p.len()),
+                        completion_tokens: 0,
+                        time_to_first_token: started.elapsed(),
+                        total_time: started.elapsed(),
+                        tokens_per_second: 0.0,
+                    },
+                },
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Served::Single(_) => {
+            let served = Arc::clone(&served);
+            let (generation, sent) = tokio::task::spawn_blocking(move || {
+                let Served::Single(engine) = served.as_ref() else { unreachable!("matched above") };
+                let mut trimmed = Trimmed::default();
+                let generation =
+                    engine.generate_until(&request, &mut |piece| trimmed.forward(piece, pieces.as_ref()), &|| {
+                        cancel.is_cancelled()
+                    });
+                (generation, trimmed)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            trimmed = sent;
+            generation.map_err(|e| e.to_string())?
+        }
+    };
     let finish_reason = match generation.finish_reason {
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",
@@ -337,42 +469,53 @@ impl ModelWorker {
         // Each test is scored once: a named one while it is pending, an unnamed (older) one while any is.
         let pending = test_id.map_or(model.test_pending, |t| model.pending_tests.contains(&t));
         let (Some(onnx), true) = (model.onnx_path.clone(), pending) else { return Ok(()) };
-        let (engines, dir) = (self.engines.clone(), self.data_dir.join(onnx));
-        let scored = tokio::task::spawn_blocking(move || -> Result<(f64, serde_json::Value), String> {
-            let engine = engines.get(id, &dir)?;
-            let params = AnswerParams { max_new_tokens: 64, ..AnswerParams::default() };
-            let mut report = Vec::new();
-            let mut total = Score::default();
-            for case in &cases {
-                let prompt = Prompt { system: None, context: &[], question: &case.question };
-                let got = answer(&engine, prompt, &params, 0, &mut |_| {}, &AtomicBool::new(false))?;
-                let score = Score::of(&got.answer, &case.expected);
-                total.add(&score);
-                report.push(json!({"question": case.question, "expected": case.expected, "answer": got.answer,
-                    "correct": score.contains == 1.0, "exact_match": score.exact_match == 1.0,
-                    "contains": score.contains == 1.0, "token_f1": score.token_f1,
-                    "response_ms": got.response_ms}));
-            }
-            let n = cases.len().max(1) as f64;
-            let right = total.contains as usize;
-            let totals = json!({"cases": cases.len(), "exact_match": total.exact_match / n,
-                "contains": total.contains / n, "token_f1": total.token_f1 / n});
-            Ok((total.contains / n, json!({"test_id": test_id, "cases": report, "correct": right, "totals": totals})))
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let scored = self.score(id, self.data_dir.join(onnx), test_id, &cases).await;
         let (accuracy, report) = match scored {
             Ok(scored) => scored,
             Err(message) => (0.0, json!({"test_id": test_id, "error": message})),
         };
         self.commands.execute_and_get(id, ModelCommand::RecordTest { accuracy, report, test_id }, meta).await.map(drop)
     }
+
+    /// Answers every case (all at once: a batch engine decodes them together) and scores the answers.
+    async fn score(
+        &self,
+        id: Uuid,
+        dir: PathBuf,
+        test_id: Option<Uuid>,
+        cases: &[TestCase],
+    ) -> Result<(f64, serde_json::Value), String> {
+        let served = self.engines.get(id, dir).await?;
+        let params = AnswerParams { max_new_tokens: 64, ..AnswerParams::default() };
+        let user = format!("model-test/{id}");
+        let answers = futures::future::join_all(cases.iter().map(|case| {
+            let prompt = Prompt { system: None, context: &[], question: &case.question };
+            answer(Arc::clone(&served), user.clone(), prompt.request(&params, 0), None, CancellationToken::new())
+        }))
+        .await;
+        let mut report = Vec::new();
+        let mut total = Score::default();
+        for (case, got) in cases.iter().zip(answers) {
+            let got = got?;
+            let score = Score::of(&got.answer, &case.expected);
+            total.add(&score);
+            report.push(json!({"question": case.question, "expected": case.expected, "answer": got.answer,
+                "correct": score.contains == 1.0, "exact_match": score.exact_match == 1.0,
+                "contains": score.contains == 1.0, "token_f1": score.token_f1,
+                "response_ms": got.response_ms}));
+        }
+        let n = cases.len().max(1) as f64;
+        let right = total.contains as usize;
+        let totals = json!({"cases": cases.len(), "exact_match": total.exact_match / n,
+            "contains": total.contains / n, "token_f1": total.token_f1 / n});
+        Ok((total.contains / n, json!({"test_id": test_id, "cases": report, "correct": right, "totals": totals})))
+    }
 }
 
 /// Answers questions with deployed models.
 /// A question as its `QuestionAsked` event asks it.
 struct Asked {
+    user_id: Uuid,
     model_id: Uuid,
     question_id: Uuid,
     question: String,
@@ -397,13 +540,13 @@ impl QaWorker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let name = self.bus.durable_name("worker_qa");
         let subject = self.bus.subjects.events_of(AggregateKind::QaSession);
-        // As many answers at once as the engines have sessions.
+        // As many answers at once as a model's engine generates at once (its batch rows).
         // Each node pulls only what it answers at once, so more nodes answer more questions at a time.
         let spec = WorkerConsumer {
             name,
             subjects: vec![subject],
             ack_wait: Duration::from_secs(120),
-            concurrency: 2,
+            concurrency: self.engines.concurrency(),
             max_in_flight: 256,
             fetch: Fetch::Stream,
         };
@@ -417,6 +560,7 @@ impl QaWorker {
                 Event::QaSession(QaEvent::QuestionAsked {
                     session_id,
                     question_id,
+                    user_id,
                     model_id,
                     question,
                     params,
@@ -425,7 +569,7 @@ impl QaWorker {
                     ..
                 }),
                 _,
-            )) => (session_id, Asked { model_id, question_id, question, params, system, context }),
+            )) => (session_id, Asked { user_id, model_id, question_id, question, params, system, context }),
             Ok(_) => return Processed::AlreadyApplied,
             Err(_) => return Processed::Terminated,
         };
@@ -448,7 +592,7 @@ impl QaWorker {
     /// for the node that holds the asking client) and stopping when that node publishes on the question's
     /// cancel subject (the client went away).
     async fn answer(&self, asked: Asked) -> Result<Answer, (&'static str, String)> {
-        let Asked { model_id, question_id, question, params, system, context } = asked;
+        let Asked { user_id, model_id, question_id, question, params, system, context } = asked;
         let unavailable = |m: &str| ("model_unavailable", m.to_owned());
         let model = self
             .commands
@@ -470,13 +614,13 @@ impl QaWorker {
             }
         }
         // The asking node says when its client went away.
-        let cancelled = Arc::new(AtomicBool::new(false));
+        let cancel = CancellationToken::new();
         let listener = match client.subscribe(self.bus.subjects.question_cancel(question_id)).await {
             Ok(mut cancels) => {
-                let flag = Arc::clone(&cancelled);
+                let cancel = cancel.clone();
                 Some(tokio::spawn(async move {
                     if cancels.next().await.is_some() {
-                        flag.store(true, Ordering::Relaxed);
+                        cancel.cancel();
                     }
                 }))
             }
@@ -495,23 +639,24 @@ impl QaWorker {
                 let _ = client.flush().await;
             })
         };
-        let engines = self.engines.clone();
         let seed = question_id.as_u64_pair().0;
-        let flag = Arc::clone(&cancelled);
-        let result = tokio::task::spawn_blocking(move || {
-            let engine = engines.get(model_id, &onnx).map_err(|e| ("model_unavailable", e))?;
-            let prompt = Prompt { system: system.as_deref(), context: &context, question: &question };
-            let mut send = |piece: &str| drop(pieces.send(piece.to_owned()));
-            answer(&engine, prompt, &params, seed, &mut send, &flag).map_err(|e| ("generation_failed", e))
-        })
-        .await
-        .map_err(|e| ("generation_failed", e.to_string()));
+        let request =
+            Prompt { system: system.as_deref(), context: &context, question: &question }.request(&params, seed);
+        let result = match self.engines.get(model_id, onnx).await {
+            Ok(served) => answer(served, user_id.to_string(), request, Some(pieces), cancel)
+                .await
+                .map_err(|e| ("generation_failed", e)),
+            Err(error) => {
+                drop(pieces);
+                Err(("model_unavailable", error))
+            }
+        };
         // Every piece is out before the answer is recorded (its event reaches the client after them).
         let _ = publisher.await;
         if let Some(listener) = listener {
             listener.abort();
         }
-        let result = result??;
+        let result = result?;
         if cacheable && result.finish_reason != "cancelled" {
             self.cache.put(&key, &result, question_id).await;
         }

@@ -23,7 +23,7 @@
 //!
 //! Greedy (and seeded) outputs equal [`super::Engine::generate`]'s token for token: same graph, same sampler.
 //! Only exports with the fused attention op (`GroupQueryAttention`, the default) can batch; others are refused
-//! at load with a message.
+//! at load with [`EngineError::NotBatchable`].
 
 mod graph;
 mod queue;
@@ -165,7 +165,9 @@ impl GenerationHandle {
         self.cancel.clone()
     }
 
-    /// Cancels the request: it ends with [`EngineError::Cancelled`] and its slot is freed within one step.
+    /// Cancels the request: its slot is freed within one step, and it ends with what it generated so far
+    /// (finish reason [`super::FinishReason::Cancelled`]), or with [`EngineError::Cancelled`] if it had not
+    /// got a slot yet.
     pub fn cancel(&self) {
         self.cancel.cancel();
     }
@@ -458,7 +460,7 @@ fn check_batchable(model_path: &Path) -> Result<(), EngineError> {
     if fused {
         Ok(())
     } else {
-        Err(EngineError::Input(format!(
+        Err(EngineError::NotBatchable(format!(
             "{} has no GroupQueryAttention nodes: continuous batching needs the fused-attention export (the \
              default; head_dim a multiple of 16)",
             model_path.display()

@@ -315,11 +315,46 @@ async fn a_conversation_reads_as_a_transcript_and_its_history_can_be_deleted() {
     assert_eq!(rows.len(), 2);
 }
 
-/// `bonsai_serving_models_loaded` in a node's `/metrics`.
-async fn models_loaded(node: &TestApp) -> f64 {
+/// The serving gauge `name` in a node's `/metrics`.
+pub(crate) async fn serving_gauge(node: &TestApp, name: &str) -> f64 {
     let metrics = node.get("/metrics", None).await.text().await.unwrap();
-    let line = metrics.lines().find(|l| l.starts_with("bonsai_serving_models_loaded ")).expect("the gauge is there");
+    let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).expect("the gauge is there");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn models_loaded(node: &TestApp) -> f64 {
+    serving_gauge(node, "bonsai_serving_models_loaded").await
+}
+
+#[tokio::test]
+async fn questions_asked_at_once_share_one_decode_batch_and_those_beyond_its_rows_wait_their_turn() {
+    let mut settings = test_settings();
+    settings.serving_slots = 2;
+    settings.serving_threads = 1;
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    app.training_fixture(&admin).await;
+    app.deployed_tiny(&admin).await;
+    assert_eq!(serving_gauge(&app, "bonsai_serving_mean_batch").await, 0.0, "nothing decoded yet");
+
+    // Five people ask at once (different questions: no cached answer), more than the batch has rows.
+    let asks = (0..5).map(|i| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let body = json!({"question": format!("Question number {i} for the batch?"), "max_new_tokens": 40});
+            app.ask(admin, body).await
+        }
+    });
+    for (status, body) in futures::future::join_all(asks).await {
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("answered")), "{body}");
+        assert!(body["completion_tokens"].as_u64().is_some_and(|n| n > 0), "{body}");
+    }
+    // They were decoded together, never more than the two rows at a time, and nothing is left running.
+    let mean = serving_gauge(&app, "bonsai_serving_mean_batch").await;
+    assert!(mean > 1.0 && mean <= 2.0, "mean rows per decode step: {mean}");
+    assert_eq!(serving_gauge(&app, "bonsai_serving_batch_rows").await, 0.0);
+    assert_eq!(serving_gauge(&app, "bonsai_serving_batch_waiting").await, 0.0);
+    app.stop().await.unwrap();
 }
 
 #[tokio::test]

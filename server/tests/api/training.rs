@@ -496,6 +496,8 @@ async fn a_node_trains_and_answers_on_the_threads_it_is_given() {
     let mut settings = test_settings();
     settings.training_threads = 1;
     settings.serving_threads = 1;
+    // Batching off: the model is served by one session of its own.
+    settings.serving_slots = 0;
     settings.serving_sessions = 1;
     let app = TestApp::spawn_with(settings).await;
     let admin = app.admin_token().await;
@@ -508,6 +510,8 @@ async fn a_node_trains_and_answers_on_the_threads_it_is_given() {
     app.deployed_tiny(&admin).await;
     let (status, answered) = app.ask(&admin, json!({"question": "What is Bonsai?", "max_new_tokens": 3})).await;
     assert_eq!((status, answered["status"].as_str()), (StatusCode::OK, Some("answered")), "{answered}");
+    assert_eq!(crate::serving::serving_gauge(&app, "bonsai_serving_models_loaded").await, 1.0);
+    assert_eq!(crate::serving::serving_gauge(&app, "bonsai_serving_mean_batch").await, 0.0, "no decode batch");
 
     let mut settings = test_settings();
     settings.serving_sessions = 0;

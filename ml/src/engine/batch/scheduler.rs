@@ -121,8 +121,13 @@ impl Loop {
             let _ = request.result.send(Err(EngineError::Cancelled));
         }
         for slot in 0..self.slots.len() {
-            if self.slots[slot].as_ref().is_some_and(|row| row.request.abandoned()) {
+            let Some(row) = self.slots[slot].as_ref() else { continue };
+            if row.request.result.is_closed() {
+                // Nobody waits for it any more.
                 self.end(slot, End::Failed(EngineError::Cancelled));
+            } else if row.request.cancel.is_cancelled() {
+                // Cancelled by its caller, who gets what was generated so far.
+                self.end(slot, End::Finished(FinishReason::Cancelled));
             }
         }
     }
