@@ -137,10 +137,6 @@ export const api = createApi({
       invalidatesTags: ['Models'],
     }),
 
-    ask: b.mutation<T.Question, { question: string; model_id?: string; session_id?: string; max_new_tokens?: number }>({
-      query: (body) => ({ url: '/api/qa/ask', method: 'POST', body }),
-      invalidatesTags: ['History'],
-    }),
     history: b.query<T.QuestionPage, Query>({ query: (params) => ({ url: '/api/qa/history', params }), providesTags: ['History'] }),
     conversation: b.query<T.ConversationPage, string>({ query: (id) => `/api/qa/history/${id}`, providesTags: ['History'] }),
     deleteHistory: b.mutation<unknown, string>({
@@ -171,7 +167,7 @@ export const {
   usePreviewQuery, useValidateMutation, useArchiveMutation, useTasksQuery, useTaskQuery, useProgressQuery,
   useCreateTaskMutation, useStartTaskMutation, useStopTaskMutation, useModelsQuery, useRegisterModelMutation,
   useDeployModelMutation, useUndeployModelMutation, useModelQuery, useBaseModelsQuery, useRoutingQuery, useSetAliasMutation,
-  useMakeDefaultMutation, useRollbackModelMutation, useTestModelMutation, useAskMutation, useHistoryQuery,
+  useMakeDefaultMutation, useRollbackModelMutation, useTestModelMutation, useHistoryQuery,
   useConversationQuery, useDeleteHistoryMutation, useDeleteAllHistoryMutation, useAlertsQuery,
   useAcknowledgeAlertMutation, useResolveAlertMutation,
 } = api;

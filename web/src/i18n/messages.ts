@@ -70,6 +70,9 @@ export const en = {
   trainingsOnDataset: 'Trainings on it',
   auditTimeline: 'Its audit timeline',
   lastTest: 'Last test', testing: 'Testing…', containsScore: 'Accuracy (contains)', exactMatch: 'Exact match',
+  stoppedTag: 'stopped', generating: 'generating…', cutAtLength: 'cut at the token limit',
+  cutAtLengthHelp: 'The answer reached the most tokens allowed; ask with a higher limit for a longer one.',
+  maxTokens: 'Max tokens', maxTokensHelp: 'The most tokens the answer may have (1 to 1,024).',
 };
 
 export type Key = keyof typeof en;
@@ -144,4 +147,7 @@ export const zh: Record<Key, string> = {
   trainingsOnDataset: '使用它的训练',
   auditTimeline: '审计时间线',
   lastTest: '最近一次测试', testing: '测试中……', containsScore: '准确率（包含）', exactMatch: '完全匹配',
+  stoppedTag: '已停止', generating: '生成中……', cutAtLength: '已达令牌上限',
+  cutAtLengthHelp: '回答已达到允许的最大令牌数；调高上限可获得更长的回答。',
+  maxTokens: '最大令牌数', maxTokensHelp: '回答最多可包含的令牌数（1 到 1,024）。',
 };
