@@ -26,8 +26,8 @@ const XSS = `<img src=x onerror="window.__xss=1">faq<script>window.__xss=2</scri
 const TAG = '<img src=x onerror=alert(1)>';
 const TASK_NAME = `faq quick ${TAG}`;
 const MODEL_NAME = `faq bot ${TAG}`;
-// The installed demo-tiny model deployed as it is (untrained): it babbles until its token limit, which makes a
-// long answer to stream and to stop.
+// The installed tiny-babble model deployed as it is (untrained): it babbles until its token limit, which makes
+// a long answer to stream and to stop.
 const BABBLE_NAME = `babble ${TAG}`;
 
 function freePort() {
@@ -46,6 +46,10 @@ async function startServer() {
   const id = Math.random().toString(36).slice(2, 10);
   const data = mkdtempSync(join(tmpdir(), 'bonsai_e2e_'));
   execFileSync(bin, ['model', 'init-tiny', join(data, 'models/demo-tiny'), '--corpus', join(repo, 'demo/faq.jsonl')], { stdio: 'ignore' });
+  // A bigger random model (58M parameters; after demo-tiny in the base model list): it babbles slowly enough
+  // for an answer to be seen growing and to be stopped half-way.
+  execFileSync(bin, ['model', 'init-tiny', join(data, 'models/tiny-babble'), '--corpus', join(repo, 'demo/faq.jsonl'),
+    '--hidden-size', '768', '--intermediate-size', '2048', '--layers', '8', '--heads', '12'], { stdio: 'ignore' });
   const port = await freePort();
   const database = `bonsai_e2e_${id}`;
   const secret = `e2e-secret-${id}-long-enough`;
@@ -190,7 +194,7 @@ async function choose(page, selector, option) {
   await page.locator('.ant-select-dropdown:visible .ant-select-item-option').filter({ hasText: option }).first().click();
 }
 
-/** The babbling model (demo-tiny registered as installed, untrained), deployed by the admin; registered and
+/** The babbling model (tiny-babble registered as installed, untrained), deployed by the admin; registered and
  * deployed here the first time, so the scenarios that chat with it need nothing before them. */
 async function babbleModel(base) {
   const bearer = await token(base, 'admin', ADMIN_PASSWORD);
@@ -199,7 +203,7 @@ async function babbleModel(base) {
   if (model) return model;
   let id = named.json.items[0]?.id;
   if (!id) {
-    const registered = await api(base, '/api/models', { token: bearer, method: 'POST', body: { name: BABBLE_NAME, base_model_id: 'demo-tiny' } });
+    const registered = await api(base, '/api/models', { token: bearer, method: 'POST', body: { name: BABBLE_NAME, base_model_id: 'tiny-babble' } });
     expect(registered.status === 201, `the babbling model registered (${registered.status} ${JSON.stringify(registered.json)})`);
     id = registered.json.id;
   }
@@ -760,9 +764,10 @@ const scenarios = [
   {
     name: 'chat-streams-answer',
     async run({ page, base, shot }) {
-      await chatWithBabble(page, base, 200);
+      await chatWithBabble(page, base, 48);
       await recordLiveAnswer(page);
-      const question = `Tell me a long story, ${Date.now()} ${TAG}`;
+      // Asked once per server (a fresh model): not an answer from the cache, which comes in one piece.
+      const question = `Go on and on about the garden ${TAG}`;
       await page.fill('#question-input', question);
       await page.click('button:has-text("Ask")');
       await page.waitForSelector('[data-testid=stop-button]');
@@ -790,7 +795,7 @@ const scenarios = [
     async run({ page, base, shot }) {
       await chatWithBabble(page, base, 1024);
       await recordLiveAnswer(page);
-      const question = `Go on and on, ${Date.now()}`;
+      const question = 'Go on and on, and on';
       await page.fill('#question-input', question);
       await page.click('button:has-text("Ask")');
       await until('the answer under way', async () => (await page.evaluate(() => window.__partials)).some((p) => p.state === 'streaming' && p.text && p.text !== '…'), 60000);
