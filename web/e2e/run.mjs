@@ -1,7 +1,8 @@
 // End-to-end tests of the console: a real `bonsai serve` (the debug binary, a fresh database, its own NATS
 // prefix and data folder, the built console, a demo-tiny model, a short access-token lifetime) driven by
 // Debian's Chromium through playwright-core. Every scenario saves screenshots of the pages it visits into a
-// folder printed at the start. Usage: node e2e/run.mjs [scenario name filter]
+// folder printed at the start. Usage: node e2e/run.mjs [filter], where the filter is a part of a scenario's
+// name, or several parts separated by commas (`admin-users,chat-streams`); scenarios run in their order here.
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
@@ -25,6 +26,9 @@ const XSS = `<img src=x onerror="window.__xss=1">faq<script>window.__xss=2</scri
 const TAG = '<img src=x onerror=alert(1)>';
 const TASK_NAME = `faq quick ${TAG}`;
 const MODEL_NAME = `faq bot ${TAG}`;
+// The installed tiny-babble model deployed as it is (untrained): it babbles until its token limit, which makes
+// a long answer to stream and to stop.
+const BABBLE_NAME = `babble ${TAG}`;
 
 function freePort() {
   return new Promise((ok) => {
@@ -42,6 +46,10 @@ async function startServer() {
   const id = Math.random().toString(36).slice(2, 10);
   const data = mkdtempSync(join(tmpdir(), 'bonsai_e2e_'));
   execFileSync(bin, ['model', 'init-tiny', join(data, 'models/demo-tiny'), '--corpus', join(repo, 'demo/faq.jsonl')], { stdio: 'ignore' });
+  // A bigger random model (58M parameters; after demo-tiny in the base model list): it babbles slowly enough
+  // for an answer to be seen growing and to be stopped half-way.
+  execFileSync(bin, ['model', 'init-tiny', join(data, 'models/tiny-babble'), '--corpus', join(repo, 'demo/faq.jsonl'),
+    '--hidden-size', '768', '--intermediate-size', '2048', '--layers', '8', '--heads', '12'], { stdio: 'ignore' });
   const port = await freePort();
   const database = `bonsai_e2e_${id}`;
   const secret = `e2e-secret-${id}-long-enough`;
@@ -184,6 +192,71 @@ async function token(base, username, password) {
 async function choose(page, selector, option) {
   await page.click(`${selector} .ant-select-selector`);
   await page.locator('.ant-select-dropdown:visible .ant-select-item-option').filter({ hasText: option }).first().click();
+}
+
+/** The babbling model (tiny-babble registered as installed, untrained), deployed by the admin; registered and
+ * deployed here the first time, so the scenarios that chat with it need nothing before them. */
+async function babbleModel(base) {
+  const bearer = await token(base, 'admin', ADMIN_PASSWORD);
+  const named = await api(base, `/api/models?name=${encodeURIComponent(BABBLE_NAME)}&page_size=10`, { token: bearer });
+  let model = named.json.items.find((m) => m.deployed);
+  if (model) return model;
+  let id = named.json.items[0]?.id;
+  if (!id) {
+    const registered = await api(base, '/api/models', { token: bearer, method: 'POST', body: { name: BABBLE_NAME, base_model_id: 'tiny-babble' } });
+    expect(registered.status === 201, `the babbling model registered (${registered.status} ${JSON.stringify(registered.json)})`);
+    id = registered.json.id;
+  }
+  await until('the babbling model exported', async () => (await api(base, `/api/models/${id}`, { token: bearer })).json.status === 'ready', 180000);
+  const deployed = await api(base, `/api/models/${id}/deploy`, { token: bearer, method: 'POST' });
+  expect(deployed.status < 300, `the babbling model deployed (${deployed.status})`);
+  await until('the babbling model in service', async () => {
+    model = (await api(base, `/api/models/${id}`, { token: bearer })).json;
+    return model.deployed;
+  }, 60000);
+  return model;
+}
+
+/** Records, in the page, every text the live (streaming) answer shows and its state, as React renders them. */
+async function recordLiveAnswer(page) {
+  await page.evaluate(() => {
+    window.__partials = [];
+    const look = () => {
+      const turn = document.querySelector('[data-testid=turn][data-live=true]');
+      if (!turn) return;
+      const text = turn.querySelector('[data-testid=answer]')?.textContent ?? '';
+      const state = turn.getAttribute('data-state');
+      const last = window.__partials[window.__partials.length - 1];
+      if (!last || last.text !== text || last.state !== state) window.__partials.push({ text, state, at: performance.now() });
+    };
+    new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+}
+
+/** The admin's recorded question asking `question`, once it is no longer pending. */
+async function recordedQuestion(base, question, timeoutMs = 60000) {
+  const bearer = await token(base, 'admin', ADMIN_PASSWORD);
+  let found;
+  await until(`the question ${JSON.stringify(question)} recorded`, async () => {
+    const history = await api(base, '/api/qa/history?page_size=20', { token: bearer });
+    const item = history.json.items.find((q) => q.question === question);
+    if (!item) return false;
+    found = (await api(base, `/api/qa/questions/${item.question_id}`, { token: bearer })).json;
+    return found.status !== 'pending';
+  }, timeoutMs);
+  return found;
+}
+
+/** Opens the chat on the babbling model with `maxTokens`. */
+async function chatWithBabble(page, base, maxTokens) {
+  await babbleModel(base);
+  await signIn(page, base, 'admin', ADMIN_PASSWORD);
+  await page.click('[data-testid=main-menu] >> text=Chat');
+  await page.waitForSelector('#question-input');
+  await choose(page, '[data-testid=model-select]', BABBLE_NAME);
+  await showsText(page, '[data-testid=model-select]', BABBLE_NAME);
+  await page.fill('#max-tokens', String(maxTokens));
+  await page.press('#max-tokens', 'Tab');
 }
 
 // ---------- scenarios ----------
@@ -688,6 +761,101 @@ const scenarios = [
       await shot('signed-in-with-new-password');
     },
   },
+  {
+    name: 'chat-streams-answer',
+    async run({ page, base, shot }) {
+      await chatWithBabble(page, base, 48);
+      await recordLiveAnswer(page);
+      // Asked once per server (a fresh model): not an answer from the cache, which comes in one piece.
+      const question = `Go on and on about the garden ${TAG}`;
+      await page.fill('#question-input', question);
+      await page.click('button:has-text("Ask")');
+      await page.waitForSelector('[data-testid=stop-button]');
+      await until('the answer streamed to its end', async () => (await page.evaluate(() => window.__partials)).some((p) => p.state === 'done'), 120000);
+      const partials = await page.evaluate(() => window.__partials);
+      const final = partials.find((p) => p.state === 'done').text;
+      const growing = [...new Set(partials.filter((p) => p.state === 'streaming' && p.text && p.text !== '…').map((p) => p.text))];
+      console.log(`    ${growing.length} partial texts before done (lengths ${growing.slice(0, 8).map((t) => t.length).join(', ')}${growing.length > 8 ? ', …' : ''}), final ${final.length} characters`);
+      expect(growing.length >= 2, `at least two different partial texts while streaming (${growing.length}: ${JSON.stringify(growing.slice(0, 3))})`);
+      expect(growing.every((t) => final.startsWith(t)), 'each partial text starts the final one');
+      const stored = await recordedQuestion(base, question);
+      expect(stored.status === 'answered' && stored.answer === final, `the streamed text is the stored answer (${JSON.stringify(stored.answer?.slice(0, 60))} vs ${JSON.stringify(final.slice(0, 60))})`);
+      // The conversation, read again, shows the recorded question in place of the live one.
+      await until('the recorded turn shown', async () => (await page.locator('[data-testid=turn][data-live]').count()) === 0
+        && (await page.locator('[data-testid=turn] [data-testid=answer]').last().textContent()) === stored.answer, 20000);
+      expect((await page.locator('[data-testid=question]').last().innerText()) === question, 'the question shown as text');
+      await showsText(page, '.conversations', question, 20000);
+      expect(!(await page.isVisible('.ant-message-error')), `no error shown: ${await page.locator('.ant-message').allInnerTexts()}`);
+      await noInjected(page, 'the streamed chat');
+      await shot('streamed');
+    },
+  },
+  {
+    name: 'chat-stop-records-cancelled',
+    async run({ page, base, shot }) {
+      await chatWithBabble(page, base, 1024);
+      await recordLiveAnswer(page);
+      const question = 'Go on and on, and on';
+      await page.fill('#question-input', question);
+      await page.click('button:has-text("Ask")');
+      await until('the answer under way', async () => (await page.evaluate(() => window.__partials)).some((p) => p.state === 'streaming' && p.text && p.text !== '…'), 60000);
+      await shot('streaming');
+      await page.click('[data-testid=stop-button]');
+      await page.waitForSelector('button:has-text("Ask")');
+      const partials = await page.evaluate(() => window.__partials);
+      expect(!partials.some((p) => p.state === 'done'), `stopped before the answer ended: ${JSON.stringify(partials.slice(-2))}`);
+      const shown = partials.filter((p) => p.state === 'stopped').pop()?.text ?? '';
+      const stored = await recordedQuestion(base, question);
+      console.log(`    stopped after ${shown.length} characters shown; recorded ${stored.completion_tokens} tokens, finish reason ${stored.finish_reason}`);
+      expect(stored.finish_reason === 'cancelled', `recorded as cancelled: ${JSON.stringify(stored)}`);
+      expect(stored.completion_tokens < 1024 && stored.answer.startsWith(shown.trim()), `what was generated is recorded (${stored.completion_tokens} tokens)`);
+      // The page shows the recorded question, marked stopped.
+      await until('the recorded turn shown as stopped', async () => (await page.locator('[data-testid=turn][data-live]').count()) === 0
+        && (await page.locator('[data-testid=turn]').last().locator('[data-testid=stopped-tag]').count()) === 1, 30000);
+      expect((await page.locator('[data-testid=turn] [data-testid=answer]').last().textContent()) === stored.answer, 'the recorded answer shown');
+      expect(!(await page.isVisible('.ant-message-error')), `no error shown: ${await page.locator('.ant-message').allInnerTexts()}`);
+      await shot('stopped');
+    },
+  },
+  {
+    name: 'api-keys-create-use-revoke',
+    async run({ page, base, shot }) {
+      await signIn(page, base, 'admin', ADMIN_PASSWORD);
+      await page.click('[data-testid=user-menu]');
+      await page.click('.ant-dropdown-menu-item:has-text("Profile")');
+      await page.waitForURL(/\/profile$/);
+      await page.waitForSelector('[data-testid=api-keys]');
+      await showsText(page, '[data-testid=api-key-curl]', `${base}/v1/chat/completions`);
+      const name = `ci ${TAG}`;
+      await page.fill('#apikey_name', name);
+      await page.click('[data-testid=api-key-create]');
+      await page.waitForSelector('[data-testid=api-key-secret]');
+      const secret = await page.inputValue('[data-testid=api-key-secret]');
+      expect(/^bsk_/.test(secret), `a key secret (${secret.slice(0, 8)}…)`);
+      expect((await page.innerText('[data-testid=api-key-warning]')).includes('shown only this once'), 'the shown-once warning');
+      await noInjected(page, 'the created key modal');
+      await shot('key-created');
+      // The key works on /v1.
+      const models = await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${secret}` } });
+      expect(models.status === 200, `GET /v1/models with the key: ${models.status}`);
+      expect((await models.json()).object === 'list', 'the models list in OpenAI’s shape');
+      // Closed, the secret is gone from the page; the list shows the key by name and prefix.
+      await page.click('[data-testid=api-key-done]');
+      await until('the secret gone from the page', async () => !(await page.content()).includes(secret));
+      const row = page.locator('[data-testid=api-key-table] tr').filter({ hasText: name });
+      await until('the key listed', async () => (await row.count()) === 1);
+      expect((await row.innerText()).includes(secret.slice(0, 8)), 'its prefix shown');
+      await noInjected(page, 'the API keys list');
+      await shot('key-listed');
+      // Revoked after the confirmation: refused at once.
+      await row.locator('[data-testid=api-key-revoke]').click();
+      await page.click('.ant-popconfirm button:has-text("Revoke")');
+      await until('the key gone from the list', async () => (await row.count()) === 0, 20000);
+      const refused = await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${secret}` } });
+      expect(refused.status === 401, `GET /v1/models with the revoked key: ${refused.status}`);
+      await shot('key-revoked');
+    },
+  },
 ];
 
 // ---------- runner ----------
@@ -700,7 +868,8 @@ const browser = await chromium.launch({
 let failed = 0;
 const started = Date.now();
 try {
-  for (const scenario of scenarios.filter((s) => s.name.includes(filter))) {
+  const parts = filter.split(',').map((f) => f.trim());
+  for (const scenario of scenarios.filter((s) => parts.some((f) => s.name.includes(f)))) {
     const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
     const page = await context.newPage();
     page.setDefaultTimeout(15000);

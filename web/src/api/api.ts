@@ -20,7 +20,7 @@ export const client = createAuthClient({
 export const api = createApi({
   reducerPath: 'api',
   baseQuery: client.baseQuery,
-  tagTypes: ['Profile', 'Sessions', 'Users', 'Datasets', 'Tasks', 'Models', 'History', 'Alerts', 'Audit'],
+  tagTypes: ['Profile', 'Sessions', 'ApiKeys', 'Users', 'Datasets', 'Tasks', 'Models', 'History', 'Alerts', 'Audit'],
   endpoints: (b) => ({
     profile: b.query<T.User, void>({ query: () => '/api/users/profile', providesTags: ['Profile'] }),
     updateProfile: b.mutation<T.User, { email?: string; display_name?: string }>({
@@ -39,6 +39,15 @@ export const api = createApi({
     endOtherSessions: b.mutation<unknown, void>({
       query: () => ({ url: '/api/users/profile/sessions', method: 'DELETE' }),
       invalidatesTags: ['Sessions'],
+    }),
+    apiKeys: b.query<T.ApiKeyList, void>({ query: () => '/api/users/profile/api-keys', providesTags: ['ApiKeys'] }),
+    createApiKey: b.mutation<T.CreatedApiKey, { name: string }>({
+      query: (body) => ({ url: '/api/users/profile/api-keys', method: 'POST', body }),
+      invalidatesTags: ['ApiKeys'],
+    }),
+    revokeApiKey: b.mutation<unknown, string>({
+      query: (id) => ({ url: `/api/users/profile/api-keys/${id}`, method: 'DELETE' }),
+      invalidatesTags: ['ApiKeys'],
     }),
 
     users: b.query<T.UserPage, Query>({ query: (params) => ({ url: '/api/users', params }), providesTags: ['Users'] }),
@@ -137,10 +146,6 @@ export const api = createApi({
       invalidatesTags: ['Models'],
     }),
 
-    ask: b.mutation<T.Question, { question: string; model_id?: string; session_id?: string; max_new_tokens?: number }>({
-      query: (body) => ({ url: '/api/qa/ask', method: 'POST', body }),
-      invalidatesTags: ['History'],
-    }),
     history: b.query<T.QuestionPage, Query>({ query: (params) => ({ url: '/api/qa/history', params }), providesTags: ['History'] }),
     conversation: b.query<T.ConversationPage, string>({ query: (id) => `/api/qa/history/${id}`, providesTags: ['History'] }),
     deleteHistory: b.mutation<unknown, string>({
@@ -166,12 +171,12 @@ export const api = createApi({
 
 export const {
   useProfileQuery, useUpdateProfileMutation, useChangePasswordMutation, useSessionsQuery, useEndSessionMutation,
-  useEndOtherSessionsMutation, useUsersQuery, useCreateUserMutation, usePatchUserMutation, useEndUserSessionsMutation,
+  useEndOtherSessionsMutation, useApiKeysQuery, useCreateApiKeyMutation, useRevokeApiKeyMutation, useUsersQuery, useCreateUserMutation, usePatchUserMutation, useEndUserSessionsMutation,
   useEraseUserHistoryMutation, useAuditEventsQuery, useAuditHistoryQuery, useDatasetsQuery, useDatasetQuery,
   usePreviewQuery, useValidateMutation, useArchiveMutation, useTasksQuery, useTaskQuery, useProgressQuery,
   useCreateTaskMutation, useStartTaskMutation, useStopTaskMutation, useModelsQuery, useRegisterModelMutation,
   useDeployModelMutation, useUndeployModelMutation, useModelQuery, useBaseModelsQuery, useRoutingQuery, useSetAliasMutation,
-  useMakeDefaultMutation, useRollbackModelMutation, useTestModelMutation, useAskMutation, useHistoryQuery,
+  useMakeDefaultMutation, useRollbackModelMutation, useTestModelMutation, useHistoryQuery,
   useConversationQuery, useDeleteHistoryMutation, useDeleteAllHistoryMutation, useAlertsQuery,
   useAcknowledgeAlertMutation, useResolveAlertMutation,
 } = api;

@@ -1,7 +1,8 @@
 // RTK Query's base query over Axios. A 401 on an authenticated call refreshes the access token ONCE for all
 // the requests that failed together (they share one refresh), then each is retried with the new token. When
 // the refresh fails (the session was signed out, the refresh token expired or was reused), the session is
-// dropped and the user is sent to sign-in with the page to come back to.
+// dropped and the user is sent to sign-in with the page to come back to. The same client also gives `fetch`
+// (for answers read as a stream, which Axios cannot do in a browser), with the same token and refresh.
 import axios, { AxiosError, AxiosInstance, AxiosRequestConfig } from 'axios';
 import type { BaseQueryFn } from '@reduxjs/toolkit/query';
 import { loadTokens, saveTokens, Tokens } from './tokens';
@@ -34,6 +35,8 @@ export interface AuthClientOptions {
   /** Called once when the session cannot be refreshed; `returnTo` is the page to come back to. */
   onSessionLost?: (returnTo: string) => void;
   currentPath?: () => string;
+  /** The `fetch` that `client.fetch` sends with (default: the browser's). */
+  fetch?: typeof fetch;
 }
 
 export function toFailure(e: unknown): ApiFailure {
@@ -47,6 +50,21 @@ export function toFailure(e: unknown): ApiFailure {
   }
   if (err?.isAxiosError) return { status: 0, error: { code: 'network_error', message: err.message } };
   return { status: 0, error: { code: 'client_error', message: e instanceof Error ? e.message : String(e) } };
+}
+
+/** The failure a `fetch` response that is not OK holds: the API's `{error: {code, message}}` when it is one. */
+export async function responseFailure(res: Response): Promise<ApiFailure> {
+  let body: { error?: ApiErrorBody } | null = null;
+  try {
+    body = (await res.json()) as { error?: ApiErrorBody };
+  } catch {
+    // not JSON (a proxy's page, an empty body)
+  }
+  const error = body?.error;
+  return {
+    status: res.status,
+    error: error && typeof error.code === 'string' ? error : { code: `http_${res.status}`, message: res.statusText || `HTTP ${res.status}` },
+  };
 }
 
 /** A client whose calls share one refresh of the access token. */
@@ -121,6 +139,27 @@ export function createAuthClient(options: AuthClientOptions = {}) {
     }
   }
 
+  /** `fetch` with the access token; a 401 refreshes it (once, shared with every other call) and sends again.
+   * The answer is returned whatever its status (after a failed refresh, the session is dropped first). */
+  async function authorizedFetch(url: string, init: RequestInit & { headers?: Record<string, string> } = {}): Promise<Response> {
+    const send = (token: string | undefined) => {
+      const headers = { ...init.headers, ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+      return options.fetch ? options.fetch(url, { ...init, headers }) : fetch(url, { ...init, headers });
+    };
+    const used = loadTokens()?.access_token;
+    const first = await send(used);
+    if (first.status !== 401 || !used) return first;
+    const now = loadTokens()?.access_token;
+    const token = now && now !== used ? now : (await refresh())?.access_token;
+    if (!token) {
+      sessionLost();
+      return first;
+    }
+    const again = await send(token);
+    if (again.status === 401) sessionLost();
+    return again;
+  }
+
   const baseQuery: BaseQueryFn<RequestArgs | string, unknown, ApiFailure> = async (args) => {
     try {
       return { data: await request(typeof args === 'string' ? { url: args } : args) };
@@ -129,5 +168,5 @@ export function createAuthClient(options: AuthClientOptions = {}) {
     }
   };
 
-  return { request, refresh, baseQuery };
+  return { request, refresh, baseQuery, fetch: authorizedFetch };
 }

@@ -31,3 +31,6 @@ export type ConversationPage = S['ConversationPage'];
 export type Alert = S['AlertDto'];
 export type AlertPage = S['AlertPage'];
 export type TokenResponse = S['TokenResponse'];
+export type ApiKey = S['ApiKeyDto'];
+export type ApiKeyList = S['ApiKeyList'];
+export type CreatedApiKey = S['CreatedApiKey'];

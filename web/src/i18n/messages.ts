@@ -70,6 +70,17 @@ export const en = {
   trainingsOnDataset: 'Trainings on it',
   auditTimeline: 'Its audit timeline',
   lastTest: 'Last test', testing: 'Testing…', containsScore: 'Accuracy (contains)', exactMatch: 'Exact match',
+  stoppedTag: 'stopped', generating: 'generating…', cutAtLength: 'cut at the token limit',
+  cutAtLengthHelp: 'The answer reached the most tokens allowed; ask with a higher limit for a longer one.',
+  maxTokens: 'Max tokens', maxTokensHelp: 'The most tokens the answer may have (1 to 1,024).',
+  apiKeys: 'API keys', apiKeysHint: 'Keys let programs ask your deployed models in OpenAI’s format (/v1) and use the question endpoints, as you.',
+  apiKeyName: 'Name', apiKeyNamePlaceholder: 'what it is for, e.g. ci pipeline', createApiKey: 'Create a key', noApiKeys: 'No API keys yet',
+  apiKeyPrefix: 'Prefix', neverUsed: 'never', revoke: 'Revoke', revokeApiKeyConfirm: 'Revoke the key “{name}”? Programs using it are refused at once.',
+  apiKeyRevoked: 'Key revoked', apiKeyCreated: 'API key “{name}” created', apiKeySecret: 'The key',
+  apiKeyShownOnce: 'Copy the key now: it is shown only this once and cannot be shown again. If it is lost, revoke it and create another.',
+  apiKeyCloseAnyway: 'I have saved the key', copy: 'Copy', copied: 'Copied', copyFailed: 'Could not copy: select the key and copy it yourself.',
+  apiKeyUsage: 'Use it as a bearer token, for example:', apiKeyHowTo: 'Calling the API with a key',
+  apiKeyHowToHint: 'List the models you can ask (their ids go into "model"), then ask one in OpenAI’s chat format:',
 };
 
 export type Key = keyof typeof en;
@@ -144,4 +155,15 @@ export const zh: Record<Key, string> = {
   trainingsOnDataset: '使用它的训练',
   auditTimeline: '审计时间线',
   lastTest: '最近一次测试', testing: '测试中……', containsScore: '准确率（包含）', exactMatch: '完全匹配',
+  stoppedTag: '已停止', generating: '生成中……', cutAtLength: '已达令牌上限',
+  cutAtLengthHelp: '回答已达到允许的最大令牌数；调高上限可获得更长的回答。',
+  maxTokens: '最大令牌数', maxTokensHelp: '回答最多可包含的令牌数（1 到 1,024）。',
+  apiKeys: 'API 密钥', apiKeysHint: '程序可用密钥以您的身份按 OpenAI 格式（/v1）向已部署的模型提问，并使用问答接口。',
+  apiKeyName: '名称', apiKeyNamePlaceholder: '用途，例如 ci pipeline', createApiKey: '创建密钥', noApiKeys: '还没有 API 密钥',
+  apiKeyPrefix: '前缀', neverUsed: '从未使用', revoke: '撤销', revokeApiKeyConfirm: '撤销密钥“{name}”？使用它的程序将立即被拒绝。',
+  apiKeyRevoked: '密钥已撤销', apiKeyCreated: '已创建 API 密钥“{name}”', apiKeySecret: '密钥',
+  apiKeyShownOnce: '请立即复制密钥：它只显示这一次，之后无法再次查看。如果丢失，请撤销它并新建一个。',
+  apiKeyCloseAnyway: '我已保存密钥', copy: '复制', copied: '已复制', copyFailed: '无法复制：请选中密钥后自行复制。',
+  apiKeyUsage: '将其作为 Bearer 令牌使用，例如：', apiKeyHowTo: '用密钥调用 API',
+  apiKeyHowToHint: '先列出可提问的模型（其 id 填入 "model"），再按 OpenAI 的对话格式提问：',
 };

@@ -1,4 +1,5 @@
-// Profile: edit name and e-mail, change the password, see the sessions (sign one out, or all the others).
+// Profile: edit name and e-mail, change the password, see the sessions (sign one out, or all the others), and
+// the API keys (ApiKeys.tsx).
 import { Alert, Button, Card, Form, Input, Popconfirm, Space, Table, Tag, message } from 'antd';
 import { useState } from 'react';
 import {
@@ -10,6 +11,7 @@ import type { Session } from '../../api/types';
 import { Loadable } from '../../components/States';
 import { when } from '../../components/format';
 import { useI18n } from '../../i18n';
+import ApiKeysCard from './ApiKeys';
 
 export default function ProfilePage() {
   const { t, lang } = useI18n();
@@ -66,6 +68,7 @@ export default function ProfilePage() {
             ]} />
         </Loadable>
       </Card>
+      <ApiKeysCard />
     </Space>
   );
 }
