@@ -205,7 +205,7 @@ pub(crate) async fn remember(State(state): State<AppState>, request: Request, ne
 
 async fn handle(state: &AppState, user: Uuid, key: &str, request: Request, next: Next) -> Result<Response, ApiError> {
     let pool = &state.pool;
-    if KEYED_REQUESTS.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+    if KEYED_REQUESTS.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)")
             .bind(KEPT_FOR.as_secs_f64())
             .execute(pool)

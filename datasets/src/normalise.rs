@@ -36,7 +36,7 @@ pub(crate) fn parse_json_record(text: &str) -> Result<RecordRef<'_>, Fault> {
         Fault::new(RecordErrorKind::MalformedJson, None, format!("malformed JSON: {what} ({at})"))
     })?;
     match top {
-        Top::Object(raw) => normalise(raw),
+        Top::Object(raw) => normalise(*raw),
         Top::Other(found) => Err(Fault::new(
             RecordErrorKind::NotAnObject,
             None,

@@ -21,7 +21,7 @@ pub(crate) enum Field<'a> {
 /// The top-level JSON value of a record.
 #[derive(Debug)]
 pub(crate) enum Top<'a> {
-    Object(RawRecord<'a>),
+    Object(Box<RawRecord<'a>>),
     Other(&'static str),
 }
 
@@ -217,7 +217,7 @@ impl<'de> Deserialize<'de> for Top<'de> {
                         }
                     }
                 }
-                Ok(Top::Object(r))
+                Ok(Top::Object(Box::new(r)))
             }
             reject!(scalars);
             reject!(str);

@@ -70,7 +70,7 @@ enum Command {
         token: String,
     },
     #[command(flatten)]
-    Ml(bonsai_ml::cli::MlCommand),
+    Ml(Box<bonsai_ml::cli::MlCommand>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -167,7 +167,7 @@ fn main() -> anyhow::Result<()> {
             }
         }),
         // CPU-bound ML commands run on the main thread, outside any async runtime.
-        Command::Ml(command) => bonsai_ml::cli::run(command),
+        Command::Ml(command) => bonsai_ml::cli::run(*command),
     }
 }
 

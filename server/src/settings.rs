@@ -354,7 +354,9 @@ impl Settings {
         dir.join("index.html").is_file().then_some(dir)
     }
 
-    pub fn load() -> Result<Self, figment::Error> {
+    /// The settings from the defaults, `bonsai.toml` (or `BONSAI_CONFIG`) and the environment (boxed: a
+    /// figment error is large and this is read once).
+    pub fn load() -> Result<Self, Box<figment::Error>> {
         let file = std::env::var("BONSAI_CONFIG").unwrap_or_else(|_| "bonsai.toml".into());
         let mut figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
@@ -364,7 +366,7 @@ impl Settings {
                 figment = figment.merge((*key, value));
             }
         }
-        figment.extract()
+        figment.extract().map_err(Box::new)
     }
 }
 

@@ -348,7 +348,7 @@ where
         Fetch::Stream => {
             let concurrency = spec.concurrency.max(1);
             while let Some(messages) =
-                open_with_retry(&name, shutdown, || bus.durable_messages_batched(config.clone(), concurrency)).await
+                open_with_retry(name, shutdown, || bus.durable_messages_batched(config.clone(), concurrency)).await
             {
                 let stop = shutdown.clone();
                 messages
@@ -366,7 +366,7 @@ where
             }
         }
         Fetch::OneAtATime => {
-            while let Some(consumer) = open_with_retry(&name, shutdown, || bus.durable_consumer(config.clone())).await {
+            while let Some(consumer) = open_with_retry(name, shutdown, || bus.durable_consumer(config.clone())).await {
                 'fetching: loop {
                     let batch = tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),

@@ -174,6 +174,10 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_schedule(name: &str) -> Result<crate::train::optim::LrSchedule, String> {
+    crate::train::optim::LrSchedule::parse(name).ok_or_else(|| format!("{name:?}: use constant, linear or cosine"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,8 +265,4 @@ mod tests {
         run(Cli::parse_from(emu).train).unwrap();
         assert!(d.join("o3/adapter/adapter_model.safetensors").exists());
     }
-}
-
-fn parse_schedule(name: &str) -> Result<crate::train::optim::LrSchedule, String> {
-    crate::train::optim::LrSchedule::parse(name).ok_or_else(|| format!("{name:?}: use constant, linear or cosine"))
 }

@@ -51,19 +51,22 @@ pub struct TestApp {
 
 pub fn test_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let mut s = Settings::default();
-    s.database_url = format!("{}/bonsai_test_{}", base_url(), &id[..16]);
-    s.database_max_connections = 10;
-    s.nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    s.nats_prefix = format!("test{}", &id[..12]);
-    s.http_addr = "127.0.0.1:0".into();
-    s.jwt_secret = bonsai_server::settings::Secret::new(SECRET);
-    s.admin_username = ADMIN.into();
-    s.admin_password = bonsai_server::settings::Secret::new(ADMIN_PASSWORD);
+    let mut s = Settings {
+        database_url: format!("{}/bonsai_test_{}", base_url(), &id[..16]),
+        database_max_connections: 10,
+        nats_url: std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        nats_prefix: format!("test{}", &id[..12]),
+        http_addr: "127.0.0.1:0".into(),
+        jwt_secret: bonsai_server::settings::Secret::new(SECRET),
+        admin_username: ADMIN.into(),
+        admin_password: bonsai_server::settings::Secret::new(ADMIN_PASSWORD),
+        data_dir: std::env::temp_dir().join(format!("bonsai_test_{id}")),
+        ..Settings::default()
+    };
     s.rate_limit.requests_per_second = 0;
     s.rate_limit.questions_per_minute = 0;
-    s.alerts.check_every_secs = 0.0; // resource checks only where a test turns them on
-    s.data_dir = std::env::temp_dir().join(format!("bonsai_test_{id}"));
+    // Resource checks only where a test turns them on.
+    s.alerts.check_every_secs = 0.0;
     // Every test runs with encryption at rest on (the key ring is process-wide: all tests share it).
     s.encryption.keys = bonsai_server::settings::Secret::new(TEST_KEYS);
     s.encryption.index_key = bonsai_server::settings::Secret::new(TEST_INDEX_KEY);
