@@ -19,9 +19,14 @@ export BONSAI__RATE_LIMIT__REQUESTS_PER_SECOND=0
 export BONSAI__RATE_LIMIT__QUESTIONS_PER_MINUTE=0
 export BONSAI_DATA_DIR=$(mktemp -d)
 "$bin/bonsai" model init-tiny "$BONSAI_DATA_DIR/models/bench-tiny" --corpus demo/faq.jsonl >/dev/null
+# BONSAI_BENCH_MODELS=<dir>: its installed base models too (e.g. SmolLM2 from scripts/install-smollm2.sh).
+for installed in "${BONSAI_BENCH_MODELS:-/nonexistent}"/*/; do
+  [ -f "$installed/config.json" ] && ln -s "$(cd "$installed" && pwd)" "$BONSAI_DATA_DIR/models/$(basename "$installed")"
+done
 export BONSAI_HTTP_ADDR=127.0.0.1:18080
 export RUST_LOG=warn
 "$bin/bonsai" serve & server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS bonsai_bench_$run" >/dev/null 2>&1 || true; rm -rf "$BONSAI_DATA_DIR"' EXIT
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.2; done
-"$bin/bonsai-bench" --url http://127.0.0.1:18080 --qa-model bench-tiny "$@"
+# BONSAI_BENCH_QA_MODEL: the base model questions are asked of (default the random bench-tiny).
+"$bin/bonsai-bench" --url http://127.0.0.1:18080 --qa-model "${BONSAI_BENCH_QA_MODEL:-bench-tiny}" "$@"

@@ -87,7 +87,8 @@ impl QaSession {
                     params,
                     system: conversation.as_ref().and_then(|c| c.system.clone()),
                     context: match conversation {
-                        Some(c) => c.turns,
+                        // The turns the caller sent are this question's: sealed with its data key, erased with it.
+                        Some(c) => c.turns.into_iter().map(|t| Turn { question_id: Some(question_id), ..t }).collect(),
                         None => self.recent.clone(),
                     },
                 }])

@@ -57,7 +57,8 @@ pub enum QaError {
 /// One earlier question and its answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
-    /// The question this turn answered (absent in events recorded before history could be deleted).
+    /// The question this turn answered (absent in events recorded before history could be deleted); for the
+    /// turns a caller sends with a question (an explicit conversation, `/v1`), that question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub question_id: Option<Uuid>,
     pub question: String,

@@ -136,7 +136,9 @@ fn an_explicit_conversation_replaces_the_session_s_own_context() {
         }
         other => other,
     };
-    let expected = match asked(3, "And?", vec![turn]) {
+    // The turns sent with the question are the question's own (erased with it).
+    let own = Turn { question_id: Some(Uuid::from_u128(3)), ..turn };
+    let expected = match asked(3, "And?", vec![own]) {
         QaEvent::QuestionAsked { session_id, question_id, user_id, model_id, question, params, context, .. } => {
             QaEvent::QuestionAsked {
                 session_id,

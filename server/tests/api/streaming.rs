@@ -4,6 +4,7 @@
 //! `scripts/test-openai.sh`).
 
 use crate::helpers::*;
+use bonsai_crypto::data_keys::ERASED;
 use bonsai_server::settings::NodeRole;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -173,6 +174,23 @@ async fn v1_lists_models_and_answers_chat_completions_in_openai_s_shapes() {
     let item = &history["items"][0];
     assert_eq!((item["question"].as_str(), item["model_id"].as_str()), (Some("What is Bonsai?"), Some(id.as_str())));
     assert_eq!(item["answer"], choice["message"]["content"]);
+    // Erasable like any question: deleting it erases its text, its system message, the turns sent with it and
+    // its answer (the events stay, sealed under the question's erased key).
+    let (question, session) = (item["question_id"].as_str().unwrap(), item["session_id"].as_str().unwrap());
+    let response = app.delete(&format!("/api/qa/history/{question}"), Some(&admin)).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let events = bonsai_projections::log::aggregate_history(&app.pool, "QaSession", session).await.unwrap();
+    let payload = |kind: &str| events.iter().find(|e| e.event_type == kind).unwrap().payload[kind].clone();
+    let asked = payload("QuestionAsked");
+    assert_eq!((asked["question"].as_str(), asked["system"].as_str()), (Some(ERASED), Some(ERASED)), "{asked}");
+    let turns = asked["context"].as_array().unwrap();
+    assert!(!turns.is_empty() && turns.iter().all(|t| t["question"] == ERASED && t["answer"] == ERASED), "{asked}");
+    assert_eq!(payload("QuestionAnswered")["answer"]["answer"], ERASED);
+    eventually(|| async {
+        let history: Value = app.get("/api/qa/history", Some(&admin)).await.json().await.unwrap();
+        history["items"].as_array().unwrap().iter().all(|q| q["question_id"] != question)
+    })
+    .await;
     // Streamed, with the usage chunk asked for.
     let body = json!({"model": "tiny bot", "messages": [{"role": "user", "content": "Stream it"}], "max_tokens": 8,
         "stream": true, "stream_options": {"include_usage": true}});
