@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
         end_other_sessions, end_user_sessions, create_api_key, list_api_keys, revoke_api_key, list_user_api_keys,
         revoke_user_api_key, list_users,
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
-        preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, task_socket, adapter_file, start_task, stop_task,
+        preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, task_checkpoints, task_socket, adapter_file, start_task, stop_task,
         register_model, list_models, get_model, deploy_model, undeploy_model, test_model, make_default, set_alias,
         routing, rollback, base_models, ask, qa_history, conversation,
         delete_history, delete_all_history, delete_user_history, get_question, list_alerts, get_alert, acknowledge_alert, resolve_alert
@@ -25,6 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
         UserDto, UserPage, UpdateProfileRequest, ChangePasswordRequest, CreateUserRequest, PatchUserRequest,
         AuditEventDto, AuditPage, DatasetDto, DatasetDetail, DatasetPage, VersionDto, ValidationAccepted, PreviewPage,
         UploadForm, CreateTaskRequest, TaskDto, TaskPage, TaskAccepted, ProgressDto, ProgressPoint, ProgressReport,
+        CheckpointDto, CheckpointList,
         RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AliasRequest, Routing, BaseModelDto,
         BaseModelList, AskRequest, QuestionDto, QuestionPage,
         ConversationPage, HistoryDeleted, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList,

@@ -25,7 +25,8 @@ pub(crate) use models::{
 pub(crate) use qa::{AskRequest, ConversationPage, HistoryDeleted, QuestionDto, QuestionPage};
 pub(crate) use sessions::{SessionDto, SessionList};
 pub(crate) use training::{
-    CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage,
+    CheckpointDto, CheckpointList, CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted,
+    TaskDto, TaskPage,
 };
 pub(crate) use users::{
     ChangePasswordRequest, CreateUserRequest, PatchUserRequest, UpdateProfileRequest, UserDto, UserPage,
@@ -71,6 +72,7 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/training/tasks/{id}", get(training::get_task))
         .route("/api/training/tasks/{id}/progress", get(training::task_progress))
         .route("/api/training/tasks/{id}/events", get(training::task_events))
+        .route("/api/training/tasks/{id}/checkpoints", get(training::task_checkpoints))
         .route("/api/training/tasks/{id}/ws", get(training::task_socket))
         .route("/api/training/tasks/{id}/adapter/{file}", get(training::adapter_file))
         .route("/api/training/tasks/{id}/start", post(training::start_task))
@@ -131,7 +133,7 @@ pub(crate) use sessions::{
 };
 pub(crate) use training::{
     __path_adapter_file, __path_create_task, __path_get_task, __path_list_tasks, __path_start_task, __path_stop_task,
-    __path_task_events, __path_task_progress, __path_task_socket,
+    __path_task_checkpoints, __path_task_events, __path_task_progress, __path_task_socket,
 };
 pub(crate) use users::{
     __path_change_password, __path_create_user, __path_delete_user_history, __path_get_profile, __path_get_user,
