@@ -3,6 +3,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod datasets;
+mod fine_tuning;
 mod health;
 mod models;
 mod openai;
@@ -97,6 +98,18 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/qa/questions/{id}", get(qa::get_question))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route(
+            "/v1/files",
+            get(fine_tuning::list_files)
+                .post(fine_tuning::create_file)
+                .layer(DefaultBodyLimit::max((max_upload_bytes + (1 << 20)) as usize)),
+        )
+        .route("/v1/files/{id}", get(fine_tuning::get_file))
+        .route("/v1/fine_tuning/jobs", get(fine_tuning::list_jobs).post(fine_tuning::create_job))
+        .route("/v1/fine_tuning/jobs/{id}", get(fine_tuning::get_job))
+        .route("/v1/fine_tuning/jobs/{id}/cancel", post(fine_tuning::cancel_job))
+        .route("/v1/fine_tuning/jobs/{id}/events", get(fine_tuning::list_events))
+        .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(fine_tuning::list_checkpoints))
 }
 
 pub(crate) async fn not_found() -> ApiError {
