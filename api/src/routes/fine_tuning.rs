@@ -43,6 +43,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// How long a request waits for a file's validation to end (a small file validates in milliseconds).
@@ -141,6 +142,11 @@ async fn validated(state: &AppState, user: &AuthUser, correlation: &str, id: Uui
 
 /// `POST /v1/files` (multipart `file`, `purpose` `fine-tune`): a new dataset, validated before the answer
 /// (`status` `processed`, or `error` for a file that is not a valid data set).
+#[utoipa::path(post, path = "/v1/files", tag = "openai", security(("bearer" = [])),
+    responses((status = 200, description = "OpenAI's File object: `id` `file-<dataset id>`, `status` `processed` or \
+        `error` (not a valid data set)"), (status = 400, description = "invalid_request_error (`param`: purpose)"),
+    (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not"), (status = 413, description = "dataset_too_large"),
+    (status = 415, description = "unsupported_content")))]
 pub(crate) async fn create_file(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -160,6 +166,11 @@ pub(crate) async fn create_file(
 }
 
 /// `GET /v1/files`: the caller's data sets (every user's for an admin), newest first (`after`, `limit`).
+#[utoipa::path(get, path = "/v1/files", tag = "openai", security(("bearer" = [])),
+    params(("after" = Option<String>, Query, description = "the last file id of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 100 (default 100)"),
+        ("purpose" = Option<String>, Query, description = "`fine-tune` (no other files are kept)")),
+    responses((status = 200, description = "`{object: list, data: [File], has_more}`"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn list_files(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -186,6 +197,10 @@ pub(crate) async fn list_files(
 }
 
 /// `GET /v1/files/{id}`.
+#[utoipa::path(get, path = "/v1/files/{id}", tag = "openai", security(("bearer" = [])),
+    params(("id" = String, Path, description = "`file-<dataset id>`")),
+    responses((status = 200, description = "OpenAI's File object"), (status = 404, description = "no such file of yours"),
+    (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn get_file(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -237,15 +252,25 @@ fn whole(hyper: &Value, name: &str, range: std::ops::RangeInclusive<u32>) -> Res
 }
 
 /// OpenAI's job request (the fields Bonsai reads; `integrations` and `metadata` are accepted and ignored).
-#[derive(Debug, Deserialize)]
-struct CreateJobRequest {
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct CreateJobRequest {
+    /// An installed base model (a folder of `BONSAI_MODELS_DIR`).
     model: String,
+    /// `file-<dataset id>`: a data set of yours.
     training_file: String,
+    /// Not supported (400).
     validation_file: Option<String>,
+    /// `n_epochs` (1 to 1000), `batch_size` (1 to 1024), `learning_rate_multiplier` (times the rate chosen for
+    /// the data set and the model, up to 100): each a number or `auto` (the chosen setting).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     hyperparameters: Value,
+    /// `{"type": "supervised", "supervised": {"hyperparameters": {...}}}` (the same, OpenAI's newer form).
+    #[schema(value_type = Option<Object>)]
     method: Option<Value>,
+    /// Up to 64 letters, digits, `-`, `_` or `.`: part of `fine_tuned_model` (`ft:<model>:<suffix>:<id>`).
     suffix: Option<String>,
+    /// The training's seed.
     seed: Option<i64>,
 }
 
@@ -338,6 +363,12 @@ async fn job_config(
 
 /// `POST /v1/fine_tuning/jobs`: a training task on the installed base model `model` and the data set
 /// `training_file`, started at once; its model is registered and deployed when it completes.
+#[utoipa::path(post, path = "/v1/fine_tuning/jobs", tag = "openai", security(("bearer" = [])),
+    request_body = CreateJobRequest,
+    responses((status = 200, description = "OpenAI's fine-tuning job object: `id` `ftjob-<task id>`"),
+    (status = 400, description = "invalid_request_error with `param`: training_file, validation_file (not supported), \
+        hyperparameters.n_epochs, hyperparameters.batch_size, hyperparameters.learning_rate_multiplier, suffix, seed"),
+    (status = 404, description = "model_not_found (`param`: model): not an installed base model"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn create_job(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -494,6 +525,10 @@ async fn job_task(state: &AppState, user: &AuthUser, id: &str) -> Result<TaskRow
 
 /// `GET /v1/fine_tuning/jobs`: the caller's jobs (every user's for an admin), newest first (`after`,
 /// `limit`).
+#[utoipa::path(get, path = "/v1/fine_tuning/jobs", tag = "openai", security(("bearer" = [])),
+    params(("after" = Option<String>, Query, description = "the last job id of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 100 (default 20)")),
+    responses((status = 200, description = "`{object: list, data: [job], has_more}`, newest first"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn list_jobs(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -522,6 +557,10 @@ pub(crate) async fn list_jobs(
 }
 
 /// `GET /v1/fine_tuning/jobs/{id}`.
+#[utoipa::path(get, path = "/v1/fine_tuning/jobs/{id}", tag = "openai", security(("bearer" = [])),
+    params(("id" = String, Path, description = "`ftjob-<task id>`")),
+    responses((status = 200, description = "OpenAI's fine-tuning job object"),
+    (status = 404, description = "no such job of yours"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn get_job(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -538,6 +577,10 @@ pub(crate) async fn get_job(
 
 /// `POST /v1/fine_tuning/jobs/{id}/cancel`: the stop command (a queued run stops at once, a running one
 /// after its step). The task keeps its checkpoint: `POST /api/training/tasks/{id}/start` resumes it.
+#[utoipa::path(post, path = "/v1/fine_tuning/jobs/{id}/cancel", tag = "openai", security(("bearer" = [])),
+    params(("id" = String, Path, description = "`ftjob-<task id>`")),
+    responses((status = 200, description = "the job, `cancelled`"), (status = 400, description = "the job has ended"),
+    (status = 404, description = "no such job of yours"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -654,6 +697,12 @@ async fn job_events(state: &AppState, row: &TaskRow) -> Result<Vec<JobEvent>, Ap
 
 /// `GET /v1/fine_tuning/jobs/{id}/events`: newest first (`after`, `limit`); progress reports are `metrics`
 /// events whose `data` has the step and the losses.
+#[utoipa::path(get, path = "/v1/fine_tuning/jobs/{id}/events", tag = "openai", security(("bearer" = [])),
+    params(("id" = String, Path, description = "`ftjob-<task id>`"),
+        ("after" = Option<String>, Query, description = "the last event id of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 100 (default 20)")),
+    responses((status = 200, description = "`{object: list, data: [event], has_more}`, newest first"),
+    (status = 404, description = "no such job of yours"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,
@@ -687,6 +736,12 @@ pub(crate) async fn list_events(
 
 /// `GET /v1/fine_tuning/jobs/{id}/checkpoints`: the checkpoints the task keeps (one is written per epoch; the
 /// newest two are kept), newest first, with the losses recorded at their step.
+#[utoipa::path(get, path = "/v1/fine_tuning/jobs/{id}/checkpoints", tag = "openai", security(("bearer" = [])),
+    params(("id" = String, Path, description = "`ftjob-<task id>`"),
+        ("after" = Option<String>, Query, description = "the last checkpoint id of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 100 (default 10)")),
+    responses((status = 200, description = "`{object: list, data: [checkpoint], has_more, first_id, last_id}`"),
+    (status = 404, description = "no such job of yours"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn list_checkpoints(
     State(state): State<AppState>,
     user: Result<AuthUser, ApiError>,

@@ -130,6 +130,11 @@ pub(crate) use datasets::{
     __path_archive_dataset, __path_get_dataset, __path_list_datasets, __path_preview_dataset, __path_upload,
     __path_validate_dataset,
 };
+pub(crate) use fine_tuning::CreateJobRequest;
+pub(crate) use fine_tuning::{
+    __path_cancel_job, __path_create_file, __path_create_job, __path_get_file, __path_get_job, __path_list_checkpoints,
+    __path_list_events, __path_list_files, __path_list_jobs,
+};
 pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
 pub(crate) use health::{healthz, readyz};
