@@ -314,16 +314,16 @@ impl TrainingWorker {
         meta: &CommandMetadata,
     ) -> Result<Processed, CommandError> {
         let task = self.commands.load::<bonsai_domain::training::TrainingTask>(task_id).await?;
+        // Another device's task: that device's workers (their own consumer) run it.
+        if task.config.as_ref().is_some_and(|c| c.device != self.device) {
+            return Ok(Processed::AlreadyApplied);
+        }
         if task.attempt == attempt && task.status == TaskStatus::Completed {
             // Redelivered after the run completed: the model it asked for may not be registered yet.
             self.register_model(task_id, &task, meta).await?;
             return Ok(Processed::AlreadyApplied);
         }
         if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
-            return Ok(Processed::AlreadyApplied);
-        }
-        // Another device's task: that device's workers (their own consumer) run it.
-        if task.config.as_ref().is_some_and(|c| c.device != self.device) {
             return Ok(Processed::AlreadyApplied);
         }
         let (Some(config), Some(dataset)) = (task.config.clone(), task.dataset.clone()) else {

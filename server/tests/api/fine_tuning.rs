@@ -5,10 +5,16 @@
 //! `scripts/test-openai.sh`).
 
 use crate::helpers::*;
+use bonsai_commands::CommandBus;
+use bonsai_infra::{FileStore, LocalFileStore, LocalModels};
+use bonsai_projections::log::aggregate_history;
+use bonsai_workers::{EventBus, Processed, TrainingWorker};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 fn faq() -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/faq.jsonl")).unwrap()
@@ -174,6 +180,25 @@ async fn an_uploaded_file_becomes_a_job_whose_model_answers_chat_completions() {
     // Listed, newest first.
     let (_, jobs) = app.get_json("/v1/fine_tuning/jobs?limit=1", &admin).await;
     assert_eq!((jobs["data"][0]["id"].as_str(), jobs["object"].as_str()), (Some(id.as_str()), Some("list")));
+
+    // The start, redelivered to a training worker after the run completed, registers no second model.
+    let history = aggregate_history(&app.pool, "TrainingTask", &task_id.to_string()).await.unwrap();
+    let start = history.iter().find(|e| e.event_type == "TrainingStartRequested").unwrap().clone();
+    let nats = async_nats::connect(&app.settings.nats_url).await.unwrap();
+    let files: Arc<dyn FileStore> = Arc::new(LocalFileStore::new(app.settings.data_dir.join("datasets")).unwrap());
+    let worker = TrainingWorker::new(
+        EventBus::new(nats, app.settings.nats_prefix.clone()),
+        CommandBus::new(app.pool.clone()),
+        files,
+        LocalModels::new(app.settings.models_dir()),
+        app.settings.data_dir.clone(),
+        "cpu",
+    );
+    let processed = worker.handle(&start, None, &CancellationToken::new()).await;
+    assert_eq!(processed, Processed::AlreadyApplied);
+    let registered = bonsai_projections::models::of_task(&app.pool, task_id).await.unwrap();
+    assert_eq!(registered.len(), 1, "one model per run");
+    assert_eq!(registered[0].id, bonsai_workers::model_of(task_id, 1));
 }
 
 fn urlencode(text: &str) -> String {
