@@ -142,6 +142,12 @@ pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<ModelR
     Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM models_view WHERE id = $1")).bind(id).fetch_optional(db).await?)
 }
 
+/// The models registered from training task `task_id`, newest first.
+pub async fn of_task<'e>(db: impl PgExecutor<'e>, task_id: Uuid) -> Result<Vec<ModelRow>, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM models_view WHERE training_task_id = $1 ORDER BY created_at DESC, id");
+    Ok(sqlx::query_as(&sql).bind(task_id).fetch_all(db).await?)
+}
+
 /// The next version number for a model called `name` (1 for a new name).
 pub async fn next_version<'e>(db: impl PgExecutor<'e>, name: &str) -> Result<i32, ProjectionError> {
     let max: Option<i32> = sqlx::query_scalar("SELECT max(model_version) FROM models_view WHERE name = $1")

@@ -281,6 +281,22 @@ pub async fn list(
     crate::paged(rows, page, || sqlx::query_scalar(&count).bind(owner).bind(status).bind(dataset).fetch_one(db)).await
 }
 
+/// Up to `limit` tasks, newest first, created before task `after` when given (a cursor: the last task of
+/// the previous page): only `owner`'s when given.
+pub async fn list_after<'e>(
+    db: impl PgExecutor<'e>,
+    owner: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<TaskRow>, ProjectionError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM training_tasks_view WHERE ($1::uuid IS NULL OR owner_id = $1) AND ($2::uuid IS NULL \
+         OR (created_at, id) < (SELECT created_at, id FROM training_tasks_view WHERE id = $2)) \
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    Ok(sqlx::query_as(&sql).bind(owner).bind(after).bind(limit).fetch_all(db).await?)
+}
+
 /// Every row of both tables, in key order (rebuild comparisons).
 pub async fn all_rows(db: &PgPool) -> Result<(Vec<TaskRow>, Vec<ProgressRow>), ProjectionError> {
     let tasks = sqlx::query_as(&format!("SELECT {COLUMNS} FROM training_tasks_view ORDER BY id")).fetch_all(db).await?;

@@ -1,6 +1,9 @@
 """Bonsai's /v1 door as the official `openai` Python client sees it (run by scripts/test-openai.sh against a
-live `bonsai serve` with a tiny model installed). Each check asserts; the first failure ends the run."""
+live `bonsai serve` with a tiny model installed): models, chat completions (whole and streamed), errors, API
+keys, and a fine-tuning job from an uploaded file to a deployed model that answers chat completions. Each
+check asserts; the first failure ends the run."""
 
+import json
 import os
 import sys
 import time
@@ -10,6 +13,9 @@ import openai
 from openai import OpenAI
 
 URL = os.environ["BONSAI_URL"]
+FAQ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "demo", "faq.jsonl")
+# Steps of the fine-tuning check: 40 epochs of the 20 FAQ records, the whole set a step (a bounded run on CPU).
+FINE_TUNING_EPOCHS = int(os.environ.get("BONSAI_OPENAI_EPOCHS", "40"))
 http = httpx.Client(base_url=URL, timeout=60)
 
 
@@ -148,7 +154,57 @@ def main():
     except openai.AuthenticationError as e:
         assert e.status_code == 401, e
     print("API key: works, then 401 once revoked")
+
+    fine_tune(client)
     print("all OpenAI client checks passed")
+
+
+def fine_tune(client):
+    """A file uploaded for fine-tuning, a job on it followed through its events, and its model in a chat."""
+    with open(FAQ, "rb") as f:
+        uploaded = client.files.create(file=("faq.jsonl", f), purpose="fine-tune")
+    assert uploaded.id.startswith("file-") and uploaded.status == "processed", uploaded
+    assert client.files.retrieve(uploaded.id).bytes == os.path.getsize(FAQ)
+    assert uploaded.id in [f.id for f in client.files.list()]
+    print("files.create:", uploaded.id, uploaded.status)
+
+    job = client.fine_tuning.jobs.create(
+        model="demo-tiny",
+        training_file=uploaded.id,
+        suffix="faq",
+        hyperparameters={"n_epochs": FINE_TUNING_EPOCHS, "batch_size": "auto", "learning_rate_multiplier": "auto"},
+    )
+    assert job.id.startswith("ftjob-") and job.status in ("queued", "running"), job
+    print("fine_tuning.jobs.create:", job.id, job.status, job.hyperparameters)
+    seen, deadline = set(), time.time() + 900
+    while True:
+        fresh = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=50) if e.id not in seen]
+        for event in reversed(fresh):
+            seen.add(event.id)
+            if event.type != "metrics" or event.data.get("step", 0) % 10 == 0:
+                print("  event:", event.level, event.message)
+        job = client.fine_tuning.jobs.retrieve(job.id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            break
+        assert time.time() < deadline, f"the job did not finish in time: {job}"
+        time.sleep(1)
+    assert job.status == "succeeded", job
+    assert job.fine_tuned_model and job.fine_tuned_model.startswith("ft:demo-tiny:faq:"), job
+    assert any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=100)), "metrics events"
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id)
+    assert [c.step_number for c in checkpoints], "checkpoints"
+    assert job.fine_tuned_model in [m.id for m in client.models.list()]
+    print("fine_tuning.jobs: succeeded,", job.fine_tuned_model, [c.step_number for c in checkpoints])
+
+    with open(FAQ) as f:
+        record = json.loads(f.readline())
+    question, expected = record["question"], record["answer"]
+    answer = client.chat.completions.create(
+        model=job.fine_tuned_model, messages=[{"role": "user", "content": question}], max_tokens=32, temperature=0
+    )
+    content = answer.choices[0].message.content
+    assert isinstance(content, str) and answer.model == job.fine_tuned_model, answer
+    print("chat with the fine-tuned model:", repr(question), "->", repr(content), "(expected", repr(expected) + ")")
 
 
 if __name__ == "__main__":

@@ -20,5 +20,5 @@ pub use consumer::{Processed, ProjectionConsumer};
 pub use notices::{follow_key_erasures, follow_model_events, follow_user_events};
 pub use relay::{Relay, RelayError, RelayWaker};
 pub use serving::{matches_expected, Engines, ModelWorker, QaWorker};
-pub use training::{latest_checkpoint, TrainingWorker};
+pub use training::{latest_checkpoint, model_of, TrainingWorker};
 pub use validation::ValidationWorker;

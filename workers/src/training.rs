@@ -14,11 +14,16 @@
 //!   and a worker runs only its device's tasks, so a task waits (queued) until a worker of its device is free.
 //!   Each worker fetches one message at a time, so it trains one task at a time; more workers of a device
 //!   train more of its tasks at once. A node runs one worker per device in `BONSAI__TRAINING_DEVICES`.
+//! - A task whose settings ask for it (`register_as`, as a fine-tuning job of the OpenAI-compatible API does)
+//!   becomes a model when its run completes: the worker registers the merged weights under that name (the
+//!   model is deployed by its own aggregate once exported, with `deploy`). The model's id derives from the
+//!   task's and the run's, so a redelivered start registers nothing twice.
 
 use crate::consumer::{consume, Fetch, WorkerConsumer};
 use crate::{EventBus, Processed};
 use async_nats::jetstream::{AckKind, Message};
 use bonsai_commands::{CommandBus, CommandError, CommandMetadata};
+use bonsai_domain::model::{ModelCommand, ModelError, ModelSource};
 use bonsai_domain::training::{
     TaskStatus, TrainingConfig, TrainingMetrics, TrainingResult, TrainingTaskCommand, TrainingTaskEvent,
 };
@@ -195,6 +200,11 @@ fn metrics(p: &Progress) -> TrainingMetrics {
     }
 }
 
+/// The id of the model run `attempt` of task `task_id` becomes (with `register_as`).
+pub fn model_of(task_id: Uuid, attempt: u32) -> Uuid {
+    Uuid::new_v5(&task_id, format!("model/{attempt}").as_bytes())
+}
+
 /// `path` relative to `root` (as recorded in events: the data folder may move between machines).
 fn relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
@@ -304,11 +314,16 @@ impl TrainingWorker {
         meta: &CommandMetadata,
     ) -> Result<Processed, CommandError> {
         let task = self.commands.load::<bonsai_domain::training::TrainingTask>(task_id).await?;
-        if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
-            return Ok(Processed::AlreadyApplied);
-        }
         // Another device's task: that device's workers (their own consumer) run it.
         if task.config.as_ref().is_some_and(|c| c.device != self.device) {
+            return Ok(Processed::AlreadyApplied);
+        }
+        if task.attempt == attempt && task.status == TaskStatus::Completed {
+            // Redelivered after the run completed: the model it asked for may not be registered yet.
+            self.register_model(task_id, &task, meta).await?;
+            return Ok(Processed::AlreadyApplied);
+        }
+        if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
             return Ok(Processed::AlreadyApplied);
         }
         let (Some(config), Some(dataset)) = (task.config.clone(), task.dataset.clone()) else {
@@ -379,8 +394,45 @@ impl TrainingWorker {
                 },
             },
         };
-        self.commands.execute(task_id, command, meta).await?;
+        let task = self.commands.execute_and_get(task_id, command, meta).await?;
+        if task.status == TaskStatus::Completed && task.attempt == attempt {
+            self.register_model(task_id, &task, meta).await?;
+        }
         Ok(Processed::Applied)
+    }
+
+    /// Registers the model a completed task asked for (`register_as`), once: the id is the task's and the
+    /// run's, so a second call finds it registered.
+    async fn register_model(
+        &self,
+        task_id: Uuid,
+        task: &bonsai_domain::training::TrainingTask,
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let Some(register) = task.config.as_ref().and_then(|c| c.register_as.clone()) else { return Ok(()) };
+        let (Some(result), Some(owner_id)) = (task.result.clone(), task.owner_id) else { return Ok(()) };
+        let Some(merged_path) = result.merged_path.clone() else {
+            tracing::warn!("the task asked to become a model but wrote no merged weights");
+            return Ok(());
+        };
+        let model_id = model_of(task_id, task.attempt);
+        let version = bonsai_projections::models::next_version(self.commands.pool(), &register.name)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))? as u32;
+        let command = ModelCommand::RegisterModel {
+            model_id,
+            owner_id,
+            name: register.name,
+            version,
+            base_model_id: task.base_model_id.clone(),
+            source: ModelSource::TrainingTask { task_id, merged_path },
+            metrics: serde_json::to_value(&result).unwrap_or_default(),
+            deploy_when_ready: register.deploy,
+        };
+        match self.commands.execute(model_id, command, meta).await {
+            Ok(()) | Err(CommandError::Model(ModelError::AlreadyExists)) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     async fn record_failure(

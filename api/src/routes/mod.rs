@@ -3,6 +3,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod datasets;
+mod fine_tuning;
 mod health;
 mod models;
 mod openai;
@@ -25,7 +26,8 @@ pub(crate) use models::{
 pub(crate) use qa::{AskRequest, ConversationPage, HistoryDeleted, QuestionDto, QuestionPage};
 pub(crate) use sessions::{SessionDto, SessionList};
 pub(crate) use training::{
-    CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage,
+    CheckpointDto, CheckpointList, CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted,
+    TaskDto, TaskPage,
 };
 pub(crate) use users::{
     ChangePasswordRequest, CreateUserRequest, PatchUserRequest, UpdateProfileRequest, UserDto, UserPage,
@@ -71,6 +73,7 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/training/tasks/{id}", get(training::get_task))
         .route("/api/training/tasks/{id}/progress", get(training::task_progress))
         .route("/api/training/tasks/{id}/events", get(training::task_events))
+        .route("/api/training/tasks/{id}/checkpoints", get(training::task_checkpoints))
         .route("/api/training/tasks/{id}/ws", get(training::task_socket))
         .route("/api/training/tasks/{id}/adapter/{file}", get(training::adapter_file))
         .route("/api/training/tasks/{id}/start", post(training::start_task))
@@ -95,6 +98,18 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/qa/questions/{id}", get(qa::get_question))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route(
+            "/v1/files",
+            get(fine_tuning::list_files)
+                .post(fine_tuning::create_file)
+                .layer(DefaultBodyLimit::max((max_upload_bytes + (1 << 20)) as usize)),
+        )
+        .route("/v1/files/{id}", get(fine_tuning::get_file))
+        .route("/v1/fine_tuning/jobs", get(fine_tuning::list_jobs).post(fine_tuning::create_job))
+        .route("/v1/fine_tuning/jobs/{id}", get(fine_tuning::get_job))
+        .route("/v1/fine_tuning/jobs/{id}/cancel", post(fine_tuning::cancel_job))
+        .route("/v1/fine_tuning/jobs/{id}/events", get(fine_tuning::list_events))
+        .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(fine_tuning::list_checkpoints))
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -115,6 +130,11 @@ pub(crate) use datasets::{
     __path_archive_dataset, __path_get_dataset, __path_list_datasets, __path_preview_dataset, __path_upload,
     __path_validate_dataset,
 };
+pub(crate) use fine_tuning::CreateJobRequest;
+pub(crate) use fine_tuning::{
+    __path_cancel_job, __path_create_file, __path_create_job, __path_get_file, __path_get_job, __path_list_checkpoints,
+    __path_list_events, __path_list_files, __path_list_jobs,
+};
 pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
 pub(crate) use health::{healthz, readyz};
@@ -131,7 +151,7 @@ pub(crate) use sessions::{
 };
 pub(crate) use training::{
     __path_adapter_file, __path_create_task, __path_get_task, __path_list_tasks, __path_start_task, __path_stop_task,
-    __path_task_events, __path_task_progress, __path_task_socket,
+    __path_task_checkpoints, __path_task_events, __path_task_progress, __path_task_socket,
 };
 pub(crate) use users::{
     __path_change_password, __path_create_user, __path_delete_user_history, __path_get_profile, __path_get_user,

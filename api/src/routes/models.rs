@@ -187,8 +187,16 @@ pub(crate) async fn register_model(
     let version = models::next_version(&state.pool, &name).await? as u32;
     let id = Uuid::now_v7();
     let meta = CommandMetadata::new(Some(user.id), correlation);
-    let command =
-        ModelCommand::RegisterModel { model_id: id, owner_id: user.id, name, version, base_model_id, source, metrics };
+    let command = ModelCommand::RegisterModel {
+        model_id: id,
+        owner_id: user.id,
+        name,
+        version,
+        base_model_id,
+        source,
+        metrics,
+        deploy_when_ready: false,
+    };
     let model = state.commands.execute_and_get(id, command, &meta).await?;
     Ok((StatusCode::CREATED, Json(accepted(id, &model, Some(version)))))
 }

@@ -2,7 +2,8 @@
 //! front-ends and IDE plug-ins talk to Bonsai as they are. Every call is still a Bonsai command: a chat
 //! completion is `AskQuestion` (a conversation of its own, the caller's `messages` as its context), recorded in
 //! the caller's question history like `POST /api/qa/ask`, with the same events, erasure and audit. Errors
-//! under `/v1` have OpenAI's shape (`ApiError::openai_response`).
+//! under `/v1` have OpenAI's shape (`ApiError::openai_response`). Files and fine-tuning jobs are in
+//! `fine_tuning.rs`.
 
 use super::qa::{self, Ask, Streamed};
 use crate::auth::AuthUser;
@@ -28,7 +29,7 @@ use uuid::Uuid;
 const ANSWER_WITHIN: Duration = Duration::from_secs(120);
 
 /// A `/v1` result: errors in OpenAI's shape.
-pub(crate) struct V1(Result<Response, ApiError>);
+pub(crate) struct V1(pub(crate) Result<Response, ApiError>);
 
 impl IntoResponse for V1 {
     fn into_response(self) -> Response {
@@ -71,6 +72,13 @@ pub(crate) async fn list_models(State(state): State<AppState>, user: Result<Auth
 /// The model `name` (`<name>`, `<name>:<version>`, an id or an alias) names, deployed and ready.
 async fn resolve(state: &AppState, name: &str) -> Result<Uuid, ApiError> {
     let not_found = || ApiError::NotFound(format!("The model `{name}` does not exist or is not deployed"));
+    // A name with colons of its own (a fine-tuning job's `ft:<base>:<suffix>:<id>`) is first taken whole.
+    if name.contains(':') {
+        let (rows, _) = models::list(&state.pool, true, Some("ready"), Some(name), 1, 1).await?;
+        if let Some(row) = rows.first() {
+            return Ok(row.id);
+        }
+    }
     // `<name>:<version>` or `<name>`: only the versions of that name are read.
     let (named, version) = match name.rsplit_once(':') {
         Some((named, version)) if version.parse::<i32>().is_ok() => (named, version.parse::<i32>().ok()),

@@ -13,6 +13,8 @@ pub enum ModelCommand {
         source: ModelSource,
         /// The training result or other facts worth keeping with the model.
         metrics: Value,
+        /// Deploy the model as soon as its export is ready (a fine-tuning job's model).
+        deploy_when_ready: bool,
     },
     /// The export worker's answers; ignored unless the model is exporting.
     RecordExport {
@@ -71,8 +73,16 @@ pub struct TestCase {
 
 impl Model {
     pub(super) fn decide(&self, command: ModelCommand) -> Result<Vec<ModelEvent>, ModelError> {
-        if let ModelCommand::RegisterModel { model_id, owner_id, name, version, base_model_id, source, metrics } =
-            command
+        if let ModelCommand::RegisterModel {
+            model_id,
+            owner_id,
+            name,
+            version,
+            base_model_id,
+            source,
+            metrics,
+            deploy_when_ready,
+        } = command
         {
             if self.id.is_some() {
                 return Err(ModelError::AlreadyExists);
@@ -86,6 +96,7 @@ impl Model {
                 base_model_id,
                 source,
                 metrics,
+                deploy_when_ready,
             }]);
         }
         if self.id.is_none() {
@@ -106,7 +117,8 @@ impl Model {
         match command {
             ModelCommand::RegisterModel { .. } => unreachable!("handled above"),
             ModelCommand::RecordExport { onnx_path, export_secs } if exporting => {
-                Ok(vec![ModelEvent::ModelExported { onnx_path, export_secs }])
+                let exported = ModelEvent::ModelExported { onnx_path, export_secs };
+                Ok(if self.deploy_when_ready { vec![exported, ModelEvent::ModelDeployed] } else { vec![exported] })
             }
             ModelCommand::FailExport { code, message } if exporting => {
                 Ok(vec![ModelEvent::ModelExportFailed { code, message }])

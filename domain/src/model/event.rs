@@ -17,6 +17,9 @@ pub enum ModelEvent {
         base_model_id: String,
         source: ModelSource,
         metrics: Value,
+        /// The model is deployed as soon as it is exported (`ModelDeployed` follows `ModelExported`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        deploy_when_ready: bool,
     },
     /// The ONNX export (graph, weights, tokenizer, template) is in `onnx_path`, relative to the data folder.
     ModelExported {

@@ -1,6 +1,7 @@
 //! The Model aggregate: a registered, versioned model that can be served. A model is registered from a
 //! completed training task (its merged weights) or from an installed base model; an export worker then
-//! writes its ONNX export (`exporting -> ready | failed`); a ready model can be deployed (answers questions)
+//! writes its ONNX export (`exporting -> ready | failed`; a model registered with `deploy_when_ready`, as a
+//! fine-tuning job's is, is deployed in the same step); a ready model can be deployed (answers questions)
 //! and undeployed, and tested against question/answer pairs (several tests may run, each named by its
 //! `test_id`). A deployed model can be made the default (it answers questions that name no model), be named
 //! by aliases (`production`, `staging`, any name: each alias names one model; setting it on another model
@@ -105,6 +106,9 @@ pub struct Model {
     /// 1, 2, ... per name.
     #[serde(default)]
     pub version: Option<u32>,
+    /// Deployed as soon as it is exported.
+    #[serde(default)]
+    pub deploy_when_ready: bool,
 }
 
 impl Model {
@@ -130,7 +134,8 @@ impl Aggregate for Model {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            ModelEvent::ModelRegistered { model_id, owner_id, source, name, version, .. } => {
+            ModelEvent::ModelRegistered { model_id, owner_id, source, name, version, deploy_when_ready, .. } => {
+                self.deploy_when_ready = deploy_when_ready;
                 self.id = Some(model_id);
                 self.name = Some(name);
                 self.version = Some(version);

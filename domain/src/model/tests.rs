@@ -22,6 +22,7 @@ fn registered() -> ModelEvent {
         base_model_id: "tiny".into(),
         source: ModelSource::Installed { model_id: "tiny".into() },
         metrics: json!({}),
+        deploy_when_ready: false,
     }
 }
 
@@ -39,6 +40,7 @@ fn registering_needs_a_name() {
         base_model_id: "tiny".into(),
         source: ModelSource::Installed { model_id: "tiny".into() },
         metrics: json!({}),
+        deploy_when_ready: false,
     };
     framework().given_no_previous_events().when(command.clone()).then_expect_events(vec![registered()]);
     let unnamed = match command {
@@ -51,11 +53,29 @@ fn registering_needs_a_name() {
                 base_model_id,
                 source,
                 metrics,
+                deploy_when_ready: false,
             }
         }
         other => other,
     };
     framework().given_no_previous_events().when(unnamed).then_expect_error(ModelError::InvalidName);
+}
+
+#[test]
+fn a_model_registered_to_be_deployed_is_deployed_when_its_export_is_ready() {
+    let mut eager = registered();
+    if let ModelEvent::ModelRegistered { deploy_when_ready, .. } = &mut eager {
+        *deploy_when_ready = true;
+    }
+    let export = ModelCommand::RecordExport { onnx_path: "serving/1/onnx".into(), export_secs: 1.0 };
+    framework().given(vec![eager]).when(export.clone()).then_expect_events(vec![exported(), ModelEvent::ModelDeployed]);
+    framework().given(vec![registered()]).when(export).then_expect_events(vec![exported()]);
+    // Older events, without the field, read as not deployed when ready.
+    let old = json!({"ModelRegistered": {"model_id": Uuid::from_u128(1), "owner_id": owner().id, "name": "faq bot",
+        "version": 1, "base_model_id": "tiny", "source": {"kind": "installed", "model_id": "tiny"}, "metrics": {}}});
+    assert_eq!(serde_json::from_value::<ModelEvent>(old).unwrap(), registered());
+    let written = serde_json::to_value(registered()).unwrap();
+    assert!(written["ModelRegistered"].get("deploy_when_ready").is_none(), "written only when set");
 }
 
 #[test]

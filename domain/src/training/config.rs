@@ -52,6 +52,20 @@ pub struct TrainingConfig {
     pub device: String,
     /// Also write the merged model (base + adapter), ready to export and serve.
     pub merge: bool,
+    /// Register the merged model under this name when a run completes (and deploy it once exported, with
+    /// `deploy`): what a fine-tuning job of the OpenAI-compatible API asks for. Needs `merge`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register_as: Option<RegisterAs>,
+}
+
+/// The model a completed run becomes: registered by the training worker as `name` (the next version of
+/// it), from the run's merged weights; with `deploy`, deployed as soon as its export is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAs {
+    pub name: String,
+    #[serde(default)]
+    pub deploy: bool,
 }
 
 impl Default for TrainingConfig {
@@ -79,6 +93,7 @@ impl Default for TrainingConfig {
             checkpoint_every: 50,
             device: "cpu".into(),
             merge: true,
+            register_as: None,
         }
     }
 }
@@ -220,6 +235,13 @@ impl TrainingConfig {
             "must be at least 1, and needs an eval_split above 0",
         )?;
         check(DEVICES.contains(&self.device.as_str()), "device", "must be cpu or cuda")?;
+        if let Some(register) = &mut self.register_as {
+            register.name = crate::values::thing_name(&register.name).ok_or_else(|| ConfigError {
+                field: "register_as",
+                message: "the name must be 1 to 100 characters, without control characters".into(),
+            })?;
+            check(self.merge, "register_as", "needs merge: true (the model is made from the merged weights)")?;
+        }
         Ok(self)
     }
 }
@@ -262,6 +284,21 @@ mod tests {
             (TrainingConfig { patience: Some(2), ..Default::default() }, "patience"),
             (TrainingConfig { device: "tpu".into(), ..Default::default() }, "device"),
             (TrainingConfig { lr_schedule: "step".into(), ..Default::default() }, "lr_schedule"),
+            (
+                TrainingConfig {
+                    register_as: Some(RegisterAs { name: " ".into(), deploy: true }),
+                    ..Default::default()
+                },
+                "register_as",
+            ),
+            (
+                TrainingConfig {
+                    merge: false,
+                    register_as: Some(RegisterAs { name: "faq".into(), deploy: false }),
+                    ..Default::default()
+                },
+                "register_as",
+            ),
         ];
         for (config, field) in cases {
             assert_eq!(config.validated().unwrap_err().field, field);

@@ -17,7 +17,9 @@ mod event;
 mod tests;
 
 pub use command::TrainingTaskCommand;
-pub use config::{ConfigError, Preset, TrainingConfig, DEVICES, SCHEDULES, TARGETS, UNTRAINED_BELOW_PARAMETERS};
+pub use config::{
+    ConfigError, Preset, RegisterAs, TrainingConfig, DEVICES, SCHEDULES, TARGETS, UNTRAINED_BELOW_PARAMETERS,
+};
 pub use event::TrainingTaskEvent;
 
 use crate::Actor;

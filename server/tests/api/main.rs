@@ -14,6 +14,7 @@ mod door;
 mod encryption;
 mod errors;
 mod event_store;
+mod fine_tuning;
 mod helpers;
 mod hostile_input;
 mod https;

@@ -574,6 +574,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/tasks/{id}/checkpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The task's checkpoints kept on disk (the newest two: a stopped or failed task resumes from the last),
+         *     oldest first, with the training and evaluation loss last recorded at each step and the bytes each takes.
+         */
+        get: operations["task_checkpoints"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/tasks/{id}/events": {
         parameters: {
             query?: never;
@@ -922,6 +942,145 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /v1/files`: the caller's data sets (every user's for an admin), newest first (`after`, `limit`). */
+        get: operations["list_files"];
+        put?: never;
+        /**
+         * `POST /v1/files` (multipart `file`, `purpose` `fine-tune`): a new dataset, validated before the answer
+         *     (`status` `processed`, or `error` for a file that is not a valid data set).
+         */
+        post: operations["create_file"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/files/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /v1/files/{id}`. */
+        get: operations["get_file"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /v1/fine_tuning/jobs`: the caller's jobs (every user's for an admin), newest first (`after`,
+         *     `limit`).
+         */
+        get: operations["list_jobs"];
+        put?: never;
+        /**
+         * `POST /v1/fine_tuning/jobs`: a training task on the installed base model `model` and the data set
+         *     `training_file`, started at once; its model is registered and deployed when it completes.
+         */
+        post: operations["create_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /v1/fine_tuning/jobs/{id}`. */
+        get: operations["get_job"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /v1/fine_tuning/jobs/{id}/cancel`: the stop command (a queued run stops at once, a running one
+         *     after its step). The task keeps its checkpoint: `POST /api/training/tasks/{id}/start` resumes it.
+         */
+        post: operations["cancel_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{id}/checkpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /v1/fine_tuning/jobs/{id}/checkpoints`: the checkpoints the task keeps (one is written per epoch; the
+         *     newest two are kept), newest first, with the losses recorded at their step.
+         */
+        get: operations["list_checkpoints"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /v1/fine_tuning/jobs/{id}/events`: newest first (`after`, `limit`); progress reports are `metrics`
+         *     events whose `data` has the step and the losses.
+         */
+        get: operations["list_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1100,6 +1259,34 @@ export interface components {
             current_password: string;
             new_password: string;
         };
+        /** @description A checkpoint a task's run wrote and keeps: a stopped or failed task resumes from its last one. */
+        CheckpointDto: {
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: double
+             * @description The evaluation loss last recorded at or before the step (with an `eval_split`).
+             */
+            eval_loss?: number | null;
+            /**
+             * Format: int64
+             * @description Bytes on disk (adapter and optimiser state).
+             */
+            size_bytes: number;
+            /** Format: int64 */
+            step: number;
+            /**
+             * Format: double
+             * @description The training loss last recorded at or before the step.
+             */
+            train_loss?: number | null;
+        };
+        /** @description A task's checkpoints, oldest first. */
+        CheckpointList: {
+            /** Format: uuid */
+            id: string;
+            items: components["schemas"]["CheckpointDto"][];
+        };
         ConversationPage: {
             /** @description Oldest first. */
             items: components["schemas"]["QuestionDto"][];
@@ -1119,6 +1306,29 @@ export interface components {
              */
             name: string;
         };
+        /** @description OpenAI's job request (the fields Bonsai reads; `integrations` and `metadata` are accepted and ignored). */
+        CreateJobRequest: {
+            /**
+             * @description `n_epochs` (1 to 1000), `batch_size` (1 to 1024), `learning_rate_multiplier` (times the rate chosen for
+             *     the data set and the model, up to 100): each a number or `auto` (the chosen setting).
+             */
+            hyperparameters?: Record<string, never> | null;
+            /** @description `{"type": "supervised", "supervised": {"hyperparameters": {...}}}` (the same, OpenAI's newer form). */
+            method?: Record<string, never> | null;
+            /** @description An installed base model (a folder of `BONSAI_MODELS_DIR`). */
+            model: string;
+            /**
+             * Format: int64
+             * @description The training's seed.
+             */
+            seed?: number | null;
+            /** @description Up to 64 letters, digits, `-`, `_` or `.`: part of `fine_tuned_model` (`ft:<model>:<suffix>:<id>`). */
+            suffix?: string | null;
+            /** @description `file-<dataset id>`: a data set of yours. */
+            training_file: string;
+            /** @description Not supported (400). */
+            validation_file?: string | null;
+        };
         /** @description A new fine-tuning task. */
         CreateTaskRequest: {
             /** @description An installed base model (a folder of `BONSAI_MODELS_DIR` with config.json and tokenizer.json). */
@@ -1126,8 +1336,10 @@ export interface components {
             /**
              * @description LoRA and optimiser settings; every field is optional (defaults: rank 8, alpha 16, targets q and v,
              *     learning_rate 2e-4, lr_schedule cosine, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50,
-             *     device cpu, merge true). Unknown fields are refused. Without `config`, settings are chosen from the
-             *     data set's size and the base model (see `preset`) and recorded in the task's `config`.
+             *     device cpu, merge true; `register_as` `{"name", "deploy"}` registers the merged model under that name
+             *     when a run completes, and deploys it once exported with `deploy`). Unknown fields are refused. Without
+             *     `config`, settings are chosen from the data set's size and the base model (see `preset`) and recorded in
+             *     the task's `config`.
              */
             config?: Record<string, never> | null;
             /**
@@ -3449,6 +3661,45 @@ export interface operations {
             };
         };
     };
+    task_checkpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description task id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointList"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     task_events: {
         parameters: {
             query?: {
@@ -4470,6 +4721,502 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_files: {
+        parameters: {
+            query?: {
+                /** @description the last file id of the previous page */
+                after?: string;
+                /** @description 1 to 100 (default 100) */
+                limit?: number;
+                /** @description `fine-tune` (no other files are kept) */
+                purpose?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `{object: list, data: [File], has_more}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_file: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OpenAI's File object: `id` `file-<dataset id>`, `status` `processed` or `error` (not a valid data set) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid_request_error (`param`: purpose) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description dataset_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unsupported_content */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_file: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `file-<dataset id>` */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OpenAI's File object */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no such file of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_jobs: {
+        parameters: {
+            query?: {
+                /** @description the last job id of the previous page */
+                after?: string;
+                /** @description 1 to 100 (default 20) */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `{object: list, data: [job], has_more}`, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_job: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateJobRequest"];
+            };
+        };
+        responses: {
+            /** @description OpenAI's fine-tuning job object: `id` `ftjob-<task id>` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid_request_error with `param`: training_file, validation_file (not supported), hyperparameters.n_epochs, hyperparameters.batch_size, hyperparameters.learning_rate_multiplier, suffix, seed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description model_not_found (`param`: model): not an installed base model */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `ftjob-<task id>` */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OpenAI's fine-tuning job object */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no such job of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_job: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Safe retries: the same key and request within 24 h answers the first answer again (409 `idempotency_key_reused` for another request, `idempotency_key_in_progress` while the first runs) */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description `ftjob-<task id>` */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the job, `cancelled` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the job has ended */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no such job of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_checkpoints: {
+        parameters: {
+            query?: {
+                /** @description the last checkpoint id of the previous page */
+                after?: string;
+                /** @description 1 to 100 (default 10) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description `ftjob-<task id>` */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `{object: list, data: [checkpoint], has_more, first_id, last_id}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no such job of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_events: {
+        parameters: {
+            query?: {
+                /** @description the last event id of the previous page */
+                after?: string;
+                /** @description 1 to 100 (default 20) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description `ftjob-<task id>` */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `{object: list, data: [event], has_more}`, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authentication_error */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission_error: the role may not */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no such job of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description any other error, in the one error shape (`code` says which) */
             default: {

@@ -4,11 +4,11 @@
 //! user's is "not found"). Reads come from the datasets view, except the answers to commands, which
 //! are folded from the dataset's own committed events so that they never lag behind.
 
-mod dto;
+pub(crate) mod dto;
 mod upload;
 
 pub(crate) use dto::{DatasetDetail, DatasetDto, DatasetPage, PreviewPage, UploadForm, ValidationAccepted, VersionDto};
-pub(crate) use upload::{__path_upload, upload};
+pub(crate) use upload::{__path_upload, store, upload, FormKind};
 
 use crate::auth::AuthUser;
 use crate::extract::{page_window, status_filter, ApiPath, ApiQuery, Correlation};
@@ -60,7 +60,7 @@ fn unprocessable(message: impl Into<String>) -> ApiError {
 }
 
 /// The dataset as the view has it, if `user` may see it; otherwise (also for another user's) 404.
-async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<DatasetRow, ApiError> {
+pub(crate) async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<DatasetRow, ApiError> {
     crate::fresh::current(state, "datasets", "Dataset", id).await?;
     let row = datasets::find(&state.pool, id).await?;
     match row {

@@ -1,4 +1,4 @@
-//! `POST /api/data/upload`: the file is streamed to the file store (never held whole in memory),
+//! `POST /api/data/upload` (and `POST /v1/files`, which shares [`store`]): the file is streamed to the file store (never held whole in memory),
 //! refused past the size limit (413, nothing kept), scanned for viruses where a scanner is set up (422
 //! `file_infected` or 503, nothing kept), sniffed (415/422, nothing kept), then recorded.
 
@@ -133,9 +133,17 @@ struct Form {
     description: Option<String>,
     format: Option<String>,
     dataset_id: Option<String>,
+    purpose: Option<String>,
 }
 
-async fn read_form(state: &AppState, multipart: &mut Multipart) -> Result<Form, ApiError> {
+/// Which form a multipart upload is: the native one, or OpenAI's (`POST /v1/files`: `file` and `purpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormKind {
+    Native,
+    OpenAi,
+}
+
+async fn read_form(state: &AppState, multipart: &mut Multipart, kind: FormKind) -> Result<Form, ApiError> {
     let limit = state.max_upload_bytes;
     let mut form = Form::default();
     while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
@@ -151,6 +159,7 @@ async fn read_form(state: &AppState, multipart: &mut Multipart) -> Result<Form, 
             "description" => form.description = Some(text_field(field, limit).await?),
             "format" => form.format = Some(text_field(field, limit).await?),
             "dataset_id" => form.dataset_id = Some(text_field(field, limit).await?),
+            "purpose" if kind == FormKind::OpenAi => form.purpose = Some(text_field(field, limit).await?),
             other => return Err(unprocessable(format!("unknown form field `{other}`"))),
         }
     }
@@ -174,19 +183,37 @@ pub(crate) async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     user.require(Permission::ManageDatasets)?;
-    let mut multipart =
+    let multipart =
         multipart.map_err(|r| ApiError::BadRequest { code: "invalid_multipart", message: r.body_text() })?;
-    let form = match read_form(&state, &mut multipart).await {
+    let id = store(&state, &user, correlation, multipart, FormKind::Native).await?;
+    let dto: DatasetDto = dto::current(&state, id).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/data/datasets/{id}"))], Json(dto)))
+}
+
+/// Reads an upload's form, scans, sniffs and stores its file, and records it: a new dataset, or a new
+/// version of one (native form only). Returns the dataset's id. OpenAI's form must say `purpose` `fine-tune`.
+pub(crate) async fn store(
+    state: &AppState,
+    user: &AuthUser,
+    correlation: String,
+    mut multipart: Multipart,
+    kind: FormKind,
+) -> Result<Uuid, ApiError> {
+    let form = match read_form(state, &mut multipart, kind).await {
         Ok(form) => form,
         Err(error) => {
             drain(&mut multipart).await;
             return Err(error);
         }
     };
+    if kind == FormKind::OpenAi && form.purpose.as_deref().map(str::trim) != Some("fine-tune") {
+        let message = "purpose must be `fine-tune`: files are fine-tuning data sets here".to_owned();
+        return Err(ApiError::BadField { code: "invalid_request_error", message, field: "purpose".into() });
+    }
     // From here on every refusal drops the staged upload, which removes it: nothing is kept half-way.
     let (staged, filename) = form.file.ok_or_else(|| unprocessable("the `file` field is required"))?;
-    let staged = scan(&state, staged, &user, &filename, &correlation).await?;
-    let (staged, format) = sniff(&state, staged).await?;
+    let staged = scan(state, staged, user, &filename, &correlation).await?;
+    let (staged, format) = sniff(state, staged).await?;
     if let Some(wanted) = form.format.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
         if wanted != format {
             let message = format!("the content is {format}, not {wanted}");
@@ -203,7 +230,7 @@ pub(crate) async fn upload(
             let id: Uuid = existing.parse().map_err(|_| unprocessable("dataset_id is not a UUID"))?;
             // Checked before the file is stored, from the dataset's own events (the aggregate checks
             // again when the command runs); the view could lag behind a dataset just created.
-            dto::ensure_open(&state, &user, id).await?;
+            dto::ensure_open(state, user, id).await?;
             (id, None)
         }
         None => {
@@ -230,8 +257,7 @@ pub(crate) async fn upload(
         None => DatasetCommand::AddDatasetVersion { by: user.actor(), file },
     };
     state.commands.execute(id, command, &meta).await?;
-    let dto: DatasetDto = dto::current(&state, id).await?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/data/datasets/{id}"))], Json(dto)))
+    Ok(id)
 }
 
 /// Scans the staged upload for viruses, when scanning is set up, before anything else reads it.

@@ -26,8 +26,10 @@ pub(crate) struct CreateTaskRequest {
     pub dataset_version: Option<u32>,
     /// LoRA and optimiser settings; every field is optional (defaults: rank 8, alpha 16, targets q and v,
     /// learning_rate 2e-4, lr_schedule cosine, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50,
-    /// device cpu, merge true). Unknown fields are refused. Without `config`, settings are chosen from the
-    /// data set's size and the base model (see `preset`) and recorded in the task's `config`.
+    /// device cpu, merge true; `register_as` `{"name", "deploy"}` registers the merged model under that name
+    /// when a run completes, and deploys it once exported with `deploy`). Unknown fields are refused. Without
+    /// `config`, settings are chosen from the data set's size and the base model (see `preset`) and recorded in
+    /// the task's `config`.
     #[schema(value_type = Option<Object>)]
     pub config: Option<TrainingConfig>,
     /// Without `config`: `quick`, `balanced` (default) or `thorough`.
@@ -184,4 +186,24 @@ pub(crate) struct ProgressReport {
     /// Every recorded report, run by run, step by step (recorded at most once a second, and at every
     /// evaluation).
     pub history: Vec<ProgressPoint>,
+}
+
+/// A checkpoint a task's run wrote and keeps: a stopped or failed task resumes from its last one.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CheckpointDto {
+    pub step: u64,
+    /// The training loss last recorded at or before the step.
+    pub train_loss: Option<f64>,
+    /// The evaluation loss last recorded at or before the step (with an `eval_split`).
+    pub eval_loss: Option<f64>,
+    /// Bytes on disk (adapter and optimiser state).
+    pub size_bytes: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A task's checkpoints, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CheckpointList {
+    pub id: Uuid,
+    pub items: Vec<CheckpointDto>,
 }

@@ -1,6 +1,8 @@
 //! `/api/training`: fine-tuning tasks. Creating one fixes the base model, the dataset version and the
 //! settings; starting it queues a run for a training worker, which records progress as events; stopping
-//! it pauses the run at a step boundary, and a later start resumes from the last checkpoint.
+//! it pauses the run at a step boundary, and a later start resumes from the last checkpoint (the checkpoints
+//! kept are listed with their losses). A task whose `config.register_as` names a model becomes that model when
+//! it completes (the training worker registers it): how `/v1/fine_tuning/jobs` makes its `fine_tuned_model`.
 //!
 //! Commands go through the TrainingTask aggregate, which also decides who may touch a task (another
 //! user's is "not found"). Reads come from the training view.
@@ -8,7 +10,10 @@
 mod dto;
 mod stream;
 
-pub(crate) use dto::{CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted, TaskDto, TaskPage};
+pub(crate) use dto::{
+    CheckpointDto, CheckpointList, CreateTaskRequest, ProgressDto, ProgressPoint, ProgressReport, TaskAccepted,
+    TaskDto, TaskPage,
+};
 pub(crate) use stream::{__path_task_events, __path_task_socket, task_events, task_socket};
 
 use crate::auth::AuthUser;
@@ -19,17 +24,18 @@ use axum::http::StatusCode;
 use axum::Json;
 use bonsai_commands::CommandMetadata;
 use bonsai_domain::dataset::NotTrainable;
-use bonsai_domain::training::{DatasetRef, Preset, TaskStatus, TrainingConfig, TrainingTaskCommand};
+use bonsai_domain::training::{DatasetRef, Preset, TaskStatus, TrainingConfig, TrainingTask, TrainingTaskCommand};
 use bonsai_domain::{Owned, Permission};
 use bonsai_infra::ModelLookupError;
 use bonsai_projections::training::{self, TaskRow};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// The task as the view has it, if `user` may see it; otherwise (also for another user's) 404.
-async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<TaskRow, ApiError> {
+pub(crate) async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<TaskRow, ApiError> {
     crate::fresh::current(state, "training", "TrainingTask", id).await?;
     match training::find(&state.pool, id).await? {
         Some(row) if user.actor().may_see(Owned::TrainingTask, Some(row.owner_id)) => Ok(row),
@@ -38,7 +44,7 @@ async fn visible(state: &AppState, user: &AuthUser, id: Uuid) -> Result<TaskRow,
 }
 
 /// The installed base model `id`, checked before the task is recorded (the worker resolves it again).
-fn base_model(state: &AppState, id: &str) -> Result<(), ApiError> {
+pub(crate) fn base_model(state: &AppState, id: &str) -> Result<(), ApiError> {
     let lookup = match &state.models {
         Some(models) => models.model_dir(id).map(drop),
         None => Err(ModelLookupError::NotFound(id.to_owned())),
@@ -53,7 +59,7 @@ fn base_model(state: &AppState, id: &str) -> Result<(), ApiError> {
 }
 
 /// Settings for a task that gave none: from the data set version's record count and the base model's size.
-async fn chosen_config(
+pub(crate) async fn chosen_config(
     state: &AppState,
     preset: Preset,
     base_model_id: &str,
@@ -127,23 +133,47 @@ pub(crate) async fn create_task(
             chosen_config(&state, preset, &base_model_id, &dataset).await?
         }
     };
-    let id = Uuid::now_v7();
+    let new = NewTask { name: request.name, description: request.description, base_model_id, dataset, config };
+    let (id, task) = create_with_id(&state, &user, correlation, Uuid::now_v7(), new, request.start).await?;
+    Ok((StatusCode::CREATED, Json(TaskAccepted { id, status: task.status.to_string(), attempt: task.attempt })))
+}
+
+/// A task to record, its base model and dataset version checked.
+pub(crate) struct NewTask {
+    pub name: String,
+    pub description: String,
+    pub base_model_id: String,
+    pub dataset: DatasetRef,
+    pub config: TrainingConfig,
+}
+
+/// Records a new task `id` of `user`'s and, with `start`, queues its first run: what `POST
+/// /api/training/tasks` and `POST /v1/fine_tuning/jobs` both do. Returns its id and its state as the commands
+/// left it.
+pub(crate) async fn create_with_id(
+    state: &AppState,
+    user: &AuthUser,
+    correlation: String,
+    id: Uuid,
+    new: NewTask,
+    start: bool,
+) -> Result<(Uuid, TrainingTask), ApiError> {
     let meta = CommandMetadata::new(Some(user.id), correlation);
     let command = TrainingTaskCommand::CreateTrainingTask {
         task_id: id,
         owner_id: user.id,
-        name: request.name,
-        description: request.description,
-        base_model_id,
-        dataset,
-        config,
+        name: new.name,
+        description: new.description,
+        base_model_id: new.base_model_id,
+        dataset: new.dataset,
+        config: new.config,
     };
     let mut task = state.commands.execute_and_get(id, command, &meta).await?;
-    if request.start {
+    if start {
         let start = TrainingTaskCommand::StartTraining { by: user.actor() };
         task = state.commands.execute_and_get(id, start, &meta).await?;
     }
-    Ok((StatusCode::CREATED, Json(TaskAccepted { id, status: task.status.to_string(), attempt: task.attempt })))
+    Ok((id, task))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -286,4 +316,80 @@ pub(crate) async fn adapter_file(
     let disposition = format!("attachment; filename=\"{name}\"");
     Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
         .into_response())
+}
+
+/// The checkpoints of task `id` on disk, oldest first: `(step, folder)`.
+fn checkpoint_dirs(state: &AppState, id: Uuid) -> Vec<(u64, std::path::PathBuf)> {
+    let Some(data_dir) = &state.data_dir else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(data_dir.join("training").join(id.to_string())) else { return Vec::new() };
+    let mut found: Vec<(u64, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
+            entry.path().is_dir().then(|| (step, entry.path()))
+        })
+        .collect();
+    found.sort_by_key(|(step, _)| *step);
+    found
+}
+
+/// The bytes of the files in `dir` (one level down, as a checkpoint is laid out, and below).
+fn size_on_disk(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => size_on_disk(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The checkpoints of task `row` kept on disk (the newest two of its runs: a stopped or failed task resumes
+/// from the last), oldest first, each with the losses recorded at its step.
+pub(crate) async fn checkpoints_of(state: &AppState, row: &TaskRow) -> Result<Vec<CheckpointDto>, ApiError> {
+    let id = row.id;
+    let found = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            checkpoint_dirs(&state, id)
+                .into_iter()
+                .map(|(step, dir)| {
+                    let created = std::fs::metadata(&dir).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from);
+                    (step, size_on_disk(&dir), created)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    let history = training::progress(&state.pool, id).await?;
+    Ok(found
+        .into_iter()
+        .map(|(step, size_bytes, created_at)| {
+            // The last report at or before the step (reports are recorded at most once a second), and the
+            // last evaluation.
+            let upto: Vec<_> = history.iter().filter(|p| p.step as u64 <= step).collect();
+            let train_loss = upto.iter().rev().find(|p| p.step as u64 == step).or(upto.last()).map(|p| p.loss);
+            let eval_loss = upto.iter().rev().find_map(|p| p.eval_loss);
+            CheckpointDto { step, train_loss, eval_loss, size_bytes, created_at: created_at.unwrap_or(row.updated_at) }
+        })
+        .collect())
+}
+
+/// The task's checkpoints kept on disk (the newest two: a stopped or failed task resumes from the last),
+/// oldest first, with the training and evaluation loss last recorded at each step and the bytes each takes.
+#[utoipa::path(get, path = "/api/training/tasks/{id}/checkpoints", tag = "training", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "task id")),
+    responses((status = 200, body = CheckpointList), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn task_checkpoints(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<CheckpointList>, ApiError> {
+    user.require(Permission::ManageTraining)?;
+    let row = visible(&state, &user, id).await?;
+    Ok(Json(CheckpointList { id, items: checkpoints_of(&state, &row).await? }))
 }
