@@ -610,6 +610,28 @@ const scenarios = [
     },
   },
   {
+    name: 'audit-payloads-render-as-text',
+    async run({ page, base, shot }) {
+      // What people typed, shown in the audit log's payloads (a dataset's name, description and file name): as
+      // text, markup and all, never as elements.
+      const bearer = await token(base, 'admin', ADMIN_PASSWORD);
+      const form = new FormData();
+      form.append('name', `audited ${TAG}`);
+      form.append('description', `described ${XSS}`);
+      form.append('file', new Blob(['{"question": "Q?", "answer": "A."}\n'], { type: 'application/x-ndjson' }), 'audit.jsonl');
+      const uploaded = await fetch(`${base}/api/data/upload`, { method: 'POST', headers: { authorization: `Bearer ${bearer}` }, body: form });
+      expect(uploaded.status === 201, `uploaded (${uploaded.status})`);
+      const { id } = await uploaded.json();
+      await signIn(page, base, 'admin', ADMIN_PASSWORD);
+      await page.goto(`${base}/admin/audit?type=Dataset&id=${id}`);
+      await showsText(page, '[data-testid=audit-timeline]', `audited ${TAG}`);
+      await showsText(page, '[data-testid=audit-timeline]', 'described <img src=x onerror=');
+      await noInjected(page, 'the audit timeline');
+      expect(await page.evaluate(() => window.__xss === undefined), 'no planted script ran');
+      await shot('audit-timeline');
+    },
+  },
+  {
     name: 'model-versions-rollback-default-alias',
     async run({ page, base, shot }) {
       const bearer = await token(base, 'tina', 'tina-password');
