@@ -5,7 +5,7 @@
 // answer the same question side by side.
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { Dispatch, SetStateAction } from 'react';
-import { Button, Card, Empty, Input, InputNumber, List, Popconfirm, Select, Space, Switch, Tag, Tooltip, Typography, message } from 'antd';
+import { Button, Card, Empty, Input, InputNumber, List, Popconfirm, Select, Space, Switch, Tooltip, Typography, message } from 'antd';
 import { useSearchParams } from 'react-router-dom';
 import {
   api, client, useConversationQuery, useDeleteAllHistoryMutation, useDeleteHistoryMutation, useHistoryQuery, useModelsQuery,
@@ -17,6 +17,8 @@ import type { ApiFailure } from '../../api/baseQuery';
 import { describeError } from '../../api/errors';
 import type { Question } from '../../api/types';
 import { Loadable } from '../../components/States';
+import Turn from './Turn';
+import type { LiveState } from './Turn';
 import { useI18n } from '../../i18n';
 import { store } from '../../store';
 
@@ -37,35 +39,7 @@ interface Live {
   question: string;
   q?: Question;
   answer: string;
-  state: 'streaming' | 'stopped' | 'done';
-}
-
-function Turn({ q, live, onDelete }: { q: Question; live?: Live['state']; onDelete?: () => void }) {
-  const { t } = useI18n();
-  return (
-    <div style={{ marginBottom: 16 }} data-testid="turn" data-live={live ? 'true' : undefined} data-state={live}>
-      <div style={{ textAlign: 'right' }}>
-        <Typography.Text style={{ background: '#f6ffed', padding: '6px 10px', borderRadius: 8, display: 'inline-block', whiteSpace: 'pre-wrap' }} data-testid="question">{q.question}</Typography.Text>
-      </div>
-      <div style={{ marginTop: 6 }}>
-        <Typography.Paragraph style={{ background: '#fafafa', padding: '6px 10px', borderRadius: 8, whiteSpace: 'pre-wrap', marginBottom: 2 }} data-testid="answer" aria-live={live === 'streaming' ? 'polite' : undefined}>
-          {q.answer ? q.answer : q.status === 'pending' ? '…' : q.answer === '' ? t('emptyAnswer') : q.status}
-        </Typography.Paragraph>
-        <Space size="small">
-          {q.response_ms != null && <Typography.Text type="secondary" style={{ fontSize: 12 }}>{(q.response_ms / 1000).toFixed(2)} s</Typography.Text>}
-          {q.cached && <Tag>{t('cached')}</Tag>}
-          {(q.finish_reason === 'cancelled' || live === 'stopped') && <Tag color="orange" data-testid="stopped-tag">{t('stoppedTag')}</Tag>}
-          {q.finish_reason === 'length' && <Tooltip title={t('cutAtLengthHelp')}><Tag>{t('cutAtLength')}</Tag></Tooltip>}
-          {live === 'streaming' && <Typography.Text type="secondary" style={{ fontSize: 12 }}>{t('generating')}</Typography.Text>}
-          {onDelete && (
-            <Popconfirm title={t('deleteQuestionConfirm')} onConfirm={onDelete}>
-              <Button size="small" type="link" danger>{t('delete')}</Button>
-            </Popconfirm>
-          )}
-        </Space>
-      </div>
-    </div>
-  );
+  state: LiveState;
 }
 
 /** The live turn as a question to show: what the API accepted (or the text asked), the answer so far. */
