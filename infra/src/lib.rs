@@ -1,6 +1,6 @@
 //! The outside world's adapters: the file store (uploads, datasets, model artifacts) and its garbage
 //! collector, the virus scanner (clamd), Redis (shared cache and rate limits, with a local fallback), the
-//! host's disk and memory, the folders of installed base models, and the process's bounded in-memory caches
+//! host's disk and memory, the folders of installed base models and of training runs, and the process's bounded in-memory caches
 //! (moka, with hit and miss counts for `/metrics`). None of them touches the command bus
 //! or the event store; the write side (`bonsai-commands`), the API and the workers use them.
 
@@ -10,6 +10,7 @@ pub mod files;
 pub mod host;
 mod models;
 pub mod redis;
+pub mod runs;
 pub mod scan;
 
 pub use cache::Cache;

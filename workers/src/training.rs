@@ -23,7 +23,7 @@ use crate::consumer::{consume, Fetch, WorkerConsumer};
 use crate::{EventBus, Processed};
 use async_nats::jetstream::{AckKind, Message};
 use bonsai_commands::{CommandBus, CommandError, CommandMetadata};
-use bonsai_domain::model::{ModelCommand, ModelError, ModelSource};
+use bonsai_domain::model::{ModelCommand, ModelError};
 use bonsai_domain::training::{
     TaskStatus, TrainingConfig, TrainingMetrics, TrainingResult, TrainingTaskCommand, TrainingTaskEvent,
 };
@@ -138,24 +138,9 @@ fn train_config(config: &TrainingConfig, base: PathBuf, data: PathBuf, out: Path
 /// How many checkpoints a run folder keeps (the newest; older ones are removed as new ones are written).
 const KEEP_CHECKPOINTS: usize = 2;
 
-/// The complete checkpoints in `dir` (`checkpoint-<step>`; `.partial` folders are unfinished), oldest first.
-fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut found: Vec<(u64, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
-            Some((step, entry.path()))
-        })
-        .collect();
-    found.sort_by_key(|(step, _)| *step);
-    found
-}
-
 /// The newest complete checkpoint in `dir`.
 pub fn latest_checkpoint(dir: &Path) -> Option<(u64, PathBuf)> {
-    checkpoints(dir).pop()
+    bonsai_infra::runs::checkpoints(dir).pop()
 }
 
 /// The file of a task's folder that holds how long its earlier segments trained (seconds), so that a resumed
@@ -177,7 +162,7 @@ pub(crate) fn record_trained_secs(dir: &Path, secs: f64) {
 
 /// Removes all but the newest `keep` checkpoints of `dir`; returns how many went.
 pub(crate) fn prune_checkpoints(dir: &Path, keep: usize) -> usize {
-    let found = checkpoints(dir);
+    let found = bonsai_infra::runs::checkpoints(dir);
     let old = found.len().saturating_sub(keep);
     for (_, path) in &found[..old] {
         if let Err(error) = std::fs::remove_dir_all(path) {
@@ -247,7 +232,7 @@ impl TrainingWorker {
 
     /// Where task `id` keeps its files.
     pub fn task_dir(data_dir: &Path, id: Uuid) -> PathBuf {
-        data_dir.join("training").join(id.to_string())
+        bonsai_infra::runs::task_dir(data_dir, id)
     }
 
     fn durable_name(&self) -> String {
@@ -410,10 +395,13 @@ impl TrainingWorker {
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
         let Some(register) = task.config.as_ref().and_then(|c| c.register_as.clone()) else { return Ok(()) };
-        let (Some(result), Some(owner_id)) = (task.result.clone(), task.owner_id) else { return Ok(()) };
-        let Some(merged_path) = result.merged_path.clone() else {
-            tracing::warn!("the task asked to become a model but wrote no merged weights");
-            return Ok(());
+        let Some(owner_id) = task.owner_id else { return Ok(()) };
+        let made = match task.model_material() {
+            Ok(made) => made,
+            Err(why) => {
+                tracing::warn!(%why, "the task asked to become a model but cannot");
+                return Ok(());
+            }
         };
         let model_id = model_of(task_id, task.attempt);
         let version = bonsai_projections::models::next_version(self.commands.pool(), &register.name)
@@ -424,9 +412,9 @@ impl TrainingWorker {
             owner_id,
             name: register.name,
             version,
-            base_model_id: task.base_model_id.clone(),
-            source: ModelSource::TrainingTask { task_id, merged_path },
-            metrics: serde_json::to_value(&result).unwrap_or_default(),
+            base_model_id: made.base_model_id,
+            source: made.source,
+            metrics: made.metrics,
             deploy_when_ready: register.deploy,
         };
         match self.commands.execute(model_id, command, meta).await {

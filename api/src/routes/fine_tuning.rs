@@ -19,7 +19,7 @@
 //! OpenAI's shape.
 
 use super::datasets::{self, FormKind};
-use super::openai::V1;
+use super::openai::{invalid, request_body, V1};
 use super::training::{self, NewTask};
 use crate::auth::AuthUser;
 use crate::extract::Correlation;
@@ -52,10 +52,6 @@ const VALIDATED_WITHIN: Duration = Duration::from_secs(30);
 /// Most items a list answers at once.
 const MAX_LIMIT: usize = 100;
 
-fn invalid(message: impl Into<String>, param: &str) -> ApiError {
-    ApiError::BadField { code: "invalid_request_error", message: message.into(), field: param.to_owned() }
-}
-
 /// `<prefix><uuid without dashes>`.
 fn prefixed(prefix: &str, id: Uuid) -> String {
     format!("{prefix}{}", id.simple())
@@ -85,6 +81,17 @@ fn window(query: &HashMap<String, String>, default: usize) -> Result<(usize, Opt
             .ok_or_else(|| invalid(format!("limit must be 1 to {MAX_LIMIT}"), "limit"))?,
     };
     Ok((limit, query.get("after").cloned()))
+}
+
+/// The page of `items` (in list order) that follows the item `is_cursor` picks (from the start without a
+/// cursor; empty when the cursor names no item), at most `limit` long, and whether more follow it.
+fn page_after<T>(items: &[T], is_cursor: Option<impl Fn(&T) -> bool>, limit: usize) -> (&[T], bool) {
+    let start = match is_cursor {
+        Some(is_cursor) => items.iter().position(is_cursor).map_or(items.len(), |at| at + 1),
+        None => 0,
+    };
+    let page = &items[start..(start + limit).min(items.len())];
+    (page, items.len() > start + page.len())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -185,12 +192,9 @@ pub(crate) async fn list_files(
         }
         let owner = user.actor().only_own(Owned::Dataset);
         let (rows, _) = bonsai_projections::datasets::list(&state.pool, owner, None, 1, 10_000).await?;
-        let start = match after.as_deref().and_then(|a| unprefixed("file-", a)) {
-            Some(after) => rows.iter().position(|r| r.id == after).map_or(rows.len(), |at| at + 1),
-            None => 0,
-        };
-        let page: Vec<Value> = rows.iter().skip(start).take(limit).map(file_of).collect();
-        let has_more = rows.len() > start + page.len();
+        let after = after.map(|a| unprefixed("file-", &a));
+        let (page, has_more) = page_after(&rows, after.map(|a| move |r: &DatasetRow| Some(r.id) == a), limit);
+        let page: Vec<Value> = page.iter().map(file_of).collect();
         Ok(Json(json!({"object": "list", "data": page, "has_more": has_more})).into_response())
     }
     .await)
@@ -378,10 +382,7 @@ pub(crate) async fn create_job(
     V1(async {
         let user = user?;
         user.require(Permission::ManageTraining)?;
-        let request: CreateJobRequest = serde_json::from_slice(&body).map_err(|e| {
-            let message = format!("the request body is not a fine-tuning job request: {e}");
-            ApiError::BadRequest { code: "invalid_request_error", message }
-        })?;
+        let request: CreateJobRequest = request_body(&body, "fine-tuning job request")?;
         let hyper = hyperparameters(&request)?;
         if !(hyper.is_null() || hyper.is_object()) {
             return Err(invalid("hyperparameters must be an object", "hyperparameters"));
@@ -756,16 +757,13 @@ pub(crate) async fn list_checkpoints(
         let mut checkpoints = training::checkpoints_of(&state, &row).await?;
         checkpoints.reverse();
         let checkpoint_id = |step: u64| format!("ftckpt-{}-{step}", row.id.simple());
-        let start = match after {
-            Some(after) => {
-                checkpoints.iter().position(|c| checkpoint_id(c.step) == after).map_or(checkpoints.len(), |at| at + 1)
-            }
-            None => 0,
-        };
-        let data: Vec<Value> = checkpoints
+        let (page, has_more) = page_after(
+            &checkpoints,
+            after.map(|a| move |c: &training::CheckpointDto| checkpoint_id(c.step) == a),
+            limit,
+        );
+        let data: Vec<Value> = page
             .iter()
-            .skip(start)
-            .take(limit)
             .map(|c| {
                 json!({
                     "id": checkpoint_id(c.step), "object": "fine_tuning.job.checkpoint",
@@ -776,7 +774,6 @@ pub(crate) async fn list_checkpoints(
                 })
             })
             .collect();
-        let has_more = checkpoints.len() > start + data.len();
         let first = data.first().map(|c| c["id"].clone());
         let last = data.last().map(|c| c["id"].clone());
         Ok(Json(json!({"object": "list", "data": data, "has_more": has_more, "first_id": first, "last_id": last}))

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use bonsai_commands::CommandMetadata;
 use bonsai_domain::model::{Model, ModelCommand, ModelSource, ModelStatus, TestCase};
-use bonsai_domain::training::TaskStatus;
+use bonsai_domain::training::NotAModel;
 use bonsai_domain::Permission;
 use bonsai_infra::ModelLookupError;
 use bonsai_projections::models::{self, ModelRow};
@@ -133,18 +133,14 @@ async fn source(
             if task.id.is_none() || !task.visible_to(&actor) {
                 return Err(ApiError::field("unknown_training_task", "no such training task", "training_task_id"));
             }
-            let result = match (task.status, task.result) {
-                (TaskStatus::Completed, Some(result)) => result,
-                (status, _) => {
-                    let message = format!("the training task is {status}; only a completed task makes a model");
-                    return Err(ApiError::field("training_not_completed", message, "training_task_id"));
-                }
-            };
-            let merged_path = result.merged_path.clone().ok_or_else(|| {
-                ApiError::field("model_not_merged", "the task was trained with merge: false", "training_task_id")
+            let made = task.model_material().map_err(|why| {
+                let code = match why {
+                    NotAModel::NotCompleted(_) => "training_not_completed",
+                    NotAModel::NotMerged => "model_not_merged",
+                };
+                ApiError::field(code, why.to_string(), "training_task_id")
             })?;
-            let metrics = serde_json::to_value(&result).unwrap_or_default();
-            Ok((ModelSource::TrainingTask { task_id: *task_id, merged_path }, task.base_model_id, metrics))
+            Ok((made.source, made.base_model_id, made.metrics))
         }
         (None, Some(model_id)) => {
             let model_id = model_id.trim().to_owned();

@@ -40,8 +40,17 @@ impl IntoResponse for V1 {
     }
 }
 
-fn invalid(message: impl Into<String>, param: &str) -> ApiError {
+/// A 400 `invalid_request_error` naming the request field `param`.
+pub(crate) fn invalid(message: impl Into<String>, param: &str) -> ApiError {
     ApiError::BadField { code: "invalid_request_error", message: message.into(), field: param.to_owned() }
+}
+
+/// The JSON body as OpenAI's request `T` (`what` names it in the 400 `invalid_request_error`).
+pub(crate) fn request_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let message = format!("the request body is not a {what}: {e}");
+        ApiError::BadRequest { code: "invalid_request_error", message }
+    })
 }
 
 /// The model ids a deployed version answers to: `<name>` (the deployed version of the name) and
@@ -244,10 +253,7 @@ pub(crate) async fn chat_completions(
     V1(async {
         let user = user?;
         user.require(Permission::AskQuestions)?;
-        let request: ChatCompletionRequest = serde_json::from_slice(&body).map_err(|e| {
-            let message = format!("the request body is not a chat completion request: {e}");
-            ApiError::BadRequest { code: "invalid_request_error", message }
-        })?;
+        let request: ChatCompletionRequest = request_body(&body, "chat completion request")?;
         let params = params(&request)?;
         let (conversation, question) = conversation(&request.messages)?;
         state.limits.question(user.id).await.map_err(ApiError::rate_limited)?;

@@ -152,9 +152,41 @@ pub struct TrainingTask {
     pub result: Option<TrainingResult>,
 }
 
+/// What keeps a task from becoming a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotAModel {
+    #[error("the training task is {0}; only a completed task makes a model")]
+    NotCompleted(TaskStatus),
+    #[error("the task was trained with merge: false")]
+    NotMerged,
+}
+
+/// What a model registered from a completed task is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMaterial {
+    /// The completed run's merged weights.
+    pub source: crate::model::ModelSource,
+    pub base_model_id: String,
+    /// The run's result, kept with the model.
+    pub metrics: serde_json::Value,
+}
+
 impl TrainingTask {
     fn exists(&self) -> bool {
         self.id.is_some()
+    }
+
+    /// The model this task's last completed run makes (for a registration, by a user or for `register_as`).
+    pub fn model_material(&self) -> Result<ModelMaterial, NotAModel> {
+        let (Some(task_id), TaskStatus::Completed, Some(result)) = (self.id, self.status, &self.result) else {
+            return Err(NotAModel::NotCompleted(self.status));
+        };
+        let merged_path = result.merged_path.clone().ok_or(NotAModel::NotMerged)?;
+        Ok(ModelMaterial {
+            source: crate::model::ModelSource::TrainingTask { task_id, merged_path },
+            base_model_id: self.base_model_id.clone(),
+            metrics: serde_json::to_value(result).unwrap_or_default(),
+        })
     }
 
     /// Whether `actor` may see and command this task: its owner, or an admin.

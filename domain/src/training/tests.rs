@@ -207,3 +207,38 @@ fn a_completed_task_cannot_be_started_or_stopped() {
         .when(TrainingTaskCommand::StopTraining { by: owner() })
         .then_expect_error(TrainingTaskError::InvalidState { status: TaskStatus::Completed, action: "stopped" });
 }
+
+#[test]
+fn only_a_completed_run_with_merged_weights_makes_a_model() {
+    let result = |merged_path: Option<&str>| TrainingResult {
+        steps: 4,
+        stop_reason: "completed".into(),
+        final_loss: Some(1.5),
+        best_eval_loss: None,
+        train_examples: 20,
+        eval_examples: 0,
+        device: "cpu".into(),
+        adapter_path: "training/1/adapter".into(),
+        merged_path: merged_path.map(str::to_owned),
+        duration_secs: 1.0,
+        eval_records_path: None,
+    };
+    let task = |events: Vec<TrainingTaskEvent>| {
+        let mut task = TrainingTask::default();
+        events.into_iter().for_each(|e| task.apply(e));
+        task
+    };
+    let running = task(vec![created(), requested(1), started(1)]);
+    assert_eq!(running.model_material(), Err(NotAModel::NotCompleted(TaskStatus::Running)));
+    let done = |merged| TrainingTaskEvent::TrainingCompleted { attempt: 1, result: result(merged) };
+    let unmerged = task(vec![created(), requested(1), started(1), done(None)]);
+    assert_eq!(unmerged.model_material(), Err(NotAModel::NotMerged));
+    let merged = task(vec![created(), requested(1), started(1), done(Some("training/1/merged"))]);
+    let made = merged.model_material().unwrap();
+    let source = crate::model::ModelSource::TrainingTask {
+        task_id: Uuid::from_u128(1),
+        merged_path: "training/1/merged".into(),
+    };
+    assert_eq!((made.source, made.base_model_id.as_str()), (source, "tiny"));
+    assert_eq!(made.metrics["steps"], 4);
+}

@@ -305,7 +305,7 @@ pub(crate) async fn adapter_file(
         .find(|(name, _)| *name == file)
         .ok_or_else(|| ApiError::NotFound("an adapter has adapter_config.json and adapter_model.safetensors".into()))?;
     let dir = state.data_dir.as_ref().ok_or_else(|| ApiError::NotFound("no adapter is stored here".into()))?;
-    let path = dir.join("training").join(id.to_string()).join("adapter").join(name);
+    let path = bonsai_infra::runs::task_dir(dir, id).join("adapter").join(name);
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -321,17 +321,7 @@ pub(crate) async fn adapter_file(
 /// The checkpoints of task `id` on disk, oldest first: `(step, folder)`.
 fn checkpoint_dirs(state: &AppState, id: Uuid) -> Vec<(u64, std::path::PathBuf)> {
     let Some(data_dir) = &state.data_dir else { return Vec::new() };
-    let Ok(entries) = std::fs::read_dir(data_dir.join("training").join(id.to_string())) else { return Vec::new() };
-    let mut found: Vec<(u64, std::path::PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
-            entry.path().is_dir().then(|| (step, entry.path()))
-        })
-        .collect();
-    found.sort_by_key(|(step, _)| *step);
-    found
+    bonsai_infra::runs::checkpoints(&bonsai_infra::runs::task_dir(data_dir, id))
 }
 
 /// The bytes of the files in `dir` (one level down, as a checkpoint is laid out, and below).
