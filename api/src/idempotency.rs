@@ -8,8 +8,15 @@
 //! - while the first request with that key is still being handled, 409 `idempotency_key_in_progress`.
 //!
 //! Only successful answers (2xx) are remembered: a failed attempt frees its key, so a retry tries again
-//! (the request did nothing, or nothing that the answer did not say). A key whose request never finished
-//! (its node was killed meanwhile) is in progress for [`ABANDONED_AFTER`], then free again.
+//! (the request did nothing, or nothing that the answer did not say).
+//!
+//! A key whose request never finished because its node died (killed, crashed, cut off: its lease in `nodes`
+//! lapsed, see `bonsai_infra::nodes`) is settled by the first retry that finds it so: the events appended
+//! since the request began that carry its request id (the commands' correlation id) say whether it
+//! committed. If it did, the key answers 409 `idempotency_key_committed` naming what was created
+//! (`details.aggregate_type`, `details.aggregate_id`), for as long as an answer is kept, so a retry never
+//! makes a second one; if it did not, the key is free and the retry runs. A key left by a node that
+//! recorded no name (from before nodes held leases) is settled so after [`ABANDONED_AFTER`].
 //!
 //! Where keys live: PostgreSQL (`idempotency_keys`), not Redis. The case this exists for is a crash, so the
 //! record must survive one as the events do; a unique row per `(user, key)` makes "first request wins" a
@@ -38,7 +45,7 @@ pub(crate) const HEADER: &str = "idempotency-key";
 /// How long a first answer is kept and replayed.
 const KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
 
-/// An in-progress key older than this belongs to a request whose node died: it is free again.
+/// An in-progress key older than this, whose node is not known, belongs to a request whose node died.
 const ABANDONED_AFTER: Duration = Duration::from_secs(300);
 
 /// Answers larger than this are not remembered (the key is freed): create answers are small JSON.
@@ -213,23 +220,25 @@ async fn handle(state: &AppState, user: Uuid, key: &str, request: Request, next:
             .map_err(internal)?;
     }
     let hasher = Hasher::new(&request);
-    // Free the key if its answer is older than a day, or its request was abandoned; then claim it.
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND \
-         (created_at < now() - make_interval(secs => $3) OR (status IS NULL AND created_at < now() - make_interval(secs => $4)))",
-    )
-    .bind(user)
-    .bind(key)
-    .bind(KEPT_FOR.as_secs_f64())
-    .bind(ABANDONED_AFTER.as_secs_f64())
-    .execute(pool)
-    .await
-    .map_err(internal)?;
+    // Free the key if its answer is older than a day; settle it if its request's node is gone; then claim it.
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at < now() - make_interval(secs => $3)")
+        .bind(user)
+        .bind(key)
+        .bind(KEPT_FOR.as_secs_f64())
+        .execute(pool)
+        .await
+        .map_err(internal)?;
+    settle_abandoned(state, user, key).await?;
+    let request_id = request.headers().get(crate::REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key) VALUES ($1, $2) ON CONFLICT (user_id, key) DO NOTHING",
+        "INSERT INTO idempotency_keys (user_id, key, node, request_id, after_position) \
+         SELECT $1, $2, $3, $4, COALESCE(max(global_position), 0) FROM events \
+         ON CONFLICT (user_id, key) DO NOTHING",
     )
     .bind(user)
     .bind(key)
+    .bind(&state.node.name)
+    .bind(request_id)
     .execute(pool)
     .await
     .map_err(internal)?
@@ -251,6 +260,10 @@ async fn handle(state: &AppState, user: Uuid, key: &str, request: Request, next:
             None => conflict("idempotency_key_in_progress", "a request with this Idempotency-Key is in progress"),
             Some((_, None, ..)) => {
                 conflict("idempotency_key_in_progress", "a request with this Idempotency-Key is in progress")
+            }
+            // Its first request was cut off after it committed: whatever this one is, the key is spent.
+            Some((None, Some(status), content_type, location, body)) if status == COMMITTED => {
+                replay(status, content_type, location, body.unwrap_or_default())
             }
             Some((first, Some(status), content_type, location, body)) => {
                 if first.is_none() || first != digest {
@@ -295,6 +308,76 @@ async fn handle(state: &AppState, user: Uuid, key: &str, request: Request, next:
             Ok(response)
         }
     }
+}
+
+/// The status a key settled as committed answers (with `request_sha256` empty).
+const COMMITTED: i16 = 409;
+
+/// Settles `key` if its request is in progress on a node that is gone (see the module's comment).
+async fn settle_abandoned(state: &AppState, user: Uuid, key: &str) -> Result<(), ApiError> {
+    let pool = &state.pool;
+    let abandoned: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT k.request_id, k.after_position FROM idempotency_keys k \
+         WHERE k.user_id = $1 AND k.key = $2 AND k.status IS NULL AND CASE \
+           WHEN k.node IS NULL THEN k.created_at < now() - make_interval(secs => $3) \
+           ELSE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.name = k.node \
+                              AND n.renewed_at > now() - make_interval(secs => $4)) \
+                AND k.created_at < now() - make_interval(secs => $4) END",
+    )
+    .bind(user)
+    .bind(key)
+    .bind(ABANDONED_AFTER.as_secs_f64())
+    .bind(state.node.lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+    .map_err(internal)?;
+    let Some((request_id, after)) = abandoned else { return Ok(()) };
+    let committed: Option<(String, String)> = match (request_id, after) {
+        (Some(request_id), Some(after)) => sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id FROM events \
+             WHERE global_position > $1 AND metadata->>'correlation_id' = $2 ORDER BY global_position LIMIT 1",
+        )
+        .bind(after)
+        .bind(request_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(internal)?,
+        _ => None,
+    };
+    match committed {
+        None => {
+            tracing::info!(%user, "a keyed request's node is gone and it committed nothing: its key is free");
+            sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status IS NULL")
+                .bind(user)
+                .bind(key)
+                .execute(pool)
+                .await
+                .map_err(internal)?;
+        }
+        Some((aggregate_type, aggregate_id)) => {
+            tracing::info!(%user, %aggregate_type, %aggregate_id, "a keyed request's node is gone after it committed");
+            let body = serde_json::json!({"error": {
+                "code": "idempotency_key_committed",
+                "message": format!(
+                    "the first request with this Idempotency-Key was cut off by a node failure after it committed: \
+                     it created or changed {aggregate_type} {aggregate_id}"
+                ),
+                "details": {"aggregate_type": aggregate_type, "aggregate_id": aggregate_id},
+            }});
+            sqlx::query(
+                "UPDATE idempotency_keys SET status = $3, content_type = 'application/json', body = $4, \
+                 created_at = now() WHERE user_id = $1 AND key = $2 AND status IS NULL",
+            )
+            .bind(user)
+            .bind(key)
+            .bind(COMMITTED)
+            .bind(body.to_string().into_bytes())
+            .execute(pool)
+            .await
+            .map_err(internal)?;
+        }
+    }
+    Ok(())
 }
 
 /// A successful answer with its parts to remember, or the answer as it is (not to be remembered).

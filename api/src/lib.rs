@@ -15,7 +15,7 @@ mod state;
 
 pub use auth::{RateLimitSettings, RateLimits, TokenSettings};
 pub use error::{ApiError, ErrorBody};
-pub use state::{AppState, NodeGauges, VirusScan, DEFAULT_MAX_UPLOAD_BYTES};
+pub use state::{AppState, NodeGauges, NodeIdentity, VirusScan, DEFAULT_MAX_UPLOAD_BYTES};
 
 use axum::http::{HeaderName, Request};
 use axum::Router;

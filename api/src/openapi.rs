@@ -16,9 +16,9 @@ use utoipa_swagger_ui::SwaggerUi;
         revoke_user_api_key, list_users,
         create_user, get_user, patch_user, events, history, upload, list_datasets, get_dataset, validate_dataset,
         preview_dataset, archive_dataset, create_task, list_tasks, get_task, task_progress, task_events, task_checkpoints, task_socket, adapter_file, start_task, stop_task,
-        register_model, list_models, get_model, deploy_model, undeploy_model, test_model, make_default, set_alias,
+        register_model, list_models, get_model, deploy_model, undeploy_model, test_model, make_default, set_alias, remove_alias,
         routing, rollback, base_models, ask, qa_history, conversation,
-        delete_history, delete_all_history, delete_user_history, get_question, list_alerts, get_alert, acknowledge_alert, resolve_alert,
+        delete_history, delete_all_history, delete_user_history, get_question, list_nodes, list_alerts, get_alert, acknowledge_alert, resolve_alert,
         create_file, list_files, get_file, create_job, list_jobs, get_job, cancel_job, list_events, list_checkpoints
     ),
     components(schemas(
@@ -30,7 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
         RegisterModelRequest, ModelDto, ModelPage, ModelAccepted, TestRequest, AliasRequest, Routing, BaseModelDto,
         BaseModelList, AskRequest, QuestionDto, QuestionPage,
         ConversationPage, HistoryDeleted, AlertDto, AlertPage, AlertAction, AlertAccepted, SessionDto, SessionList,
-        CreateApiKeyRequest, CreatedApiKey, ApiKeyDto, ApiKeyList
+        CreateApiKeyRequest, CreatedApiKey, ApiKeyDto, ApiKeyList, NodeDto, NodeList
     )),
     modifiers(&BearerAuth, &CommonParts),
     tags((name = "auth"), (name = "users"), (name = "audit"), (name = "datasets"), (name = "training"), (name = "models"), (name = "qa"), (name = "alerts"), (name = "health"),

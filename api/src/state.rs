@@ -48,6 +48,8 @@ pub struct AppState {
     pub scan_metrics: Arc<crate::metrics::ScanMetrics>,
     /// The built web console, served at `/` (see [`crate::console`]); none: `/` is a JSON 404.
     pub console_dir: Option<std::path::PathBuf>,
+    /// This node's name in the `nodes` table and the lease every node holds (see [`bonsai_infra::nodes`]).
+    pub node: NodeIdentity,
 }
 
 /// How uploads are scanned.
@@ -56,6 +58,19 @@ pub struct VirusScan {
     /// Whether an upload is refused (503 `virus_scan_unavailable`) when the scanner cannot give a verdict;
     /// otherwise it is accepted unscanned, with a warning in the log and a `failed` scan in `/metrics`.
     pub required: bool,
+}
+
+/// Who this node is among the deployment's nodes.
+#[derive(Clone)]
+pub struct NodeIdentity {
+    pub name: String,
+    pub lease: std::time::Duration,
+}
+
+impl Default for NodeIdentity {
+    fn default() -> Self {
+        Self { name: bonsai_infra::nodes::instance_name("bonsai"), lease: std::time::Duration::from_secs(15) }
+    }
 }
 
 /// See [`AppState::node_gauges`].
@@ -88,7 +103,14 @@ impl AppState {
             virus_scan: None,
             scan_metrics: Arc::default(),
             console_dir: None,
+            node: NodeIdentity::default(),
         }
+    }
+
+    /// This node's name among the deployment's nodes, and their lease.
+    pub fn with_node(mut self, node: NodeIdentity) -> Self {
+        self.node = node;
+        self
     }
 
     /// Gauges of this node for `/metrics`.

@@ -11,6 +11,13 @@ fn store(e: sqlx::Error) -> CommandError {
     CommandError::Store(e.to_string())
 }
 
+/// Every alias event: `alias`, `aggregate_id`, `event_type`, `global_position`. The latest for an alias says
+/// where it points (set) or that it points nowhere (removed).
+const ALIAS_EVENTS: &str =
+    "SELECT COALESCE(payload->'ModelAliasSet'->>'alias', payload->'ModelAliasRemoved'->>'alias') \
+     AS alias, aggregate_id, event_type, global_position FROM events WHERE aggregate_type = 'Model' \
+     AND event_type IN ('ModelAliasSet', 'ModelAliasRemoved')";
+
 fn ids(rows: Vec<String>) -> Vec<Uuid> {
     rows.iter().filter_map(|id| id.parse().ok()).collect()
 }
@@ -34,30 +41,33 @@ impl CommandBus {
         Ok(None)
     }
 
-    /// The model `alias` names (set on it last), if any.
+    /// The model `alias` names (set on it last, and not removed since), if any.
     pub async fn alias_target(&self, alias: &str) -> Result<Option<Uuid>, CommandError> {
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT aggregate_id FROM events WHERE aggregate_type = 'Model' AND event_type = 'ModelAliasSet' \
-             AND payload->'ModelAliasSet'->>'alias' = $1 ORDER BY global_position DESC LIMIT 1",
-        )
+        let last: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT aggregate_id, event_type FROM ({ALIAS_EVENTS}) a WHERE alias = $1 \
+             ORDER BY global_position DESC LIMIT 1"
+        ))
         .bind(alias)
         .fetch_optional(self.pool())
         .await
         .map_err(store)?;
-        Ok(id.and_then(|id| id.parse().ok()))
+        Ok(last.filter(|(_, kind)| kind == "ModelAliasSet").and_then(|(id, _)| id.parse().ok()))
     }
 
     /// Every alias with the model it names, by alias.
     pub async fn aliases(&self) -> Result<Vec<(String, Uuid)>, CommandError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT DISTINCT ON (alias) alias, aggregate_id FROM (SELECT payload->'ModelAliasSet'->>'alias' AS alias, \
-             aggregate_id, global_position FROM events WHERE aggregate_type = 'Model' \
-             AND event_type = 'ModelAliasSet') a ORDER BY alias, global_position DESC",
-        )
+        let rows: Vec<(String, String, String)> = sqlx::query_as(&format!(
+            "SELECT DISTINCT ON (alias) alias, aggregate_id, event_type FROM ({ALIAS_EVENTS}) a \
+             ORDER BY alias, global_position DESC"
+        ))
         .fetch_all(self.pool())
         .await
         .map_err(store)?;
-        Ok(rows.into_iter().filter_map(|(alias, id)| Some((alias, id.parse().ok()?))).collect())
+        Ok(rows
+            .into_iter()
+            .filter(|(_, _, kind)| kind == "ModelAliasSet")
+            .filter_map(|(alias, id, _)| Some((alias, id.parse().ok()?)))
+            .collect())
     }
 
     /// Of `siblings` (the other versions of a model's name), the one deployed last, if any was.

@@ -9,6 +9,7 @@ mod file_gc;
 pub mod files;
 pub mod host;
 mod models;
+pub mod nodes;
 pub mod redis;
 pub mod runs;
 pub mod scan;

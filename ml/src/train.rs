@@ -17,7 +17,9 @@ pub mod gpu;
 pub mod kernels;
 pub mod optim;
 pub mod session;
+pub mod warnings;
 
 pub use api::{merge_folders, train, Device, TrainConfig, TrainOutcome, EVAL_RECORDS_FILE};
 pub use error::TrainError;
 pub use session::{Hyper, Progress, RunState, Session, StepRecord, StopReason};
+pub use warnings::{warnings, RunWarning};

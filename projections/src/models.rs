@@ -87,7 +87,7 @@ impl Projection for ModelsProjection {
             .bind(seq)
             .bind(at),
             // Defaults and aliases are read from the event store (bonsai_commands::routing).
-            ModelEvent::ModelMadeDefault | ModelEvent::ModelAliasSet { .. } => {
+            ModelEvent::ModelMadeDefault | ModelEvent::ModelAliasSet { .. } | ModelEvent::ModelAliasRemoved { .. } => {
                 sqlx::query("UPDATE models_view SET version = $2, updated_at = $3 WHERE id = $1")
                     .bind(id)
                     .bind(seq)

@@ -106,6 +106,7 @@ impl Projection for TrainingProjection {
                 sqlx::query(
                     "UPDATE training_tasks_view SET step = $2, total_steps = $3, epoch = $4, loss = $5, \
                      learning_rate = $6, tokens_per_sec = $7, eta_secs = $8, eval_loss = COALESCE($9, eval_loss), \
+                     status = CASE WHEN status = 'interrupted' THEN 'running' ELSE status END, \
                      version = $10, updated_at = $11 WHERE id = $1",
                 )
                 .bind(id)
@@ -117,6 +118,18 @@ impl Projection for TrainingProjection {
                 .bind(m.tokens_per_sec)
                 .bind(m.eta_secs)
                 .bind(m.eval_loss)
+                .bind(seq)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
+            TrainingTaskEvent::TrainingInterrupted { step, .. } => {
+                sqlx::query(
+                    "UPDATE training_tasks_view SET status = 'interrupted', step = $2, eta_secs = NULL, \
+                     tokens_per_sec = NULL, version = $3, updated_at = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(step as i64)
                 .bind(seq)
                 .bind(at)
                 .execute(conn)

@@ -48,6 +48,8 @@ pub struct Application {
     /// The devices whose training tasks this node runs.
     training_devices: String,
     training_threads: usize,
+    /// This node's name and the lease every node holds (see `bonsai_infra::nodes`).
+    node: bonsai_api::NodeIdentity,
     alerts: AlertSettings,
     /// This node's checks of its own health (5xx, dependencies, panics).
     system_alerts: crate::system_alerts::SystemAlertSettings,
@@ -147,7 +149,17 @@ impl Application {
             Some(redis) => RateLimits::shared(limits, redis, &settings.nats_prefix),
             None => RateLimits::new(limits),
         };
+        anyhow::ensure!(
+            settings.node_lease_secs >= 0.3 && settings.node_lease_secs.is_finite(),
+            "BONSAI__NODE_LEASE_SECS must be at least 0.3"
+        );
+        let host = settings.alerts.node_name.clone().unwrap_or_else(node_name);
+        let node = bonsai_api::NodeIdentity {
+            name: bonsai_infra::nodes::instance_name(&host),
+            lease: Duration::from_secs_f64(settings.node_lease_secs),
+        };
         let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
+            .with_node(node.clone())
             .with_datasets(files.clone(), settings.max_upload_bytes)
             .with_models(models.clone())
             .with_nats_prefix(settings.nats_prefix.clone())
@@ -196,6 +208,7 @@ impl Application {
             answer_cache,
             training_devices: settings.training_devices.clone(),
             training_threads: settings.training_threads,
+            node,
             engines,
             system_alerts: crate::system_alerts::SystemAlertSettings {
                 every: Duration::from_secs_f64(settings.alerts.check_every_secs.max(0.0)),
@@ -247,6 +260,7 @@ impl Application {
             bonsai_api::ops_router(self.state.clone())
         };
         let stop = shutdown.clone();
+        let addr = self.local_addr().to_string();
         let (listener, tls) = (self.listener, self.tls);
         let guard = crate::http::Guard::new(self.http_limits);
         let limits = self.http_limits;
@@ -264,6 +278,10 @@ impl Application {
             };
             ("http".to_owned(), served.context("http server"))
         });
+        // Every node holds its lease, and finds the training runs of nodes whose lease lapsed.
+        let (pool, commands, node, stop) =
+            (self.pool.clone(), self.commands.clone(), self.node.clone(), shutdown.clone());
+        tasks.spawn(async move { ("node-lease".to_owned(), hold_lease(pool, commands, node, role, addr, stop).await) });
         // Every node: sealed values it reads or writes, and the relay wake-ups after the events it appends.
         let (pool, stop) = (self.pool.clone(), shutdown.clone());
         tasks.spawn(async move { ("data-key-erasures".to_owned(), follow_key_erasures(pool, stop).await) });
@@ -301,7 +319,9 @@ impl Application {
                     self.data_dir.clone(),
                     device,
                 )
-                .with_threads(self.training_threads);
+                .with_threads(self.training_threads)
+                .with_node(&self.node.name)
+                .with_lease(self.node.lease);
                 let stop = shutdown.clone();
                 let name = format!("worker:training:{device}");
                 tasks.spawn(async move { (name, trainer.run(stop).await) });
@@ -364,7 +384,53 @@ impl Application {
                 }
             }
         }
+        // Stopped: its lease ends now, not when it would lapse.
+        if let Err(error) = bonsai_infra::nodes::leave(&self.pool, &self.node.name).await {
+            tracing::warn!(%error, "could not end this node's lease");
+        }
         failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Registers node `node`, renews its lease every third of it until `shutdown`, and after each renewal records
+/// the training runs of nodes whose lease lapsed as interrupted. A renewal that fails is tried again at the
+/// next tick (the lease lapses only if they all fail for a whole lease).
+async fn hold_lease(
+    pool: PgPool,
+    commands: CommandBus,
+    node: bonsai_api::NodeIdentity,
+    role: NodeRole,
+    addr: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use bonsai_infra::nodes;
+    nodes::register(&pool, &node.name, role.as_str(), &addr).await.context("registering this node")?;
+    tracing::info!(node = %node.name, lease_secs = node.lease.as_secs_f64(), "node registered");
+    let mut tick = tokio::time::interval(node.lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        ticks += 1;
+        match nodes::renew(&pool, &node.name).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Err(error) = nodes::register(&pool, &node.name, role.as_str(), &addr).await {
+                    tracing::warn!(%error, "could not register this node again");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not renew this node's lease"),
+        }
+        if let Err(error) = bonsai_workers::interrupt_lost_runs(&commands, node.lease).await {
+            tracing::warn!(%error, "could not look for the training runs of lost nodes");
+        }
+        // Once an hour or so: forget nodes gone for a day.
+        if ticks.is_multiple_of(3 * 3600 / node.lease.as_secs().max(1)) {
+            let _ = nodes::forget_gone(&pool, Duration::from_secs(24 * 3600)).await;
+        }
     }
 }
 

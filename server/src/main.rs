@@ -157,6 +157,13 @@ fn main() -> anyhow::Result<()> {
             match bonsai_server::watch::watch(&url, &token, &id, false).await? {
                 bonsai_server::watch::Ended::Completed(result) => {
                     println!("completed: {result}");
+                    for warning in result["warnings"].as_array().into_iter().flatten() {
+                        eprintln!(
+                            "warning ({}): {}",
+                            warning["code"].as_str().unwrap_or_default(),
+                            warning["message"].as_str().unwrap_or_default()
+                        );
+                    }
                     Ok(())
                 }
                 bonsai_server::watch::Ended::Stopped { step } => {

@@ -83,6 +83,10 @@ pub struct Settings {
     pub training_devices: String,
     /// Threads a CPU training run computes on (0: one per core). Fewer leave cores to serving and the API.
     pub training_threads: usize,
+    /// Every node renews a lease in PostgreSQL every third of this (seconds); a node that has not renewed
+    /// it for this long is gone: its training runs show as interrupted (JetStream gives them to another
+    /// worker after four leases), and retries of the keyed requests it was answering are settled.
+    pub node_lease_secs: f64,
     /// Intra-op threads of each ONNX Runtime session that answers questions (0: one per core).
     pub serving_threads: usize,
     /// Rows of each deployed model's shared decode batch on this node: how many answers it generates at once
@@ -287,6 +291,7 @@ impl Default for Settings {
             answer_cache_ttl_secs: 24 * 3600,
             training_devices: "cpu,cuda".into(),
             training_threads: 0,
+            node_lease_secs: 15.0,
             serving_threads: 0,
             serving_slots: 8,
             serving_slot_tokens: 0,

@@ -105,6 +105,13 @@ pub async fn watch(url: &str, token: &str, id: &str, quiet: bool) -> anyhow::Res
                     bar.set_position(m["step"].as_u64().unwrap_or(0));
                     bar.set_message(describe(&m));
                 }
+                TrainingTaskEvent::TrainingInterrupted { step, reason, .. } => {
+                    let message = format!("interrupted at step {step} ({reason}); waiting for a worker to resume it");
+                    if lines {
+                        println!("{message}");
+                    }
+                    bar.set_message(message);
+                }
                 TrainingTaskEvent::TrainingStopRequested { .. } => bar.set_message("stopping"),
                 TrainingTaskEvent::TrainingCompleted { result, .. } => {
                     bar.finish();

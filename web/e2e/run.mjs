@@ -661,6 +661,7 @@ const scenarios = [
       await row(1).locator('[data-testid=model-link]').click();
       await page.waitForURL(/\/models\/[0-9a-f-]{36}$/);
       await page.waitForSelector('[data-testid=default-tag]');
+      const modelUrl = page.url();
       await page.fill('#alias-input', 'production');
       await page.click('button:has-text("Set alias")');
       await page.waitForSelector('.ant-card-head .ant-tag:has-text("production")', { timeout: 20000 });
@@ -670,6 +671,16 @@ const scenarios = [
       await showsText(page, '[data-testid=model-select]', `${MODEL_NAME} v1 (default, production)`, 20000);
       await noInjected(page, 'the chat');
       await shot('chat-default');
+      // An alias is removed by closing its tag: it names nothing any more.
+      await page.goto(modelUrl);
+      await page.fill('#alias-input', 'canary');
+      await page.click('button:has-text("Set alias")');
+      await page.waitForSelector('[data-testid=alias-canary]', { timeout: 20000 });
+      await page.click('[data-testid=alias-canary] .ant-tag-close-icon');
+      await until('the alias is removed', async () => !('canary' in (await api(base, '/api/models/aliases', { token: bearer })).json.aliases), 20000);
+      await page.waitForSelector('[data-testid=alias-canary]', { state: 'detached', timeout: 20000 });
+      await page.waitForSelector('[data-testid=alias-production]');
+      await shot('alias-removed');
     },
   },
   {

@@ -1,7 +1,8 @@
 //! The alert worker (design 6.3): raises alerts from the platform's events and from resource checks.
 //!
-//! - Training: a run that fails raises `training_failed` for the task's owner; a later run that completes
-//!   resolves the task's earlier ones.
+//! - Training: a run that fails raises `training_failed` for the task's owner, one that completes with a warning
+//!   about its loss curve (`loss_not_falling`, `eval_loss_rising`) raises `training_warning`; a later run that
+//!   completes resolves the task's earlier failures.
 //! - Models: a failed export raises `model_export_failed`; a test whose accuracy falls more than
 //!   `accuracy_drop` below the model's previous test (or, for a first test, below the previous version's
 //!   last accuracy) raises `accuracy_drop` (critical while the model is deployed), and one under
@@ -193,8 +194,8 @@ impl AlertWorker {
             Event::TrainingTask(TrainingTaskEvent::TrainingFailed { attempt, code, message }) => {
                 self.training_failed(id, attempt, &code, &message, &meta).await
             }
-            Event::TrainingTask(TrainingTaskEvent::TrainingCompleted { attempt, .. }) => {
-                self.training_completed(id, attempt, &meta).await
+            Event::TrainingTask(TrainingTaskEvent::TrainingCompleted { attempt, result }) => {
+                self.training_completed(id, attempt, &result.warnings, &meta).await
             }
             Event::Model(ModelEvent::ModelExportFailed { code, message }) => {
                 self.export_failed(id, &code, &message, &meta).await
@@ -238,13 +239,37 @@ impl AlertWorker {
         self.raise(&format!("training_failed/{task}/{attempt}"), spec, false, meta).await
     }
 
-    async fn training_completed(&self, task: Uuid, attempt: u32, meta: &CommandMetadata) -> Result<(), CommandError> {
+    async fn training_completed(
+        &self,
+        task: Uuid,
+        attempt: u32,
+        warnings: &[bonsai_domain::training::TrainingWarning],
+        meta: &CommandMetadata,
+    ) -> Result<(), CommandError> {
         // The ids of the earlier runs' alerts are known (no view needed); resolving one never raised is a no-op.
         for earlier in 1..attempt {
             let id = alert_id(&format!("training_failed/{task}/{earlier}"));
             self.resolve(id, format!("run {attempt} of the task completed"), meta).await?;
         }
-        Ok(())
+        if warnings.is_empty() {
+            return Ok(());
+        }
+        let (name, owner) = match creation(&self.pool, AggregateKind::TrainingTask, task).await? {
+            Some(Event::TrainingTask(TrainingTaskEvent::TrainingTaskCreated { name, owner_id, .. })) => {
+                (name, Some(owner_id))
+            }
+            _ => (String::new(), None),
+        };
+        let said: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+        let spec = AlertSpec {
+            kind: "training_warning".into(),
+            severity: Severity::Warning,
+            subject: format!("TrainingTask/{task}"),
+            message: format!("training task '{name}' completed run {attempt} with a warning: {}", said.join("; ")),
+            details: json!({"task_id": task, "task_name": name, "attempt": attempt, "warnings": warnings}),
+            owner_id: owner,
+        };
+        self.raise(&format!("training_warning/{task}/{attempt}"), spec, false, meta).await
     }
 
     async fn export_failed(

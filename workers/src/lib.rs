@@ -20,5 +20,5 @@ pub use consumer::{Processed, ProjectionConsumer};
 pub use notices::{follow_key_erasures, follow_model_events, follow_user_events};
 pub use relay::{Relay, RelayError, RelayWaker};
 pub use serving::{matches_expected, Engines, ModelWorker, QaWorker};
-pub use training::{latest_checkpoint, model_of, TrainingWorker};
+pub use training::{interrupt_lost_runs, latest_checkpoint, model_of, TrainingWorker, DEFAULT_NODE_LEASE};
 pub use validation::ValidationWorker;

@@ -26,6 +26,7 @@ use bonsai_commands::{CommandBus, CommandError, CommandMetadata};
 use bonsai_domain::model::{ModelCommand, ModelError};
 use bonsai_domain::training::{
     TaskStatus, TrainingConfig, TrainingMetrics, TrainingResult, TrainingTaskCommand, TrainingTaskEvent,
+    TrainingWarning,
 };
 use bonsai_domain::{AggregateKind, Event};
 use bonsai_infra::{FileStore, FileStoreError, LocalModels};
@@ -43,8 +44,9 @@ use uuid::Uuid;
 /// How often a running task's progress is recorded at most (evaluations are always recorded).
 pub(crate) const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How often the worker tells JetStream that a long run is still in progress.
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How long a node's lease lasts by default (`BONSAI__NODE_LEASE_SECS`): a run whose node has not renewed
+/// it for this long is interrupted, and JetStream gives its message to another worker after four leases.
+pub const DEFAULT_NODE_LEASE: Duration = Duration::from_secs(15);
 
 pub struct TrainingWorker {
     /// The device whose tasks this worker runs (`cpu` or `cuda`): each device has a durable consumer of its
@@ -59,6 +61,8 @@ pub struct TrainingWorker {
     progress_interval: Duration,
     /// Threads a CPU run computes on (0: one per core).
     threads: usize,
+    /// The node's lease: a run's message is given to another worker after four leases without news.
+    lease: Duration,
 }
 
 /// Why a run could not be carried out: recorded as the task's failure.
@@ -93,6 +97,8 @@ enum Ended {
     Failed(Failure),
     /// The worker is shutting down: the run stays the task's current one and is picked up again.
     Interrupted,
+    /// Another worker took the run over (this one was taken for lost): it is that worker's now.
+    Superseded,
 }
 
 /// The trainer's configuration for a task's settings.
@@ -185,6 +191,40 @@ fn metrics(p: &Progress) -> TrainingMetrics {
     }
 }
 
+/// Records as interrupted every run whose worker's node is gone: the task shows `running` (or `stopping`),
+/// has had no news for a lease, and no live node's name prefixes its worker's. Returns how many it recorded.
+/// Every node runs this; the TrainingTask aggregate records each loss once (a run another worker has taken
+/// meanwhile is left alone).
+pub async fn interrupt_lost_runs(commands: &CommandBus, lease: Duration) -> Result<usize, CommandError> {
+    let lost: Vec<(Uuid, i32, String)> = sqlx::query_as(
+        "SELECT v.id, v.attempt, v.worker FROM training_tasks_view v \
+         WHERE v.status IN ('running', 'stopping') AND v.worker IS NOT NULL \
+           AND v.updated_at < now() - make_interval(secs => $1) \
+           AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.renewed_at > now() - make_interval(secs => $1) \
+                             AND starts_with(v.worker, n.name || '/'))",
+    )
+    .bind(lease.as_secs_f64())
+    .fetch_all(commands.pool())
+    .await
+    .map_err(|e| CommandError::Store(e.to_string()))?;
+    let mut recorded = 0;
+    for (task_id, attempt, worker) in lost {
+        let meta = CommandMetadata::system(format!("lease:{worker}"));
+        let command = TrainingTaskCommand::RecordTrainingInterrupted {
+            attempt: attempt as u32,
+            worker: worker.clone(),
+            reason: "worker_lost".to_owned(),
+        };
+        let before = commands.load::<bonsai_domain::training::TrainingTask>(task_id).await?.status;
+        commands.execute(task_id, command, &meta).await?;
+        if before.is_running() {
+            tracing::warn!(%task_id, attempt, %worker, "the node running this training is gone: run interrupted");
+            recorded += 1;
+        }
+    }
+    Ok(recorded)
+}
+
 /// The id of the model run `attempt` of task `task_id` becomes (with `register_as`).
 pub fn model_of(task_id: Uuid, attempt: u32) -> Uuid {
     Uuid::new_v5(&task_id, format!("model/{attempt}").as_bytes())
@@ -212,10 +252,28 @@ impl TrainingWorker {
             files,
             models,
             data_dir,
-            name: format!("{host}/{}/{device}", std::process::id()),
+            name: format!("{}/{device}", bonsai_infra::nodes::instance_name(&host)),
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             threads: 0,
+            lease: DEFAULT_NODE_LEASE,
         }
+    }
+
+    /// Runs as a worker of node `node` (its name in `nodes`, whose lease says whether this worker is alive).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.name = format!("{node}/{}", self.device);
+        self
+    }
+
+    /// The node lease: JetStream gives a run's message to another worker after four leases without news
+    /// (the worker sends news every sixth of that).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    fn ack_wait(&self) -> Duration {
+        self.lease * 4
     }
 
     /// Runs CPU training on `threads` threads (0: one per core), leaving the other cores to serving and the API.
@@ -248,8 +306,8 @@ impl TrainingWorker {
         let spec = WorkerConsumer {
             name: self.durable_name(),
             subjects: vec![self.bus.subjects.events_of(AggregateKind::TrainingTask)],
-            // A run keeps its message alive every KEEP_ALIVE; a worker silent for this long has died.
-            ack_wait: Duration::from_secs(60),
+            // A run keeps its message alive every sixth of this; a worker silent for this long has died.
+            ack_wait: self.ack_wait(),
             concurrency: 1,
             // Each worker holds one message at most: this bounds the workers training at once.
             max_in_flight: 256,
@@ -308,7 +366,9 @@ impl TrainingWorker {
             self.register_model(task_id, &task, meta).await?;
             return Ok(Processed::AlreadyApplied);
         }
-        if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
+        if task.attempt != attempt
+            || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running | TaskStatus::Interrupted)
+        {
             return Ok(Processed::AlreadyApplied);
         }
         let (Some(config), Some(dataset)) = (task.config.clone(), task.dataset.clone()) else {
@@ -344,7 +404,19 @@ impl TrainingWorker {
         let command = match ended {
             Ended::Interrupted => {
                 tracing::info!(attempt, "training interrupted by shutdown; it resumes when a worker restarts");
+                let interrupted = TrainingTaskCommand::RecordTrainingInterrupted {
+                    attempt,
+                    worker: self.name.clone(),
+                    reason: "shutdown".to_owned(),
+                };
+                if let Err(error) = self.commands.execute(task_id, interrupted, meta).await {
+                    tracing::warn!(%error, "could not record the interruption");
+                }
                 return Ok(Processed::Retried);
+            }
+            Ended::Superseded => {
+                tracing::warn!(attempt, "another worker took this run over; leaving it to that worker");
+                return Ok(Processed::AlreadyApplied);
             }
             Ended::Failed(failure) => {
                 self.record_failure(task_id, attempt, failure, meta).await?;
@@ -376,6 +448,10 @@ impl TrainingWorker {
                         .map(|run| run.join(bonsai_ml::train::EVAL_RECORDS_FILE))
                         .filter(|file| file.is_file())
                         .map(|file| relative(&file, &self.data_dir)),
+                    warnings: bonsai_ml::train::warnings(&outcome.history)
+                        .into_iter()
+                        .map(|w| TrainingWarning { code: w.code, message: w.message })
+                        .collect(),
                 },
             },
         };
@@ -517,7 +593,8 @@ impl TrainingWorker {
         let mut pending: Option<Progress> = None;
         let mut interrupted = false;
         let mut watch = tokio::time::interval(Duration::from_secs(1));
-        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        let mut keep_alive = tokio::time::interval(self.ack_wait() / 6);
+        let mut superseded = false;
         let outcome = loop {
             tokio::select! {
                 done = &mut done_rx => break done,
@@ -549,7 +626,17 @@ impl TrainingWorker {
                     }
                     // A store that cannot be read now is asked again next second; the run goes on.
                     match self.commands.load::<bonsai_domain::training::TrainingTask>(task_id).await {
-                        Ok(state) if state.attempt != attempt || state.status != TaskStatus::Running => {
+                        // Taken for lost while it ran (its node's lease lapsed), and resumed by another worker.
+                        Ok(state) if state.worker.as_deref() != Some(self.name.as_str()) => {
+                            superseded = true;
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                        // Stopped, or another run: an interrupted status is this run taken for lost too
+                        // early; its next report shows it running again.
+                        Ok(state)
+                            if state.attempt != attempt
+                                || !matches!(state.status, TaskStatus::Running | TaskStatus::Interrupted) =>
+                        {
                             cancel.store(true, Ordering::Relaxed);
                         }
                         Ok(_) => {}
@@ -580,6 +667,7 @@ impl TrainingWorker {
         }
         match outcome {
             Err(_) => Ended::Failed(Failure::new("training_error", "the training thread panicked")),
+            Ok(Ok(outcome)) if superseded && outcome.stop == StopReason::Cancelled => Ended::Superseded,
             Ok(Ok(outcome)) if interrupted && outcome.stop == StopReason::Cancelled => Ended::Interrupted,
             Ok(Ok(outcome)) => Ended::Trained(outcome),
             Ok(Err(error)) => Ended::Failed(error.into()),

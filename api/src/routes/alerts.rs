@@ -21,7 +21,7 @@ use uuid::Uuid;
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AlertDto {
     pub id: Uuid,
-    /// `training_failed`, `model_export_failed`, `model_test_failed`, `accuracy_drop`,
+    /// `training_failed`, `training_warning`, `model_export_failed`, `model_test_failed`, `accuracy_drop`,
     /// `accuracy_below_minimum`, `disk_space_low`, `memory_high`, `infected_upload`.
     pub kind: String,
     /// `info`, `warning` or `critical`.

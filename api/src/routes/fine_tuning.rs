@@ -446,7 +446,8 @@ fn job_status(row: &TaskRow, register: Option<&RegisterAs>, model: Option<&Model
     let error = |code: Option<&str>, message: Option<&str>| json!({"code": code, "message": message, "param": null});
     match row.status.as_str() {
         "created" | "queued" => ("queued", Value::Null),
-        "running" => ("running", Value::Null),
+        // Interrupted: waiting for another worker to resume it, which OpenAI's states call running.
+        "running" | "interrupted" => ("running", Value::Null),
         "stopping" | "stopped" => ("cancelled", Value::Null),
         "failed" => ("failed", error(row.error_code.as_deref(), row.error_message.as_deref())),
         _ => match (register, model) {
@@ -647,14 +648,28 @@ async fn job_events(state: &AppState, row: &TaskRow) -> Result<Vec<JobEvent>, Ap
                     "tokens_per_sec": m.tokens_per_sec});
                 event(position, at, "info", message, "metrics", data)
             }
+            TrainingTaskEvent::TrainingInterrupted { step, worker, reason, .. } => event(
+                position,
+                at,
+                "warn",
+                format!("Fine-tuning job interrupted at step {step} ({reason} on {worker}); it resumes from its last checkpoint"),
+                "message",
+                json!({"step": step, "reason": reason}),
+            ),
             TrainingTaskEvent::TrainingStopRequested { .. } => info("Cancelling the fine-tuning job".into()),
             TrainingTaskEvent::TrainingStopped { step, .. } => {
                 info(format!("Fine-tuning job cancelled at step {step}"))
             }
             TrainingTaskEvent::TrainingCompleted { result, .. } => {
                 let data = json!({"step": result.steps, "train_loss": result.final_loss,
-                    "valid_loss": result.best_eval_loss, "duration_secs": result.duration_secs});
-                event(position, at, "info", format!("Training completed: {} steps", result.steps), "message", data)
+                    "valid_loss": result.best_eval_loss, "duration_secs": result.duration_secs,
+                    "warnings": result.warnings});
+                let mut message = format!("Training completed: {} steps", result.steps);
+                for warning in &result.warnings {
+                    message.push_str(&format!(". Warning ({}): {}", warning.code, warning.message));
+                }
+                let level = if result.warnings.is_empty() { "info" } else { "warn" };
+                event(position, at, level, message, "message", data)
             }
             TrainingTaskEvent::TrainingFailed { code, message, .. } => event(
                 position,

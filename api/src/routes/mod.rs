@@ -87,7 +87,9 @@ pub(crate) fn router(max_upload_bytes: u64) -> Router<AppState> {
         .route("/api/models/base", get(models::base_models))
         .route("/api/models/{id}/default", post(models::make_default))
         .route("/api/models/{id}/aliases", post(models::set_alias))
+        .route("/api/models/{id}/aliases/{alias}", delete(models::remove_alias))
         .route("/api/models/{id}/rollback", post(models::rollback))
+        .route("/api/system/nodes", get(health::list_nodes))
         .route("/api/alerts", get(alerts::list_alerts))
         .route("/api/alerts/{id}", get(alerts::get_alert))
         .route("/api/alerts/{id}/acknowledge", post(alerts::acknowledge_alert))
@@ -137,10 +139,12 @@ pub(crate) use fine_tuning::{
 };
 pub(crate) use health::__path_healthz;
 pub(crate) use health::__path_readyz;
+pub(crate) use health::{__path_list_nodes, NodeDto, NodeList};
 pub(crate) use health::{healthz, readyz};
 pub(crate) use models::{
     __path_base_models, __path_deploy_model, __path_get_model, __path_list_models, __path_make_default,
-    __path_register_model, __path_rollback, __path_routing, __path_set_alias, __path_test_model, __path_undeploy_model,
+    __path_register_model, __path_remove_alias, __path_rollback, __path_routing, __path_set_alias, __path_test_model,
+    __path_undeploy_model,
 };
 pub(crate) use qa::{
     __path_ask, __path_conversation, __path_delete_all_history, __path_delete_history, __path_get_question,

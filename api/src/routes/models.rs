@@ -457,6 +457,29 @@ pub(crate) async fn set_alias(
     command(&state, &user, correlation, id, ModelCommand::SetAlias { by, alias: request.alias.trim().to_owned() }).await
 }
 
+/// Removes an alias from the model it names: questions naming it are refused (404 `model_not_found`) until it
+/// is set again. 404 `alias_not_found` when the alias does not name this model.
+#[utoipa::path(delete, path = "/api/models/{id}/aliases/{alias}", tag = "models", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "model id"), ("alias" = String, Path, description = "the alias")),
+    responses((status = 200, body = ModelAccepted), (status = 404, description = "alias_not_found", body = crate::ErrorBody)))]
+pub(crate) async fn remove_alias(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Correlation(correlation): Correlation,
+    ApiPath((id, alias)): ApiPath<(Uuid, String)>,
+) -> Result<Json<ModelAccepted>, ApiError> {
+    user.require(Permission::ManageModels)?;
+    if state.commands.alias_target(&alias).await? != Some(id) {
+        return Err(ApiError::MissingField {
+            code: "alias_not_found",
+            message: format!("the alias '{alias}' does not name this model"),
+            field: "alias".into(),
+        });
+    }
+    let by = user.actor();
+    command(&state, &user, correlation, id, ModelCommand::RemoveAlias { by, alias }).await
+}
+
 /// Which model answers: the default and every alias.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Routing {

@@ -54,6 +54,12 @@ pub enum ModelCommand {
         by: Actor,
         alias: String,
     },
+    /// Removes `alias`, which the caller has found names this model (the latest alias event wins, so a removal
+    /// after a move to another model is still a removal: the alias was named last by this one).
+    RemoveAlias {
+        by: Actor,
+        alias: String,
+    },
     /// Takes this deployed model out of service for `to_model_id`, version `to_version` of its name, which
     /// the caller has deployed first.
     RollBack {
@@ -107,6 +113,7 @@ impl Model {
         | ModelCommand::RequestTest { by, .. }
         | ModelCommand::MakeDefault { by }
         | ModelCommand::SetAlias { by, .. }
+        | ModelCommand::RemoveAlias { by, .. }
         | ModelCommand::RollBack { by, .. } = &command
         {
             if !self.managed_by(by) {
@@ -160,6 +167,7 @@ impl Model {
                 }
                 Ok(vec![ModelEvent::ModelAliasSet { alias }])
             }
+            ModelCommand::RemoveAlias { alias, .. } => Ok(vec![ModelEvent::ModelAliasRemoved { alias }]),
             ModelCommand::RollBack { .. } if !self.deployed => Err(ModelError::NotDeployed),
             ModelCommand::RollBack { to_model_id, to_version, .. } => {
                 Ok(vec![ModelEvent::ModelRolledBack { to_model_id, to_version }])

@@ -54,6 +54,10 @@ pub enum ModelEvent {
     ModelAliasSet {
         alias: String,
     },
+    /// The alias names no model any more (it named this one); questions naming it are refused as unknown.
+    ModelAliasRemoved {
+        alias: String,
+    },
     /// The model was taken out of service in favour of `to_model_id` (version `to_version` of the same name),
     /// the version deployed before it; that model's `ModelDeployed` comes first.
     ModelRolledBack {
@@ -74,6 +78,7 @@ impl DomainEvent for ModelEvent {
             ModelEvent::ModelTested { .. } => "ModelTested",
             ModelEvent::ModelMadeDefault => "ModelMadeDefault",
             ModelEvent::ModelAliasSet { .. } => "ModelAliasSet",
+            ModelEvent::ModelAliasRemoved { .. } => "ModelAliasRemoved",
             ModelEvent::ModelRolledBack { .. } => "ModelRolledBack",
         }
         .to_owned()

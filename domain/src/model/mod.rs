@@ -160,7 +160,7 @@ impl Aggregate for Model {
                 }
                 self.test_pending = !self.pending_tests.is_empty();
             }
-            ModelEvent::ModelMadeDefault | ModelEvent::ModelAliasSet { .. } => {}
+            ModelEvent::ModelMadeDefault | ModelEvent::ModelAliasSet { .. } | ModelEvent::ModelAliasRemoved { .. } => {}
         }
     }
 }

@@ -37,6 +37,13 @@ pub enum TrainingTaskCommand {
         attempt: u32,
         metrics: TrainingMetrics,
     },
+    /// Run `attempt`'s worker stopped without finishing it (see `TrainingInterrupted`). Ignored unless that
+    /// worker still holds the run: a report about a worker that another has replaced changes nothing.
+    RecordTrainingInterrupted {
+        attempt: u32,
+        worker: String,
+        reason: String,
+    },
     /// The run stopped because it was asked to.
     RecordTrainingStopped {
         attempt: u32,
@@ -98,35 +105,52 @@ pub(super) fn decide(
             _ => refuse(task, "started"),
         },
         C::StopTraining { .. } => match task.status {
-            // No worker has it yet: stopped at once (a worker that picks the run up later skips it).
-            TaskStatus::Queued => Ok(vec![E::TrainingStopped { attempt: task.attempt, step: task.step }]),
+            // No worker has it now: stopped at once (a worker that picks the run up later skips it).
+            TaskStatus::Queued | TaskStatus::Interrupted => {
+                Ok(vec![E::TrainingStopped { attempt: task.attempt, step: task.step }])
+            }
             TaskStatus::Running => Ok(vec![E::TrainingStopRequested { attempt: task.attempt }]),
             TaskStatus::Stopping => Ok(vec![]),
             _ => refuse(task, "stopped"),
         },
         C::MarkTrainingStarted { attempt, worker, resumed_from_step } => {
-            if current(attempt) && matches!(task.status, TaskStatus::Queued | TaskStatus::Running) {
+            if current(attempt)
+                && matches!(task.status, TaskStatus::Queued | TaskStatus::Running | TaskStatus::Interrupted)
+            {
                 Ok(vec![E::TrainingStarted { attempt, worker, resumed_from_step }])
             } else {
                 Ok(vec![])
             }
         }
+        C::RecordTrainingInterrupted { attempt, worker, reason } => {
+            let holds = task.worker.as_deref() == Some(worker.as_str());
+            match task.status {
+                TaskStatus::Running if current(attempt) && holds => {
+                    Ok(vec![E::TrainingInterrupted { attempt, worker, step: task.step, reason }])
+                }
+                // It was asked to stop: with its worker gone, it has stopped (a later start resumes it).
+                TaskStatus::Stopping if current(attempt) && holds => {
+                    Ok(vec![E::TrainingStopped { attempt, step: task.step }])
+                }
+                _ => Ok(vec![]),
+            }
+        }
         C::RecordTrainingProgress { attempt, metrics } => {
-            if current(attempt) && matches!(task.status, TaskStatus::Running | TaskStatus::Stopping) {
+            if current(attempt) && task.status.is_running() {
                 Ok(vec![E::TrainingProgressed { attempt, metrics }])
             } else {
                 Ok(vec![])
             }
         }
         C::RecordTrainingStopped { attempt, step } => {
-            if current(attempt) && matches!(task.status, TaskStatus::Running | TaskStatus::Stopping) {
+            if current(attempt) && task.status.is_running() {
                 Ok(vec![E::TrainingStopped { attempt, step }])
             } else {
                 Ok(vec![])
             }
         }
         C::CompleteTraining { attempt, result } => {
-            if current(attempt) && matches!(task.status, TaskStatus::Running | TaskStatus::Stopping) {
+            if current(attempt) && task.status.is_running() {
                 Ok(vec![E::TrainingCompleted { attempt, result }])
             } else {
                 Ok(vec![])

@@ -35,6 +35,15 @@ pub enum TrainingTaskEvent {
         attempt: u32,
         metrics: TrainingMetrics,
     },
+    /// The worker running run `attempt` stopped without finishing it: it shut down (`reason: "shutdown"`) or
+    /// it stopped renewing its node's lease (`"worker_lost"`: killed, crashed, cut off). The run resumes
+    /// from its last checkpoint (at or before `step`) when another worker takes it.
+    TrainingInterrupted {
+        attempt: u32,
+        worker: String,
+        step: u64,
+        reason: String,
+    },
     /// Stop was asked for a running task; the worker stops after the current step.
     TrainingStopRequested {
         attempt: u32,
@@ -64,6 +73,7 @@ impl DomainEvent for TrainingTaskEvent {
             TrainingTaskEvent::TrainingStartRequested { .. } => "TrainingStartRequested",
             TrainingTaskEvent::TrainingStarted { .. } => "TrainingStarted",
             TrainingTaskEvent::TrainingProgressed { .. } => "TrainingProgressed",
+            TrainingTaskEvent::TrainingInterrupted { .. } => "TrainingInterrupted",
             TrainingTaskEvent::TrainingStopRequested { .. } => "TrainingStopRequested",
             TrainingTaskEvent::TrainingStopped { .. } => "TrainingStopped",
             TrainingTaskEvent::TrainingCompleted { .. } => "TrainingCompleted",

@@ -85,6 +85,17 @@ pub struct TrainingResult {
     /// data folder; none without an eval split (and in results recorded before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_records_path: Option<String>,
+    /// What the loss curve says the owner should know (`loss_not_falling`, `eval_loss_rising`); each also
+    /// raises a `training_warning` alert for the owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<TrainingWarning>,
+}
+
+/// A warning about a completed run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingWarning {
+    pub code: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +105,9 @@ pub enum TaskStatus {
     Created,
     Queued,
     Running,
+    /// The worker running it died or shut down: the run waits for another worker, which resumes it from its
+    /// last checkpoint (a crashed worker's run is redelivered after the ack wait).
+    Interrupted,
     Stopping,
     Stopped,
     Completed,
@@ -101,10 +115,11 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 7] = [
+    pub const ALL: [TaskStatus; 8] = [
         TaskStatus::Created,
         TaskStatus::Queued,
         TaskStatus::Running,
+        TaskStatus::Interrupted,
         TaskStatus::Stopping,
         TaskStatus::Stopped,
         TaskStatus::Completed,
@@ -116,6 +131,7 @@ impl TaskStatus {
             TaskStatus::Created => "created",
             TaskStatus::Queued => "queued",
             TaskStatus::Running => "running",
+            TaskStatus::Interrupted => "interrupted",
             TaskStatus::Stopping => "stopping",
             TaskStatus::Stopped => "stopped",
             TaskStatus::Completed => "completed",
@@ -123,9 +139,15 @@ impl TaskStatus {
         }
     }
 
+    /// Whether a worker has taken the current run (a worker taken for lost may still report: its reports
+    /// count, and show it running again).
+    pub fn is_running(self) -> bool {
+        matches!(self, TaskStatus::Running | TaskStatus::Stopping | TaskStatus::Interrupted)
+    }
+
     /// Whether a worker owns the task now (or will, once it picks the run up).
     pub fn is_active(self) -> bool {
-        matches!(self, TaskStatus::Queued | TaskStatus::Running | TaskStatus::Stopping)
+        matches!(self, TaskStatus::Queued | TaskStatus::Running | TaskStatus::Interrupted | TaskStatus::Stopping)
     }
 }
 
@@ -148,6 +170,9 @@ pub struct TrainingTask {
     pub attempt: u32,
     /// The last step reported.
     pub step: u64,
+    /// The worker that runs (or last ran) the current run.
+    #[serde(default)]
+    pub worker: Option<String>,
     /// What the last completed run produced.
     pub result: Option<TrainingResult>,
 }
@@ -227,8 +252,21 @@ impl Aggregate for TrainingTask {
                 self.attempt = attempt;
                 self.status = TaskStatus::Queued;
             }
-            TrainingTaskEvent::TrainingStarted { .. } => self.status = TaskStatus::Running,
-            TrainingTaskEvent::TrainingProgressed { metrics, .. } => self.step = metrics.step,
+            TrainingTaskEvent::TrainingStarted { worker, .. } => {
+                self.status = TaskStatus::Running;
+                self.worker = Some(worker);
+            }
+            TrainingTaskEvent::TrainingProgressed { metrics, .. } => {
+                self.step = metrics.step;
+                // A worker taken for lost that was only slow: its report shows it runs after all.
+                if self.status == TaskStatus::Interrupted {
+                    self.status = TaskStatus::Running;
+                }
+            }
+            TrainingTaskEvent::TrainingInterrupted { step, .. } => {
+                self.step = step;
+                self.status = TaskStatus::Interrupted;
+            }
             TrainingTaskEvent::TrainingStopRequested { .. } => self.status = TaskStatus::Stopping,
             TrainingTaskEvent::TrainingStopped { step, .. } => {
                 self.step = step;

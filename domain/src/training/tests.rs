@@ -172,6 +172,7 @@ fn progress_and_completion_are_recorded_for_the_running_run() {
         merged_path: None,
         duration_secs: 1.0,
         eval_records_path: None,
+        warnings: Vec::new(),
     };
     framework()
         .given(vec![created(), requested(1), started(1), TrainingTaskEvent::TrainingStopRequested { attempt: 1 }])
@@ -195,6 +196,7 @@ fn a_completed_task_cannot_be_started_or_stopped() {
             merged_path: None,
             duration_secs: 0.0,
             eval_records_path: None,
+            warnings: Vec::new(),
         },
     };
     let history = vec![created(), requested(1), started(1), done];
@@ -222,6 +224,7 @@ fn only_a_completed_run_with_merged_weights_makes_a_model() {
         merged_path: merged_path.map(str::to_owned),
         duration_secs: 1.0,
         eval_records_path: None,
+        warnings: Vec::new(),
     };
     let task = |events: Vec<TrainingTaskEvent>| {
         let mut task = TrainingTask::default();
@@ -241,4 +244,52 @@ fn only_a_completed_run_with_merged_weights_makes_a_model() {
     };
     assert_eq!((made.source, made.base_model_id.as_str()), (source, "tiny"));
     assert_eq!(made.metrics["steps"], 4);
+}
+
+fn interrupted(attempt: u32, step: u64) -> TrainingTaskEvent {
+    TrainingTaskEvent::TrainingInterrupted { attempt, worker: "w".into(), step, reason: "worker_lost".into() }
+}
+
+fn interrupt(attempt: u32, worker: &str) -> TrainingTaskCommand {
+    TrainingTaskCommand::RecordTrainingInterrupted { attempt, worker: worker.into(), reason: "worker_lost".into() }
+}
+
+#[test]
+fn a_run_whose_worker_is_lost_is_interrupted_then_resumed_by_another_worker() {
+    let progressed = TrainingTaskEvent::TrainingProgressed { attempt: 1, metrics: metrics(4) };
+    let history = vec![created(), requested(1), started(1), progressed.clone()];
+    framework().given(history.clone()).when(interrupt(1, "w")).then_expect_events(vec![interrupted(1, 4)]);
+    // Only the worker that holds the run, and only for the current run.
+    framework().given(history.clone()).when(interrupt(1, "other")).then_expect_events(vec![]);
+    framework().given(history.clone()).when(interrupt(2, "w")).then_expect_events(vec![]);
+    let mut after = history.clone();
+    after.push(interrupted(1, 4));
+    // Once is enough: the second report of the same loss records nothing.
+    framework().given(after.clone()).when(interrupt(1, "w")).then_expect_events(vec![]);
+    // Another worker resumes it.
+    let resume =
+        TrainingTaskCommand::MarkTrainingStarted { attempt: 1, worker: "w2".into(), resumed_from_step: Some(3) };
+    framework().given(after.clone()).when(resume).then_expect_events(vec![TrainingTaskEvent::TrainingStarted {
+        attempt: 1,
+        worker: "w2".into(),
+        resumed_from_step: Some(3),
+    }]);
+    // A worker taken for lost that reports after all is running again.
+    let mut task = TrainingTask::default();
+    for event in after.iter().cloned().chain([progressed]) {
+        task.apply(event);
+    }
+    assert_eq!(task.status, TaskStatus::Running);
+    // Stopping an interrupted run stops it at once: no worker holds it.
+    framework()
+        .given(after.clone())
+        .when(TrainingTaskCommand::StopTraining { by: owner() })
+        .then_expect_events(vec![TrainingTaskEvent::TrainingStopped { attempt: 1, step: 4 }]);
+    // A run asked to stop whose worker is lost has stopped.
+    let mut stopping = history;
+    stopping.push(TrainingTaskEvent::TrainingStopRequested { attempt: 1 });
+    framework()
+        .given(stopping)
+        .when(interrupt(1, "w"))
+        .then_expect_events(vec![TrainingTaskEvent::TrainingStopped { attempt: 1, step: 4 }]);
 }

@@ -383,6 +383,11 @@ async fn make_erasable_brings_older_question_text_under_data_keys_and_erases_wha
 /// Another node (`bonsai serve` in a process of its own, so with a data key cache of its own) on `app`'s
 /// database, NATS stream and data folder; its base URL. It runs until the child is dropped.
 pub(crate) async fn second_node(app: &TestApp) -> (tokio::process::Child, String) {
+    second_node_with(app, &[]).await
+}
+
+/// [`second_node`] with more settings (`env`, applied last).
+pub(crate) async fn second_node_with(app: &TestApp, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::from(app.cli(&["serve"]));
     command
@@ -398,6 +403,7 @@ pub(crate) async fn second_node(app: &TestApp) -> (tokio::process::Child, String
         .env("BONSAI__RATE_LIMIT__REQUESTS_PER_SECOND", "0")
         .env("BONSAI__RATE_LIMIT__QUESTIONS_PER_MINUTE", "0")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut node = command.spawn().expect("bonsai serve starts");

@@ -114,3 +114,75 @@ fn tokio_stream_of(
 ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// A node killed while it answers keyed requests: once its lease lapses, a retry of a request it cut off
+/// before committing runs again (one dataset, not none), and a retry of one that committed but lost its
+/// answer is told what was created (409 `idempotency_key_committed`), never a second one.
+#[tokio::test]
+async fn keyed_requests_cut_off_by_a_killed_node_are_settled_by_their_retries() {
+    let mut settings = test_settings();
+    settings.node_lease_secs = 1.0;
+    let app = TestApp::spawn_with(settings).await;
+    let admin = app.admin_token().await;
+    let (mut node, base) = crate::encryption::second_node_with(&app, &[("BONSAI__NODE_LEASE_SECS", "1")]).await;
+
+    // Cut off before it committed: an upload whose body never ends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let form = Form::new()
+        .part("file", Part::stream(reqwest::Body::wrap_stream(tokio_stream_of(rx))).file_name("qa.jsonl"))
+        .text("name", "capitals");
+    let request =
+        app.client.post(format!("{base}/api/data/upload")).bearer_auth(&admin).header("Idempotency-Key", "cut-early");
+    let cut = tokio::spawn(request.multipart(form).send());
+    tx.send(Ok(qa_jsonl(2))).await.unwrap();
+    // Committed, its answer lost: a kill between the commit and the answer leaves the key as it was before
+    // the answer was recorded.
+    let form = Form::new().part("file", Part::bytes(qa_jsonl(3)).file_name("qa.jsonl")).text("name", "capitals");
+    let request =
+        app.client.post(format!("{base}/api/data/upload")).bearer_auth(&admin).header("Idempotency-Key", "cut-late");
+    let created = request.multipart(form).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let first_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    sqlx::query(
+        "UPDATE idempotency_keys SET status = NULL, request_sha256 = NULL, body = NULL, content_type = NULL, \
+         location = NULL WHERE key = 'cut-late'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    eventually(|| async {
+        let keys: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'cut-early' AND status IS NULL")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        keys == 1
+    })
+    .await;
+    node.start_kill().unwrap();
+    node.wait().await.unwrap();
+    assert!(cut.await.unwrap().is_err(), "the cut-off upload got no answer");
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the killed node's lease lapses
+
+    let early = upload_keyed(&app, &admin, "cut-early", qa_jsonl(2)).await;
+    assert_eq!(early.status(), StatusCode::CREATED, "the cut-off upload committed nothing: its retry runs");
+    let again = upload_keyed(&app, &admin, "cut-early", qa_jsonl(2)).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    for _ in 0..2 {
+        let late = upload_keyed(&app, &admin, "cut-late", qa_jsonl(3)).await;
+        assert_eq!(late.status(), StatusCode::CONFLICT);
+        let body: Value = late.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "idempotency_key_committed", "{body}");
+        assert_eq!(body["error"]["details"]["aggregate_type"], "Dataset");
+        assert_eq!(body["error"]["details"]["aggregate_id"], first_id.as_str(), "{body}");
+    }
+    let datasets: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Dataset' AND event_type = 'DatasetUploaded'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(datasets, 2, "one dataset for each key, none twice");
+    app.stop().await.unwrap();
+}

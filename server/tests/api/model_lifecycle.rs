@@ -23,6 +23,11 @@ impl TestApp {
         (id, deployed)
     }
 
+    /// DELETE /api/models/{id}/aliases/{alias}.
+    async fn remove_alias(&self, token: &str, id: &str, alias: &str) -> reqwest::Response {
+        self.delete(&format!("/api/models/{id}/aliases/{alias}"), Some(token)).await
+    }
+
     /// POST /api/models/{id}/aliases.
     async fn set_alias(&self, token: &str, id: &str, alias: &str) -> reqwest::Response {
         self.post(&format!("/api/models/{id}/aliases"), Some(token), json!({"alias": alias})).await
@@ -131,6 +136,18 @@ async fn the_default_model_answers_questions_that_name_none_and_aliases_name_mod
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_model")));
     let response = app.set_alias(&admin, &first, "Not An Alias").await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // An alias is removed from the model it names, and names nothing until it is set again.
+    let response = app.remove_alias(&admin, &first, "staging").await;
+    assert_eq!((response.status(), error_code(response).await.as_str()), (StatusCode::NOT_FOUND, "alias_not_found"));
+    assert_eq!(app.remove_alias(&admin, &second, "staging").await.status(), StatusCode::OK);
+    let (status, body) = app.ask(&admin, json!({"question": "Hi?", "model_id": "staging"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_model")));
+    let routing: Value = app.get("/api/models/aliases", Some(&admin)).await.json().await.unwrap();
+    assert_eq!(routing["aliases"], json!({"production": second}));
+    assert_eq!(app.remove_alias(&admin, &second, "staging").await.status(), StatusCode::NOT_FOUND, "removed once");
+    assert_eq!(app.set_alias(&admin, &first, "staging").await.status(), StatusCode::OK);
+    assert_eq!(app.answered_by(&admin, json!({"model_id": "staging"})).await, first, "set again after removal");
+    assert_eq!(app.model_events(&second, "ModelAliasRemoved").await.len(), 1);
     // Undeployed, the default answers no more: the other model is the only one left.
     app.post(&format!("/api/models/{second}/undeploy"), Some(&admin), json!({})).await;
     app.model_until(&admin, &second, |m| m["deployed"] == false).await;

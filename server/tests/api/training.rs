@@ -295,6 +295,10 @@ async fn a_run_interrupted_by_a_shutdown_resumes_when_the_platform_restarts() {
         !types.iter().any(|t| t == "TrainingStopped" || t == "TrainingFailed"),
         "a shutdown is not a stop: {types:?}"
     );
+    // The worker said why it let go of the run.
+    let history = bonsai_projections::log::aggregate_history(&restarted.pool, "TrainingTask", &id).await.unwrap();
+    let interrupted = history.iter().find(|e| e.event_type == "TrainingInterrupted").expect("an interruption");
+    assert_eq!(interrupted.payload["TrainingInterrupted"]["reason"], "shutdown");
     let task_dir = restarted.settings.data_dir.join("training").join(&id);
     let (reached, _) = bonsai_workers::latest_checkpoint(&task_dir).expect("the interrupted run left a checkpoint");
 
@@ -517,4 +521,45 @@ async fn a_node_trains_and_answers_on_the_threads_it_is_given() {
     settings.serving_sessions = 0;
     let error = bonsai_server::Application::build(&settings).await.err().expect("the start fails");
     assert!(format!("{error:#}").contains("BONSAI__SERVING_SESSIONS"), "{error:#}");
+}
+
+/// A run whose loss did not fall (a learning rate far too small) completes with a `loss_not_falling`
+/// warning in its result, in the fine-tuning job's events, and as a `training_warning` alert for its owner.
+#[tokio::test]
+async fn a_run_that_learns_nothing_completes_with_a_warning_and_an_alert_for_its_owner() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    // Every step sees the whole FAQ, so the loss is the same at every step when nothing is learned.
+    let config = json!({"max_steps": 6, "learning_rate": 1e-9, "batch_size": 20, "eval_split": 0.0, "warmup_steps": 0, "merge": false});
+    let (status, created) = app.create_task(&admin, &dataset, config, true).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let task = app.task_until(&admin, &id, 120, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(task["status"], "completed", "{task}");
+    let warnings = task["result"]["warnings"].as_array().expect("warnings in the result");
+    assert_eq!(warnings.len(), 1, "{task}");
+    assert_eq!(warnings[0]["code"], "loss_not_falling");
+    assert!(warnings[0]["message"].as_str().unwrap().contains("learning rate"), "{}", warnings[0]);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let page: Value = app.get("/api/alerts?kind=training_warning", Some(&admin)).await.json().await.unwrap();
+        if let Some(alert) = page["items"].as_array().and_then(|items| items.first()).cloned() {
+            break alert;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no training_warning alert: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(alert["subject"], format!("TrainingTask/{id}"));
+    assert_eq!(alert["details"]["warnings"][0]["code"], "loss_not_falling");
+
+    // A run that learns says nothing of the kind.
+    let config = json!({"max_steps": 12, "learning_rate": 1e-2, "batch_size": 20, "eval_split": 0.0, "warmup_steps": 0,
+        "merge": false});
+    let (_, created) = app.create_task(&admin, &dataset, config, true).await;
+    let learnt = created["id"].as_str().unwrap().to_owned();
+    let task = app.task_until(&admin, &learnt, 120, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert!(task["result"].get("warnings").is_none(), "{task}");
 }

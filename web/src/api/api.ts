@@ -121,6 +121,10 @@ export const api = createApi({
       query: ({ id, alias }) => ({ url: `/api/models/${id}/aliases`, method: 'POST', body: { alias } }),
       invalidatesTags: ['Models'],
     }),
+    removeAlias: b.mutation<unknown, { id: string; alias: string }>({
+      query: ({ id, alias }) => ({ url: `/api/models/${id}/aliases/${encodeURIComponent(alias)}`, method: 'DELETE' }),
+      invalidatesTags: ['Models'],
+    }),
     makeDefault: b.mutation<unknown, string>({
       query: (id) => ({ url: `/api/models/${id}/default`, method: 'POST' }),
       invalidatesTags: ['Models'],
@@ -175,7 +179,7 @@ export const {
   useEraseUserHistoryMutation, useAuditEventsQuery, useAuditHistoryQuery, useDatasetsQuery, useDatasetQuery,
   usePreviewQuery, useValidateMutation, useArchiveMutation, useTasksQuery, useTaskQuery, useProgressQuery,
   useCreateTaskMutation, useStartTaskMutation, useStopTaskMutation, useModelsQuery, useRegisterModelMutation,
-  useDeployModelMutation, useUndeployModelMutation, useModelQuery, useBaseModelsQuery, useRoutingQuery, useSetAliasMutation,
+  useDeployModelMutation, useUndeployModelMutation, useModelQuery, useBaseModelsQuery, useRoutingQuery, useSetAliasMutation, useRemoveAliasMutation,
   useMakeDefaultMutation, useRollbackModelMutation, useTestModelMutation, useHistoryQuery,
   useConversationQuery, useDeleteHistoryMutation, useDeleteAllHistoryMutation, useAlertsQuery,
   useAcknowledgeAlertMutation, useResolveAlertMutation,

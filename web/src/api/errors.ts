@@ -47,6 +47,11 @@ export const ERROR_MESSAGES: Record<string, Record<Lang, string>> = {
     en: 'The same request is still being processed. Wait a moment.',
     zh: '相同的请求仍在处理中，请稍候。',
   },
+  idempotency_key_committed: {
+    en: 'The first request with this retry key was cut off after it was saved. Look for what it created.',
+    zh: '使用该重试键的第一个请求在保存后被中断。请查看它已创建的内容。',
+  },
+  alias_not_found: { en: 'That alias does not name this model.', zh: '该别名未指向此模型。' },
   no_previous_version: {
     en: 'There is no earlier deployed version to roll back to.',
     zh: '没有可回滚到的先前部署版本。',

@@ -332,6 +332,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models/{id}/aliases/{alias}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Removes an alias from the model it names: questions naming it are refused (404 `model_not_found`) until it
+         *     is set again. 404 `alias_not_found` when the alias does not name this model.
+         */
+        delete: operations["remove_alias"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/models/{id}/default": {
         parameters: {
             query?: never;
@@ -511,6 +531,23 @@ export interface paths {
         };
         /** One of your questions (poll it after a 202). */
         get: operations["get_question"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/system/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The nodes of the deployment (admins): alive ones first, then those gone in the last day. */
+        get: operations["list_nodes"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1109,7 +1146,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             /**
-             * @description `training_failed`, `model_export_failed`, `model_test_failed`, `accuracy_drop`,
+             * @description `training_failed`, `training_warning`, `model_export_failed`, `model_test_failed`, `accuracy_drop`,
              *     `accuracy_below_minimum`, `disk_space_low`, `memory_high`, `infected_upload`.
              */
             kind: string;
@@ -1522,6 +1559,32 @@ export interface components {
             /** Format: int64 */
             total: number;
         };
+        /** @description A node of the deployment, as its lease says. */
+        NodeDto: {
+            /**
+             * @description Whether it renewed its lease within `lease_secs`: a node that did not is gone (killed, crashed or cut
+             *     off), and the training runs it held show as interrupted.
+             */
+            alive: boolean;
+            /** @description The address it listens on. */
+            http_addr: string;
+            /** @description `host/pid-suffix`; a training task's `worker` is this name and a device. */
+            name: string;
+            /** Format: date-time */
+            renewed_at: string;
+            /** @description `api`, `workers` or `all`. */
+            role: string;
+            /** Format: date-time */
+            started_at: string;
+            version: string;
+        };
+        NodeList: {
+            items: components["schemas"]["NodeDto"][];
+            /** Format: double */
+            lease_secs: number;
+            /** @description Which of them answers this request. */
+            this_node: string;
+        };
         PatchUserRequest: {
             is_active?: boolean | null;
             /** @example trainer */
@@ -1730,7 +1793,10 @@ export interface components {
             result?: Record<string, never> | null;
             /** Format: date-time */
             started_at?: string | null;
-            /** @description `created`, `queued`, `running`, `stopping`, `stopped`, `completed` or `failed`. */
+            /**
+             * @description `created`, `queued`, `running`, `interrupted` (its worker's node shut down or is gone: another
+             *     worker resumes it from its last checkpoint), `stopping`, `stopped`, `completed` or `failed`.
+             */
             status: string;
             /** Format: date-time */
             updated_at: string;
@@ -2940,6 +3006,48 @@ export interface operations {
             };
         };
     };
+    remove_alias: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description model id */
+                id: string;
+                /** @description the alias */
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelAccepted"];
+                };
+            };
+            /** @description alias_not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     make_default: {
         parameters: {
             query?: never;
@@ -3449,6 +3557,50 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description any other error, in the one error shape (`code` says which) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_nodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -28,7 +28,7 @@ export const STATUS_COLOR: Record<string, string> = {
   valid: 'green', completed: 'green', ready: 'green', resolved: 'green', answered: 'green',
   invalid: 'red', failed: 'red', critical: 'red',
   validating: 'blue', running: 'blue', exporting: 'blue', uploaded: 'default', queued: 'default',
-  stopped: 'orange', stopping: 'orange', acknowledged: 'orange', open: 'volcano', warning: 'orange', active: 'volcano', archived: 'default',
+  stopped: 'orange', stopping: 'orange', interrupted: 'gold', acknowledged: 'orange', open: 'volcano', warning: 'orange', active: 'volcano', archived: 'default',
 };
 
 /** A parameter count as people say it: 135M, 1.7B. */

@@ -67,7 +67,8 @@ pub(crate) struct TaskDto {
     pub dataset_version: i32,
     #[schema(value_type = Object)]
     pub config: Value,
-    /// `created`, `queued`, `running`, `stopping`, `stopped`, `completed` or `failed`.
+    /// `created`, `queued`, `running`, `interrupted` (its worker's node shut down or is gone: another
+    /// worker resumes it from its last checkpoint), `stopping`, `stopped`, `completed` or `failed`.
     pub status: String,
     /// The current run (each start is a new one; 0 before the first).
     pub attempt: i32,

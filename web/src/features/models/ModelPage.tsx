@@ -6,7 +6,7 @@ import { Alert, Button, Card, Descriptions, Input, Modal, Space, Tag, Tooltip, T
 import { Link, useParams } from 'react-router-dom';
 import {
   client, useBaseModelsQuery, useDatasetQuery, useDeployModelMutation, useMakeDefaultMutation, useModelQuery, useModelsQuery,
-  useProfileQuery, useRollbackModelMutation, useRoutingQuery, useSetAliasMutation, useTaskQuery, useUndeployModelMutation,
+  useProfileQuery, useRollbackModelMutation, useRemoveAliasMutation, useRoutingQuery, useSetAliasMutation, useTaskQuery, useUndeployModelMutation,
 } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError } from '../../api/errors';
@@ -99,6 +99,7 @@ export default function ModelPage() {
   const [rollback] = useRollbackModelMutation();
   const [makeDefault] = useMakeDefaultMutation();
   const [setAlias, settingAlias] = useSetAliasMutation();
+  const [removeAlias] = useRemoveAliasMutation();
   const [alias, setAliasText] = useState('');
   const [testing, setTesting] = useState(false);
   const fail = (e: unknown) => message.error(describeError(e as ApiFailure, lang));
@@ -121,7 +122,12 @@ export default function ModelPage() {
                 <Tag color={STATUS_COLOR[m.status]} data-testid="model-status">{m.status}</Tag>
                 {m.deployed && <Tag color="green">{t('deployed')}</Tag>}
                 {isDefault && <Tag color="gold" data-testid="default-tag">{t('defaultModel')}</Tag>}
-                {aliases.map((a) => <Tag key={a} color="purple">{a}</Tag>)}
+                {aliases.map((a) => (
+                  <Tag key={a} color="purple" closable data-testid={`alias-${a}`}
+                    onClose={(e) => { e.preventDefault(); removeAlias({ id: m.id, alias: a }).unwrap().then(() => void routing.refetch()).catch(fail); }}>
+                    {a}
+                  </Tag>
+                ))}
               </Space>
             }
             extra={

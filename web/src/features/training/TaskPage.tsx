@@ -121,7 +121,8 @@ export default function TaskPage() {
   const [compareIds, setCompareIds] = useState<string[]>([]);
   const [compared, setCompared] = useState<Series[]>([]);
   const status = task.data?.status;
-  const running = status === 'running' || status === 'queued';
+  // An interrupted run waits for another worker to resume it: it can be stopped, and is followed meanwhile.
+  const running = status === 'running' || status === 'queued' || status === 'interrupted';
   // A stopping run is still under way (it pauses at the next step): keep following it until it has stopped.
   const live = running || status === 'stopping';
   if (status && live !== taskPoll > 0) setTaskPoll(live ? 3000 : 0);
@@ -149,6 +150,7 @@ export default function TaskPage() {
   const fail = (e: unknown) => message.error(describeError(e as ApiFailure, lang));
   const result = (task.data?.result ?? null) as Record<string, unknown> | null;
   const error = (task.data?.error ?? null) as Record<string, unknown> | null;
+  const warnings = (Array.isArray(result?.warnings) ? result.warnings : []) as { code: string; message: string }[];
 
   return (
     <Loadable loading={task.isLoading} error={task.error} onRetry={task.refetch}>
@@ -171,6 +173,8 @@ export default function TaskPage() {
             }
           >
             {error && <Alert type="error" showIcon message={String(error.message ?? error.code ?? JSON.stringify(error))} style={{ marginBottom: 16 }} />}
+            {status === 'interrupted' && <Alert type="warning" showIcon message={t('interruptedRun')} style={{ marginBottom: 16 }} data-testid="task-interrupted" />}
+            {warnings.map((w) => <Alert key={w.code} type="warning" showIcon message={w.message} style={{ marginBottom: 16 }} data-testid="task-warning" />)}
             <Progress percent={Math.round(fraction * 1000) / 10} status={status === 'failed' ? 'exception' : running ? 'active' : undefined} data-testid="task-progress" />
             <Space size="large" wrap style={{ marginTop: 8 }}>
               <Statistic title={t('step')} value={latest ? `${latest.step} / ${latest.total_steps ?? '?'}` : '—'} />

@@ -140,7 +140,7 @@ export default function TrainingPage() {
             onChange={(v?: string) => { setParams(v ? { dataset: v } : {}); setPage(1); }}
             options={(datasets.data?.items ?? []).map((d) => ({ value: d.id, label: d.name }))} />
           <Select allowClear placeholder={t('status')} style={{ width: 160 }} value={status} onChange={(v) => { setStatus(v); setPage(1); }}
-            options={['created', 'queued', 'running', 'stopping', 'stopped', 'completed', 'failed'].map((s) => ({ value: s, label: s }))} />
+            options={['created', 'queued', 'running', 'interrupted', 'stopping', 'stopped', 'completed', 'failed'].map((s) => ({ value: s, label: s }))} />
           <Button type="primary" onClick={() => setCreating(true)}>{t('newTraining')}</Button>
         </Space>
       }
