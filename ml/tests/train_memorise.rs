@@ -83,6 +83,7 @@ fn a_tiny_model_memorises_twenty_answers_and_the_merged_model_recites_them() {
         },
         max_seq_len: 64,
         eval_split: 0.0,
+        eval_data: None,
         resume: None,
         merge: true,
         device: Device::Cpu,

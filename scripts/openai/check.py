@@ -167,10 +167,16 @@ def fine_tune(client):
     assert client.files.retrieve(uploaded.id).bytes == os.path.getsize(FAQ)
     assert uploaded.id in [f.id for f in client.files.list()]
     print("files.create:", uploaded.id, uploaded.status)
+    # A validation file (three of the FAQ's records): evaluated on, its loss in the metrics events.
+    with open(FAQ, "rb") as f:
+        three = b"".join(f.readlines()[:3])
+    validation = client.files.create(file=("valid.jsonl", three), purpose="fine-tune")
+    assert validation.status == "processed", validation
 
     job = client.fine_tuning.jobs.create(
         model="demo-tiny",
         training_file=uploaded.id,
+        validation_file=validation.id,
         suffix="faq",
         hyperparameters={"n_epochs": FINE_TUNING_EPOCHS, "batch_size": "auto", "learning_rate_multiplier": "auto"},
     )
@@ -190,11 +196,16 @@ def fine_tune(client):
         time.sleep(1)
     assert job.status == "succeeded", job
     assert job.fine_tuned_model and job.fine_tuned_model.startswith("ft:demo-tiny:faq:"), job
-    assert any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=100)), "metrics events"
+    metrics = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert metrics, "metrics events"
+    assert any(e.data.get("valid_loss") is not None for e in metrics), "the validation file's loss"
+    assert job.validation_file == validation.id, job
+    assert job.trained_tokens and job.trained_tokens > 0, job
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id)
     assert [c.step_number for c in checkpoints], "checkpoints"
     assert job.fine_tuned_model in [m.id for m in client.models.list()]
-    print("fine_tuning.jobs: succeeded,", job.fine_tuned_model, [c.step_number for c in checkpoints])
+    print("fine_tuning.jobs: succeeded,", job.fine_tuned_model, [c.step_number for c in checkpoints],
+          "trained_tokens", job.trained_tokens)
 
     with open(FAQ) as f:
         record = json.loads(f.readline())

@@ -135,6 +135,7 @@ fn train_config(config: &TrainingConfig, base: PathBuf, data: PathBuf, out: Path
         },
         max_seq_len: config.max_seq_len as usize,
         eval_split: config.eval_split,
+        eval_data: None,
         resume: None,
         merge: config.merge,
         device,
@@ -448,6 +449,7 @@ impl TrainingWorker {
                         .map(|run| run.join(bonsai_ml::train::EVAL_RECORDS_FILE))
                         .filter(|file| file.is_file())
                         .map(|file| relative(&file, &self.data_dir)),
+                    trained_tokens: Some(outcome.trained_tokens),
                     warnings: bonsai_ml::train::warnings(&outcome.history)
                         .into_iter()
                         .map(|w| TrainingWarning { code: w.code, message: w.message })
@@ -523,7 +525,20 @@ impl TrainingWorker {
         let base =
             self.models.model_dir(base_model_id).map_err(|e| Failure::new("base_model_missing", e.to_string()))?;
         let data = dir.join("data");
-        let (files, sha, target) = (Arc::clone(&self.files), sha256.to_owned(), data.clone());
+        self.copy_dataset(dir, sha256, &data).await?;
+        let mut cfg = train_config(config, base, data, dir.to_path_buf())?;
+        if let Some(eval) = &config.eval_dataset {
+            let eval_data = dir.join("eval_data");
+            self.copy_dataset(dir, &eval.sha256, &eval_data).await?;
+            cfg.eval_data = Some(eval_data);
+        }
+        Ok(cfg)
+    }
+
+    /// Copies the stored dataset file `sha256` to `target` in the task folder `dir` (once: a resumed run
+    /// finds it there).
+    async fn copy_dataset(&self, dir: &Path, sha256: &str, target: &Path) -> Result<(), Failure> {
+        let (files, sha, target) = (Arc::clone(&self.files), sha256.to_owned(), target.to_path_buf());
         let dir_owned = dir.to_path_buf();
         // Copying up to hundreds of MB is blocking I/O: not on the runtime's threads.
         let copied = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
@@ -542,8 +557,7 @@ impl TrainingWorker {
         })
         .await
         .map_err(|e| Failure::new("training_error", format!("the copying thread failed: {e}")))?;
-        copied?;
-        train_config(config, base, data, dir.to_path_buf())
+        copied
     }
 
     /// Runs the trainer on its own thread and, meanwhile, records its progress, watches for a stop request

@@ -370,7 +370,7 @@ async fn job_config(
 #[utoipa::path(post, path = "/v1/fine_tuning/jobs", tag = "openai", security(("bearer" = [])),
     request_body = CreateJobRequest,
     responses((status = 200, description = "OpenAI's fine-tuning job object: `id` `ftjob-<task id>`"),
-    (status = 400, description = "invalid_request_error with `param`: training_file, validation_file (not supported), \
+    (status = 400, description = "invalid_request_error with `param`: training_file, validation_file, \
         hyperparameters.n_epochs, hyperparameters.batch_size, hyperparameters.learning_rate_multiplier, suffix, seed"),
     (status = 404, description = "model_not_found (`param`: model): not an installed base model"), (status = 401, description = "authentication_error"), (status = 403, description = "permission_error: the role may not")))]
 pub(crate) async fn create_job(
@@ -388,11 +388,6 @@ pub(crate) async fn create_job(
             return Err(invalid("hyperparameters must be an object", "hyperparameters"));
         }
         let suffix = suffix(request.suffix.as_deref())?;
-        if request.validation_file.as_deref().is_some_and(|v| !v.trim().is_empty()) {
-            let message = "validation_file is not supported: a job holds out no records of its own; train natively \
-                           with config.eval_split for an evaluation set";
-            return Err(invalid(message, "validation_file"));
-        }
         let base_model_id = request.model.trim().to_owned();
         training::base_model(&state, &base_model_id).map_err(|_| ApiError::MissingField {
             code: "model_not_found",
@@ -405,6 +400,17 @@ pub(crate) async fn create_job(
         let dataset = validated(&state, &user, &correlation, dataset_id).await?;
         let dataset = dataset.trainable(&user.actor(), None).map_err(|e| bad_file(e.to_string()))?;
         let mut config = job_config(&state, &base_model_id, &dataset, &hyper, request.seed).await?;
+        // A validation file is evaluated on (its loss is each step's `valid_loss`), in place of a held-out share.
+        if let Some(given) = request.validation_file.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            let bad = |why: String| invalid(format!("invalid validation_file {given}: {why}"), "validation_file");
+            let eval_id = unprefixed("file-", given).ok_or_else(|| bad("no such file".into()))?;
+            let eval = validated(&state, &user, &correlation, eval_id).await?;
+            config.eval_dataset = Some(eval.trainable(&user.actor(), None).map_err(|e| bad(e.to_string()))?);
+            config.eval_split = 0.0;
+            if config.eval_every == 0 {
+                config.eval_every = config.checkpoint_every.max(1);
+            }
+        }
         let id = Uuid::now_v7();
         // The job's id ends the model's name (its random part: uuid v7 begins with the time).
         let short = &id.simple().to_string()[24..];
@@ -502,11 +508,12 @@ async fn job_object(state: &AppState, row: &TaskRow, rates: &mut HashMap<String,
         "organization_id": prefixed("user-", row.owner_id),
         "result_files": [],
         "status": status,
-        "validation_file": null,
+        "validation_file": config.as_ref().and_then(|c| c.eval_dataset.as_ref()).map(|d| file_id(d.dataset_id)),
         "training_file": file_id(row.dataset_id),
         "hyperparameters": hyperparameters,
         "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
-        "trained_tokens": null,
+        // Once it has trained: the examples' tokens over every epoch (OpenAI's billable tokens).
+        "trained_tokens": row.result.as_ref().and_then(|r| r.get("trained_tokens")).and_then(Value::as_u64),
         "error": error,
         "seed": config.as_ref().map(|c| c.seed),
         "user_provided_suffix": suffix,

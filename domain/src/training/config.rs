@@ -42,6 +42,10 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Fraction of the examples held out for evaluation.
     pub eval_split: f32,
+    /// A validation dataset version to evaluate on instead of a held-out share (then `eval_split` is 0): set
+    /// by the API from `eval_dataset_id` (or `/v1`'s `validation_file`), after checking the caller may use it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_dataset: Option<super::DatasetRef>,
     /// Evaluate every this many steps (0: at the end only).
     pub eval_every: u32,
     /// Early stopping after this many evaluations without improvement.
@@ -88,6 +92,7 @@ impl Default for TrainingConfig {
             max_grad_norm: 1.0,
             seed: 42,
             eval_split: 0.0,
+            eval_dataset: None,
             eval_every: 0,
             patience: None,
             checkpoint_every: 50,
@@ -230,9 +235,15 @@ impl TrainingConfig {
         )?;
         check((0.0..=0.5).contains(&self.eval_split), "eval_split", "must be in [0, 0.5]")?;
         check(
-            self.patience.is_none_or(|p| p >= 1) && (self.patience.is_none() || self.eval_split > 0.0),
+            self.eval_dataset.is_none() || self.eval_split == 0.0,
+            "eval_split",
+            "must be 0 with a validation dataset (it is evaluated on instead of a held-out share)",
+        )?;
+        let evaluates = self.eval_split > 0.0 || self.eval_dataset.is_some();
+        check(
+            self.patience.is_none_or(|p| p >= 1) && (self.patience.is_none() || evaluates),
             "patience",
-            "must be at least 1, and needs an eval_split above 0",
+            "must be at least 1, and needs an eval_split above 0 or a validation dataset",
         )?;
         check(DEVICES.contains(&self.device.as_str()), "device", "must be cpu or cuda")?;
         if let Some(register) = &mut self.register_as {

@@ -89,6 +89,10 @@ pub struct TrainingResult {
     /// raises a `training_warning` alert for the owner.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<TrainingWarning>,
+    /// The examples' tokens trained on over every epoch and segment (padding not counted); none in results
+    /// recorded before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_tokens: Option<u64>,
 }
 
 /// A warning about a completed run.

@@ -173,6 +173,7 @@ fn progress_and_completion_are_recorded_for_the_running_run() {
         duration_secs: 1.0,
         eval_records_path: None,
         warnings: Vec::new(),
+        trained_tokens: None,
     };
     framework()
         .given(vec![created(), requested(1), started(1), TrainingTaskEvent::TrainingStopRequested { attempt: 1 }])
@@ -197,6 +198,7 @@ fn a_completed_task_cannot_be_started_or_stopped() {
             duration_secs: 0.0,
             eval_records_path: None,
             warnings: Vec::new(),
+            trained_tokens: None,
         },
     };
     let history = vec![created(), requested(1), started(1), done];
@@ -225,6 +227,7 @@ fn only_a_completed_run_with_merged_weights_makes_a_model() {
         duration_secs: 1.0,
         eval_records_path: None,
         warnings: Vec::new(),
+        trained_tokens: None,
     };
     let task = |events: Vec<TrainingTaskEvent>| {
         let mut task = TrainingTask::default();

@@ -123,6 +123,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
         max_seq_len: args.max_seq_len,
         eval_split: args.eval_split,
+        eval_data: None,
         resume: args.resume,
         merge: args.merge || args.export_onnx,
         device,

@@ -67,6 +67,9 @@ pub struct TrainConfig {
     pub max_seq_len: usize,
     /// Fraction of the examples held out for validation (0 for none).
     pub eval_split: f32,
+    /// A validation dataset file to evaluate on instead (then `eval_split` must be 0): every example of
+    /// `data` trains.
+    pub eval_data: Option<PathBuf>,
     /// A `checkpoint-<step>` folder of an earlier run with the same settings to continue from.
     pub resume: Option<PathBuf>,
     /// Also write the merged model to `<out>/merged/`.
@@ -85,6 +88,8 @@ pub struct TrainOutcome {
     pub merged_dir: Option<PathBuf>,
     pub train_examples: usize,
     pub eval_examples: usize,
+    /// The examples' tokens trained on, every epoch (padding not counted).
+    pub trained_tokens: u64,
     /// Where it ran, in words (`cpu (2 threads)`, `cuda:0 (NVIDIA H200, sm_90)`).
     pub device: String,
 }
@@ -171,9 +176,23 @@ pub fn train(
         return Err(TrainError::Config("dropout and eval split must be in [0, 1)".into()));
     }
     let examples = load_examples(&cfg.base, &cfg.data, cfg.max_seq_len)?;
-    let (train_set, eval_set) = split(examples, cfg.eval_split, cfg.hyper.seed);
     std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
-    write_eval_records(&cfg.out, &eval_set)?;
+    let (train_set, eval_set) = match &cfg.eval_data {
+        Some(eval_data) => {
+            if cfg.eval_split > 0.0 {
+                return Err(TrainError::Config("give a validation file or an eval split, not both".into()));
+            }
+            let eval_set = load_examples(&cfg.base, eval_data, cfg.max_seq_len)?;
+            // The held-out records name positions of the training file: none are held out of it.
+            write_eval_records(&cfg.out, &[])?;
+            (examples, eval_set)
+        }
+        None => {
+            let (train_set, eval_set) = split(examples, cfg.eval_split, cfg.hyper.seed);
+            write_eval_records(&cfg.out, &eval_set)?;
+            (train_set, eval_set)
+        }
+    };
     let model = LlamaModel::load(&cfg.base)?;
     let mut hyper = cfg.hyper.clone();
     hyper.pad_id = model.config.pad_token_id.or(model.config.eos_token_ids.first().copied()).unwrap_or(0);
@@ -206,6 +225,7 @@ pub fn train(
         steps: session.state.step,
         history: session.state.history.clone(),
         best_eval_loss: session.state.best_eval,
+        trained_tokens: session.state.trained_tokens,
         adapter_dir,
         merged_dir,
         train_examples: n_train,

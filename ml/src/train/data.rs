@@ -91,6 +91,8 @@ pub struct Batch {
     pub targets: Vec<u32>,
     /// Number of positions whose target counts.
     pub counted: usize,
+    /// The examples' own tokens (padding not counted).
+    pub real: usize,
     mask: Vec<bool>,
 }
 
@@ -109,7 +111,8 @@ impl Batch {
             }
         }
         let counted = mask.iter().filter(|m| **m).count();
-        Batch { batch: examples.len(), seq, tokens, targets, counted, mask }
+        let real = examples.iter().map(|e| e.tokens.len()).sum();
+        Batch { batch: examples.len(), seq, tokens, targets, counted, real, mask }
     }
 
     /// Loss weights giving each counted position `1 / denominator` (the tokens of the whole optimiser step,

@@ -67,6 +67,10 @@ pub struct RunState {
     pub best_eval: Option<f64>,
     pub bad_evals: usize,
     pub history: Vec<StepRecord>,
+    /// The examples' tokens the run has trained on so far, every segment and epoch (padding not counted);
+    /// 0 in checkpoints written before it was kept.
+    #[serde(default)]
+    pub trained_tokens: u64,
 }
 
 /// What the progress callback receives after each step.
@@ -163,6 +167,7 @@ impl Session {
             best_eval: None,
             bad_evals: 0,
             history: Vec::new(),
+            trained_tokens: 0,
         };
         Ok(Self {
             base,
@@ -266,6 +271,7 @@ impl Session {
                 Compute::Device(d) => d.micro_batch(b, &weights, Some(&mut rng), true)?,
             };
             tokens += b.batch * b.seq;
+            self.state.trained_tokens += b.real as u64;
         }
         if let Compute::Device(d) = &mut self.compute {
             d.read_grads(&mut self.grads)?;

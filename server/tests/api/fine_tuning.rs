@@ -97,9 +97,14 @@ async fn an_uploaded_file_becomes_a_job_whose_model_answers_chat_completions() {
     let (status, detail) = app.get_json(&format!("/api/data/datasets/{dataset}"), &admin).await;
     assert_eq!((status, detail["status"].as_str()), (StatusCode::OK, Some("valid")), "{detail}");
 
+    // A validation file: three of the FAQ's records, evaluated on instead of a held-out share.
+    let three: Vec<u8> = faq().split(|&b| b == b'\n').take(3).collect::<Vec<_>>().join(&b'\n');
+    let response = app.upload_file(&admin, "fine-tune", "valid.jsonl", three).await;
+    let validation_file = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
     // 20 records, 10 a step: 2 steps an epoch, 4 in all, a checkpoint each epoch.
-    let body = json!({"model": "tiny", "training_file": file_id, "suffix": "faq", "seed": 7,
-        "hyperparameters": {"n_epochs": 2, "batch_size": 10, "learning_rate_multiplier": 2}});
+    let body = json!({"model": "tiny", "training_file": file_id, "validation_file": validation_file, "suffix": "faq",
+        "seed": 7, "hyperparameters": {"n_epochs": 2, "batch_size": 10, "learning_rate_multiplier": 2}});
     let (status, job) = app.create_job(&admin, body).await;
     assert_eq!(status, StatusCode::OK, "{job}");
     let id = job["id"].as_str().unwrap().to_owned();
@@ -107,6 +112,7 @@ async fn an_uploaded_file_becomes_a_job_whose_model_answers_chat_completions() {
     assert_eq!(job["object"], "fine_tuning.job");
     assert!(["queued", "running"].contains(&job["status"].as_str().unwrap()), "{job}");
     assert_eq!((job["model"].as_str(), job["training_file"].as_str()), (Some("tiny"), Some(file_id.as_str())));
+    assert_eq!(job["validation_file"], validation_file.as_str());
     assert_eq!(job["hyperparameters"], json!({"n_epochs": 2, "batch_size": 10, "learning_rate_multiplier": 2.0}));
     assert_eq!((job["seed"].as_u64(), job["fine_tuned_model"].is_null()), (Some(7), true));
     assert_eq!(job["result_files"], json!([]));
@@ -120,12 +126,24 @@ async fn an_uploaded_file_becomes_a_job_whose_model_answers_chat_completions() {
     let task_id = id.strip_prefix("ftjob-").unwrap().parse::<uuid::Uuid>().unwrap();
     let (_, task) = app.get_json(&format!("/api/training/tasks/{task_id}"), &admin).await;
     assert_eq!(task["status"], "completed");
+    let trained = done["trained_tokens"].as_u64().expect("trained_tokens once trained");
+    assert_eq!(task["result"]["trained_tokens"].as_u64(), Some(trained));
+    // Two epochs over the FAQ's examples, each of tens of tokens.
+    assert!((2 * 20 * 10..2 * 20 * 200).contains(&trained), "{trained}");
     assert_eq!(task["config"]["register_as"], json!({"name": model, "deploy": true}));
     assert_eq!((task["config"]["epochs"].as_u64(), task["config"]["batch_size"].as_u64()), (Some(2), Some(10)));
     assert_eq!((task["config"]["checkpoint_every"].as_u64(), task["config"]["seed"].as_u64()), (Some(2), Some(7)));
     let lr = task["config"]["learning_rate"].as_f64().unwrap();
     assert!((lr - 6e-3).abs() < 1e-6, "twice the rate chosen for the untrained tiny model: {lr}");
     assert_eq!(task["result"]["steps"], 4, "{task}");
+    // Every FAQ record trained; the three validation records were evaluated on.
+    assert_eq!(
+        (task["result"]["train_examples"].as_u64(), task["result"]["eval_examples"].as_u64()),
+        (Some(20), Some(3))
+    );
+    assert!(task["result"]["best_eval_loss"].is_f64(), "{task}");
+    let eval_dataset = task["config"]["eval_dataset"]["dataset_id"].as_str().unwrap().replace('-', "");
+    assert_eq!(eval_dataset, validation_file.strip_prefix("file-").unwrap());
 
     // Events: newest first, the progress as metrics.
     let (status, events) = app.get_json(&format!("/v1/fine_tuning/jobs/{id}/events?limit=100"), &admin).await;
@@ -138,6 +156,7 @@ async fn an_uploaded_file_becomes_a_job_whose_model_answers_chat_completions() {
     let metrics: Vec<&Value> = data.iter().filter(|e| e["type"] == "metrics").collect();
     assert!(!metrics.is_empty(), "{events}");
     assert!(metrics.iter().all(|e| e["data"]["step"].is_u64() && e["data"]["train_loss"].is_f64()), "{events}");
+    assert!(metrics.iter().any(|e| e["data"]["valid_loss"].is_f64()), "the validation file's loss: {events}");
     let (_, first) = app.get_json(&format!("/v1/fine_tuning/jobs/{id}/events?limit=2"), &admin).await;
     assert_eq!((first["data"].as_array().unwrap().len(), first["has_more"].as_bool()), (2, Some(true)));
     let after = first["data"][1]["id"].as_str().unwrap();
@@ -251,7 +270,8 @@ async fn a_job_is_cancelled_and_bad_requests_are_refused_in_openai_s_shape() {
         (json!({"hyperparameters": {"n_epochs": "many"}}), "hyperparameters.n_epochs"),
         (json!({"hyperparameters": {"batch_size": 1.5}}), "hyperparameters.batch_size"),
         (json!({"hyperparameters": {"learning_rate_multiplier": -1}}), "hyperparameters.learning_rate_multiplier"),
-        (json!({"validation_file": file}), "validation_file"),
+        (json!({"validation_file": "file-nope"}), "validation_file"),
+        (json!({"validation_file": "file-00000000000000000000000000000000"}), "validation_file"),
         (json!({"suffix": "bad:suffix"}), "suffix"),
         (json!({"seed": -1}), "seed"),
     ] {

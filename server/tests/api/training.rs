@@ -563,3 +563,53 @@ async fn a_run_that_learns_nothing_completes_with_a_warning_and_an_alert_for_its
     assert_eq!(task["status"], "completed", "{task}");
     assert!(task["result"].get("warnings").is_none(), "{task}");
 }
+
+/// A task evaluates on a validation dataset of its own (`eval_dataset_id`) instead of a held-out share.
+#[tokio::test]
+async fn a_task_evaluates_on_a_validation_dataset_instead_of_a_held_out_share() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let validation = app.upload_ok(&admin, crate::datasets::qa_jsonl(4)).await;
+    assert_eq!(app.validated(&admin, &validation).await["status"], "valid");
+    let (app_ref, admin_ref) = (&app, &admin);
+    let create = |body: Value| async move {
+        let response = app_ref.post("/api/training/tasks", Some(admin_ref), body).await;
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    let base = json!({"name": "with validation", "base_model_id": "tiny", "dataset_id": dataset,
+        "config": {"max_steps": 2, "eval_every": 1, "merge": false}, "start": true});
+    let mut bad = base.clone();
+    bad["eval_dataset_id"] = json!(uuid::Uuid::new_v4());
+    let (status, body) = create(bad).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_dataset")));
+    assert_eq!(body["error"]["details"]["field"], "eval_dataset_id", "{body}");
+    let mut both = base.clone();
+    both["eval_dataset_id"] = json!(validation);
+    both["config"]["eval_split"] = json!(0.2);
+    let (status, body) = create(both).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")));
+    assert_eq!(
+        body["error"]["details"]["field"], "config.eval_split",
+        "a held-out share and a validation dataset: {body}"
+    );
+    let mut good = base.clone();
+    good["eval_dataset_id"] = json!(validation);
+    good["config"]["eval_dataset"] = json!({"dataset_id": uuid::Uuid::new_v4(), "version": 1, "sha256": "0"});
+    let (status, created) = create(good).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let task = app.task_until(&admin, &id, 120, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(
+        task["config"]["eval_dataset"]["dataset_id"],
+        validation.as_str(),
+        "the checked reference, not the body's"
+    );
+    assert_eq!(task["config"]["eval_split"], 0.0);
+    assert_eq!(
+        (task["result"]["train_examples"].as_u64(), task["result"]["eval_examples"].as_u64()),
+        (Some(20), Some(4))
+    );
+    assert!(task["progress"]["eval_loss"].is_f64(), "{task}");
+}

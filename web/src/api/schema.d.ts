@@ -1390,6 +1390,18 @@ export interface components {
              */
             dataset_version?: number | null;
             description?: string;
+            /**
+             * Format: uuid
+             * @description A validation dataset (yours, `valid`) to evaluate on instead of a held-out share of `dataset_id`
+             *     (`eval_split` must then be 0): the eval loss of every `eval_every` steps, early stopping and the
+             *     result's `best_eval_loss` are on it. Recorded in the task's `config.eval_dataset`.
+             */
+            eval_dataset_id?: string | null;
+            /**
+             * Format: int32
+             * @description Which version of `eval_dataset_id` (default: the latest).
+             */
+            eval_dataset_version?: number | null;
             /** @description 1 to 100 characters. */
             name: string;
             /** @description Without `config`: `quick`, `balanced` (default) or `thorough`. */
@@ -5118,7 +5130,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description invalid_request_error with `param`: training_file, validation_file (not supported), hyperparameters.n_epochs, hyperparameters.batch_size, hyperparameters.learning_rate_multiplier, suffix, seed */
+            /** @description invalid_request_error with `param`: training_file, validation_file, hyperparameters.n_epochs, hyperparameters.batch_size, hyperparameters.learning_rate_multiplier, suffix, seed */
             400: {
                 headers: {
                     [name: string]: unknown;

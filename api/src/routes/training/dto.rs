@@ -24,6 +24,13 @@ pub(crate) struct CreateTaskRequest {
     /// Which version (default: the latest).
     #[schema(minimum = 1)]
     pub dataset_version: Option<u32>,
+    /// A validation dataset (yours, `valid`) to evaluate on instead of a held-out share of `dataset_id`
+    /// (`eval_split` must then be 0): the eval loss of every `eval_every` steps, early stopping and the
+    /// result's `best_eval_loss` are on it. Recorded in the task's `config.eval_dataset`.
+    pub eval_dataset_id: Option<Uuid>,
+    /// Which version of `eval_dataset_id` (default: the latest).
+    #[schema(minimum = 1)]
+    pub eval_dataset_version: Option<u32>,
     /// LoRA and optimiser settings; every field is optional (defaults: rank 8, alpha 16, targets q and v,
     /// learning_rate 2e-4, lr_schedule cosine, 3 epochs, batch_size 4, max_seq_len 512, checkpoint_every 50,
     /// device cpu, merge true; `register_as` `{"name", "deploy"}` registers the merged model under that name

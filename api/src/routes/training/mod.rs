@@ -91,15 +91,26 @@ pub(crate) async fn dataset_ref(
     dataset_id: Uuid,
     version: Option<u32>,
 ) -> Result<DatasetRef, ApiError> {
+    named_dataset_ref(state, user, dataset_id, version, ("dataset_id", "dataset_version")).await
+}
+
+/// [`dataset_ref`], its errors naming `fields` (the id's and the version's).
+pub(crate) async fn named_dataset_ref(
+    state: &AppState,
+    user: &AuthUser,
+    dataset_id: Uuid,
+    version: Option<u32>,
+    (id_field, version_field): (&'static str, &'static str),
+) -> Result<DatasetRef, ApiError> {
     let dataset = state.commands.load::<bonsai_domain::dataset::Dataset>(dataset_id).await?;
     dataset.trainable(&user.actor(), version).map_err(|e| match e {
-        NotTrainable::Unknown => ApiError::field("unknown_dataset", e.to_string(), "dataset_id"),
+        NotTrainable::Unknown => ApiError::field("unknown_dataset", e.to_string(), id_field),
         NotTrainable::Archived => ApiError::Conflict { code: "dataset_archived", message: e.to_string() },
-        NotTrainable::UnknownVersion(_) => ApiError::field("unknown_dataset_version", e.to_string(), "dataset_version"),
+        NotTrainable::UnknownVersion(_) => ApiError::field("unknown_dataset_version", e.to_string(), version_field),
         NotTrainable::NotValid { version, status } => ApiError::Unprocessable {
             code: "dataset_not_valid",
             message: e.to_string(),
-            details: Some(json!({ "field": "dataset_id", "version": version, "status": status.as_str() })),
+            details: Some(json!({ "field": id_field, "version": version, "status": status.as_str() })),
         },
     })
 }
@@ -121,7 +132,20 @@ pub(crate) async fn create_task(
     let base_model_id = request.base_model_id.trim().to_owned();
     base_model(&state, &base_model_id)?;
     let dataset = dataset_ref(&state, &user, request.dataset_id, request.dataset_version).await?;
-    let config = match (request.config, request.preset.as_deref()) {
+    let eval_dataset = match request.eval_dataset_id {
+        Some(id) => Some(
+            named_dataset_ref(
+                &state,
+                &user,
+                id,
+                request.eval_dataset_version,
+                ("eval_dataset_id", "eval_dataset_version"),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let mut config = match (request.config, request.preset.as_deref()) {
         (Some(config), None) => config,
         (Some(_), Some(_)) => {
             return Err(ApiError::field("validation_failed", "give config or preset, not both", "preset"));
@@ -133,6 +157,8 @@ pub(crate) async fn create_task(
             chosen_config(&state, preset, &base_model_id, &dataset).await?
         }
     };
+    // Only the checked reference: a validation dataset named inside `config` is not taken on trust.
+    config.eval_dataset = eval_dataset;
     let new = NewTask { name: request.name, description: request.description, base_model_id, dataset, config };
     let (id, task) = create_with_id(&state, &user, correlation, Uuid::now_v7(), new, request.start).await?;
     Ok((StatusCode::CREATED, Json(TaskAccepted { id, status: task.status.to_string(), attempt: task.attempt })))
