@@ -29,7 +29,9 @@ impl Projection for ModelsProjection {
         let query = match decoded {
             ModelEvent::ModelRegistered { owner_id, name, version, base_model_id, source, metrics, .. } => {
                 let task = match &source {
-                    ModelSource::TrainingTask { task_id, .. } => Some(*task_id),
+                    ModelSource::TrainingTask { task_id, .. } | ModelSource::TrainingCheckpoint { task_id, .. } => {
+                        Some(*task_id)
+                    }
                     ModelSource::Installed { .. } => None,
                 };
                 let source = serde_json::to_value(source).map_err(|e| event.undecodable(e.to_string()))?;

@@ -418,9 +418,12 @@ impl ModelWorker {
     }
 
     async fn export(&self, id: Uuid, source: ModelSource, meta: &CommandMetadata) -> Result<(), CommandError> {
-        if self.commands.load::<bonsai_domain::model::Model>(id).await?.status != ModelStatus::Exporting {
+        let model = self.commands.load::<bonsai_domain::model::Model>(id).await?;
+        if model.status != ModelStatus::Exporting {
             return Ok(());
         }
+        // A checkpoint's adapter is merged into its base first, next to the export.
+        let mut merge: Option<(PathBuf, PathBuf)> = None;
         let weights = match &source {
             ModelSource::Installed { model_id } => self.models.model_dir(model_id).map_err(|e| e.to_string()),
             ModelSource::TrainingTask { merged_path, .. } => {
@@ -431,6 +434,18 @@ impl ModelWorker {
                     Err(format!("the merged model {merged_path} is missing"))
                 }
             }
+            ModelSource::TrainingCheckpoint { adapter_path, .. } => {
+                let adapter = self.data_dir.join(adapter_path);
+                match self.models.model_dir(&model.base_model_id) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(_) if !adapter.is_dir() => Err(format!("the checkpoint's adapter {adapter_path} is missing")),
+                    Ok(base) => {
+                        let merged = Self::export_dir(&self.data_dir, id).with_file_name("merged");
+                        merge = Some((base, adapter));
+                        Ok(merged)
+                    }
+                }
+            }
         };
         let out = Self::export_dir(&self.data_dir, id);
         let exported = match weights {
@@ -438,10 +453,16 @@ impl ModelWorker {
             Ok(weights) => {
                 let out = out.clone();
                 // Reading and writing hundreds of MB of weights: a blocking thread.
-                tokio::task::spawn_blocking(move || bonsai_ml::onnx::export_dir(&weights, &out))
-                    .await
-                    .map_err(|e| ("export_failed", e.to_string()))
-                    .and_then(|r| r.map_err(|e| ("export_failed", e.to_string())))
+                tokio::task::spawn_blocking(move || {
+                    if let Some((base, adapter)) = &merge {
+                        bonsai_ml::train::merge_folders(base, adapter, &weights)
+                            .map_err(|e| ("merge_failed", e.to_string()))?;
+                    }
+                    bonsai_ml::onnx::export_dir(&weights, &out).map_err(|e| ("export_failed", e.to_string()))
+                })
+                .await
+                .map_err(|e| ("export_failed", e.to_string()))
+                .and_then(|r| r)
             }
         };
         let command = match exported {

@@ -29,6 +29,12 @@ pub(crate) struct RegisterModelRequest {
     /// 1 to 100 characters; registering the same name again makes the next version.
     pub name: String,
     pub training_task_id: Option<Uuid>,
+    /// With `training_task_id`: register this checkpoint of the task (`GET /api/training/tasks/{id}/checkpoints`
+    /// lists them) instead of its completed run. The checkpoint's adapter is copied at once (old checkpoints
+    /// are pruned as a run goes on) and merged into the base when the model is exported. The task may be
+    /// running, stopped, failed or completed.
+    #[schema(minimum = 1)]
+    pub checkpoint_step: Option<u64>,
     pub base_model_id: Option<String>,
 }
 
@@ -41,7 +47,8 @@ pub(crate) struct ModelDto {
     /// 1, 2, ... per name.
     pub version: i32,
     pub base_model_id: String,
-    /// `{"kind": "training_task", "task_id", "merged_path"}` or `{"kind": "installed", "model_id"}`.
+    /// `{"kind": "training_task", "task_id", "merged_path"}`, `{"kind": "training_checkpoint", "task_id",
+    /// "step", "adapter_path"}` or `{"kind": "installed", "model_id"}`.
     #[schema(value_type = Object)]
     pub source: Value,
     pub training_task_id: Option<Uuid>,
@@ -125,13 +132,20 @@ async fn source(
     state: &AppState,
     user: &AuthUser,
     request: &RegisterModelRequest,
+    id: Uuid,
 ) -> Result<(ModelSource, String, Value), ApiError> {
+    if request.checkpoint_step.is_some() && request.training_task_id.is_none() {
+        return Err(ApiError::field("validation_failed", "checkpoint_step needs training_task_id", "checkpoint_step"));
+    }
     match (&request.training_task_id, &request.base_model_id) {
         (Some(task_id), None) => {
             let task = state.commands.load::<bonsai_domain::training::TrainingTask>(*task_id).await?;
             let actor = user.actor();
             if task.id.is_none() || !task.visible_to(&actor) {
                 return Err(ApiError::field("unknown_training_task", "no such training task", "training_task_id"));
+            }
+            if let Some(step) = request.checkpoint_step {
+                return checkpoint_source(state, *task_id, step, id, &task.base_model_id).await;
             }
             let made = task.model_material().map_err(|why| {
                 let code = match why {
@@ -166,11 +180,46 @@ async fn source(
     }
 }
 
+/// The source of model `model_id` made from checkpoint `step` of task `task_id`: the checkpoint's adapter
+/// files, copied to `serving/<model>/adapter` (the checkpoint itself may be pruned by the run later).
+async fn checkpoint_source(
+    state: &AppState,
+    task_id: Uuid,
+    step: u64,
+    model_id: Uuid,
+    base_model_id: &str,
+) -> Result<(ModelSource, String, Value), ApiError> {
+    let data_dir = state.data_dir.clone().ok_or_else(|| ApiError::Internal("no data folder".into()))?;
+    let copied = tokio::task::spawn_blocking(move || -> Result<Option<String>, std::io::Error> {
+        let runs = bonsai_infra::runs::checkpoints(&bonsai_infra::runs::task_dir(&data_dir, task_id));
+        let Some((_, checkpoint)) = runs.into_iter().find(|(s, _)| *s == step) else { return Ok(None) };
+        let relative = std::path::Path::new("serving").join(model_id.to_string()).join("adapter");
+        let target = data_dir.join(&relative);
+        std::fs::create_dir_all(&target)?;
+        for file in ["adapter_model.safetensors", "adapter_config.json"] {
+            std::fs::copy(checkpoint.join(file), target.join(file))?;
+        }
+        Ok(Some(relative.display().to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let adapter_path = match copied {
+        Ok(Some(path)) => path,
+        // Pruned while it was copied, or never there.
+        Ok(None) | Err(_) => {
+            let message = format!("the task has no checkpoint at step {step} (see its checkpoints)");
+            return Err(ApiError::field("unknown_checkpoint", message, "checkpoint_step"));
+        }
+    };
+    let metrics = json!({"checkpoint_step": step, "training_task_id": task_id});
+    Ok((ModelSource::TrainingCheckpoint { task_id, step, adapter_path }, base_model_id.to_owned(), metrics))
+}
+
 /// Registers a model; its ONNX export starts at once (poll for `ready`).
 #[utoipa::path(post, path = "/api/models", tag = "models", security(("bearer" = [])), request_body = RegisterModelRequest,
     responses((status = 201, body = ModelAccepted), (status = 403, body = crate::ErrorBody),
     (status = 422, description = "validation_failed, invalid_body, unknown_training_task, training_not_completed, \
-        model_not_merged or unknown_base_model", body = crate::ErrorBody)))]
+        model_not_merged, unknown_checkpoint or unknown_base_model", body = crate::ErrorBody)))]
 pub(crate) async fn register_model(
     State(state): State<AppState>,
     user: AuthUser,
@@ -178,10 +227,10 @@ pub(crate) async fn register_model(
     ApiJson(request): ApiJson<RegisterModelRequest>,
 ) -> Result<(StatusCode, Json<ModelAccepted>), ApiError> {
     user.require(Permission::ManageModels)?;
-    let (source, base_model_id, metrics) = source(&state, &user, &request).await?;
+    let id = Uuid::now_v7();
+    let (source, base_model_id, metrics) = source(&state, &user, &request, id).await?;
     let name = request.name.trim().to_owned();
     let version = models::next_version(&state.pool, &name).await? as u32;
-    let id = Uuid::now_v7();
     let meta = CommandMetadata::new(Some(user.id), correlation);
     let command = ModelCommand::RegisterModel {
         model_id: id,

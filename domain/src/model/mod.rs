@@ -56,6 +56,9 @@ pub enum ModelSource {
     TrainingTask { task_id: Uuid, merged_path: String },
     /// An installed model folder (`BONSAI_MODELS_DIR/<model_id>`).
     Installed { model_id: String },
+    /// A checkpoint of a training task (at `step`): its LoRA adapter, copied to `adapter_path` (relative to
+    /// the data folder) when the model was registered, is merged into the base when the model is exported.
+    TrainingCheckpoint { task_id: Uuid, step: u64, adapter_path: String },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +112,9 @@ pub struct Model {
     /// Deployed as soon as it is exported.
     #[serde(default)]
     pub deploy_when_ready: bool,
+    /// The installed base model it was made from (or is).
+    #[serde(default)]
+    pub base_model_id: String,
 }
 
 impl Model {
@@ -134,8 +140,18 @@ impl Aggregate for Model {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            ModelEvent::ModelRegistered { model_id, owner_id, source, name, version, deploy_when_ready, .. } => {
+            ModelEvent::ModelRegistered {
+                model_id,
+                owner_id,
+                source,
+                name,
+                version,
+                deploy_when_ready,
+                base_model_id,
+                ..
+            } => {
                 self.deploy_when_ready = deploy_when_ready;
+                self.base_model_id = base_model_id;
                 self.id = Some(model_id);
                 self.name = Some(name);
                 self.version = Some(version);

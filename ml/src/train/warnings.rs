@@ -54,7 +54,7 @@ pub fn warnings(history: &[StepRecord]) -> Vec<RunWarning> {
                 message: format!(
                     "the evaluation loss rose over the last {tail} evaluations (from step {from_step}), to {last:.3} \
                      against a best of {best:.3}: the model is overfitting its training examples. Try fewer epochs, \
-                     early stopping (patience), or more data"
+                     early stopping (patience) or more data, or register an earlier checkpoint as the model"
                 ),
             });
         }

@@ -259,3 +259,48 @@ async fn openai_legacy_prompt_completion_files_are_valid_datasets() {
     let detail = app.validated(&admin, &id).await;
     assert_eq!((detail["status"].as_str(), detail["record_count"].as_u64()), (Some("valid"), Some(2)), "{detail}");
 }
+
+/// A checkpoint of a stopped run becomes a model: its adapter is copied when registered (the run prunes old
+/// checkpoints) and merged into the base when exported; the model deploys and answers.
+#[tokio::test]
+async fn a_checkpoint_of_a_run_is_registered_exported_and_deployed_as_a_model() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let dataset = app.training_fixture(&admin).await;
+    let config = json!({"max_steps": 1000000, "checkpoint_every": 2, "merge": false});
+    let (_, created) = app.create_task(&admin, &dataset, config, true).await;
+    let task = created["id"].as_str().unwrap().to_owned();
+    app.task_until(&admin, &task, 120, |t| t["progress"]["step"].as_u64() >= Some(4)).await;
+    app.task_command(&admin, &task, "stop").await;
+    app.task_until(&admin, &task, 60, |t| t["status"] == "stopped").await;
+    let listed: Value =
+        app.get(&format!("/api/training/tasks/{task}/checkpoints"), Some(&admin)).await.json().await.unwrap();
+    let step = listed["items"][0]["step"].as_u64().expect("a checkpoint");
+
+    let register = |body: Value| app.post("/api/models", Some(&admin), body);
+    let response = register(json!({"name": "early", "training_task_id": task, "checkpoint_step": 999_999})).await;
+    assert_eq!(
+        (response.status(), error_code(response).await.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_checkpoint")
+    );
+    let response = register(json!({"name": "early", "base_model_id": "tiny", "checkpoint_step": step})).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = register(json!({"name": "early", "training_task_id": task, "checkpoint_step": step})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let ready = app.model_until(&admin, &id, |m| m["status"] != "exporting").await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["source"]["kind"], "training_checkpoint");
+    assert_eq!(
+        (ready["source"]["step"].as_u64(), ready["training_task_id"].as_str()),
+        (Some(step), Some(task.as_str()))
+    );
+    assert!(app.settings.data_dir.join(format!("serving/{id}/adapter/adapter_model.safetensors")).is_file());
+    let response = app.post(&format!("/api/models/{id}/deploy"), Some(&admin), json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.model_until(&admin, &id, |m| m["deployed"] == true).await;
+    let (status, asked) =
+        app.ask(&admin, json!({"question": "What is Bonsai?", "model_id": id, "max_new_tokens": 4})).await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert_eq!(asked["model_id"], id.as_str());
+}

@@ -1545,7 +1545,10 @@ export interface components {
             name: string;
             /** Format: uuid */
             owner_id: string;
-            /** @description `{"kind": "training_task", "task_id", "merged_path"}` or `{"kind": "installed", "model_id"}`. */
+            /**
+             * @description `{"kind": "training_task", "task_id", "merged_path"}`, `{"kind": "training_checkpoint", "task_id",
+             *     "step", "adapter_path"}` or `{"kind": "installed", "model_id"}`.
+             */
             source: Record<string, never>;
             /** @description `exporting`, `ready` or `failed`. */
             status: string;
@@ -1724,6 +1727,14 @@ export interface components {
          */
         RegisterModelRequest: {
             base_model_id?: string | null;
+            /**
+             * Format: int64
+             * @description With `training_task_id`: register this checkpoint of the task (`GET /api/training/tasks/{id}/checkpoints`
+             *     lists them) instead of its completed run. The checkpoint's adapter is copied at once (old checkpoints
+             *     are pruned as a run goes on) and merged into the base when the model is exported. The task may be
+             *     running, stopped, failed or completed.
+             */
+            checkpoint_step?: number | null;
             /** @description 1 to 100 characters; registering the same name again makes the next version. */
             name: string;
             /** Format: uuid */
@@ -2831,7 +2842,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description validation_failed, invalid_body, unknown_training_task, training_not_completed, model_not_merged or unknown_base_model */
+            /** @description validation_failed, invalid_body, unknown_training_task, training_not_completed, model_not_merged, unknown_checkpoint or unknown_base_model */
             422: {
                 headers: {
                     [name: string]: unknown;
