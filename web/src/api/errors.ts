@@ -51,6 +51,7 @@ export const ERROR_MESSAGES: Record<string, Record<Lang, string>> = {
     en: 'The first request with this retry key was cut off after it was saved. Look for what it created.',
     zh: '使用该重试键的第一个请求在保存后被中断。请查看它已创建的内容。',
   },
+  unknown_checkpoint: { en: 'The training task has no checkpoint at that step.', zh: '该训练任务在此步骤没有检查点。' },
   alias_not_found: { en: 'That alias does not name this model.', zh: '该别名未指向此模型。' },
   no_previous_version: {
     en: 'There is no earlier deployed version to roll back to.',
