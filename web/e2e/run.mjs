@@ -889,6 +889,42 @@ const scenarios = [
       await shot('key-revoked');
     },
   },
+  {
+    name: 'checkpoint-becomes-a-model-and-nodes-listed',
+    async run({ page, base, shot }) {
+      // The long run stopped above kept checkpoints: one of them is registered as a model.
+      const bearer = await token(base, 'tina', 'tina-password');
+      const task = (await api(base, '/api/training/tasks?page_size=100', { token: bearer })).json.items.find((t) => t.name === 'long run');
+      await signIn(page, base, 'tina', 'tina-password');
+      await page.goto(`${base}/training/${task.id}`);
+      await page.waitForSelector('[data-testid=task-checkpoints]', { timeout: 20000 });
+      const button = page.locator('[data-testid^=register-checkpoint-]').first();
+      const step = Number((await button.getAttribute('data-testid')).split('-').pop());
+      await shot('checkpoints');
+      await button.click();
+      await page.fill('#model-name', `early ${TAG}`);
+      await page.click('.ant-modal-content button[type=submit]');
+      await page.waitForURL(/\/models$/);
+      const made = async () => (await api(base, '/api/models?page_size=100', { token: bearer })).json.items.find((m) => m.name === `early ${TAG}`);
+      await until('the checkpoint exported as a model', async () => (await made())?.status === 'ready', 120000);
+      const model = await made();
+      expect(model.source.kind === 'training_checkpoint' && model.source.step === step, `from checkpoint ${step}: ${JSON.stringify(model.source)}`);
+      await noInjected(page, 'the models list');
+      await shot('checkpoint-model');
+      // An admin sees the nodes of the deployment on the overview: this one, alive.
+      const context = await page.context().browser().newContext({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+      const admin = await context.newPage();
+      try {
+        await signIn(admin, base, 'admin', ADMIN_PASSWORD);
+        await admin.waitForSelector('[data-testid=nodes] [data-testid=node]', { timeout: 20000 });
+        await showsText(admin, '[data-testid=nodes]', 'this node', 20000);
+        await showsText(admin, '[data-testid=nodes]', 'alive', 20000);
+        await admin.screenshot({ path: join(shots, 'checkpoint-becomes-a-model-and-nodes-listed-nodes.png') }).catch(() => {});
+      } finally {
+        await context.close();
+      }
+    },
+  },
 ];
 
 // ---------- runner ----------

@@ -100,6 +100,8 @@ export const api = createApi({
     tasks: b.query<T.TaskPage, Query>({ query: (params) => ({ url: '/api/training/tasks', params }), providesTags: ['Tasks'] }),
     task: b.query<T.Task, string>({ query: (id) => `/api/training/tasks/${id}`, providesTags: ['Tasks'] }),
     progress: b.query<T.ProgressReport, string>({ query: (id) => `/api/training/tasks/${id}/progress` }),
+    checkpoints: b.query<T.CheckpointList, string>({ query: (id) => `/api/training/tasks/${id}/checkpoints`, providesTags: ['Tasks'] }),
+    nodes: b.query<T.NodeList, void>({ query: () => '/api/system/nodes' }),
     createTask: b.mutation<{ id: string }, T.CreateTask>({
       query: (body) => ({ url: '/api/training/tasks', method: 'POST', body }),
       invalidatesTags: ['Tasks'],
@@ -133,7 +135,7 @@ export const api = createApi({
       query: (id) => ({ url: `/api/models/${id}/rollback`, method: 'POST' }),
       invalidatesTags: ['Models'],
     }),
-    registerModel: b.mutation<{ id: string }, { name: string; training_task_id?: string; base_model_id?: string }>({
+    registerModel: b.mutation<{ id: string }, { name: string; training_task_id?: string; checkpoint_step?: number; base_model_id?: string }>({
       query: (body) => ({ url: '/api/models', method: 'POST', body }),
       invalidatesTags: ['Models'],
     }),
@@ -182,5 +184,5 @@ export const {
   useDeployModelMutation, useUndeployModelMutation, useModelQuery, useBaseModelsQuery, useRoutingQuery, useSetAliasMutation, useRemoveAliasMutation,
   useMakeDefaultMutation, useRollbackModelMutation, useTestModelMutation, useHistoryQuery,
   useConversationQuery, useDeleteHistoryMutation, useDeleteAllHistoryMutation, useAlertsQuery,
-  useAcknowledgeAlertMutation, useResolveAlertMutation,
+  useAcknowledgeAlertMutation, useResolveAlertMutation, useCheckpointsQuery, useNodesQuery,
 } = api;

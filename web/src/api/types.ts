@@ -34,3 +34,5 @@ export type TokenResponse = S['TokenResponse'];
 export type ApiKey = S['ApiKeyDto'];
 export type ApiKeyList = S['ApiKeyList'];
 export type CreatedApiKey = S['CreatedApiKey'];
+export type CheckpointList = S['CheckpointList'];
+export type NodeList = S['NodeList'];

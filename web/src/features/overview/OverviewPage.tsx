@@ -2,10 +2,10 @@
 // for the roles that may see it).
 import { Card, Progress, Statistic, Tag, Typography } from 'antd';
 import { Link } from 'react-router-dom';
-import { useAlertsQuery, useDatasetsQuery, useModelsQuery, useProfileQuery, useTasksQuery } from '../../api/api';
+import { useAlertsQuery, useDatasetsQuery, useModelsQuery, useNodesQuery, useProfileQuery, useTasksQuery } from '../../api/api';
 import { may } from '../../auth/session';
 import { Loadable } from '../../components/States';
-import { STATUS_COLOR } from '../../components/format';
+import { STATUS_COLOR, when } from '../../components/format';
 import { useI18n } from '../../i18n';
 
 // Plain grids and rows (not antd's Grid and List): this is the first page, kept light.
@@ -57,6 +57,25 @@ function TrainerOverview() {
   );
 }
 
+/** The deployment's nodes and whether each holds its lease (admins). */
+function Nodes() {
+  const { t } = useI18n();
+  const nodes = useNodesQuery(undefined, { pollingInterval: 10000 });
+  return (
+    <Card title={t('nodes')} style={{ marginTop: 16 }} data-testid="nodes">
+      <Loadable loading={nodes.isLoading} error={nodes.error} empty={!nodes.data?.items.length} emptyText={t('noNodes')}>
+        {(nodes.data?.items ?? []).map((n) => (
+          <div key={n.name} style={ROW} data-testid="node">
+            <Tag color={n.alive ? 'green' : 'red'}>{n.alive ? t('nodeAlive') : t('nodeGone')}</Tag>
+            <Typography.Text code>{n.name}</Typography.Text> <Tag>{n.role}</Tag> {n.http_addr} · v{n.version} ·{' '}
+            {t('nodeRenewed')} {when(n.renewed_at)}{n.name === nodes.data?.this_node ? ` · ${t('nodeThis')}` : ''}
+          </div>
+        ))}
+      </Loadable>
+    </Card>
+  );
+}
+
 export default function OverviewPage() {
   const { t } = useI18n();
   const { data: me } = useProfileQuery();
@@ -65,6 +84,7 @@ export default function OverviewPage() {
     <div>
       <Typography.Title level={3}>{t('welcome', { name: me?.display_name || me?.username || '' })}</Typography.Title>
       {may(me?.role, 'training') && <TrainerOverview />}
+      {may(me?.role, 'admin') && <Nodes />}
       <Card title={t('deployedModels')} style={{ marginTop: 16 }}>
         <Loadable loading={models.isLoading} error={models.error} empty={!models.data?.items.length} emptyText={t('noDeployedModels')}>
           {(models.data?.items ?? []).map((m) => (

@@ -2,10 +2,10 @@
 // task's WebSocket, reconnecting when it drops), the progress bar with ETA and tokens/s, stop and resume,
 // adapter download, "register as model", and other runs' curves on the same chart for comparison.
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { Alert, Button, Card, Descriptions, Form, Input, Modal, Progress, Select, Space, Statistic, Tag, Typography, message } from 'antd';
+import { Alert, Button, Card, Descriptions, Form, Input, Modal, Progress, Select, Space, Statistic, Table, Tag, Typography, message } from 'antd';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import {
-  api, client, useDatasetQuery, useProgressQuery, useRegisterModelMutation, useStartTaskMutation, useStopTaskMutation, useTaskQuery, useTasksQuery,
+  api, client, useCheckpointsQuery, useDatasetQuery, useProgressQuery, useRegisterModelMutation, useStartTaskMutation, useStopTaskMutation, useTaskQuery, useTasksQuery,
 } from '../../api/api';
 import type { ApiFailure } from '../../api/baseQuery';
 import { describeError } from '../../api/errors';
@@ -118,6 +118,9 @@ export default function TaskPage() {
   const [start, starting] = useStartTaskMutation();
   const [register, registering] = useRegisterModelMutation();
   const [registerOpen, setRegisterOpen] = useState(false);
+  // The checkpoint being registered as a model (none: the completed run).
+  const [registerStep, setRegisterStep] = useState<number | undefined>(undefined);
+  const checkpoints = useCheckpointsQuery(id);
   const [compareIds, setCompareIds] = useState<string[]>([]);
   const [compared, setCompared] = useState<Series[]>([]);
   const status = task.data?.status;
@@ -166,7 +169,7 @@ export default function TaskPage() {
                   <>
                     <Button onClick={() => download(id, 'adapter_model.safetensors').catch(() => message.error(t('downloadFailed')))}>{t('downloadAdapter')}</Button>
                     <Button onClick={() => download(id, 'adapter_config.json').catch(() => message.error(t('downloadFailed')))}>adapter_config.json</Button>
-                    <Button type="primary" onClick={() => setRegisterOpen(true)}>{t('registerAsModel')}</Button>
+                    <Button type="primary" onClick={() => { setRegisterStep(undefined); setRegisterOpen(true); }}>{t('registerAsModel')}</Button>
                   </>
                 )}
               </Space>
@@ -203,9 +206,30 @@ export default function TaskPage() {
               {result && <Descriptions.Item label={t('result')} span={2}><Typography.Text code>{JSON.stringify(result)}</Typography.Text></Descriptions.Item>}
             </Descriptions>
           </Card>
-          <Modal open={registerOpen} title={t('registerAsModel')} onCancel={() => setRegisterOpen(false)} footer={null} destroyOnClose>
-            <Form layout="vertical" initialValues={{ name: task.data.name }}
-              onFinish={(v: { name: string }) => register({ name: v.name, training_task_id: id }).unwrap().then(() => navigate('/models')).catch(fail)}>
+          {(checkpoints.data?.items.length ?? 0) > 0 && (
+            <Card title={t('checkpoints')} data-testid="task-checkpoints">
+              <Table size="small" rowKey="step" pagination={false} dataSource={checkpoints.data?.items ?? []}
+                columns={[
+                  { title: t('step'), dataIndex: 'step' },
+                  { title: t('loss'), dataIndex: 'train_loss', render: (v?: number | null) => (v != null ? v.toFixed(4) : '—') },
+                  { title: t('evalLoss'), dataIndex: 'eval_loss', render: (v?: number | null) => (v != null ? v.toFixed(4) : '—') },
+                  { title: t('size'), dataIndex: 'size_bytes', render: (v: number) => `${(v / 1048576).toFixed(1)} MB` },
+                  { title: t('created'), dataIndex: 'created_at', render: (v: string) => when(v) },
+                  {
+                    title: '', key: 'register',
+                    render: (_: unknown, c: { step: number }) => (
+                      <Button size="small" data-testid={`register-checkpoint-${c.step}`} onClick={() => { setRegisterStep(c.step); setRegisterOpen(true); }}>
+                        {t('registerAsModel')}
+                      </Button>
+                    ),
+                  },
+                ]} />
+            </Card>
+          )}
+          <Modal open={registerOpen} title={registerStep != null ? `${t('registerAsModel')} (${t('step')} ${registerStep})` : t('registerAsModel')}
+            onCancel={() => setRegisterOpen(false)} footer={null} destroyOnClose>
+            <Form layout="vertical" initialValues={{ name: registerStep != null ? `${task.data.name} @${registerStep}`.slice(0, 100) : task.data.name }}
+              onFinish={(v: { name: string }) => register({ name: v.name, training_task_id: id, checkpoint_step: registerStep }).unwrap().then(() => navigate('/models')).catch(fail)}>
               <Form.Item label={t('modelName')} name="name" rules={[{ required: true, message: t('required') }, { max: 100, message: t('tooLong') }]}><Input id="model-name" /></Form.Item>
               <Button type="primary" htmlType="submit" loading={registering.isLoading}>{t('register')}</Button>
             </Form>
