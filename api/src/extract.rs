@@ -111,17 +111,20 @@ pub(crate) fn status_filter(status: Option<&str>, allowed: &[&str]) -> Result<()
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct ApiPath<T>(pub(crate) T);
 
-/// The peer address, for per-address login throttling ("unknown" when served without connect info).
+/// The client's address, for per-address login throttling and a session's address: the peer's, or behind a
+/// trusted proxy the one `X-Forwarded-For` names (see [`crate::TrustedProxies`]); "unknown" when served
+/// without connect info.
 pub(crate) struct ClientIp(pub(crate) String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<crate::AppState> for ClientIp {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
-        Ok(Self(ip))
+    async fn from_request_parts(parts: &mut Parts, state: &crate::AppState) -> Result<Self, Self::Rejection> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Ok(Self("unknown".to_owned()));
+        };
+        let forwarded: Vec<&str> =
+            parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        Ok(Self(state.trusted_proxies.client(peer.ip(), &forwarded).to_string()))
     }
 }
 

@@ -10,11 +10,13 @@ mod fresh;
 mod idempotency;
 pub mod metrics;
 mod openapi;
+mod proxies;
 mod routes;
 mod state;
 
 pub use auth::{RateLimitSettings, RateLimits, TokenSettings};
 pub use error::{ApiError, ErrorBody};
+pub use proxies::TrustedProxies;
 pub use state::{AppState, NodeGauges, NodeIdentity, VirusScan, DEFAULT_MAX_UPLOAD_BYTES};
 
 use axum::http::{HeaderName, Request};

@@ -50,6 +50,8 @@ pub struct AppState {
     pub console_dir: Option<std::path::PathBuf>,
     /// This node's name in the `nodes` table and the lease every node holds (see [`bonsai_infra::nodes`]).
     pub node: NodeIdentity,
+    /// Proxies whose `X-Forwarded-For` names the client (see [`crate::TrustedProxies`]).
+    pub trusted_proxies: crate::TrustedProxies,
 }
 
 /// How uploads are scanned.
@@ -104,7 +106,14 @@ impl AppState {
             scan_metrics: Arc::default(),
             console_dir: None,
             node: NodeIdentity::default(),
+            trusted_proxies: crate::TrustedProxies::default(),
         }
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies.
+    pub fn with_trusted_proxies(mut self, proxies: crate::TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     /// This node's name among the deployment's nodes, and their lease.

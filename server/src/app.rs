@@ -158,8 +158,10 @@ impl Application {
             name: bonsai_infra::nodes::instance_name(&host),
             lease: Duration::from_secs_f64(settings.node_lease_secs),
         };
+        let proxies = settings.http.trusted_proxies()?;
         let state = AppState::new(pool.clone(), commands.clone(), nats, tokens, limits)
             .with_node(node.clone())
+            .with_trusted_proxies(proxies)
             .with_datasets(files.clone(), settings.max_upload_bytes)
             .with_models(models.clone())
             .with_nats_prefix(settings.nats_prefix.clone())
@@ -262,7 +264,7 @@ impl Application {
         let stop = shutdown.clone();
         let addr = self.local_addr().to_string();
         let (listener, tls) = (self.listener, self.tls);
-        let guard = crate::http::Guard::new(self.http_limits);
+        let guard = crate::http::Guard::new(self.http_limits).with_trusted_proxies(self.state.trusted_proxies.clone());
         let limits = self.http_limits;
         tasks.spawn(async move {
             let stopped = async move { stop.cancelled().await };

@@ -50,11 +50,19 @@ pub struct Limits {
 pub struct Guard {
     limits: Limits,
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Not capped: every client behind them shares their address.
+    proxies: bonsai_api::TrustedProxies,
 }
 
 impl Guard {
     pub fn new(limits: Limits) -> Self {
-        Self { limits, open: Arc::default() }
+        Self { limits, open: Arc::default(), proxies: bonsai_api::TrustedProxies::default() }
+    }
+
+    /// Does not cap connections from these proxies.
+    pub fn with_trusted_proxies(mut self, proxies: bonsai_api::TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
     }
 
     /// `tcp` from `addr`, held to the limits; none (the connection is closed) when `addr` already has as
@@ -64,7 +72,8 @@ impl Guard {
         {
             let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let count = open.entry(ip).or_insert(0);
-            if self.limits.max_connections_per_address > 0 && *count >= self.limits.max_connections_per_address {
+            let capped = self.limits.max_connections_per_address > 0 && !self.proxies.trusts(ip);
+            if capped && *count >= self.limits.max_connections_per_address {
                 tracing::info!(%addr, open = *count, "connection refused: too many from this address");
                 return None;
             }

@@ -141,17 +141,32 @@ pub struct Http {
     pub header_read_timeout_secs: f64,
     /// A connection on which nothing moves either way this long (seconds) is closed.
     pub idle_timeout_secs: f64,
-    /// Connections one client address may have open at once (0: no cap).
+    /// Connections one client address may have open at once (0: no cap); trusted proxies are not capped.
     pub max_connections_per_address: usize,
+    /// Reverse proxies (comma-separated addresses or CIDR blocks, e.g. `127.0.0.1,10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client: for per-address login lockout and sessions' addresses. Empty (the
+    /// default): the header is ignored, since anyone could write it.
+    pub trusted_proxies: String,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Self { header_read_timeout_secs: 15.0, idle_timeout_secs: 300.0, max_connections_per_address: 256 }
+        Self {
+            header_read_timeout_secs: 15.0,
+            idle_timeout_secs: 300.0,
+            max_connections_per_address: 256,
+            trusted_proxies: String::new(),
+        }
     }
 }
 
 impl Http {
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<bonsai_api::TrustedProxies> {
+        bonsai_api::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("BONSAI__HTTP__TRUSTED_PROXIES: {e}"))
+    }
+
     pub fn limits(&self) -> crate::http::Limits {
         let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
         crate::http::Limits {

@@ -230,3 +230,52 @@ async fn when_redis_dies_each_node_goes_on_limiting_alone() {
         assert_eq!(app.get("/api/users/profile", Some(&token)).await.status(), StatusCode::OK);
     }
 }
+
+/// Behind a trusted proxy the client is the address `X-Forwarded-For` names: a lockout earned by one client
+/// address does not lock out another behind the same proxy, and a session records the client's address.
+/// From an untrusted peer the header is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_clients() {
+    let mut settings = test_settings();
+    settings.rate_limit.login_lockout_after = 100;
+    settings.rate_limit.login_slowdown_after = 100;
+    settings.rate_limit.login_lockout_after_per_address = 3;
+    settings.http.trusted_proxies = "127.0.0.1".into();
+    let app = TestApp::spawn_with(settings).await;
+    let login = |from: &'static str, username: &'static str, password: &'static str| {
+        app.client
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", from)
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+    };
+    for name in ["ann", "bob", "cyd"] {
+        assert_eq!(login("203.0.113.7", name, "wrong-password").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = login("203.0.113.7", ADMIN, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS, "that address earned its lockout");
+    // A client that writes its own header behind the proxy is still the address the proxy appended.
+    let spoofed = login("198.51.100.2, 203.0.113.7", ADMIN, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+    let other = login("198.51.100.2", ADMIN, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK, "another client behind the same proxy is not locked out");
+    let token = other.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let sessions: serde_json::Value = app.get("/api/users/profile/sessions", Some(&token)).await.json().await.unwrap();
+    let this = sessions["items"].as_array().unwrap().iter().find(|s| s["current"] == true).unwrap().clone();
+    assert_eq!(this["address"], "198.51.100.2", "{sessions}");
+    app.stop().await.unwrap();
+
+    // Without trusted proxies the header is anyone's to write, and ignored.
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .header("x-forwarded-for", "198.51.100.2")
+        .json(&serde_json::json!({"username": ADMIN, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let token = response.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let sessions: serde_json::Value = app.get("/api/users/profile/sessions", Some(&token)).await.json().await.unwrap();
+    assert_eq!(sessions["items"][0]["address"], "127.0.0.1", "{sessions}");
+}
