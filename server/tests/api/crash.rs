@@ -380,22 +380,10 @@ async fn a_run_whose_node_is_killed_shows_interrupted_and_another_node_resumes_i
     // Another node of the device takes the run (JetStream gives it out again after four leases) and
     // resumes it from the last checkpoint the killed node wrote.
     let (_successor, _) = second_node_with(&app, &trainer).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let resumed_from = loop {
-        let history = bonsai_projections::log::aggregate_history(&app.pool, "TrainingTask", &id).await.unwrap();
-        let starts: Vec<&Value> = history
-            .iter()
-            .filter(|e| e.event_type == "TrainingStarted")
-            .map(|e| &e.payload["TrainingStarted"])
-            .collect();
-        if starts.len() == 2 {
-            assert_ne!(starts[1]["worker"], worker.as_str(), "another worker resumes it");
-            assert_eq!(starts[1]["attempt"], 1, "as the same run");
-            break starts[1]["resumed_from_step"].as_u64().expect("resumed from a checkpoint");
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the run was not resumed: {history:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let starts = app.task_starts(&id, 2, 90).await;
+    assert_ne!(starts[1]["worker"], worker.as_str(), "another worker resumes it");
+    assert_eq!(starts[1]["attempt"], 1, "as the same run");
+    let resumed_from = starts[1]["resumed_from_step"].as_u64().expect("resumed from a checkpoint");
     assert!(resumed_from >= 2, "a checkpoint at or after step 2: {resumed_from}");
     app.task_until(&admin, &id, 60, |t| {
         t["status"] == "running" && t["progress"]["step"].as_u64() > Some(resumed_from)

@@ -52,6 +52,24 @@ impl TestApp {
         (response.status(), response.json().await.unwrap())
     }
 
+    /// The payloads of task `id`'s `TrainingStarted` events, once there are `n` (failing after `secs`).
+    pub async fn task_starts(&self, id: &str, n: usize, secs: u64) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let history = bonsai_projections::log::aggregate_history(&self.pool, "TrainingTask", id).await.unwrap();
+            let starts: Vec<Value> = history
+                .iter()
+                .filter(|e| e.event_type == "TrainingStarted")
+                .map(|e| e.payload["TrainingStarted"].clone())
+                .collect();
+            if starts.len() >= n {
+                return starts;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{n} starts not recorded within {secs} s: {history:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The types of task `id`'s events, in order.
     async fn task_event_types(&self, id: &str) -> Vec<String> {
         let history = bonsai_projections::log::aggregate_history(&self.pool, "TrainingTask", id).await.unwrap();
@@ -304,24 +322,8 @@ async fn a_run_interrupted_by_a_shutdown_resumes_when_the_platform_restarts() {
 
     // The unfinished run is delivered again and continues from its checkpoint, as the same attempt.
     let admin = restarted.admin_token().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let history = bonsai_projections::log::aggregate_history(&restarted.pool, "TrainingTask", &id).await.unwrap();
-        let starts: Vec<&Value> = history
-            .iter()
-            .filter(|e| e.event_type == "TrainingStarted")
-            .map(|e| &e.payload["TrainingStarted"])
-            .collect();
-        if starts.len() == 2 {
-            assert_eq!(
-                (starts[1]["attempt"].as_u64(), starts[1]["resumed_from_step"].as_u64()),
-                (Some(1), Some(reached))
-            );
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the run was not resumed: {history:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let starts = restarted.task_starts(&id, 2, 120).await;
+    assert_eq!((starts[1]["attempt"].as_u64(), starts[1]["resumed_from_step"].as_u64()), (Some(1), Some(reached)));
     restarted.task_until(&admin, &id, 60, |t| t["progress"]["step"].as_u64() > Some(reached)).await;
     restarted.task_command(&admin, &id, "stop").await;
     restarted.task_until(&admin, &id, 60, |t| t["status"] == "stopped").await;
