@@ -32,15 +32,17 @@ struct Acknowledged {
     failures: usize,
 }
 
-/// POSTs `body` to `path` until `stop`, keeping the id (`id_field` of each 2xx answer) in `kept`.
+/// Which field of an answer is the id written, and where in [`Acknowledged`] it is kept.
+type Keep = (&'static str, fn(&mut Acknowledged) -> &mut Vec<String>);
+
+/// POSTs `body` to `url` until `stop`, keeping the id of each 2xx answer as `(id_field, kept)` says.
 async fn writer(
     client: Client,
     url: String,
     token: String,
     body: impl Fn(usize) -> Value,
-    id_field: &'static str,
+    (id_field, kept): Keep,
     acked: Arc<Mutex<Acknowledged>>,
-    kept: fn(&mut Acknowledged) -> &mut Vec<String>,
     stop: CancellationToken,
 ) {
     let mut i = 0;
@@ -81,9 +83,8 @@ async fn burst(
         format!("{base}/api/qa/ask"),
         admin.clone(),
         |i| json!({"question": format!("burst question {i}"), "wait_secs": 0, "max_new_tokens": 2}),
-        "question_id",
+        ("question_id", |a| &mut a.questions),
         acked.clone(),
-        |a| &mut a.questions,
         stop.clone(),
     ));
     let on = dataset.clone();
@@ -95,9 +96,8 @@ async fn burst(
             json!({"name": format!("burst task {i}"), "base_model_id": "tiny", "dataset_id": on,
             "config": {"max_steps": 1, "merge": false}, "start": false})
         },
-        "id",
+        ("id", |a| &mut a.tasks),
         acked.clone(),
-        |a| &mut a.tasks,
         stop.clone(),
     ));
     for w in 0..3 {
