@@ -260,6 +260,8 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_clients() {
     let other = login("198.51.100.2", ADMIN, ADMIN_PASSWORD).await.unwrap();
     assert_eq!(other.status(), StatusCode::OK, "another client behind the same proxy is not locked out");
     let token = other.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    // Once the users view knows the admin (a fresh instance).
+    eventually(|| async { app.get("/api/users/profile", Some(&token)).await.status() == StatusCode::OK }).await;
     let sessions: serde_json::Value = app.get("/api/users/profile/sessions", Some(&token)).await.json().await.unwrap();
     let this = sessions["items"].as_array().unwrap().iter().find(|s| s["current"] == true).unwrap().clone();
     assert_eq!(this["address"], "198.51.100.2", "{sessions}");
@@ -276,6 +278,7 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_clients() {
         .await
         .unwrap();
     let token = response.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    eventually(|| async { app.get("/api/users/profile", Some(&token)).await.status() == StatusCode::OK }).await;
     let sessions: serde_json::Value = app.get("/api/users/profile/sessions", Some(&token)).await.json().await.unwrap();
     assert_eq!(sessions["items"][0]["address"], "127.0.0.1", "{sessions}");
 }
