@@ -222,12 +222,7 @@ impl AlertWorker {
         message: &str,
         meta: &CommandMetadata,
     ) -> Result<(), CommandError> {
-        let (name, owner) = match creation(&self.pool, AggregateKind::TrainingTask, task).await? {
-            Some(Event::TrainingTask(TrainingTaskEvent::TrainingTaskCreated { name, owner_id, .. })) => {
-                (name, Some(owner_id))
-            }
-            _ => (String::new(), None),
-        };
+        let (name, owner) = self.task_name_and_owner(task).await?;
         let spec = AlertSpec {
             kind: "training_failed".into(),
             severity: Severity::Warning,
@@ -237,6 +232,16 @@ impl AlertWorker {
             owner_id: owner,
         };
         self.raise(&format!("training_failed/{task}/{attempt}"), spec, false, meta).await
+    }
+
+    /// Training task `task`'s name and owner, from its creation event.
+    async fn task_name_and_owner(&self, task: Uuid) -> Result<(String, Option<Uuid>), CommandError> {
+        Ok(match creation(&self.pool, AggregateKind::TrainingTask, task).await? {
+            Some(Event::TrainingTask(TrainingTaskEvent::TrainingTaskCreated { name, owner_id, .. })) => {
+                (name, Some(owner_id))
+            }
+            _ => (String::new(), None),
+        })
     }
 
     async fn training_completed(
@@ -254,12 +259,7 @@ impl AlertWorker {
         if warnings.is_empty() {
             return Ok(());
         }
-        let (name, owner) = match creation(&self.pool, AggregateKind::TrainingTask, task).await? {
-            Some(Event::TrainingTask(TrainingTaskEvent::TrainingTaskCreated { name, owner_id, .. })) => {
-                (name, Some(owner_id))
-            }
-            _ => (String::new(), None),
-        };
+        let (name, owner) = self.task_name_and_owner(task).await?;
         let said: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
         let spec = AlertSpec {
             kind: "training_warning".into(),

@@ -454,11 +454,19 @@ impl ModelWorker {
                 let out = out.clone();
                 // Reading and writing hundreds of MB of weights: a blocking thread.
                 tokio::task::spawn_blocking(move || {
-                    if let Some((base, adapter)) = &merge {
-                        bonsai_ml::train::merge_folders(base, adapter, &weights)
-                            .map_err(|e| ("merge_failed", e.to_string()))?;
+                    let Some((base, adapter)) = &merge else {
+                        return bonsai_ml::onnx::export_dir(&weights, &out)
+                            .map_err(|e| ("export_failed", e.to_string()));
+                    };
+                    bonsai_ml::train::merge_folders(base, adapter, &weights)
+                        .map_err(|e| ("merge_failed", e.to_string()))?;
+                    let exported = bonsai_ml::onnx::export_dir(&weights, &out);
+                    // The merged weights were only the export's input: the model is served from its export (and
+                    // the adapter it was merged from stays), so they would be a second full copy on disk.
+                    if let Err(error) = std::fs::remove_dir_all(&weights) {
+                        tracing::warn!(%error, dir = %weights.display(), "could not remove the merged weights");
                     }
-                    bonsai_ml::onnx::export_dir(&weights, &out).map_err(|e| ("export_failed", e.to_string()))
+                    exported.map_err(|e| ("export_failed", e.to_string()))
                 })
                 .await
                 .map_err(|e| ("export_failed", e.to_string()))

@@ -193,9 +193,9 @@ fn metrics(p: &Progress) -> TrainingMetrics {
 }
 
 /// Records as interrupted every run whose worker's node is gone: the task shows `running` (or `stopping`),
-/// has had no news for a lease, and no live node's name prefixes its worker's. Returns how many it recorded.
+/// has had no news for a lease, and no live node's name prefixes its worker's. Returns how many it found.
 /// Every node runs this; the TrainingTask aggregate records each loss once (a run another worker has taken
-/// meanwhile is left alone).
+/// meanwhile is left alone), and a run recorded so leaves the view's `running` for the next look.
 pub async fn interrupt_lost_runs(commands: &CommandBus, lease: Duration) -> Result<usize, CommandError> {
     let lost: Vec<(Uuid, i32, String)> = sqlx::query_as(
         "SELECT v.id, v.attempt, v.worker FROM training_tasks_view v \
@@ -208,22 +208,15 @@ pub async fn interrupt_lost_runs(commands: &CommandBus, lease: Duration) -> Resu
     .fetch_all(commands.pool())
     .await
     .map_err(|e| CommandError::Store(e.to_string()))?;
-    let mut recorded = 0;
+    let found = lost.len();
     for (task_id, attempt, worker) in lost {
+        tracing::warn!(%task_id, attempt, %worker, "the node running this training is gone: run interrupted");
         let meta = CommandMetadata::system(format!("lease:{worker}"));
-        let command = TrainingTaskCommand::RecordTrainingInterrupted {
-            attempt: attempt as u32,
-            worker: worker.clone(),
-            reason: "worker_lost".to_owned(),
-        };
-        let before = commands.load::<bonsai_domain::training::TrainingTask>(task_id).await?.status;
+        let reason = "worker_lost".to_owned();
+        let command = TrainingTaskCommand::RecordTrainingInterrupted { attempt: attempt as u32, worker, reason };
         commands.execute(task_id, command, &meta).await?;
-        if before.is_running() {
-            tracing::warn!(%task_id, attempt, %worker, "the node running this training is gone: run interrupted");
-            recorded += 1;
-        }
     }
-    Ok(recorded)
+    Ok(found)
 }
 
 /// The id of the model run `attempt` of task `task_id` becomes (with `register_as`).

@@ -229,21 +229,30 @@ pub(crate) async fn register_model(
     user.require(Permission::ManageModels)?;
     let id = Uuid::now_v7();
     let (source, base_model_id, metrics) = source(&state, &user, &request, id).await?;
-    let name = request.name.trim().to_owned();
-    let version = models::next_version(&state.pool, &name).await? as u32;
-    let meta = CommandMetadata::new(Some(user.id), correlation);
-    let command = ModelCommand::RegisterModel {
-        model_id: id,
-        owner_id: user.id,
-        name,
-        version,
-        base_model_id,
-        source,
-        metrics,
-        deploy_when_ready: false,
-    };
-    let model = state.commands.execute_and_get(id, command, &meta).await?;
-    Ok((StatusCode::CREATED, Json(accepted(id, &model, Some(version)))))
+    let copied = matches!(source, ModelSource::TrainingCheckpoint { .. });
+    let registered = async {
+        let name = request.name.trim().to_owned();
+        let version = models::next_version(&state.pool, &name).await? as u32;
+        let meta = CommandMetadata::new(Some(user.id), correlation);
+        let command = ModelCommand::RegisterModel {
+            model_id: id,
+            owner_id: user.id,
+            name,
+            version,
+            base_model_id,
+            source,
+            metrics,
+            deploy_when_ready: false,
+        };
+        let model = state.commands.execute_and_get(id, command, &meta).await?;
+        Ok::<_, ApiError>((StatusCode::CREATED, Json(accepted(id, &model, Some(version)))))
+    }
+    .await;
+    // A refused registration (a bad name) leaves no copied checkpoint adapter behind.
+    if let (true, Err(_), Some(data_dir)) = (copied, &registered, &state.data_dir) {
+        let _ = std::fs::remove_dir_all(data_dir.join("serving").join(id.to_string()));
+    }
+    registered
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

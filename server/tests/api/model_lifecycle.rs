@@ -285,6 +285,11 @@ async fn a_checkpoint_of_a_run_is_registered_exported_and_deployed_as_a_model() 
     );
     let response = register(json!({"name": "early", "base_model_id": "tiny", "checkpoint_step": step})).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = register(json!({"name": " ", "training_task_id": task, "checkpoint_step": step})).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let serving = app.settings.data_dir.join("serving");
+    let left = std::fs::read_dir(&serving).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "a refused registration leaves no copied adapter");
     let response = register(json!({"name": "early", "training_task_id": task, "checkpoint_step": step})).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
@@ -296,6 +301,7 @@ async fn a_checkpoint_of_a_run_is_registered_exported_and_deployed_as_a_model() 
         (Some(step), Some(task.as_str()))
     );
     assert!(app.settings.data_dir.join(format!("serving/{id}/adapter/adapter_model.safetensors")).is_file());
+    assert!(!app.settings.data_dir.join(format!("serving/{id}/merged")).exists(), "no second copy once exported");
     let response = app.post(&format!("/api/models/{id}/deploy"), Some(&admin), json!({})).await;
     assert_eq!(response.status(), StatusCode::OK);
     app.model_until(&admin, &id, |m| m["deployed"] == true).await;
